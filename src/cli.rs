@@ -1,0 +1,236 @@
+//! The command line: `run`, `validate`, `demo`, `hash-password`, `schema`, `version`.
+//!
+//! Exit codes: 0 success, 1 runtime failure (port in use, I/O), 2 invalid configuration or
+//! usage (clap's convention for usage errors).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Environment};
+use crate::runtime::Runtime;
+use crate::secrets::SecretProvider;
+use crate::store::MemoryStore;
+use crate::telemetry::{self, metrics::Metrics};
+
+/// The embedded default configuration (`config.example.yaml`), used by `tessera demo`.
+pub const EXAMPLE_CONFIG: &str = include_str!("../config.example.yaml");
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tessera",
+    version,
+    about = "Identity orchestrator: SSO reverse proxy for web apps, sessions, local login",
+    long_about = "Tessera fronts web applications with single sign-on. One YAML file configures \
+listeners, identity connectors, and the apps it protects.\n\nStart with `tessera demo`, then \
+`tessera validate --config FILE` and `tessera run --config FILE`."
+)]
+pub struct Cli {
+    /// Where `<name>` secret references are resolved: `env://` (default: `<okta.secret>` is
+    /// env OKTA_SECRET) or `secretfile:///path/secrets.yaml`.
+    #[arg(long, global = true, env = "TESSERA_SECRET_PROVIDER", value_name = "URL")]
+    secret_provider: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the gateway with a configuration file.
+    Run {
+        /// The YAML configuration file.
+        #[arg(long, short, env = "TESSERA_CONFIG", value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Check a configuration file without starting anything; prints every problem as
+    /// FILE:LINE:COL. Exit code 0 if valid, 2 if not.
+    Validate {
+        #[arg(long, short, env = "TESSERA_CONFIG", value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Run the embedded demo: config.example.yaml plus a built-in "whoami" app that shows
+    /// the identity headers it receives. Offline, in memory.
+    Demo {
+        /// Use this file instead of the embedded config.example.yaml.
+        #[arg(long, short, value_name = "FILE")]
+        config: Option<PathBuf>,
+    },
+    /// Hash a password for a `local` connector user (argon2id). Reads the password from
+    /// stdin when it is not a terminal, else prompts twice.
+    HashPassword,
+    /// Print the JSON schema of the configuration file (for editor completion).
+    Schema,
+    /// Print the version.
+    Version,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let secrets = match SecretProvider::from_url(cli.secret_provider.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match cli.command {
+        Command::Version => {
+            println!("tessera {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Schema => {
+            print!("{}", config::schema::json_schema());
+            ExitCode::SUCCESS
+        }
+        Command::HashPassword => hash_password(),
+        Command::Validate { config } => with_tokio(|| async move {
+            match load(&config, &secrets) {
+                Ok(rt) => {
+                    for w in &rt.warnings {
+                        eprintln!("warning: {w}");
+                    }
+                    println!("{}: configuration is valid", config.display());
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            }
+        }),
+        Command::Run { config } => with_tokio(|| async move {
+            match load(&config, &secrets) {
+                Ok(rt) => run(rt, None).await,
+                Err(code) => code,
+            }
+        }),
+        Command::Demo { config } => with_tokio(|| async move {
+            let rt = match &config {
+                Some(path) => load(path, &secrets),
+                None => load_text(EXAMPLE_CONFIG, Path::new("config.example.yaml (embedded)"), &secrets),
+            };
+            match rt {
+                Ok(rt) => {
+                    let upstream = rt.apps.first().map(|a| a.upstream.authority().to_string());
+                    run(rt, upstream).await
+                }
+                Err(code) => code,
+            }
+        }),
+    }
+}
+
+fn with_tokio<F, Fut>(f: F) -> ExitCode
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = ExitCode>,
+{
+    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(f()),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn environment(secrets: &SecretProvider) -> Environment<'_> {
+    Environment {
+        secrets,
+        store: Arc::new(MemoryStore::new()),
+        metrics: Arc::new(Metrics::new()),
+    }
+}
+
+fn load(path: &Path, secrets: &SecretProvider) -> Result<Runtime, ExitCode> {
+    config::load_file(path, &environment(secrets)).map_err(|report| {
+        eprintln!("{report}");
+        ExitCode::from(2)
+    })
+}
+
+fn load_text(text: &str, label: &Path, secrets: &SecretProvider) -> Result<Runtime, ExitCode> {
+    config::load_str(text, label, Path::new("."), &environment(secrets)).map_err(|report| {
+        eprintln!("{report}");
+        ExitCode::from(2)
+    })
+}
+
+async fn run(rt: Runtime, demo_upstream: Option<String>) -> ExitCode {
+    telemetry::init_logging(&rt.logging.level, rt.logging.json);
+    for w in &rt.warnings {
+        tracing::warn!("{w}");
+    }
+    if let Some(authority) = &demo_upstream {
+        match crate::demo::start_whoami(authority).await {
+            Ok(addr) => tracing::info!(address = %addr, "demo whoami app listening"),
+            Err(e) => {
+                eprintln!("error: cannot start the demo app on {authority}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    let listener = match crate::server::bind(&rt).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("error: cannot listen on {}: {e}", rt.listen.address);
+            return ExitCode::FAILURE;
+        }
+    };
+    if demo_upstream.is_some() {
+        if let Ok(addr) = listener.local_addr() {
+            let url = crate::server::display_address(addr, rt.listen.tls.is_some());
+            println!(
+                "\nTessera demo is running: open {url}/ and sign in as alice / wonderland \
+(admin) or bob / builder.\nPress Ctrl+C to stop.\n"
+            );
+            let _ = std::io::stdout().flush();
+        }
+    }
+    match crate::server::serve(Arc::new(rt), listener, crate::server::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn hash_password() -> ExitCode {
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password("Password: ");
+        let second = rpassword::prompt_password("Repeat password: ");
+        match (first, second) {
+            (Ok(a), Ok(b)) if a == b => a,
+            (Ok(_), Ok(_)) => {
+                eprintln!("error: the passwords do not match");
+                return ExitCode::from(2);
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                eprintln!("error: cannot read the password: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    } else {
+        let mut line = String::new();
+        if let Err(e) = std::io::stdin().lock().read_line(&mut line) {
+            eprintln!("error: cannot read the password from stdin: {e}");
+            return ExitCode::FAILURE;
+        }
+        line.trim_end_matches(['\r', '\n']).to_string()
+    };
+    if password.is_empty() {
+        eprintln!("error: the password is empty");
+        return ExitCode::from(2);
+    }
+    match crate::connectors::local::hash_password(&password) {
+        Ok(h) => {
+            println!("{h}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

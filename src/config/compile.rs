@@ -1,0 +1,749 @@
+//! From a decoded document to the runtime: every reference resolved, every regex compiled,
+//! every file read. All problems are collected; the runtime exists only if there are none.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use http::HeaderName;
+use serde_yaml_ng::Value;
+
+use super::decode::{closest, decode};
+use super::model::*;
+use super::source::{ConfigPath, Diagnostics};
+use super::Environment;
+use crate::claims::{AttrRef, Attributes, Template};
+use crate::connectors::local::{check_hash, LocalUser, Throttle};
+use crate::connectors::{Connector, Connectors, LocalConnector};
+use crate::proxy::headers::{reserved, InjectedHeader};
+use crate::proxy::policy::{Authorization, Location, Policy, PolicySet};
+use crate::proxy::rules::parse_rule;
+use crate::proxy::upstream::Upstream;
+use crate::proxy::{AppLogout, ProxyApp};
+use crate::runtime::{Listen, Logging, Runtime};
+use crate::server::router::{RoutePattern, Router};
+use crate::server::tls;
+use crate::session::cookie::{CookieSpec, SameSite};
+use crate::session::{SessionSettings, Sessions};
+
+const TOP_LEVEL: [&str; 9] = [
+    "version",
+    "http",
+    "tls",
+    "logger",
+    "health",
+    "telemetry",
+    "session",
+    "connectors",
+    "apps",
+];
+/// Keys of the contract that later versions implement: named, so the error says so.
+const NOT_YET: [&str; 3] = ["caches", "serviceExtensions", "oidcProvider"];
+const CONNECTOR_TYPES: [&str; 1] = ["local"];
+const PLANNED_CONNECTOR_TYPES: [&str; 6] = ["oidc", "okta", "azure", "auth0", "keycloak", "ldap"];
+const APP_TYPES: [&str; 1] = ["proxy"];
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+fn resolve_file(base: &Path, p: &str) -> PathBuf {
+    let path = Path::new(p);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+struct Ctx<'a> {
+    base: &'a Path,
+    diags: &'a mut Diagnostics,
+    tls: &'a BTreeMap<String, TlsProfile>,
+    connectors: HashSet<String>,
+}
+
+pub fn compile(
+    doc: &Value,
+    base: &Path,
+    env: &Environment<'_>,
+    diags: &mut Diagnostics,
+) -> Option<Runtime> {
+    let root = ConfigPath::root();
+    let Value::Mapping(top) = doc else {
+        diags.error_hint(&root, "the configuration must be a mapping of sections", "start from config.example.yaml");
+        return None;
+    };
+    for key in top.keys() {
+        let k = key.as_str().unwrap_or("?");
+        if TOP_LEVEL.contains(&k) {
+            continue;
+        }
+        if NOT_YET.contains(&k) {
+            diags.error_hint(
+                &root.key(k),
+                format!("`{k}` is not supported by this version of Tessera yet"),
+                "remove this section",
+            );
+            continue;
+        }
+        let hint = match closest(k, &strings(&TOP_LEVEL)) {
+            Some(b) => format!("did you mean `{b}`?"),
+            None => format!("valid sections: {}", TOP_LEVEL.join(", ")),
+        };
+        diags.error_hint(&root.key(k), format!("unknown key `{k}`"), hint);
+    }
+    let section = |k: &str| top.get(k).filter(|v| !v.is_null());
+
+    match section("version") {
+        None => diags.error_hint(&root, "missing required key `version`", "add `version: 1` at the top"),
+        Some(v) => match v.as_u64() {
+            Some(1) => {}
+            _ => diags.error_hint(&root.key("version"), "unsupported version", "this Tessera reads `version: 1`"),
+        },
+    }
+    let tls_profiles: BTreeMap<String, TlsProfile> = section("tls")
+        .and_then(|v| decode(v, &root.key("tls"), diags))
+        .unwrap_or_default();
+    for (name, p) in &tls_profiles {
+        if let Some(v) = &p.minVersion {
+            if let Err(e) = tls::check_min_version(v) {
+                diags.error(&root.key("tls").key(name).key("minVersion"), e);
+            }
+        }
+    }
+    let http: Option<HttpConfig> = section("http").and_then(|v| decode(v, &root.key("http"), diags));
+    let logger: Option<LoggerConfig> = section("logger").and_then(|v| decode(v, &root.key("logger"), diags));
+    let health: Option<HealthConfig> = section("health").and_then(|v| decode(v, &root.key("health"), diags));
+    let telemetry: Option<TelemetryConfig> =
+        section("telemetry").and_then(|v| decode(v, &root.key("telemetry"), diags));
+    let session: Option<SessionConfig> = section("session").and_then(|v| decode(v, &root.key("session"), diags));
+
+    let mut ctx = Ctx {
+        base,
+        diags,
+        tls: &tls_profiles,
+        connectors: HashSet::new(),
+    };
+    let mut warnings = Vec::new();
+    let listen = compile_listen(http.as_ref(), &mut ctx, &mut warnings);
+    let logging = compile_logging(logger.as_ref(), &mut ctx);
+    let health_location = location_setting(
+        health.as_ref().and_then(|h| h.location.as_deref()),
+        "/status",
+        &root.key("health").key("location"),
+        &mut ctx,
+    );
+    let metrics_location = telemetry
+        .as_ref()
+        .and_then(|t| t.metrics.as_ref())
+        .and_then(|m| m.location.as_deref())
+        .map(|l| location_setting(Some(l), l, &root.key("telemetry").key("metrics").key("location"), &mut ctx));
+    let settings = compile_session(session.as_ref(), listen.as_ref().is_some_and(|l| l.tls.is_some()), &mut ctx);
+
+    let connectors = compile_connectors(section("connectors"), &mut ctx);
+    let (apps, router) = compile_apps(section("apps"), &connectors, &mut ctx);
+
+    let listen = listen?;
+    if listen.tls.is_none() {
+        warnings.push(
+            "serving plain HTTP: cookies are not marked Secure; use a TLS profile outside development".to_string(),
+        );
+    }
+    Some(Runtime {
+        listen,
+        logging: logging?,
+        health_location,
+        metrics_location,
+        sessions: Sessions::new(env.store.clone(), settings?),
+        connectors,
+        apps,
+        router,
+        metrics: env.metrics.clone(),
+        warnings,
+    })
+}
+
+/// `host:port`, `:port` (all interfaces) or `[v6]:port`.
+fn parse_address(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    full.to_socket_addrs()
+        .map_err(|e| format!("`{s}` is not a listen address ({e})"))?
+        .next()
+        .ok_or_else(|| format!("`{s}` resolves to no address"))
+}
+
+fn compile_listen(http: Option<&HttpConfig>, ctx: &mut Ctx<'_>, _warnings: &mut Vec<String>) -> Option<Listen> {
+    let path = ConfigPath::root().key("http");
+    let tls_cfg = match http.and_then(|h| h.tls.as_deref()) {
+        None => None,
+        Some(name) => match ctx.tls.get(name) {
+            None => {
+                unknown_ref(ctx, &path.key("tls"), "TLS profile", name, ctx.tls.keys().cloned().collect());
+                return None;
+            }
+            Some(p) => {
+                let ppath = ConfigPath::root().key("tls").key(name);
+                match (&p.certFile, &p.keyFile) {
+                    (Some(c), Some(k)) => {
+                        match tls::server_config(&resolve_file(ctx.base, c), &resolve_file(ctx.base, k), p.minVersion.as_deref()) {
+                            Ok(cfg) => Some(cfg),
+                            Err(e) => {
+                                ctx.diags.error(&ppath.key("certFile"), e);
+                                return None;
+                            }
+                        }
+                    }
+                    _ => {
+                        ctx.diags.error_hint(
+                            &path.key("tls"),
+                            format!("TLS profile `{name}` has no certFile/keyFile for the listener"),
+                            format!("add certFile and keyFile to tls.{name}"),
+                        );
+                        return None;
+                    }
+                }
+            }
+        },
+    };
+    let default_addr = if tls_cfg.is_some() { ":8443" } else { ":8080" };
+    let (addr_text, addr_path, from_env) = match std::env::var("TESSERA_HTTP_ADDRESS") {
+        Ok(v) if !v.trim().is_empty() => (v, path.key("address"), true),
+        _ => (
+            http.and_then(|h| h.address.clone()).unwrap_or_else(|| default_addr.to_string()),
+            path.key("address"),
+            false,
+        ),
+    };
+    let address = match parse_address(&addr_text) {
+        Ok(a) => a,
+        Err(e) => {
+            let hint = if from_env { "fix TESSERA_HTTP_ADDRESS" } else { "write `:8443` or `127.0.0.1:8443`" };
+            ctx.diags.error_hint(&addr_path, e, hint);
+            return None;
+        }
+    };
+    Some(Listen {
+        address,
+        tls: tls_cfg,
+        shutdown_timeout: Duration::from_secs(http.and_then(|h| h.shutdownTimeoutSeconds).unwrap_or(10)),
+    })
+}
+
+fn compile_logging(l: Option<&LoggerConfig>, ctx: &mut Ctx<'_>) -> Option<Logging> {
+    let path = ConfigPath::root().key("logger");
+    let level = l.and_then(|l| l.level.clone()).unwrap_or_else(|| "info".into());
+    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
+        ctx.diags.error_hint(&path.key("level"), format!("invalid log level `{level}`"), "use trace, debug, info, warn or error");
+        return None;
+    }
+    let json = match l.and_then(|l| l.format.as_deref()).unwrap_or("json") {
+        "json" => true,
+        "text" => false,
+        other => {
+            ctx.diags.error_hint(&path.key("format"), format!("invalid log format `{other}`"), "use json or text");
+            return None;
+        }
+    };
+    Some(Logging { level, json })
+}
+
+fn location_setting(value: Option<&str>, default: &str, path: &ConfigPath, ctx: &mut Ctx<'_>) -> String {
+    let v = value.unwrap_or(default);
+    if !v.starts_with('/') || v.starts_with(crate::login::PREFIX) {
+        ctx.diags.error_hint(path, format!("`{v}` is not a usable path"), "use an absolute path like /status (not under /.tessera/)");
+    }
+    v.to_string()
+}
+
+fn compile_session(s: Option<&SessionConfig>, tls_on: bool, ctx: &mut Ctx<'_>) -> Option<SessionSettings> {
+    let path = ConfigPath::root().key("session");
+    let cookie = s.and_then(|s| s.cookie.as_ref());
+    let name = cookie.and_then(|c| c.name.clone()).unwrap_or_else(|| "tessera_session".into());
+    let mut ok = true;
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        ctx.diags.error_hint(&path.key("cookie").key("name"), format!("`{name}` is not a valid cookie name"), "use letters, digits, `-`, `_` or `.`");
+        ok = false;
+    }
+    if name == crate::login::FLOW_COOKIE {
+        ctx.diags.error(&path.key("cookie").key("name"), format!("`{name}` is reserved by the login flow"));
+        ok = false;
+    }
+    let same_site = match cookie.and_then(|c| c.sameSite.as_deref()) {
+        None => SameSite::Lax,
+        Some(v) => match SameSite::parse(v) {
+            Some(s) => s,
+            None => {
+                ctx.diags.error_hint(&path.key("cookie").key("sameSite"), format!("invalid sameSite `{v}`"), "use Lax, Strict or None");
+                ok = false;
+                SameSite::Lax
+            }
+        },
+    };
+    if same_site == SameSite::None && !tls_on {
+        ctx.diags.error_hint(
+            &path.key("cookie").key("sameSite"),
+            "sameSite None needs TLS (browsers drop such cookies unless Secure)",
+            "use Lax, or configure http.tls",
+        );
+        ok = false;
+    }
+    let domain = cookie.and_then(|c| c.domain.clone()).filter(|d| !d.is_empty());
+    let max = s.and_then(|s| s.maxLifetimeSeconds).unwrap_or(28800);
+    let idle = s.and_then(|s| s.idleTimeoutSeconds).unwrap_or(1800);
+    for (k, v) in [("maxLifetimeSeconds", max), ("idleTimeoutSeconds", idle)] {
+        if v == 0 {
+            ctx.diags.error(&path.key(k), format!("`{k}` must be greater than 0"));
+            ok = false;
+        }
+    }
+    match s.and_then(|s| s.store.as_deref()) {
+        None | Some("default") => {}
+        Some(other) => {
+            ctx.diags.error_hint(
+                &path.key("store"),
+                format!("unknown store `{other}`"),
+                "use `default` (in memory); shared caches arrive with the Redis backend",
+            );
+            ok = false;
+        }
+    }
+    ok.then(|| SessionSettings {
+        cookie: CookieSpec {
+            name,
+            path: "/",
+            domain,
+            same_site,
+            secure: tls_on,
+        },
+        max_lifetime: Duration::from_secs(max),
+        idle_timeout: Duration::from_secs(idle),
+    })
+}
+
+fn unknown_ref(ctx: &mut Ctx<'_>, path: &ConfigPath, what: &str, name: &str, known: Vec<String>) {
+    let hint = match closest(name, &known) {
+        Some(b) => format!("did you mean `{b}`?"),
+        None if known.is_empty() => format!("no {what} is defined"),
+        None => format!("defined: {}", known.join(", ")),
+    };
+    ctx.diags.error_hint(path, format!("unknown {what} `{name}`"), hint);
+}
+
+/// Splits a `type`-tagged item into its type and the remaining keys.
+fn tagged(v: &Value, path: &ConfigPath, known: &[&str], planned: &[&str], what: &str, ctx: &mut Ctx<'_>) -> Option<(String, Value)> {
+    let Value::Mapping(m) = v else {
+        ctx.diags.error(path, format!("each {what} must be a mapping"));
+        return None;
+    };
+    let Some(t) = m.get("type") else {
+        ctx.diags.error_hint(path, format!("missing required key `type` for this {what}"), format!("use one of: {}", known.join(", ")));
+        return None;
+    };
+    let Some(t) = t.as_str() else {
+        ctx.diags.error(&path.key("type"), "`type` must be a string");
+        return None;
+    };
+    if planned.contains(&t) {
+        ctx.diags.error_hint(&path.key("type"), format!("{what} type `{t}` is not supported by this version of Tessera yet"), format!("available: {}", known.join(", ")));
+        return None;
+    }
+    if !known.contains(&t) {
+        let hint = match closest(t, &strings(known)) {
+            Some(b) => format!("did you mean `{b}`?"),
+            None => format!("use one of: {}", known.join(", ")),
+        };
+        ctx.diags.error_hint(&path.key("type"), format!("unknown {what} type `{t}`"), hint);
+        return None;
+    }
+    let mut rest = m.clone();
+    rest.remove("type");
+    Some((t.to_string(), Value::Mapping(rest)))
+}
+
+fn list<'a>(v: Option<&'a Value>, path: &ConfigPath, ctx: &mut Ctx<'_>) -> &'a [Value] {
+    match v {
+        None => &[],
+        Some(Value::Sequence(s)) => s,
+        Some(_) => {
+            ctx.diags.error(path, "must be a list");
+            &[]
+        }
+    }
+}
+
+fn check_name(name: &str, path: &ConfigPath, seen: &mut HashSet<String>, what: &str, ctx: &mut Ctx<'_>) -> bool {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) {
+        ctx.diags.error_hint(path, format!("`{name}` is not a valid {what} name"), "use letters, digits, `_` and `-`");
+        return false;
+    }
+    if !seen.insert(name.to_string()) {
+        ctx.diags.error(path, format!("duplicate {what} name `{name}`"));
+        return false;
+    }
+    true
+}
+
+fn yaml_to_attr(v: &Value) -> Option<serde_json::Value> {
+    match v {
+        Value::String(s) => Some(s.clone().into()),
+        Value::Bool(b) => Some((*b).into()),
+        Value::Number(n) => serde_json::to_value(n).ok(),
+        Value::Sequence(items) => items
+            .iter()
+            .map(|i| match i {
+                Value::Sequence(_) | Value::Mapping(_) | Value::Null | Value::Tagged(_) => None,
+                other => yaml_to_attr(other),
+            })
+            .collect::<Option<Vec<_>>>()
+            .map(serde_json::Value::Array),
+        _ => None,
+    }
+}
+
+fn compile_connectors(v: Option<&Value>, ctx: &mut Ctx<'_>) -> Connectors {
+    let path = ConfigPath::root().key("connectors");
+    let mut out = Connectors::default();
+    let mut seen = HashSet::new();
+    for (i, item) in list(v, &path, ctx).iter().enumerate() {
+        let p = path.index(i);
+        let Some((_t, rest)) = tagged(item, &p, &CONNECTOR_TYPES, &PLANNED_CONNECTOR_TYPES, "connector", ctx) else {
+            // still reserve the name so references to it do not cascade into more errors
+            if let Some(n) = item.get("name").and_then(Value::as_str) {
+                ctx.connectors.insert(n.to_string());
+            }
+            continue;
+        };
+        let Some(cfg) = decode::<LocalConnectorConfig>(&rest, &p, ctx.diags) else {
+            if let Some(n) = item.get("name").and_then(Value::as_str) {
+                ctx.connectors.insert(n.to_string());
+            }
+            continue;
+        };
+        if !check_name(&cfg.name, &p.key("name"), &mut seen, "connector", ctx) {
+            continue;
+        }
+        ctx.connectors.insert(cfg.name.clone());
+        if let Some(c) = compile_local(cfg, &p, ctx) {
+            out.insert(Connector::Local(c));
+        }
+    }
+    out
+}
+
+fn compile_local(cfg: LocalConnectorConfig, p: &ConfigPath, ctx: &mut Ctx<'_>) -> Option<LocalConnector> {
+    let mut users = HashMap::new();
+    let mut ok = true;
+    for (j, u) in cfg.users.iter().enumerate() {
+        let up = p.key("users").index(j);
+        if u.username.is_empty() {
+            ctx.diags.error(&up.key("username"), "username must not be empty");
+            ok = false;
+        }
+        if let Err(e) = check_hash(&u.passwordHash) {
+            ctx.diags.error_hint(&up.key("passwordHash"), e, "generate one with `tessera hash-password`");
+            ok = false;
+        }
+        let mut attributes = Attributes::new();
+        for (k, v) in &u.attributes {
+            match yaml_to_attr(v) {
+                Some(a) => {
+                    attributes.insert(k.clone(), a);
+                }
+                None => {
+                    ctx.diags.error(&up.key("attributes").key(k), "attributes must be strings, numbers, booleans or lists of those");
+                    ok = false;
+                }
+            }
+        }
+        let user = LocalUser {
+            password_hash: u.passwordHash.clone(),
+            attributes,
+        };
+        if users.insert(u.username.clone(), user).is_some() {
+            ctx.diags.error(&up.key("username"), format!("duplicate username `{}`", u.username));
+            ok = false;
+        }
+    }
+    let t = cfg.throttle.as_ref();
+    let throttle = Throttle {
+        max_failures: t.and_then(|t| t.maxFailures).unwrap_or(5).max(1),
+        window: Duration::from_secs(t.and_then(|t| t.windowSeconds).unwrap_or(900).max(1)),
+    };
+    ok.then(|| LocalConnector::new(cfg.name, users, throttle))
+}
+
+fn check_attr_ref(a: &AttrRef, path: &ConfigPath, ctx: &mut Ctx<'_>) {
+    if !ctx.connectors.contains(a.connector()) {
+        let known: Vec<String> = ctx.connectors.iter().cloned().collect();
+        let hint = match closest(a.connector(), &known) {
+            Some(b) => format!("did you mean `{b}.…`?"),
+            None => "attributes are named `<connector>.<attribute>` after a configured connector".to_string(),
+        };
+        ctx.diags.error_hint(path, format!("`{}` refers to unknown connector `{}`", a.key(), a.connector()), hint);
+    }
+}
+
+/// A redirect target in config: an absolute path or an http(s) URL.
+fn check_target(s: &str, path: &ConfigPath, ctx: &mut Ctx<'_>) -> bool {
+    let ok = (s.starts_with('/') && !s.starts_with("//"))
+        || url::Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    if !ok {
+        ctx.diags.error_hint(path, format!("`{s}` is not a valid URL"), "use an absolute path like /403.html or an https:// URL");
+    }
+    ok
+}
+
+fn compile_apps(v: Option<&Value>, connectors: &Connectors, ctx: &mut Ctx<'_>) -> (Vec<ProxyApp>, Router) {
+    let path = ConfigPath::root().key("apps");
+    let mut apps = Vec::new();
+    let mut routes = Vec::new();
+    let mut seen = HashSet::new();
+    let mut patterns: HashMap<RoutePattern, String> = HashMap::new();
+    for (i, item) in list(v, &path, ctx).iter().enumerate() {
+        let p = path.index(i);
+        let Some((_t, rest)) = tagged(item, &p, &APP_TYPES, &["oidc"], "app", ctx) else {
+            continue;
+        };
+        let Some(cfg) = decode::<ProxyAppConfig>(&rest, &p, ctx.diags) else {
+            continue;
+        };
+        if !check_name(&cfg.name, &p.key("name"), &mut seen, "app", ctx) {
+            continue;
+        }
+        let mut app_routes = Vec::new();
+        if cfg.routePatterns.is_empty() {
+            ctx.diags.error_hint(&p.key("routePatterns"), "an app needs at least one route pattern", "e.g. routePatterns: [\"app.example.com/\"] or [\"/legacy\"]");
+        }
+        for (j, rp) in cfg.routePatterns.iter().enumerate() {
+            let rpath = p.key("routePatterns").index(j);
+            match RoutePattern::parse(rp) {
+                Err(e) => ctx.diags.error(&rpath, e),
+                Ok(r) if r.prefix.starts_with(crate::login::PREFIX.trim_end_matches('/')) => {
+                    ctx.diags.error(&rpath, "paths under /.tessera/ are reserved for the gateway")
+                }
+                Ok(r) => match patterns.get(&r) {
+                    Some(other) => ctx.diags.error_hint(
+                        &rpath,
+                        format!("route pattern `{rp}` overlaps app `{other}`: both claim the same host and path"),
+                        "give each app its own host or path prefix",
+                    ),
+                    None => {
+                        patterns.insert(r.clone(), cfg.name.clone());
+                        app_routes.push(r);
+                    }
+                },
+            }
+        }
+        if let Some(app) = compile_proxy_app(cfg, &p, connectors, ctx) {
+            let idx = apps.len();
+            routes.extend(app_routes.into_iter().map(|r| (r, idx)));
+            apps.push(app);
+        }
+    }
+    (apps, Router::new(routes))
+}
+
+fn compile_proxy_app(cfg: ProxyAppConfig, p: &ConfigPath, connectors: &Connectors, ctx: &mut Ctx<'_>) -> Option<ProxyApp> {
+    let mut ok = true;
+    // upstream
+    let upstream_uri = match url::Url::parse(&cfg.upstream) {
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+            ctx.diags.error_hint(&p.key("upstream"), format!("upstream scheme `{}` is not supported", u.scheme()), "use http:// or https://");
+            None
+        }
+        Ok(u) if u.host().is_none() => {
+            ctx.diags.error(&p.key("upstream"), "upstream URL has no host");
+            None
+        }
+        Ok(u) if u.query().is_some() || u.fragment().is_some() => {
+            ctx.diags.error(&p.key("upstream"), "upstream URL must not have a query or fragment");
+            None
+        }
+        Ok(u) => u.as_str().parse::<http::Uri>().ok(),
+        Err(e) => {
+            ctx.diags.error_hint(&p.key("upstream"), format!("`{}` is not a valid URL: {e}", cfg.upstream), "write e.g. http://127.0.0.1:9000");
+            None
+        }
+    };
+    let client_tls = match cfg.tls.as_deref() {
+        None => tls::client_config(None, None).map_err(|e| ctx.diags.error(&p.key("tls"), e)).ok(),
+        Some(name) => match ctx.tls.get(name) {
+            None => {
+                let known = ctx.tls.keys().cloned().collect();
+                unknown_ref(ctx, &p.key("tls"), "TLS profile", name, known);
+                None
+            }
+            Some(prof) => {
+                let ca = prof.caFile.as_deref().map(|c| resolve_file(ctx.base, c));
+                tls::client_config(ca.as_deref(), prof.minVersion.as_deref())
+                    .map_err(|e| ctx.diags.error(&ConfigPath::root().key("tls").key(name).key("caFile"), e))
+                    .ok()
+            }
+        },
+    };
+    let timeouts = cfg.timeouts.as_ref();
+    let connect = Duration::from_millis(timeouts.and_then(|t| t.connectMillis).unwrap_or(5000).max(1));
+    let response = Duration::from_millis(timeouts.and_then(|t| t.responseHeaderMillis).unwrap_or(60000).max(1));
+    let upstream = match (upstream_uri, client_tls) {
+        (Some(u), Some(t)) => match Upstream::new(&u, t, connect, response) {
+            Ok(up) => Some(up),
+            Err(e) => {
+                ctx.diags.error(&p.key("upstream"), e);
+                None
+            }
+        },
+        _ => None,
+    };
+    if let Some(page) = &cfg.unauthorizedPage {
+        ok &= check_target(page, &p.key("unauthorizedPage"), ctx);
+    }
+    // headers
+    let mut headers = Vec::new();
+    let mut header_names = HashSet::new();
+    for (j, h) in cfg.headers.iter().enumerate() {
+        let hp = p.key("headers").index(j);
+        let name = match HeaderName::from_bytes(h.name.as_bytes()) {
+            Ok(n) => n,
+            Err(_) => {
+                ctx.diags.error_hint(&hp.key("name"), format!("`{}` is not a valid header name", h.name), "use letters, digits and `-`");
+                ok = false;
+                continue;
+            }
+        };
+        if reserved(&name) {
+            ctx.diags.error(&hp.key("name"), format!("`{}` is managed by the gateway and cannot be configured", h.name));
+            ok = false;
+            continue;
+        }
+        if !header_names.insert(name.clone()) {
+            ctx.diags.error(&hp.key("name"), format!("header `{}` is configured twice", h.name));
+            ok = false;
+            continue;
+        }
+        match Template::parse(&h.value) {
+            Ok(t) => {
+                for r in t.refs() {
+                    check_attr_ref(r, &hp.key("value"), ctx);
+                }
+                headers.push(InjectedHeader { name, template: t });
+            }
+            Err(e) => {
+                ctx.diags.error_hint(&hp.key("value"), e, "write placeholders as {{ connector.attribute }}");
+                ok = false;
+            }
+        }
+    }
+    // policies
+    let mut policies = Vec::new();
+    let mut locations = HashSet::new();
+    if cfg.policies.is_empty() {
+        ctx.diags.error_hint(&p.key("policies"), "an app needs at least one policy", "add a policy with `location: /`");
+        ok = false;
+    }
+    for (j, pol) in cfg.policies.iter().enumerate() {
+        let pp = p.key("policies").index(j);
+        match compile_policy(pol, &pp, connectors, ctx) {
+            Some(policy) => {
+                if !locations.insert(pol.location.trim().to_string()) {
+                    ctx.diags.error(&pp.key("location"), format!("location `{}` appears twice in this app", pol.location));
+                    ok = false;
+                }
+                policies.push(policy);
+            }
+            None => ok = false,
+        }
+    }
+    let logout = match &cfg.logout {
+        None => None,
+        Some(l) => {
+            if !l.location.starts_with('/') {
+                ctx.diags.error(&p.key("logout").key("location"), "logout location must be a path starting with `/`");
+                ok = false;
+            }
+            let redirect = l.redirectURL.clone().unwrap_or_else(|| "/".into());
+            ok &= check_target(&redirect, &p.key("logout").key("redirectURL"), ctx);
+            Some(AppLogout {
+                location: l.location.clone(),
+                redirect,
+            })
+        }
+    };
+    let upstream = upstream?;
+    ok.then(|| ProxyApp {
+        name: cfg.name,
+        upstream,
+        preserve_host: cfg.preserveHost,
+        unauthorized_page: cfg.unauthorizedPage,
+        headers,
+        policies: PolicySet::new(policies),
+        logout,
+    })
+}
+
+fn compile_policy(pol: &PolicyConfig, pp: &ConfigPath, connectors: &Connectors, ctx: &mut Ctx<'_>) -> Option<Policy> {
+    let mut ok = true;
+    let location = match Location::parse(&pol.location) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            ctx.diags.error(&pp.key("location"), e);
+            None
+        }
+    };
+    let authn = &pol.authentication;
+    for (k, idp) in authn.idps.iter().enumerate() {
+        if !ctx.connectors.contains(idp) {
+            let known = ctx.connectors.iter().cloned().collect();
+            unknown_ref(ctx, &pp.key("authentication").key("idps").index(k), "IdP", idp, known);
+            ok = false;
+        } else if connectors.get(idp).is_some_and(|c| !c.can_login()) {
+            ctx.diags.error(&pp.key("authentication").key("idps").index(k), format!("connector `{idp}` cannot log users in"));
+            ok = false;
+        }
+    }
+    if !authn.allowUnauthenticated && authn.idps.is_empty() {
+        ctx.diags.error_hint(
+            &pp.key("authentication"),
+            "say how users sign in here",
+            "add `idps: [<connector>]`, or `allowUnauthenticated: true` for a public location",
+        );
+        ok = false;
+    }
+    let authz = &pol.authorization;
+    let authorization = match (authz.allowAll, &authz.rules) {
+        (true, Some(_)) => {
+            ctx.diags.error(&pp.key("authorization"), "use either `allowAll: true` or `rules`, not both");
+            None
+        }
+        (true, None) => Some(Authorization::AllowAll),
+        (false, Some(r)) => {
+            let rp = pp.key("authorization").key("rules");
+            parse_rule(r, &rp, ctx.diags).map(|rule| {
+                for a in rule.refs() {
+                    check_attr_ref(a, &rp, ctx);
+                }
+                Authorization::Rules(rule)
+            })
+        }
+        (false, None) => {
+            ctx.diags.error_hint(&pp.key("authorization"), "say who may enter", "add `allowAll: true` or `rules:`");
+            None
+        }
+    };
+    if !ok {
+        return None;
+    }
+    Some(Policy {
+        location_text: pol.location.trim().to_string(),
+        location: location?,
+        allow_unauthenticated: authn.allowUnauthenticated,
+        idps: authn.idps.clone(),
+        authorization: authorization?,
+    })
+}

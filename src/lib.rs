@@ -1,0 +1,17 @@
+//! Tessera: an identity orchestrator. See `README.md` for the tour and
+//! `../shared/design/architecture.md` for the layout.
+
+pub mod claims;
+pub mod cli;
+pub mod config;
+pub mod connectors;
+pub mod demo;
+pub mod login;
+pub mod pages;
+pub mod proxy;
+pub mod runtime;
+pub mod secrets;
+pub mod server;
+pub mod session;
+pub mod store;
+pub mod telemetry;

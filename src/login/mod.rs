@@ -1,0 +1,493 @@
+//! The login flow the gateway runs itself, under the reserved path prefix `/.tessera/` on
+//! every host:
+//!
+//! 1. an unauthenticated request to a protected location (`challenge`) creates a *flow*
+//!    record in the store — the app, the IdPs allowed, the same-origin return path and a CSRF
+//!    token — bound to the browser by a random cookie, and redirects to
+//!    `/.tessera/login?flow=ID`;
+//! 2. that page shows the IdP picker (several IdPs) or the sign-in form;
+//! 3. the form posts back; the flow is consumed (single use), the session id is replaced
+//!    and the browser returns to where it started.
+//!
+//! The return path is only ever a path on the same host that routes to the same app:
+//! the gateway cannot be used as an open redirector.
+
+pub mod throttle;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::connectors::Connector;
+use crate::pages;
+use crate::proxy::policy::Policy;
+use crate::proxy::ProxyApp;
+use crate::runtime::Runtime;
+use crate::server::body::Body;
+use crate::server::respond::{self, RequestCtx};
+use crate::session::cookie::{cookie_values, CookieSpec};
+use crate::session::random_token;
+
+pub const PREFIX: &str = "/.tessera/";
+pub const LOGIN_PATH: &str = "/.tessera/login";
+pub const LOGOUT_PATH: &str = "/.tessera/logout";
+/// Cookie binding a login flow to the browser that started it.
+pub const FLOW_COOKIE: &str = "tessera_login";
+const FLOW_TTL: Duration = Duration::from_secs(600);
+const MAX_FORM_BYTES: usize = 16 * 1024;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Flow {
+    app: String,
+    return_to: String,
+    idps: Vec<String>,
+    csrf: String,
+    /// SHA-256 of the browser-binding cookie.
+    binding: String,
+}
+
+fn flow_key(id: &str) -> String {
+    format!("flow:{id}")
+}
+
+fn hash(s: &str) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(s.as_bytes()))
+}
+
+fn flow_cookie(rt: &Runtime) -> CookieSpec {
+    CookieSpec {
+        name: FLOW_COOKIE.to_string(),
+        path: PREFIX,
+        ..rt.sessions.settings.cookie.clone()
+    }
+}
+
+fn store_down(ctx: &RequestCtx, e: impl std::fmt::Display) -> Response<Body> {
+    tracing::error!(error = %e, "store failed during login");
+    respond::error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Sign-in is temporarily unavailable. Please try again shortly.",
+        ctx,
+    )
+}
+
+fn expired(ctx: &RequestCtx) -> Response<Body> {
+    respond::error(
+        StatusCode::BAD_REQUEST,
+        "This sign-in page has expired or was opened in another browser. Go back to the application and try again.",
+        ctx,
+    )
+}
+
+/// The login-capable IdPs a policy allows (all login-capable connectors if it names none).
+fn policy_idps(rt: &Runtime, policy: &Policy) -> Vec<String> {
+    if policy.idps.is_empty() {
+        rt.connectors.login_capable()
+    } else {
+        policy.idps.clone()
+    }
+}
+
+/// An unauthenticated request hit a protected location: browsers (GET/HEAD) are sent to
+/// sign in and come back to `return_to`; other requests get 401 (their body can't be replayed).
+pub async fn challenge(
+    rt: &Runtime,
+    app: &ProxyApp,
+    policy: &Policy,
+    req: &Request<Incoming>,
+    ctx: &RequestCtx,
+    return_to: &str,
+) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return respond::error(
+            StatusCode::UNAUTHORIZED,
+            "Sign in first, then repeat this request.",
+            ctx,
+        );
+    }
+    start_flow(rt, &app.name, policy_idps(rt, policy), return_to, req.headers(), ctx).await
+}
+
+async fn start_flow(
+    rt: &Runtime,
+    app: &str,
+    idps: Vec<String>,
+    return_to: &str,
+    headers: &HeaderMap,
+    ctx: &RequestCtx,
+) -> Response<Body> {
+    // Reuse the browser's binding if it has one, so several tabs can sign in at once.
+    let existing = cookie_values(headers, FLOW_COOKIE)
+        .find(|v| v.len() == 43)
+        .map(str::to_string);
+    let binding = existing.clone().unwrap_or_else(|| random_token(32));
+    let flow = Flow {
+        app: app.to_string(),
+        return_to: return_to.to_string(),
+        idps,
+        csrf: random_token(32),
+        binding: hash(&binding),
+    };
+    let id = random_token(24);
+    let bytes = Bytes::from(serde_json::to_vec(&flow).unwrap_or_default());
+    if let Err(e) = rt.sessions.store().put(&flow_key(&id), bytes, FLOW_TTL).await {
+        return store_down(ctx, e);
+    }
+    let cookies = if existing.is_some() {
+        vec![]
+    } else {
+        vec![flow_cookie(rt).set(&binding, Some(FLOW_TTL.as_secs()))]
+    };
+    respond::redirect(
+        StatusCode::FOUND,
+        &format!("{LOGIN_PATH}?flow={id}"),
+        &cookies,
+        ctx,
+    )
+}
+
+/// Turns a caller-supplied return URL into a same-origin path, or `None` when it points
+/// anywhere else (another host, a scheme-relative `//x`, `/\x`, control characters).
+pub fn sanitize_return(rd: &str, host: &str) -> Option<String> {
+    if rd.chars().any(|c| c.is_control()) {
+        return None;
+    }
+    let path = if rd.starts_with('/') {
+        rd.to_string()
+    } else {
+        let url = url::Url::parse(rd).ok()?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str()? != host {
+            return None;
+        }
+        match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        }
+    };
+    if path.starts_with("//") || path.starts_with("/\\") || path.contains('\\') {
+        return None;
+    }
+    Some(path)
+}
+
+/// Handles everything under `/.tessera/`.
+pub async fn handle(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
+    match (req.method().clone(), req.uri().path()) {
+        (Method::GET | Method::HEAD, LOGIN_PATH) => login_page(rt, &req, ctx).await,
+        (Method::POST, LOGIN_PATH) => submit(rt, req, ctx).await,
+        (Method::GET | Method::POST, LOGOUT_PATH) => logout(rt, req.headers(), ctx, None).await,
+        (_, LOGIN_PATH | LOGOUT_PATH) => {
+            respond::error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed here.", ctx)
+        }
+        _ => respond::error(StatusCode::NOT_FOUND, "There is no such page.", ctx),
+    }
+}
+
+/// Query or form fields; a repeated field is an error (ambiguous input is refused).
+fn fields(raw: &[u8]) -> Result<std::collections::HashMap<String, String>, String> {
+    let mut out = std::collections::HashMap::new();
+    for (k, v) in form_urlencoded::parse(raw) {
+        if out.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(format!("parameter `{k}` is repeated"));
+        }
+    }
+    Ok(out)
+}
+
+async fn load_flow(
+    rt: &Runtime,
+    id: &str,
+    headers: &HeaderMap,
+) -> Result<Option<Flow>, crate::store::StoreError> {
+    if id.len() != 32 {
+        return Ok(None);
+    }
+    let Some(bytes) = rt.sessions.store().get(&flow_key(id)).await? else {
+        return Ok(None);
+    };
+    let Ok(flow) = serde_json::from_slice::<Flow>(&bytes) else {
+        return Ok(None);
+    };
+    let bound = cookie_values(headers, FLOW_COOKIE)
+        .any(|b| bool::from(hash(b).as_bytes().ct_eq(flow.binding.as_bytes())));
+    Ok(bound.then_some(flow))
+}
+
+async fn login_page(rt: &Runtime, req: &Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
+    let q = match fields(req.uri().query().unwrap_or("").as_bytes()) {
+        Ok(q) => q,
+        Err(e) => return respond::error(StatusCode::BAD_REQUEST, &e, ctx),
+    };
+    let Some(flow_id) = q.get("flow") else {
+        return direct_login(rt, req, ctx, q.get("rd").map(String::as_str)).await;
+    };
+    let flow = match load_flow(rt, flow_id, req.headers()).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return expired(ctx),
+        Err(e) => return store_down(ctx, e),
+    };
+    let chosen = match (q.get("idp"), flow.idps.as_slice()) {
+        (Some(idp), _) => idp.clone(),
+        (None, [only]) => only.clone(),
+        (None, idps) => {
+            let choices: Vec<(String, String)> = idps
+                .iter()
+                .filter_map(|i| rt.connectors.get(i))
+                .map(|c| {
+                    (
+                        c.display_name(),
+                        format!("{LOGIN_PATH}?flow={flow_id}&idp={}", c.name()),
+                    )
+                })
+                .collect();
+            return respond::html(StatusCode::OK, pages::picker_page(&flow.app, &choices), ctx);
+        }
+    };
+    if !flow.idps.contains(&chosen) {
+        return respond::error(
+            StatusCode::BAD_REQUEST,
+            "That sign-in method is not offered for this application.",
+            ctx,
+        );
+    }
+    match rt.connectors.get(&chosen).map(|c| c.as_ref()) {
+        Some(Connector::Local(_)) => form(ctx, &flow, flow_id, &chosen, "", None, StatusCode::OK),
+        None => respond::error(StatusCode::BAD_REQUEST, "Unknown sign-in method.", ctx),
+    }
+}
+
+/// `/.tessera/login?rd=...` without a flow: a "Sign in" link. The app is the one the return
+/// path routes to on this host; a foreign `rd` is ignored.
+async fn direct_login(
+    rt: &Runtime,
+    req: &Request<Incoming>,
+    ctx: &RequestCtx,
+    rd: Option<&str>,
+) -> Response<Body> {
+    let return_to = rd
+        .and_then(|rd| sanitize_return(rd, &ctx.host))
+        .unwrap_or_else(|| "/".to_string());
+    let path_only = return_to.split('?').next().unwrap_or("/");
+    let normalized = crate::proxy::path::normalize(path_only)
+        .map(|p| p.decoded)
+        .unwrap_or_else(|_| "/".to_string());
+    let host_port = ctx
+        .host_header
+        .as_ref()
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or(&ctx.host)
+        .to_ascii_lowercase();
+    let Some(app) = rt.router.route(&ctx.host, &host_port, &normalized).map(|i| &rt.apps[i]) else {
+        return respond::error(StatusCode::NOT_FOUND, "No application is served here.", ctx);
+    };
+    let idps = match app.policies.find(&normalized) {
+        Some(p) => policy_idps(rt, p),
+        None => rt.connectors.login_capable(),
+    };
+    start_flow(rt, &app.name, idps, &return_to, req.headers(), ctx).await
+}
+
+#[allow(clippy::too_many_arguments)]
+fn form(
+    ctx: &RequestCtx,
+    flow: &Flow,
+    flow_id: &str,
+    idp: &str,
+    username: &str,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response<Body> {
+    respond::html(
+        status,
+        pages::login_page(&pages::LoginForm {
+            app: &flow.app,
+            flow: flow_id,
+            csrf: &flow.csrf,
+            idp,
+            username,
+            error,
+            action: LOGIN_PATH,
+        }),
+        ctx,
+    )
+}
+
+async fn read_form(
+    req: Request<Incoming>,
+    ctx: &RequestCtx,
+) -> Result<(HeaderMap, std::collections::HashMap<String, String>), Response<Body>> {
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        .unwrap_or(false);
+    if !is_form {
+        return Err(respond::error(
+            StatusCode::BAD_REQUEST,
+            "The sign-in form must be sent as application/x-www-form-urlencoded.",
+            ctx,
+        ));
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match Limited::new(body, MAX_FORM_BYTES).collect().await {
+        Ok(b) => b.to_bytes(),
+        Err(_) => {
+            return Err(respond::error(
+                StatusCode::BAD_REQUEST,
+                "The sign-in form is too large or was cut off.",
+                ctx,
+            ))
+        }
+    };
+    match fields(&bytes) {
+        Ok(f) => Ok((parts.headers, f)),
+        Err(e) => Err(respond::error(StatusCode::BAD_REQUEST, &e, ctx)),
+    }
+}
+
+async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
+    let (headers, f) = match read_form(req, ctx).await {
+        Ok(x) => x,
+        Err(resp) => return resp,
+    };
+    let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
+    let (flow_id, idp, username, password) = (get("flow"), get("idp"), get("username"), get("password"));
+    let flow = match load_flow(rt, flow_id, &headers).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return expired(ctx),
+        Err(e) => return store_down(ctx, e),
+    };
+    if !bool::from(get("csrf").as_bytes().ct_eq(flow.csrf.as_bytes())) {
+        tracing::warn!("login form with a wrong CSRF token refused");
+        return expired(ctx);
+    }
+    if !flow.idps.iter().any(|i| i == idp) {
+        return respond::error(
+            StatusCode::BAD_REQUEST,
+            "That sign-in method is not offered for this application.",
+            ctx,
+        );
+    }
+    let Some(Connector::Local(local)) = rt.connectors.get(idp).map(|c| c.as_ref()) else {
+        return respond::error(StatusCode::BAD_REQUEST, "Unknown sign-in method.", ctx);
+    };
+    if username.is_empty() || password.is_empty() || username.len() > 256 || password.len() > 1024 {
+        return form(ctx, &flow, flow_id, idp, "", Some("Enter your username and password."), StatusCode::BAD_REQUEST);
+    }
+    let store = rt.sessions.store().as_ref();
+    let ip = ctx.peer.ip();
+    match throttle::locked(store, &local.throttle, idp, username, ip).await {
+        Ok(true) => {
+            rt.metrics.login(idp, "throttled");
+            tracing::warn!(idp, user = username, client_ip = %ip, "login refused: too many failed attempts");
+            let mut resp = form(
+                ctx,
+                &flow,
+                flow_id,
+                idp,
+                username,
+                Some("Too many failed attempts. Wait a few minutes, then try again."),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+            if let Ok(v) = http::HeaderValue::from_str(&local.throttle.window.as_secs().to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            return resp;
+        }
+        Ok(false) => {}
+        Err(e) => return store_down(ctx, e),
+    }
+    let Some(attrs) = local.verify(username, password).await else {
+        rt.metrics.login(idp, "failure");
+        tracing::warn!(idp, user = username, client_ip = %ip, "login failed: wrong username or password");
+        if let Err(e) = throttle::failed(store, &local.throttle, idp, username, ip).await {
+            return store_down(ctx, e);
+        }
+        return form(
+            ctx,
+            &flow,
+            flow_id,
+            idp,
+            username,
+            Some("The username or password is not correct."),
+            StatusCode::UNAUTHORIZED,
+        );
+    };
+    // Single use: of two concurrent submissions only one proceeds.
+    match store.take(&flow_key(flow_id)).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return expired(ctx),
+        Err(e) => return store_down(ctx, e),
+    }
+    let _ = throttle::succeeded(store, idp, username).await;
+    let previous = match rt.sessions.load(&headers).await {
+        Ok(s) => s,
+        Err(e) => return store_down(ctx, e),
+    };
+    let cookie = match rt.sessions.login(previous.as_ref(), idp, attrs).await {
+        Ok(c) => c,
+        Err(e) => return store_down(ctx, e),
+    };
+    rt.metrics.login(idp, "success");
+    tracing::info!(idp, user = username, app = %flow.app, "login succeeded");
+    respond::redirect(
+        StatusCode::SEE_OTHER,
+        &flow.return_to,
+        &[cookie, flow_cookie(rt).clear()],
+        ctx,
+    )
+}
+
+/// Ends the session server-side and clears the cookie; then redirects (app logout) or
+/// shows the signed-out page.
+pub async fn logout(
+    rt: &Runtime,
+    headers: &HeaderMap,
+    ctx: &RequestCtx,
+    redirect: Option<&str>,
+) -> Response<Body> {
+    let session = match rt.sessions.load(headers).await {
+        Ok(s) => s,
+        Err(e) => return store_down(ctx, e),
+    };
+    let clear = match rt.sessions.end(session.as_ref()).await {
+        Ok(c) => c,
+        Err(e) => return store_down(ctx, e),
+    };
+    if session.is_some() {
+        tracing::info!("logout");
+    }
+    match redirect {
+        Some(to) => respond::redirect(StatusCode::FOUND, to, &[clear], ctx),
+        None => {
+            let mut resp = respond::html(StatusCode::OK, pages::logged_out_page(), ctx);
+            respond::add_cookies(&mut resp, &[clear]);
+            resp
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sanitize_return;
+
+    #[test]
+    fn return_urls_stay_on_this_host() {
+        assert_eq!(sanitize_return("/a?b=1", "h").as_deref(), Some("/a?b=1"));
+        assert_eq!(sanitize_return("https://h/x?y", "h").as_deref(), Some("/x?y"));
+        assert_eq!(sanitize_return("https://evil.com/x", "h"), None);
+        assert_eq!(sanitize_return("//evil.com/x", "h"), None);
+        assert_eq!(sanitize_return("/\\evil.com", "h"), None);
+        assert_eq!(sanitize_return("javascript:alert(1)", "h"), None);
+        assert_eq!(sanitize_return("/x\r\nSet-Cookie: a", "h"), None);
+    }
+}

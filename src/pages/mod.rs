@@ -1,0 +1,147 @@
+//! The HTML the gateway itself shows: login form, IdP picker, error pages. Self-contained
+//! (inline CSS, no scripts, no external assets), accessible (labels, landmarks, live error
+//! region, visible focus) and responsive. Every dynamic value is HTML-escaped.
+
+use std::fmt::Write;
+
+/// Escapes text for HTML element content and double-quoted attributes.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = r#"
+:root{color-scheme:light dark;--fg:#1d2330;--muted:#5b6475;--bg:#f3f5f9;--card:#fff;--accent:#2f5bd3;--err:#b3261e;--line:#d5dae3}
+@media (prefers-color-scheme:dark){:root{--fg:#e8ebf2;--muted:#a6aec0;--bg:#12151c;--card:#1c212b;--accent:#8fb0ff;--err:#ffb4ab;--line:#343b4a}}
+*{box-sizing:border-box}
+body{margin:0;min-height:100vh;display:flex;align-items:center;justify-content:center;background:var(--bg);color:var(--fg);font:16px/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;padding:1rem}
+main{width:100%;max-width:24rem;background:var(--card);border:1px solid var(--line);border-radius:12px;padding:2rem;box-shadow:0 6px 24px rgba(0,0,0,.08)}
+h1{font-size:1.4rem;margin:0 0 .25rem}
+p{margin:.25rem 0 1rem;color:var(--muted)}
+label{display:block;font-weight:600;margin:1rem 0 .35rem}
+input{width:100%;padding:.65rem .75rem;font:inherit;color:inherit;background:transparent;border:1px solid var(--line);border-radius:8px}
+button,.button{display:block;width:100%;margin-top:1.25rem;padding:.7rem;font:inherit;font-weight:600;text-align:center;text-decoration:none;color:#fff;background:var(--accent);border:0;border-radius:8px;cursor:pointer}
+@media (prefers-color-scheme:dark){button,.button{color:#0b1020}}
+:focus-visible{outline:3px solid var(--accent);outline-offset:2px}
+.error{color:var(--err);font-weight:600}
+.rid{font-size:.8rem;color:var(--muted);word-break:break-all;margin-top:1.5rem}
+ul{list-style:none;padding:0;margin:0}
+"#;
+
+fn layout(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+<meta name=\"referrer\" content=\"no-referrer\">\
+<title>{}</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>\n",
+        escape(title)
+    )
+}
+
+/// An error page; `request_id` lets support find the matching log lines.
+pub fn error_page(status: u16, title: &str, message: &str, request_id: &str) -> String {
+    layout(
+        &format!("{status} {title}"),
+        &format!(
+            "<h1>{}</h1><p>{}</p><p class=\"rid\">Error {status} · request id <code>{}</code></p>",
+            escape(title),
+            escape(message),
+            escape(request_id)
+        ),
+    )
+}
+
+pub struct LoginForm<'a> {
+    pub app: &'a str,
+    pub flow: &'a str,
+    pub csrf: &'a str,
+    pub idp: &'a str,
+    pub username: &'a str,
+    pub error: Option<&'a str>,
+    pub action: &'a str,
+}
+
+pub fn login_page(f: &LoginForm<'_>) -> String {
+    let mut body = format!(
+        "<h1>Sign in</h1><p>to continue to <strong>{}</strong></p>",
+        escape(f.app)
+    );
+    if let Some(e) = f.error {
+        let _ = write!(
+            body,
+            "<p class=\"error\" role=\"alert\" id=\"login-error\">{}</p>",
+            escape(e)
+        );
+    }
+    let described = if f.error.is_some() {
+        " aria-describedby=\"login-error\""
+    } else {
+        ""
+    };
+    let _ = write!(
+        body,
+        "<form method=\"post\" action=\"{}\">\
+<input type=\"hidden\" name=\"flow\" value=\"{}\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+<input type=\"hidden\" name=\"idp\" value=\"{}\">\
+<label for=\"username\">Username</label>\
+<input id=\"username\" name=\"username\" autocomplete=\"username\" autocapitalize=\"none\" spellcheck=\"false\" required autofocus value=\"{}\"{described}>\
+<label for=\"password\">Password</label>\
+<input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required{described}>\
+<button type=\"submit\">Sign in</button></form>",
+        escape(f.action),
+        escape(f.flow),
+        escape(f.csrf),
+        escape(f.idp),
+        escape(f.username),
+    );
+    layout("Sign in", &body)
+}
+
+/// The IdP picker: one link per IdP (`href` already built by the caller).
+pub fn picker_page(app: &str, choices: &[(String, String)]) -> String {
+    let mut body = format!(
+        "<h1>Choose how to sign in</h1><p>to continue to <strong>{}</strong></p><ul>",
+        escape(app)
+    );
+    for (label, href) in choices {
+        let _ = write!(
+            body,
+            "<li><a class=\"button\" href=\"{}\">{}</a></li>",
+            escape(href),
+            escape(label)
+        );
+    }
+    body.push_str("</ul>");
+    layout("Choose how to sign in", &body)
+}
+
+pub fn logged_out_page() -> String {
+    layout(
+        "Signed out",
+        "<h1>You are signed out</h1><p>Your session has ended.</p><a class=\"button\" href=\"/\">Sign in again</a>",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_everything_dynamic() {
+        let page = error_page(403, "Forbidden", "<script>x</script>", "id\"><b>");
+        assert!(!page.contains("<script>x"));
+        assert!(page.contains("&lt;script&gt;"));
+        assert!(page.contains("id&quot;&gt;&lt;b&gt;"));
+    }
+}

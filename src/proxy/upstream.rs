@@ -1,0 +1,208 @@
+//! The upstream side of a proxy app: a pooled HTTP/1.1 (+h2 by ALPN for https) client per
+//! app, request rewriting (target URI, hop-by-hop headers, Host) and WebSocket upgrades.
+//! Bodies stream in both directions: nothing is buffered.
+
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use crate::server::body::{empty, Body};
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("upstream did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("upstream unreachable: {0}")]
+    Unreachable(String),
+}
+
+impl UpstreamError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            UpstreamError::Unreachable(_) => StatusCode::BAD_GATEWAY,
+        }
+    }
+    pub fn kind(&self) -> &'static str {
+        match self {
+            UpstreamError::Timeout(_) => "timeout",
+            UpstreamError::Unreachable(_) => "connect",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    scheme: http::uri::Scheme,
+    authority: http::uri::Authority,
+    /// Base path without trailing slash ("" for an origin).
+    base_path: String,
+    client: Client<HttpsConnector<HttpConnector>, Body>,
+    response_timeout: Duration,
+}
+
+impl Upstream {
+    pub fn new(
+        url: &Uri,
+        tls: rustls::ClientConfig,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+    ) -> Result<Self, String> {
+        let scheme = url.scheme().cloned().ok_or("upstream needs http:// or https://")?;
+        let authority = url.authority().cloned().ok_or("upstream needs a host")?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_connect_timeout(Some(connect_timeout));
+        http.set_nodelay(true);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(256)
+            .build(connector);
+        Ok(Self {
+            scheme,
+            authority,
+            base_path: url.path().trim_end_matches('/').to_string(),
+            client,
+            response_timeout,
+        })
+    }
+
+    pub fn authority(&self) -> &http::uri::Authority {
+        &self.authority
+    }
+
+    fn target(&self, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+        let mut pq = String::with_capacity(self.base_path.len() + path.len() + 16);
+        pq.push_str(&self.base_path);
+        pq.push_str(path);
+        if let Some(q) = query {
+            pq.push('?');
+            pq.push_str(q);
+        }
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.authority.clone())
+            .path_and_query(pq)
+            .build()
+            .map_err(Into::into)
+    }
+
+    /// Sends the (already rewritten) request to the upstream at `path`. WebSocket and other
+    /// HTTP/1.1 upgrades are joined end to end when the upstream answers 101.
+    pub async fn send(
+        &self,
+        mut req: Request<Incoming>,
+        path: &str,
+        headers: HeaderMap,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let upgrade = requested_upgrade(&req);
+        let client_side = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
+        let uri = self
+            .target(path, req.uri().query())
+            .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+        let (parts, body) = req.into_parts();
+        let mut out = Request::new(body.map_err(Into::into).boxed());
+        *out.method_mut() = parts.method;
+        *out.uri_mut() = uri;
+        *out.version_mut() = Version::HTTP_11;
+        *out.headers_mut() = headers;
+        if let Some(proto) = &upgrade {
+            out.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            out.headers_mut().insert(header::UPGRADE, proto.clone());
+        }
+        let mut resp = match tokio::time::timeout(self.response_timeout, self.client.request(out)).await {
+            Err(_) => return Err(UpstreamError::Timeout(self.response_timeout)),
+            Ok(Err(e)) => return Err(UpstreamError::Unreachable(error_chain(&e))),
+            Ok(Ok(r)) => r,
+        };
+        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+            if let Some(client_side) = client_side {
+                let upstream_side = hyper::upgrade::on(&mut resp);
+                tokio::spawn(async move {
+                    let (Ok(c), Ok(u)) = (client_side.await, upstream_side.await) else {
+                        tracing::debug!("upgrade did not complete");
+                        return;
+                    };
+                    let mut c = TokioIo::new(c);
+                    let mut u = TokioIo::new(u);
+                    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+                });
+                let (parts, _) = resp.into_parts();
+                return Ok(Response::from_parts(parts, empty()));
+            }
+        }
+        strip_hop_by_hop(resp.headers_mut());
+        Ok(resp.map(|b| b.map_err(Into::into).boxed()))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+/// The protocol a client asks to upgrade to (HTTP/1.1 `Connection: upgrade` + `Upgrade`).
+fn requested_upgrade<B>(req: &Request<B>) -> Option<HeaderValue> {
+    if req.version() != Version::HTTP_11 {
+        return None;
+    }
+    let wants = req
+        .headers()
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
+    wants.then(|| req.headers().get(header::UPGRADE).cloned()).flatten()
+}
+
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+];
+
+/// Removes hop-by-hop headers (RFC 9110 7.6.1), including those named by `Connection`,
+/// and `Upgrade` (re-added explicitly for upgrades).
+pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(name);
+    }
+    headers.remove(header::UPGRADE);
+}
+

@@ -1,0 +1,95 @@
+//! Building the gateway's own responses: error pages, redirects, HTML and JSON.
+
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+use super::body::{full, Body};
+use crate::pages;
+
+/// What every handler needs to know about the request it serves.
+#[derive(Debug, Clone)]
+pub struct RequestCtx {
+    pub request_id: String,
+    pub peer: std::net::SocketAddr,
+    /// "http" or "https", as the client connected.
+    pub scheme: &'static str,
+    /// Host the client asked for (without port), lowercased.
+    pub host: String,
+    /// Host header as sent (with port), for X-Forwarded-Host and preserveHost.
+    pub host_header: Option<HeaderValue>,
+}
+
+fn with_common(mut resp: Response<Body>, ctx: &RequestCtx) -> Response<Body> {
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+        h.insert("x-request-id", v);
+    }
+    resp
+}
+
+/// An HTML page the gateway renders itself (never cached, never framed).
+pub fn html(status: StatusCode, body: String, ctx: &RequestCtx) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert("x-frame-options", HeaderValue::from_static("DENY"));
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    h.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    with_common(resp, ctx)
+}
+
+/// A friendly error page carrying the request id.
+pub fn error(status: StatusCode, message: &str, ctx: &RequestCtx) -> Response<Body> {
+    let title = status.canonical_reason().unwrap_or("Error");
+    html(
+        status,
+        pages::error_page(status.as_u16(), title, message, &ctx.request_id),
+        ctx,
+    )
+}
+
+/// A redirect; `set_cookies` are added as separate `Set-Cookie` headers.
+pub fn redirect(
+    status: StatusCode,
+    location: &str,
+    set_cookies: &[String],
+    ctx: &RequestCtx,
+) -> Response<Body> {
+    let mut resp = Response::new(full(""));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    match HeaderValue::from_str(location) {
+        Ok(v) => {
+            h.insert(header::LOCATION, v);
+        }
+        Err(_) => {
+            return error(StatusCode::BAD_REQUEST, "Invalid redirect target.", ctx);
+        }
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    add_cookies(&mut resp, set_cookies);
+    with_common(resp, ctx)
+}
+
+pub fn add_cookies(resp: &mut Response<Body>, set_cookies: &[String]) {
+    for c in set_cookies {
+        if let Ok(v) = HeaderValue::from_str(c) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+}
+
+pub fn json(status: StatusCode, body: String) -> Response<Body> {
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}

@@ -1,0 +1,175 @@
+//! The per-request entry point: request id, tracing span, input checks, the gateway's own
+//! endpoints (health, metrics, `/.tessera/`), then routing to an app; metrics and the access
+//! log line on the way out.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use tracing::Instrument;
+
+use super::body::{full, Body};
+use super::respond::{self, RequestCtx};
+use crate::login;
+use crate::proxy::path;
+use crate::runtime::Runtime;
+use crate::session::cookie::MAX_COOKIE_HEADER;
+use crate::session::random_token;
+
+/// Largest single header value accepted.
+const MAX_HEADER_VALUE: usize = 16 * 1024;
+
+/// Keeps a client's `X-Request-Id` when it is a plain token, else makes one.
+fn request_id(req: &Request<Incoming>) -> String {
+    req.headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map(str::to_string)
+        .unwrap_or_else(|| random_token(12))
+}
+
+fn host_of(req: &Request<Incoming>) -> (String, Option<HeaderValue>) {
+    let header = req
+        .headers()
+        .get(header::HOST)
+        .cloned()
+        .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let host = header
+        .as_ref()
+        .and_then(|h| h.to_str().ok())
+        .map(|h| {
+            // strip the port (IPv6 literals keep their brackets)
+            match h.rfind(':') {
+                Some(i) if !h[i..].contains(']') => &h[..i],
+                _ => h,
+            }
+            .to_ascii_lowercase()
+        })
+        .unwrap_or_default();
+    (host, header)
+}
+
+pub async fn handle(
+    rt: Arc<Runtime>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    scheme: &'static str,
+) -> Response<Body> {
+    let started = Instant::now();
+    let (host, host_header) = host_of(&req);
+    let ctx = RequestCtx {
+        request_id: request_id(&req),
+        peer,
+        scheme,
+        host,
+        host_header,
+    };
+    let span = tracing::info_span!(
+        "request",
+        request_id = %ctx.request_id,
+        method = %req.method(),
+        path = %req.uri().path(),
+    );
+    async move {
+        let (resp, app_index) = dispatch(&rt, req, &ctx).await;
+        let app = app_index.map_or("-", |i| rt.apps[i].name.as_str());
+        let status = resp.status().as_u16();
+        let elapsed = started.elapsed();
+        rt.metrics.request(app, status, elapsed.as_secs_f64());
+        tracing::info!(
+            target: "tessera::access",
+            app,
+            status,
+            client_ip = %ctx.peer.ip(),
+            latency_us = elapsed.as_micros() as u64,
+            "request"
+        );
+        resp
+    }
+    .instrument(span)
+    .await
+}
+
+fn check_input(req: &Request<Incoming>) -> Result<(), &'static str> {
+    let cookie_bytes: usize = req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .map(|v| v.len())
+        .sum();
+    if cookie_bytes > MAX_COOKIE_HEADER {
+        return Err("The request's cookies are too large.");
+    }
+    if req.headers().values().any(|v| v.len() > MAX_HEADER_VALUE) {
+        return Err("A request header is too large.");
+    }
+    Ok(())
+}
+
+/// Returns the response and the index of the app that served it (for metrics and logs).
+async fn dispatch(
+    rt: &Runtime,
+    req: Request<Incoming>,
+    ctx: &RequestCtx,
+) -> (Response<Body>, Option<usize>) {
+    if let Err(msg) = check_input(&req) {
+        return (respond::error(StatusCode::BAD_REQUEST, msg, ctx), None);
+    }
+    let normalized = match path::normalize(req.uri().path()) {
+        Ok(p) => p,
+        Err(e) => {
+            return (
+                respond::error(StatusCode::BAD_REQUEST, &format!("Bad request: {e}."), ctx),
+                None,
+            )
+        }
+    };
+    if normalized.decoded == rt.health_location {
+        return (health(rt).await, None);
+    }
+    if rt.metrics_location.as_deref() == Some(normalized.decoded.as_str()) {
+        let mut resp = Response::new(full(rt.metrics.render()));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        return (resp, None);
+    }
+    if normalized.decoded.starts_with(login::PREFIX) {
+        return (login::handle(rt, req, ctx).await, None);
+    }
+    let host_port = ctx
+        .host_header
+        .as_ref()
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match rt.router.route(&ctx.host, &host_port, &normalized.decoded) {
+        Some(i) => {
+            let resp = rt.apps[i].handle(rt, req, ctx, normalized).await;
+            (resp, Some(i))
+        }
+        None => (
+            respond::error(StatusCode::NOT_FOUND, "No application is served at this address.", ctx),
+            None,
+        ),
+    }
+}
+
+async fn health(rt: &Runtime) -> Response<Body> {
+    match rt.sessions.store().ping().await {
+        Ok(()) => respond::json(StatusCode::OK, r#"{"status":"up"}"#.to_string()),
+        Err(e) => respond::json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "down", "store": e.to_string()}).to_string(),
+        ),
+    }
+}

@@ -1,0 +1,307 @@
+//! Server-side sessions. The browser holds only a 256-bit random id; the store holds the
+//! session under the SHA-256 of that id (a leaked store dump yields no usable cookies).
+//! Lifetime and idle rules are enforced here; the id is replaced at every login.
+
+pub mod cookie;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use bytes::Bytes;
+use http::HeaderMap;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::claims::Attributes;
+use crate::store::{Store, StoreError};
+use cookie::{cookie_values, CookieSpec};
+
+/// Format version of stored sessions, so a rolling upgrade can read older ones.
+const SESSION_FORMAT: u8 = 1;
+
+#[derive(Debug, Clone)]
+pub struct SessionSettings {
+    pub cookie: CookieSpec,
+    pub max_lifetime: Duration,
+    pub idle_timeout: Duration,
+}
+
+impl SessionSettings {
+    /// How stale `seen` may get before it is written back: at most a tenth of the idle
+    /// timeout (and at most a minute), so most requests cost one store read and no write.
+    fn touch_interval(&self) -> u64 {
+        (self.idle_timeout.as_secs() / 10).clamp(1, 60)
+    }
+}
+
+/// What the store keeps for a session.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SessionData {
+    pub v: u8,
+    /// Unix seconds of the login that created it.
+    pub created: u64,
+    /// Unix seconds of the last request seen (updated coarsely, see `touch_interval`).
+    pub seen: u64,
+    /// `<connector>.<name>` attributes, including `<connector>.authenticated`.
+    pub attrs: Attributes,
+}
+
+impl SessionData {
+    /// Has the user logged in with any of `idps`?
+    pub fn authenticated_by_any(&self, idps: &[String]) -> bool {
+        idps.iter().any(|idp| {
+            self.attrs
+                .get(&format!("{idp}.authenticated"))
+                .is_some_and(|v| v == &serde_json::Value::Bool(true))
+        })
+    }
+}
+
+/// A loaded session.
+#[derive(Debug, Clone)]
+pub struct Session {
+    id: String,
+    pub data: SessionData,
+}
+
+impl Session {
+    /// The key of this session in the store (safe to log: it is a hash).
+    pub fn store_key(&self) -> String {
+        store_key(&self.id)
+    }
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A fresh random token: `bytes` from the OS CSPRNG, base64url without padding.
+pub fn random_token(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    URL_SAFE_NO_PAD.encode(buf)
+}
+
+fn store_key(id: &str) -> String {
+    format!("session:{}", URL_SAFE_NO_PAD.encode(Sha256::digest(id.as_bytes())))
+}
+
+/// A well-formed session id: 43 base64url characters (256 bits).
+fn well_formed(id: &str) -> bool {
+    id.len() == 43
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[derive(Debug)]
+pub struct Sessions {
+    store: Arc<dyn Store>,
+    pub settings: SessionSettings,
+}
+
+impl Sessions {
+    pub fn new(store: Arc<dyn Store>, settings: SessionSettings) -> Self {
+        Self { store, settings }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The request's live session, if any. Malformed, unknown, expired and idle ids all
+    /// mean "no session"; expired ones are deleted.
+    pub async fn load(&self, headers: &HeaderMap) -> Result<Option<Session>, StoreError> {
+        let now = now_unix();
+        for id in cookie_values(headers, &self.settings.cookie.name) {
+            if !well_formed(id) {
+                continue;
+            }
+            let key = store_key(id);
+            let Some(bytes) = self.store.get(&key).await? else {
+                continue;
+            };
+            let Ok(mut data) = serde_json::from_slice::<SessionData>(&bytes) else {
+                tracing::warn!(session = %key, "unreadable session record dropped");
+                self.store.delete(&key).await?;
+                continue;
+            };
+            let age = now.saturating_sub(data.created);
+            let idle = now.saturating_sub(data.seen);
+            if age >= self.settings.max_lifetime.as_secs()
+                || idle >= self.settings.idle_timeout.as_secs()
+            {
+                self.store.delete(&key).await?;
+                continue;
+            }
+            if idle >= self.settings.touch_interval() {
+                data.seen = now;
+                let ttl = self.ttl(&data, now);
+                let new = Bytes::from(serde_json::to_vec(&data).unwrap_or_default());
+                // Lost races only mean another request touched it first.
+                self.store.compare_and_set(&key, &bytes, new, ttl).await?;
+            }
+            return Ok(Some(Session {
+                id: id.to_string(),
+                data,
+            }));
+        }
+        Ok(None)
+    }
+
+    fn ttl(&self, data: &SessionData, now: u64) -> Duration {
+        let left = (data.created + self.settings.max_lifetime.as_secs()).saturating_sub(now);
+        Duration::from_secs(left.min(self.settings.idle_timeout.as_secs()).max(1))
+    }
+
+    /// Logs a user in with `connector`: a *new* session id (no fixation) carrying the
+    /// attributes of other connectors from `previous`, whose id is deleted.
+    /// Returns the `Set-Cookie` value.
+    pub async fn login(
+        &self,
+        previous: Option<&Session>,
+        connector: &str,
+        attrs: Attributes,
+    ) -> Result<String, StoreError> {
+        let now = now_unix();
+        let prefix = format!("{connector}.");
+        let mut data = match previous {
+            Some(p) => SessionData {
+                v: SESSION_FORMAT,
+                created: now,
+                seen: now,
+                attrs: p
+                    .data
+                    .attrs
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with(&prefix))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+            },
+            None => SessionData {
+                v: SESSION_FORMAT,
+                created: now,
+                seen: now,
+                attrs: Attributes::new(),
+            },
+        };
+        data.attrs.extend(attrs);
+        data.attrs
+            .insert(format!("{connector}.authenticated"), serde_json::Value::Bool(true));
+        let id = random_token(32);
+        let ttl = self.ttl(&data, now);
+        let bytes = Bytes::from(serde_json::to_vec(&data).unwrap_or_default());
+        self.store.put(&store_key(&id), bytes, ttl).await?;
+        if let Some(p) = previous {
+            self.store.delete(&p.store_key()).await?;
+        }
+        Ok(self
+            .settings
+            .cookie
+            .set(&id, Some(self.settings.max_lifetime.as_secs())))
+    }
+
+    /// Ends a session server-side; returns the `Set-Cookie` value that clears it.
+    pub async fn end(&self, session: Option<&Session>) -> Result<String, StoreError> {
+        if let Some(s) = session {
+            self.store.delete(&s.store_key()).await?;
+        }
+        Ok(self.settings.cookie.clear())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use cookie::SameSite;
+    use http::header::COOKIE;
+    use http::HeaderValue;
+
+    fn sessions(max: u64, idle: u64) -> Sessions {
+        Sessions::new(
+            Arc::new(MemoryStore::new()),
+            SessionSettings {
+                cookie: CookieSpec {
+                    name: "sid".into(),
+                    path: "/",
+                    domain: None,
+                    same_site: SameSite::Lax,
+                    secure: false,
+                },
+                max_lifetime: Duration::from_secs(max),
+                idle_timeout: Duration::from_secs(idle),
+            },
+        )
+    }
+
+    fn headers_for(set_cookie: &str) -> HeaderMap {
+        let pair = set_cookie.split(';').next().unwrap();
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_str(pair).unwrap());
+        h
+    }
+
+    #[tokio::test]
+    async fn login_rotates_and_logout_deletes() {
+        let s = sessions(100, 50);
+        let mut attrs = Attributes::new();
+        attrs.insert("local.email".into(), "a@x".into());
+        let c1 = s.login(None, "local", attrs.clone()).await.unwrap();
+        let h1 = headers_for(&c1);
+        let s1 = s.load(&h1).await.unwrap().unwrap();
+        assert!(s1.data.authenticated_by_any(&["local".into()]));
+        assert!(!s1.data.authenticated_by_any(&["okta".into()]));
+        let c2 = s.login(Some(&s1), "other", Attributes::new()).await.unwrap();
+        assert_ne!(c1, c2);
+        assert!(s.load(&h1).await.unwrap().is_none(), "old id must be dead");
+        let s2 = s.load(&headers_for(&c2)).await.unwrap().unwrap();
+        assert_eq!(s2.data.attrs["local.email"], "a@x");
+        assert!(s2.data.authenticated_by_any(&["other".into()]));
+        s.end(Some(&s2)).await.unwrap();
+        assert!(s.load(&headers_for(&c2)).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn forged_and_malformed_ids_are_no_session() {
+        let s = sessions(100, 50);
+        let mut h = HeaderMap::new();
+        h.insert(COOKIE, HeaderValue::from_static("sid=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+        assert!(s.load(&h).await.unwrap().is_none());
+        h.insert(COOKIE, HeaderValue::from_static("sid=../../etc/passwd"));
+        assert!(s.load(&h).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn idle_and_lifetime_expiry() {
+        let s = sessions(100, 50);
+        let c = s.login(None, "local", Attributes::new()).await.unwrap();
+        let h = headers_for(&c);
+        let sess = s.load(&h).await.unwrap().unwrap();
+        // age the record: idle exceeded
+        let mut data = sess.data.clone();
+        data.seen -= 51;
+        s.store
+            .put(&sess.store_key(), Bytes::from(serde_json::to_vec(&data).unwrap()), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(s.load(&h).await.unwrap().is_none());
+        // lifetime exceeded although recently seen
+        let c = s.login(None, "local", Attributes::new()).await.unwrap();
+        let h = headers_for(&c);
+        let sess = s.load(&h).await.unwrap().unwrap();
+        let mut data = sess.data.clone();
+        data.created -= 101;
+        s.store
+            .put(&sess.store_key(), Bytes::from(serde_json::to_vec(&data).unwrap()), Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(s.load(&h).await.unwrap().is_none());
+    }
+}

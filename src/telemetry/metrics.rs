@@ -1,0 +1,127 @@
+//! Prometheus metrics. Names and labels are documented in the README's metrics table.
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub app: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoginLabels {
+    pub idp: String,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AppLabels {
+    pub app: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamErrorLabels {
+    pub app: String,
+    pub kind: &'static str,
+}
+
+type HistogramFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
+
+/// All metrics of a process; they outlive configuration reloads.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: HistogramFamily,
+    logins: Family<LoginLabels, Counter>,
+    authz_denials: Family<AppLabels, Counter>,
+    upstream_errors: Family<UpstreamErrorLabels, Counter>,
+}
+
+fn latency_histogram() -> Histogram {
+    // 100 µs .. ~3.3 s
+    Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tessera");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        let logins = Family::<LoginLabels, Counter>::default();
+        let authz_denials = Family::<AppLabels, Counter>::default();
+        let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
+        registry.register("http_requests", "HTTP requests served, by app and status", requests.clone());
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from request to response headers, by app and status",
+            latency.clone(),
+        );
+        registry.register("logins", "Login attempts, by IdP and result", logins.clone());
+        registry.register("authz_denials", "Requests denied by authorization, by app", authz_denials.clone());
+        registry.register(
+            "upstream_errors",
+            "Failed upstream requests, by app and kind (connect, timeout)",
+            upstream_errors.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            logins,
+            authz_denials,
+            upstream_errors,
+        }
+    }
+
+    pub fn request(&self, app: &str, status: u16, seconds: f64) {
+        let labels = RequestLabels {
+            app: app.to_string(),
+            status,
+        };
+        self.latency.get_or_create(&labels).observe(seconds);
+        self.requests.get_or_create(&labels).inc();
+    }
+
+    pub fn login(&self, idp: &str, result: &'static str) {
+        self.logins
+            .get_or_create(&LoginLabels {
+                idp: idp.to_string(),
+                result,
+            })
+            .inc();
+    }
+
+    pub fn authz_denied(&self, app: &str) {
+        self.authz_denials
+            .get_or_create(&AppLabels { app: app.to_string() })
+            .inc();
+    }
+
+    pub fn upstream_error(&self, app: &str, kind: &'static str) {
+        self.upstream_errors
+            .get_or_create(&UpstreamErrorLabels {
+                app: app.to_string(),
+                kind,
+            })
+            .inc();
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

@@ -31,7 +31,12 @@ listeners, identity connectors, and the apps it protects.\n\nStart with `tessera
 pub struct Cli {
     /// Where `<name>` secret references are resolved: `env://` (default: `<okta.secret>` is
     /// env OKTA_SECRET) or `secretfile:///path/secrets.yaml`.
-    #[arg(long, global = true, env = "TESSERA_SECRET_PROVIDER", value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        env = "TESSERA_SECRET_PROVIDER",
+        value_name = "URL"
+    )]
     secret_provider: Option<String>,
     #[command(subcommand)]
     command: Command,
@@ -107,7 +112,11 @@ pub fn main() -> ExitCode {
         Command::Demo { config } => with_tokio(|| async move {
             let rt = match &config {
                 Some(path) => load(path, &secrets),
-                None => load_text(EXAMPLE_CONFIG, Path::new("config.example.yaml (embedded)"), &secrets),
+                None => load_text(
+                    EXAMPLE_CONFIG,
+                    Path::new("config.example.yaml (embedded)"),
+                    &secrets,
+                ),
             };
             match rt {
                 Ok(rt) => {
@@ -125,7 +134,10 @@ where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = ExitCode>,
 {
-    match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt.block_on(f()),
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

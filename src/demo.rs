@@ -24,7 +24,8 @@ pub async fn start_whoami(authority: &str) -> std::io::Result<SocketAddr> {
                 continue;
             };
             tokio::spawn(async move {
-                let svc = service_fn(|req| async move { Ok::<_, std::convert::Infallible>(whoami(req)) });
+                let svc =
+                    service_fn(|req| async move { Ok::<_, std::convert::Infallible>(whoami(req)) });
                 let _ = auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), svc)
                     .await;
@@ -38,12 +39,17 @@ const IDENTITY_PREFIXES: [&str; 2] = ["x-user", "x-email"];
 
 fn whoami(req: Request<Incoming>) -> Response<Body> {
     let mut rows = String::new();
-    let mut names: Vec<_> = req.headers().keys().map(|k| k.as_str().to_string()).collect();
+    let mut names: Vec<_> = req
+        .headers()
+        .keys()
+        .map(|k| k.as_str().to_string())
+        .collect();
     names.sort();
     names.dedup();
     for name in names {
         for v in req.headers().get_all(name.as_str()) {
-            let injected = IDENTITY_PREFIXES.iter().any(|p| name.starts_with(p)) || name == "x-groups";
+            let injected =
+                IDENTITY_PREFIXES.iter().any(|p| name.starts_with(p)) || name == "x-groups";
             rows.push_str(&format!(
                 "<tr{}><th scope=\"row\">{}</th><td>{}</td></tr>",
                 if injected { " class=\"id\"" } else { "" },
@@ -67,7 +73,9 @@ tr.id{{background:#e8f0ff;font-weight:600}}</style></head><body>\
         escape(&req.uri().to_string()),
     );
     let mut resp = Response::new(full(body));
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     resp
 }

@@ -149,8 +149,14 @@ mod tests {
         assert_eq!(t.render(&a).as_deref(), Some("a@x.org"));
         let t = Template::parse("g={{okta.groups}};n={{ okta.n }}").unwrap();
         assert_eq!(t.render(&a).as_deref(), Some("g=admins,staff;n=3"));
-        assert_eq!(Template::parse("{{ okta.missing }}").unwrap().render(&a), None);
-        assert_eq!(Template::parse("static").unwrap().render(&a).as_deref(), Some("static"));
+        assert_eq!(
+            Template::parse("{{ okta.missing }}").unwrap().render(&a),
+            None
+        );
+        assert_eq!(
+            Template::parse("static").unwrap().render(&a).as_deref(),
+            Some("static")
+        );
         assert!(Template::parse("{{ okta.email").is_err());
         assert!(Template::parse("{{ email }}").is_err());
     }

@@ -72,7 +72,11 @@ pub fn compile(
 ) -> Option<Runtime> {
     let root = ConfigPath::root();
     let Value::Mapping(top) = doc else {
-        diags.error_hint(&root, "the configuration must be a mapping of sections", "start from config.example.yaml");
+        diags.error_hint(
+            &root,
+            "the configuration must be a mapping of sections",
+            "start from config.example.yaml",
+        );
         return None;
     };
     for key in top.keys() {
@@ -97,10 +101,18 @@ pub fn compile(
     let section = |k: &str| top.get(k).filter(|v| !v.is_null());
 
     match section("version") {
-        None => diags.error_hint(&root, "missing required key `version`", "add `version: 1` at the top"),
+        None => diags.error_hint(
+            &root,
+            "missing required key `version`",
+            "add `version: 1` at the top",
+        ),
         Some(v) => match v.as_u64() {
             Some(1) => {}
-            _ => diags.error_hint(&root.key("version"), "unsupported version", "this Tessera reads `version: 1`"),
+            _ => diags.error_hint(
+                &root.key("version"),
+                "unsupported version",
+                "this Tessera reads `version: 1`",
+            ),
         },
     }
     let tls_profiles: BTreeMap<String, TlsProfile> = section("tls")
@@ -113,12 +125,16 @@ pub fn compile(
             }
         }
     }
-    let http: Option<HttpConfig> = section("http").and_then(|v| decode(v, &root.key("http"), diags));
-    let logger: Option<LoggerConfig> = section("logger").and_then(|v| decode(v, &root.key("logger"), diags));
-    let health: Option<HealthConfig> = section("health").and_then(|v| decode(v, &root.key("health"), diags));
+    let http: Option<HttpConfig> =
+        section("http").and_then(|v| decode(v, &root.key("http"), diags));
+    let logger: Option<LoggerConfig> =
+        section("logger").and_then(|v| decode(v, &root.key("logger"), diags));
+    let health: Option<HealthConfig> =
+        section("health").and_then(|v| decode(v, &root.key("health"), diags));
     let telemetry: Option<TelemetryConfig> =
         section("telemetry").and_then(|v| decode(v, &root.key("telemetry"), diags));
-    let session: Option<SessionConfig> = section("session").and_then(|v| decode(v, &root.key("session"), diags));
+    let session: Option<SessionConfig> =
+        section("session").and_then(|v| decode(v, &root.key("session"), diags));
 
     let mut ctx = Ctx {
         base,
@@ -139,8 +155,19 @@ pub fn compile(
         .as_ref()
         .and_then(|t| t.metrics.as_ref())
         .and_then(|m| m.location.as_deref())
-        .map(|l| location_setting(Some(l), l, &root.key("telemetry").key("metrics").key("location"), &mut ctx));
-    let settings = compile_session(session.as_ref(), listen.as_ref().is_some_and(|l| l.tls.is_some()), &mut ctx);
+        .map(|l| {
+            location_setting(
+                Some(l),
+                l,
+                &root.key("telemetry").key("metrics").key("location"),
+                &mut ctx,
+            )
+        });
+    let settings = compile_session(
+        session.as_ref(),
+        listen.as_ref().is_some_and(|l| l.tls.is_some()),
+        &mut ctx,
+    );
 
     let connectors = compile_connectors(section("connectors"), &mut ctx);
     let (apps, router) = compile_apps(section("apps"), &connectors, &mut ctx);
@@ -179,20 +206,34 @@ fn parse_address(s: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("`{s}` resolves to no address"))
 }
 
-fn compile_listen(http: Option<&HttpConfig>, ctx: &mut Ctx<'_>, _warnings: &mut Vec<String>) -> Option<Listen> {
+fn compile_listen(
+    http: Option<&HttpConfig>,
+    ctx: &mut Ctx<'_>,
+    _warnings: &mut Vec<String>,
+) -> Option<Listen> {
     let path = ConfigPath::root().key("http");
     let tls_cfg = match http.and_then(|h| h.tls.as_deref()) {
         None => None,
         Some(name) => match ctx.tls.get(name) {
             None => {
-                unknown_ref(ctx, &path.key("tls"), "TLS profile", name, ctx.tls.keys().cloned().collect());
+                unknown_ref(
+                    ctx,
+                    &path.key("tls"),
+                    "TLS profile",
+                    name,
+                    ctx.tls.keys().cloned().collect(),
+                );
                 return None;
             }
             Some(p) => {
                 let ppath = ConfigPath::root().key("tls").key(name);
                 match (&p.certFile, &p.keyFile) {
                     (Some(c), Some(k)) => {
-                        match tls::server_config(&resolve_file(ctx.base, c), &resolve_file(ctx.base, k), p.minVersion.as_deref()) {
+                        match tls::server_config(
+                            &resolve_file(ctx.base, c),
+                            &resolve_file(ctx.base, k),
+                            p.minVersion.as_deref(),
+                        ) {
                             Ok(cfg) => Some(cfg),
                             Err(e) => {
                                 ctx.diags.error(&ppath.key("certFile"), e);
@@ -203,7 +244,9 @@ fn compile_listen(http: Option<&HttpConfig>, ctx: &mut Ctx<'_>, _warnings: &mut 
                     _ => {
                         ctx.diags.error_hint(
                             &path.key("tls"),
-                            format!("TLS profile `{name}` has no certFile/keyFile for the listener"),
+                            format!(
+                                "TLS profile `{name}` has no certFile/keyFile for the listener"
+                            ),
                             format!("add certFile and keyFile to tls.{name}"),
                         );
                         return None;
@@ -216,7 +259,8 @@ fn compile_listen(http: Option<&HttpConfig>, ctx: &mut Ctx<'_>, _warnings: &mut 
     let (addr_text, addr_path, from_env) = match std::env::var("TESSERA_HTTP_ADDRESS") {
         Ok(v) if !v.trim().is_empty() => (v, path.key("address"), true),
         _ => (
-            http.and_then(|h| h.address.clone()).unwrap_or_else(|| default_addr.to_string()),
+            http.and_then(|h| h.address.clone())
+                .unwrap_or_else(|| default_addr.to_string()),
             path.key("address"),
             false,
         ),
@@ -224,7 +268,11 @@ fn compile_listen(http: Option<&HttpConfig>, ctx: &mut Ctx<'_>, _warnings: &mut 
     let address = match parse_address(&addr_text) {
         Ok(a) => a,
         Err(e) => {
-            let hint = if from_env { "fix TESSERA_HTTP_ADDRESS" } else { "write `:8443` or `127.0.0.1:8443`" };
+            let hint = if from_env {
+                "fix TESSERA_HTTP_ADDRESS"
+            } else {
+                "write `:8443` or `127.0.0.1:8443`"
+            };
             ctx.diags.error_hint(&addr_path, e, hint);
             return None;
         }
@@ -232,47 +280,92 @@ fn compile_listen(http: Option<&HttpConfig>, ctx: &mut Ctx<'_>, _warnings: &mut 
     Some(Listen {
         address,
         tls: tls_cfg,
-        shutdown_timeout: Duration::from_secs(http.and_then(|h| h.shutdownTimeoutSeconds).unwrap_or(10)),
+        shutdown_timeout: Duration::from_secs(
+            http.and_then(|h| h.shutdownTimeoutSeconds).unwrap_or(10),
+        ),
     })
 }
 
 fn compile_logging(l: Option<&LoggerConfig>, ctx: &mut Ctx<'_>) -> Option<Logging> {
     let path = ConfigPath::root().key("logger");
-    let level = l.and_then(|l| l.level.clone()).unwrap_or_else(|| "info".into());
-    if tracing_subscriber::EnvFilter::try_new(&level).is_err() {
-        ctx.diags.error_hint(&path.key("level"), format!("invalid log level `{level}`"), "use trace, debug, info, warn or error");
-        return None;
+    let level = l
+        .and_then(|l| l.level.clone())
+        .unwrap_or_else(|| "info".into());
+    let known = ["trace", "debug", "info", "warn", "error", "off"];
+    let plain_ok = known.contains(&level.to_ascii_lowercase().as_str());
+    let directive_ok =
+        level.contains('=') && tracing_subscriber::EnvFilter::try_new(&level).is_ok();
+    let level_ok = plain_ok || directive_ok;
+    if !level_ok {
+        ctx.diags.error_hint(
+            &path.key("level"),
+            format!("invalid log level `{level}`"),
+            "use trace, debug, info, warn or error",
+        );
     }
     let json = match l.and_then(|l| l.format.as_deref()).unwrap_or("json") {
         "json" => true,
         "text" => false,
         other => {
-            ctx.diags.error_hint(&path.key("format"), format!("invalid log format `{other}`"), "use json or text");
+            ctx.diags.error_hint(
+                &path.key("format"),
+                format!("invalid log format `{other}`"),
+                "use json or text",
+            );
             return None;
         }
     };
+    if !level_ok {
+        return None;
+    }
     Some(Logging { level, json })
 }
 
-fn location_setting(value: Option<&str>, default: &str, path: &ConfigPath, ctx: &mut Ctx<'_>) -> String {
+fn location_setting(
+    value: Option<&str>,
+    default: &str,
+    path: &ConfigPath,
+    ctx: &mut Ctx<'_>,
+) -> String {
     let v = value.unwrap_or(default);
     if !v.starts_with('/') || v.starts_with(crate::login::PREFIX) {
-        ctx.diags.error_hint(path, format!("`{v}` is not a usable path"), "use an absolute path like /status (not under /.tessera/)");
+        ctx.diags.error_hint(
+            path,
+            format!("`{v}` is not a usable path"),
+            "use an absolute path like /status (not under /.tessera/)",
+        );
     }
     v.to_string()
 }
 
-fn compile_session(s: Option<&SessionConfig>, tls_on: bool, ctx: &mut Ctx<'_>) -> Option<SessionSettings> {
+fn compile_session(
+    s: Option<&SessionConfig>,
+    tls_on: bool,
+    ctx: &mut Ctx<'_>,
+) -> Option<SessionSettings> {
     let path = ConfigPath::root().key("session");
     let cookie = s.and_then(|s| s.cookie.as_ref());
-    let name = cookie.and_then(|c| c.name.clone()).unwrap_or_else(|| "tessera_session".into());
+    let name = cookie
+        .and_then(|c| c.name.clone())
+        .unwrap_or_else(|| "tessera_session".into());
     let mut ok = true;
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-        ctx.diags.error_hint(&path.key("cookie").key("name"), format!("`{name}` is not a valid cookie name"), "use letters, digits, `-`, `_` or `.`");
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        ctx.diags.error_hint(
+            &path.key("cookie").key("name"),
+            format!("`{name}` is not a valid cookie name"),
+            "use letters, digits, `-`, `_` or `.`",
+        );
         ok = false;
     }
     if name == crate::login::FLOW_COOKIE {
-        ctx.diags.error(&path.key("cookie").key("name"), format!("`{name}` is reserved by the login flow"));
+        ctx.diags.error(
+            &path.key("cookie").key("name"),
+            format!("`{name}` is reserved by the login flow"),
+        );
         ok = false;
     }
     let same_site = match cookie.and_then(|c| c.sameSite.as_deref()) {
@@ -280,7 +373,11 @@ fn compile_session(s: Option<&SessionConfig>, tls_on: bool, ctx: &mut Ctx<'_>) -
         Some(v) => match SameSite::parse(v) {
             Some(s) => s,
             None => {
-                ctx.diags.error_hint(&path.key("cookie").key("sameSite"), format!("invalid sameSite `{v}`"), "use Lax, Strict or None");
+                ctx.diags.error_hint(
+                    &path.key("cookie").key("sameSite"),
+                    format!("invalid sameSite `{v}`"),
+                    "use Lax, Strict or None",
+                );
                 ok = false;
                 SameSite::Lax
             }
@@ -294,12 +391,15 @@ fn compile_session(s: Option<&SessionConfig>, tls_on: bool, ctx: &mut Ctx<'_>) -
         );
         ok = false;
     }
-    let domain = cookie.and_then(|c| c.domain.clone()).filter(|d| !d.is_empty());
+    let domain = cookie
+        .and_then(|c| c.domain.clone())
+        .filter(|d| !d.is_empty());
     let max = s.and_then(|s| s.maxLifetimeSeconds).unwrap_or(28800);
     let idle = s.and_then(|s| s.idleTimeoutSeconds).unwrap_or(1800);
     for (k, v) in [("maxLifetimeSeconds", max), ("idleTimeoutSeconds", idle)] {
         if v == 0 {
-            ctx.diags.error(&path.key(k), format!("`{k}` must be greater than 0"));
+            ctx.diags
+                .error(&path.key(k), format!("`{k}` must be greater than 0"));
             ok = false;
         }
     }
@@ -333,25 +433,43 @@ fn unknown_ref(ctx: &mut Ctx<'_>, path: &ConfigPath, what: &str, name: &str, kno
         None if known.is_empty() => format!("no {what} is defined"),
         None => format!("defined: {}", known.join(", ")),
     };
-    ctx.diags.error_hint(path, format!("unknown {what} `{name}`"), hint);
+    ctx.diags
+        .error_hint(path, format!("unknown {what} `{name}`"), hint);
 }
 
 /// Splits a `type`-tagged item into its type and the remaining keys.
-fn tagged(v: &Value, path: &ConfigPath, known: &[&str], planned: &[&str], what: &str, ctx: &mut Ctx<'_>) -> Option<(String, Value)> {
+fn tagged(
+    v: &Value,
+    path: &ConfigPath,
+    known: &[&str],
+    planned: &[&str],
+    what: &str,
+    ctx: &mut Ctx<'_>,
+) -> Option<(String, Value)> {
     let Value::Mapping(m) = v else {
-        ctx.diags.error(path, format!("each {what} must be a mapping"));
+        ctx.diags
+            .error(path, format!("each {what} must be a mapping"));
         return None;
     };
     let Some(t) = m.get("type") else {
-        ctx.diags.error_hint(path, format!("missing required key `type` for this {what}"), format!("use one of: {}", known.join(", ")));
+        ctx.diags.error_hint(
+            path,
+            format!("missing required key `type` for this {what}"),
+            format!("use one of: {}", known.join(", ")),
+        );
         return None;
     };
     let Some(t) = t.as_str() else {
-        ctx.diags.error(&path.key("type"), "`type` must be a string");
+        ctx.diags
+            .error(&path.key("type"), "`type` must be a string");
         return None;
     };
     if planned.contains(&t) {
-        ctx.diags.error_hint(&path.key("type"), format!("{what} type `{t}` is not supported by this version of Tessera yet"), format!("available: {}", known.join(", ")));
+        ctx.diags.error_hint(
+            &path.key("type"),
+            format!("{what} type `{t}` is not supported by this version of Tessera yet"),
+            format!("available: {}", known.join(", ")),
+        );
         return None;
     }
     if !known.contains(&t) {
@@ -359,7 +477,11 @@ fn tagged(v: &Value, path: &ConfigPath, known: &[&str], planned: &[&str], what: 
             Some(b) => format!("did you mean `{b}`?"),
             None => format!("use one of: {}", known.join(", ")),
         };
-        ctx.diags.error_hint(&path.key("type"), format!("unknown {what} type `{t}`"), hint);
+        ctx.diags.error_hint(
+            &path.key("type"),
+            format!("unknown {what} type `{t}`"),
+            hint,
+        );
         return None;
     }
     let mut rest = m.clone();
@@ -378,13 +500,28 @@ fn list<'a>(v: Option<&'a Value>, path: &ConfigPath, ctx: &mut Ctx<'_>) -> &'a [
     }
 }
 
-fn check_name(name: &str, path: &ConfigPath, seen: &mut HashSet<String>, what: &str, ctx: &mut Ctx<'_>) -> bool {
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c)) {
-        ctx.diags.error_hint(path, format!("`{name}` is not a valid {what} name"), "use letters, digits, `_` and `-`");
+fn check_name(
+    name: &str,
+    path: &ConfigPath,
+    seen: &mut HashSet<String>,
+    what: &str,
+    ctx: &mut Ctx<'_>,
+) -> bool {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-".contains(c))
+    {
+        ctx.diags.error_hint(
+            path,
+            format!("`{name}` is not a valid {what} name"),
+            "use letters, digits, `_` and `-`",
+        );
         return false;
     }
     if !seen.insert(name.to_string()) {
-        ctx.diags.error(path, format!("duplicate {what} name `{name}`"));
+        ctx.diags
+            .error(path, format!("duplicate {what} name `{name}`"));
         return false;
     }
     true
@@ -413,7 +550,14 @@ fn compile_connectors(v: Option<&Value>, ctx: &mut Ctx<'_>) -> Connectors {
     let mut seen = HashSet::new();
     for (i, item) in list(v, &path, ctx).iter().enumerate() {
         let p = path.index(i);
-        let Some((_t, rest)) = tagged(item, &p, &CONNECTOR_TYPES, &PLANNED_CONNECTOR_TYPES, "connector", ctx) else {
+        let Some((_t, rest)) = tagged(
+            item,
+            &p,
+            &CONNECTOR_TYPES,
+            &PLANNED_CONNECTOR_TYPES,
+            "connector",
+            ctx,
+        ) else {
             // still reserve the name so references to it do not cascade into more errors
             if let Some(n) = item.get("name").and_then(Value::as_str) {
                 ctx.connectors.insert(n.to_string());
@@ -437,17 +581,26 @@ fn compile_connectors(v: Option<&Value>, ctx: &mut Ctx<'_>) -> Connectors {
     out
 }
 
-fn compile_local(cfg: LocalConnectorConfig, p: &ConfigPath, ctx: &mut Ctx<'_>) -> Option<LocalConnector> {
+fn compile_local(
+    cfg: LocalConnectorConfig,
+    p: &ConfigPath,
+    ctx: &mut Ctx<'_>,
+) -> Option<LocalConnector> {
     let mut users = HashMap::new();
     let mut ok = true;
     for (j, u) in cfg.users.iter().enumerate() {
         let up = p.key("users").index(j);
         if u.username.is_empty() {
-            ctx.diags.error(&up.key("username"), "username must not be empty");
+            ctx.diags
+                .error(&up.key("username"), "username must not be empty");
             ok = false;
         }
         if let Err(e) = check_hash(&u.passwordHash) {
-            ctx.diags.error_hint(&up.key("passwordHash"), e, "generate one with `tessera hash-password`");
+            ctx.diags.error_hint(
+                &up.key("passwordHash"),
+                e,
+                "generate one with `tessera hash-password`",
+            );
             ok = false;
         }
         let mut attributes = Attributes::new();
@@ -457,7 +610,10 @@ fn compile_local(cfg: LocalConnectorConfig, p: &ConfigPath, ctx: &mut Ctx<'_>) -
                     attributes.insert(k.clone(), a);
                 }
                 None => {
-                    ctx.diags.error(&up.key("attributes").key(k), "attributes must be strings, numbers, booleans or lists of those");
+                    ctx.diags.error(
+                        &up.key("attributes").key(k),
+                        "attributes must be strings, numbers, booleans or lists of those",
+                    );
                     ok = false;
                 }
             }
@@ -467,7 +623,10 @@ fn compile_local(cfg: LocalConnectorConfig, p: &ConfigPath, ctx: &mut Ctx<'_>) -
             attributes,
         };
         if users.insert(u.username.clone(), user).is_some() {
-            ctx.diags.error(&up.key("username"), format!("duplicate username `{}`", u.username));
+            ctx.diags.error(
+                &up.key("username"),
+                format!("duplicate username `{}`", u.username),
+            );
             ok = false;
         }
     }
@@ -484,23 +643,41 @@ fn check_attr_ref(a: &AttrRef, path: &ConfigPath, ctx: &mut Ctx<'_>) {
         let known: Vec<String> = ctx.connectors.iter().cloned().collect();
         let hint = match closest(a.connector(), &known) {
             Some(b) => format!("did you mean `{b}.…`?"),
-            None => "attributes are named `<connector>.<attribute>` after a configured connector".to_string(),
+            None => "attributes are named `<connector>.<attribute>` after a configured connector"
+                .to_string(),
         };
-        ctx.diags.error_hint(path, format!("`{}` refers to unknown connector `{}`", a.key(), a.connector()), hint);
+        ctx.diags.error_hint(
+            path,
+            format!(
+                "`{}` refers to unknown connector `{}`",
+                a.key(),
+                a.connector()
+            ),
+            hint,
+        );
     }
 }
 
 /// A redirect target in config: an absolute path or an http(s) URL.
 fn check_target(s: &str, path: &ConfigPath, ctx: &mut Ctx<'_>) -> bool {
     let ok = (s.starts_with('/') && !s.starts_with("//"))
-        || url::Url::parse(s).is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+        || url::Url::parse(s)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
     if !ok {
-        ctx.diags.error_hint(path, format!("`{s}` is not a valid URL"), "use an absolute path like /403.html or an https:// URL");
+        ctx.diags.error_hint(
+            path,
+            format!("`{s}` is not a valid URL"),
+            "use an absolute path like /403.html or an https:// URL",
+        );
     }
     ok
 }
 
-fn compile_apps(v: Option<&Value>, connectors: &Connectors, ctx: &mut Ctx<'_>) -> (Vec<ProxyApp>, Router) {
+fn compile_apps(
+    v: Option<&Value>,
+    connectors: &Connectors,
+    ctx: &mut Ctx<'_>,
+) -> (Vec<ProxyApp>, Router) {
     let path = ConfigPath::root().key("apps");
     let mut apps = Vec::new();
     let mut routes = Vec::new();
@@ -519,7 +696,11 @@ fn compile_apps(v: Option<&Value>, connectors: &Connectors, ctx: &mut Ctx<'_>) -
         }
         let mut app_routes = Vec::new();
         if cfg.routePatterns.is_empty() {
-            ctx.diags.error_hint(&p.key("routePatterns"), "an app needs at least one route pattern", "e.g. routePatterns: [\"app.example.com/\"] or [\"/legacy\"]");
+            ctx.diags.error_hint(
+                &p.key("routePatterns"),
+                "an app needs at least one route pattern",
+                "e.g. routePatterns: [\"app.example.com/\"] or [\"/legacy\"]",
+            );
         }
         for (j, rp) in cfg.routePatterns.iter().enumerate() {
             let rpath = p.key("routePatterns").index(j);
@@ -529,6 +710,10 @@ fn compile_apps(v: Option<&Value>, connectors: &Connectors, ctx: &mut Ctx<'_>) -
                     ctx.diags.error(&rpath, "paths under /.tessera/ are reserved for the gateway")
                 }
                 Ok(r) => match patterns.get(&r) {
+                    Some(other) if *other == cfg.name => ctx.diags.error(
+                        &rpath,
+                        format!("route pattern `{rp}` repeats another pattern of this app"),
+                    ),
                     Some(other) => ctx.diags.error_hint(
                         &rpath,
                         format!("route pattern `{rp}` overlaps app `{other}`: both claim the same host and path"),
@@ -550,30 +735,49 @@ fn compile_apps(v: Option<&Value>, connectors: &Connectors, ctx: &mut Ctx<'_>) -
     (apps, Router::new(routes))
 }
 
-fn compile_proxy_app(cfg: ProxyAppConfig, p: &ConfigPath, connectors: &Connectors, ctx: &mut Ctx<'_>) -> Option<ProxyApp> {
+fn compile_proxy_app(
+    cfg: ProxyAppConfig,
+    p: &ConfigPath,
+    connectors: &Connectors,
+    ctx: &mut Ctx<'_>,
+) -> Option<ProxyApp> {
     let mut ok = true;
     // upstream
     let upstream_uri = match url::Url::parse(&cfg.upstream) {
         Ok(u) if !matches!(u.scheme(), "http" | "https") => {
-            ctx.diags.error_hint(&p.key("upstream"), format!("upstream scheme `{}` is not supported", u.scheme()), "use http:// or https://");
+            ctx.diags.error_hint(
+                &p.key("upstream"),
+                format!("upstream scheme `{}` is not supported", u.scheme()),
+                "use http:// or https://",
+            );
             None
         }
         Ok(u) if u.host().is_none() => {
-            ctx.diags.error(&p.key("upstream"), "upstream URL has no host");
+            ctx.diags
+                .error(&p.key("upstream"), "upstream URL has no host");
             None
         }
         Ok(u) if u.query().is_some() || u.fragment().is_some() => {
-            ctx.diags.error(&p.key("upstream"), "upstream URL must not have a query or fragment");
+            ctx.diags.error(
+                &p.key("upstream"),
+                "upstream URL must not have a query or fragment",
+            );
             None
         }
         Ok(u) => u.as_str().parse::<http::Uri>().ok(),
         Err(e) => {
-            ctx.diags.error_hint(&p.key("upstream"), format!("`{}` is not a valid URL: {e}", cfg.upstream), "write e.g. http://127.0.0.1:9000");
+            ctx.diags.error_hint(
+                &p.key("upstream"),
+                format!("`{}` is not a valid URL: {e}", cfg.upstream),
+                "write e.g. http://127.0.0.1:9000",
+            );
             None
         }
     };
     let client_tls = match cfg.tls.as_deref() {
-        None => tls::client_config(None, None).map_err(|e| ctx.diags.error(&p.key("tls"), e)).ok(),
+        None => tls::client_config(None, None)
+            .map_err(|e| ctx.diags.error(&p.key("tls"), e))
+            .ok(),
         Some(name) => match ctx.tls.get(name) {
             None => {
                 let known = ctx.tls.keys().cloned().collect();
@@ -583,14 +787,27 @@ fn compile_proxy_app(cfg: ProxyAppConfig, p: &ConfigPath, connectors: &Connector
             Some(prof) => {
                 let ca = prof.caFile.as_deref().map(|c| resolve_file(ctx.base, c));
                 tls::client_config(ca.as_deref(), prof.minVersion.as_deref())
-                    .map_err(|e| ctx.diags.error(&ConfigPath::root().key("tls").key(name).key("caFile"), e))
+                    .map_err(|e| {
+                        ctx.diags
+                            .error(&ConfigPath::root().key("tls").key(name).key("caFile"), e)
+                    })
                     .ok()
             }
         },
     };
     let timeouts = cfg.timeouts.as_ref();
-    let connect = Duration::from_millis(timeouts.and_then(|t| t.connectMillis).unwrap_or(5000).max(1));
-    let response = Duration::from_millis(timeouts.and_then(|t| t.responseHeaderMillis).unwrap_or(60000).max(1));
+    let connect = Duration::from_millis(
+        timeouts
+            .and_then(|t| t.connectMillis)
+            .unwrap_or(5000)
+            .max(1),
+    );
+    let response = Duration::from_millis(
+        timeouts
+            .and_then(|t| t.responseHeaderMillis)
+            .unwrap_or(60000)
+            .max(1),
+    );
     let upstream = match (upstream_uri, client_tls) {
         (Some(u), Some(t)) => match Upstream::new(&u, t, connect, response) {
             Ok(up) => Some(up),
@@ -612,18 +829,31 @@ fn compile_proxy_app(cfg: ProxyAppConfig, p: &ConfigPath, connectors: &Connector
         let name = match HeaderName::from_bytes(h.name.as_bytes()) {
             Ok(n) => n,
             Err(_) => {
-                ctx.diags.error_hint(&hp.key("name"), format!("`{}` is not a valid header name", h.name), "use letters, digits and `-`");
+                ctx.diags.error_hint(
+                    &hp.key("name"),
+                    format!("`{}` is not a valid header name", h.name),
+                    "use letters, digits and `-`",
+                );
                 ok = false;
                 continue;
             }
         };
         if reserved(&name) {
-            ctx.diags.error(&hp.key("name"), format!("`{}` is managed by the gateway and cannot be configured", h.name));
+            ctx.diags.error(
+                &hp.key("name"),
+                format!(
+                    "`{}` is managed by the gateway and cannot be configured",
+                    h.name
+                ),
+            );
             ok = false;
             continue;
         }
         if !header_names.insert(name.clone()) {
-            ctx.diags.error(&hp.key("name"), format!("header `{}` is configured twice", h.name));
+            ctx.diags.error(
+                &hp.key("name"),
+                format!("header `{}` is configured twice", h.name),
+            );
             ok = false;
             continue;
         }
@@ -635,7 +865,11 @@ fn compile_proxy_app(cfg: ProxyAppConfig, p: &ConfigPath, connectors: &Connector
                 headers.push(InjectedHeader { name, template: t });
             }
             Err(e) => {
-                ctx.diags.error_hint(&hp.key("value"), e, "write placeholders as {{ connector.attribute }}");
+                ctx.diags.error_hint(
+                    &hp.key("value"),
+                    e,
+                    "write placeholders as {{ connector.attribute }}",
+                );
                 ok = false;
             }
         }
@@ -644,7 +878,11 @@ fn compile_proxy_app(cfg: ProxyAppConfig, p: &ConfigPath, connectors: &Connector
     let mut policies = Vec::new();
     let mut locations = HashSet::new();
     if cfg.policies.is_empty() {
-        ctx.diags.error_hint(&p.key("policies"), "an app needs at least one policy", "add a policy with `location: /`");
+        ctx.diags.error_hint(
+            &p.key("policies"),
+            "an app needs at least one policy",
+            "add a policy with `location: /`",
+        );
         ok = false;
     }
     for (j, pol) in cfg.policies.iter().enumerate() {
@@ -652,7 +890,10 @@ fn compile_proxy_app(cfg: ProxyAppConfig, p: &ConfigPath, connectors: &Connector
         match compile_policy(pol, &pp, connectors, ctx) {
             Some(policy) => {
                 if !locations.insert(pol.location.trim().to_string()) {
-                    ctx.diags.error(&pp.key("location"), format!("location `{}` appears twice in this app", pol.location));
+                    ctx.diags.error(
+                        &pp.key("location"),
+                        format!("location `{}` appears twice in this app", pol.location),
+                    );
                     ok = false;
                 }
                 policies.push(policy);
@@ -664,7 +905,10 @@ fn compile_proxy_app(cfg: ProxyAppConfig, p: &ConfigPath, connectors: &Connector
         None => None,
         Some(l) => {
             if !l.location.starts_with('/') {
-                ctx.diags.error(&p.key("logout").key("location"), "logout location must be a path starting with `/`");
+                ctx.diags.error(
+                    &p.key("logout").key("location"),
+                    "logout location must be a path starting with `/`",
+                );
                 ok = false;
             }
             let redirect = l.redirectURL.clone().unwrap_or_else(|| "/".into());
@@ -687,7 +931,12 @@ fn compile_proxy_app(cfg: ProxyAppConfig, p: &ConfigPath, connectors: &Connector
     })
 }
 
-fn compile_policy(pol: &PolicyConfig, pp: &ConfigPath, connectors: &Connectors, ctx: &mut Ctx<'_>) -> Option<Policy> {
+fn compile_policy(
+    pol: &PolicyConfig,
+    pp: &ConfigPath,
+    connectors: &Connectors,
+    ctx: &mut Ctx<'_>,
+) -> Option<Policy> {
     let mut ok = true;
     let location = match Location::parse(&pol.location) {
         Ok(l) => Some(l),
@@ -700,10 +949,19 @@ fn compile_policy(pol: &PolicyConfig, pp: &ConfigPath, connectors: &Connectors, 
     for (k, idp) in authn.idps.iter().enumerate() {
         if !ctx.connectors.contains(idp) {
             let known = ctx.connectors.iter().cloned().collect();
-            unknown_ref(ctx, &pp.key("authentication").key("idps").index(k), "IdP", idp, known);
+            unknown_ref(
+                ctx,
+                &pp.key("authentication").key("idps").index(k),
+                "IdP",
+                idp,
+                known,
+            );
             ok = false;
         } else if connectors.get(idp).is_some_and(|c| !c.can_login()) {
-            ctx.diags.error(&pp.key("authentication").key("idps").index(k), format!("connector `{idp}` cannot log users in"));
+            ctx.diags.error(
+                &pp.key("authentication").key("idps").index(k),
+                format!("connector `{idp}` cannot log users in"),
+            );
             ok = false;
         }
     }
@@ -718,7 +976,10 @@ fn compile_policy(pol: &PolicyConfig, pp: &ConfigPath, connectors: &Connectors, 
     let authz = &pol.authorization;
     let authorization = match (authz.allowAll, &authz.rules) {
         (true, Some(_)) => {
-            ctx.diags.error(&pp.key("authorization"), "use either `allowAll: true` or `rules`, not both");
+            ctx.diags.error(
+                &pp.key("authorization"),
+                "use either `allowAll: true` or `rules`, not both",
+            );
             None
         }
         (true, None) => Some(Authorization::AllowAll),
@@ -732,7 +993,11 @@ fn compile_policy(pol: &PolicyConfig, pp: &ConfigPath, connectors: &Connectors, 
             })
         }
         (false, None) => {
-            ctx.diags.error_hint(&pp.key("authorization"), "say who may enter", "add `allowAll: true` or `rules:`");
+            ctx.diags.error_hint(
+                &pp.key("authorization"),
+                "say who may enter",
+                "add `allowAll: true` or `rules:`",
+            );
             None
         }
     };

@@ -17,6 +17,8 @@ pub fn decode<T: DeserializeOwned>(
     diags: &mut Diagnostics,
 ) -> Option<T> {
     let mut value = value.clone();
+    // Keys removed after a type error: serde then reports them missing, which is no news.
+    let mut removed: Vec<ConfigPath> = Vec::new();
     for _ in 0..MAX_RETRIES {
         let err = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
             Ok(t) => return Some(t),
@@ -60,15 +62,21 @@ pub fn decode<T: DeserializeOwned>(
             continue;
         }
         if let Some(field) = parse_missing_field(&message) {
-            diags.error_hint(
-                &at,
-                format!("missing required key `{field}`"),
-                format!("add `{field}:` here"),
-            );
-        } else {
-            diags.error(&at, clean_type_message(&message));
+            if !removed.contains(&at.key(&field)) {
+                diags.error_hint(
+                    &at,
+                    format!("missing required key `{field}`"),
+                    format!("add `{field}:` here"),
+                );
+            }
+            return None;
         }
-        return None;
+        diags.error(&at, clean_type_message(&message));
+        // Drop the bad value and keep going, so the rest of the section is checked too.
+        if at == *path || !remove_at(&mut value, path, &at) {
+            return None;
+        }
+        removed.push(at);
     }
     None
 }
@@ -92,12 +100,25 @@ fn parse_missing_field(message: &str) -> Option<String> {
     Some(rest[..rest.find('`')?].to_string())
 }
 
-/// serde_yaml_ng appends its own (meaningless for a sub-value) position; drop it.
+/// serde_yaml_ng appends its own (meaningless for a sub-value) position; drop it, and say
+/// Rust types the way a YAML author thinks of them.
 fn clean_type_message(message: &str) -> String {
-    match message.find(" at line ") {
-        Some(i) => message[..i].to_string(),
-        None => message.to_string(),
+    let m = match message.find(" at line ") {
+        Some(i) => &message[..i],
+        None => message,
+    };
+    let mut m = m.to_string();
+    for (rust, yaml) in [
+        ("expected u64", "expected a whole number"),
+        ("expected u32", "expected a whole number"),
+        ("expected u16", "expected a whole number"),
+        ("expected a boolean", "expected true or false"),
+        ("expected a sequence", "expected a list"),
+        ("expected a map", "expected a mapping"),
+    ] {
+        m = m.replace(rust, yaml);
     }
+    m
 }
 
 /// The candidate closest to `word`, if it is close enough to be a plausible typo.
@@ -170,9 +191,18 @@ mod tests {
     fn reports_type_errors_and_missing_keys() {
         let v: Value = serde_yaml_ng::from_str("shutdownTimeoutSeconds: soon\nname: n\n").unwrap();
         let mut d = Diagnostics::default();
-        assert!(decode::<T>(&v, &ConfigPath::root(), &mut d).is_none());
+        // the bad key is dropped so the rest is still checked
+        assert!(decode::<T>(&v, &ConfigPath::root(), &mut d).is_some());
         assert_eq!(d.items[0].path.to_string(), "shutdownTimeoutSeconds");
-        assert!(d.items[0].message.starts_with("invalid type: string \"soon\", expected u64"));
+        assert_eq!(
+            d.items[0].message,
+            "invalid type: string \"soon\", expected a whole number"
+        );
+        assert_eq!(
+            d.items.len(),
+            1,
+            "the removed key is not reported again as missing"
+        );
         let v: Value = serde_yaml_ng::from_str("address: x\n").unwrap();
         let mut d = Diagnostics::default();
         assert!(decode::<T>(&v, &ConfigPath::root(), &mut d).is_none());

@@ -103,8 +103,17 @@ mod tests {
         assert_eq!(v["b"].as_str(), Some("s3cr3t"));
         assert_eq!(v["c"].as_str(), Some("{{ okta.email }}"));
         assert_eq!(d.items.len(), 2);
-        assert_eq!(d.items[0].message, "secret `<missing.secret>` is not defined");
-        assert_eq!(d.items[0].hint.as_deref(), Some("set the environment variable MISSING_SECRET"));
-        assert_eq!(d.items[1].message, "environment variable `TESSERA_T_NOPE` is not set");
+        assert_eq!(
+            d.items[0].message,
+            "secret `<missing.secret>` is not defined"
+        );
+        assert_eq!(
+            d.items[0].hint.as_deref(),
+            Some("set the environment variable MISSING_SECRET")
+        );
+        assert_eq!(
+            d.items[1].message,
+            "environment variable `TESSERA_T_NOPE` is not set"
+        );
     }
 }

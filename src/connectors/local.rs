@@ -52,7 +52,9 @@ pub fn check_hash(phc: &str) -> Result<(), String> {
     let parsed = PasswordHash::new(phc).map_err(|e| format!("not a PHC hash string: {e}"))?;
     match parsed.algorithm.as_str() {
         "argon2id" | "argon2i" | "argon2d" => Ok(()),
-        other => Err(format!("`{other}` hashes are not supported (argon2id expected)")),
+        other => Err(format!(
+            "`{other}` hashes are not supported (argon2id expected)"
+        )),
     }
 }
 
@@ -83,7 +85,11 @@ impl LocalConnector {
         let password = password.to_string();
         let ok = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash)
-                .map(|h| Argon2::default().verify_password(password.as_bytes(), &h).is_ok())
+                .map(|h| {
+                    Argon2::default()
+                        .verify_password(password.as_bytes(), &h)
+                        .is_ok()
+                })
                 .unwrap_or(false)
         })
         .await
@@ -117,11 +123,20 @@ mod tests {
         let mut users = HashMap::new();
         let mut attributes = Attributes::new();
         attributes.insert("email".into(), "a@x".into());
-        users.insert("alice".into(), LocalUser { password_hash: hash, attributes });
+        users.insert(
+            "alice".into(),
+            LocalUser {
+                password_hash: hash,
+                attributes,
+            },
+        );
         let c = LocalConnector::new(
             "local".into(),
             users,
-            Throttle { max_failures: 5, window: Duration::from_secs(60) },
+            Throttle {
+                max_failures: 5,
+                window: Duration::from_secs(60),
+            },
         );
         let a = c.verify("alice", "pw").await.unwrap();
         assert_eq!(a["local.email"], "a@x");

@@ -113,7 +113,15 @@ pub async fn challenge(
             ctx,
         );
     }
-    start_flow(rt, &app.name, policy_idps(rt, policy), return_to, req.headers(), ctx).await
+    start_flow(
+        rt,
+        &app.name,
+        policy_idps(rt, policy),
+        return_to,
+        req.headers(),
+        ctx,
+    )
+    .await
 }
 
 async fn start_flow(
@@ -138,7 +146,12 @@ async fn start_flow(
     };
     let id = random_token(24);
     let bytes = Bytes::from(serde_json::to_vec(&flow).unwrap_or_default());
-    if let Err(e) = rt.sessions.store().put(&flow_key(&id), bytes, FLOW_TTL).await {
+    if let Err(e) = rt
+        .sessions
+        .store()
+        .put(&flow_key(&id), bytes, FLOW_TTL)
+        .await
+    {
         return store_down(ctx, e);
     }
     let cookies = if existing.is_some() {
@@ -184,9 +197,11 @@ pub async fn handle(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> R
         (Method::GET | Method::HEAD, LOGIN_PATH) => login_page(rt, &req, ctx).await,
         (Method::POST, LOGIN_PATH) => submit(rt, req, ctx).await,
         (Method::GET | Method::POST, LOGOUT_PATH) => logout(rt, req.headers(), ctx, None).await,
-        (_, LOGIN_PATH | LOGOUT_PATH) => {
-            respond::error(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed here.", ctx)
-        }
+        (_, LOGIN_PATH | LOGOUT_PATH) => respond::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed here.",
+            ctx,
+        ),
         _ => respond::error(StatusCode::NOT_FOUND, "There is no such page.", ctx),
     }
 }
@@ -285,7 +300,11 @@ async fn direct_login(
         .and_then(|h| h.to_str().ok())
         .unwrap_or(&ctx.host)
         .to_ascii_lowercase();
-    let Some(app) = rt.router.route(&ctx.host, &host_port, &normalized).map(|i| &rt.apps[i]) else {
+    let Some(app) = rt
+        .router
+        .route(&ctx.host, &host_port, &normalized)
+        .map(|i| &rt.apps[i])
+    else {
         return respond::error(StatusCode::NOT_FOUND, "No application is served here.", ctx);
     };
     let idps = match app.policies.find(&normalized) {
@@ -328,7 +347,13 @@ async fn read_form(
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
         .unwrap_or(false);
     if !is_form {
         return Err(respond::error(
@@ -360,7 +385,8 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Respo
         Err(resp) => return resp,
     };
     let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
-    let (flow_id, idp, username, password) = (get("flow"), get("idp"), get("username"), get("password"));
+    let (flow_id, idp, username, password) =
+        (get("flow"), get("idp"), get("username"), get("password"));
     let flow = match load_flow(rt, flow_id, &headers).await {
         Ok(Some(f)) => f,
         Ok(None) => return expired(ctx),
@@ -381,7 +407,15 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Respo
         return respond::error(StatusCode::BAD_REQUEST, "Unknown sign-in method.", ctx);
     };
     if username.is_empty() || password.is_empty() || username.len() > 256 || password.len() > 1024 {
-        return form(ctx, &flow, flow_id, idp, "", Some("Enter your username and password."), StatusCode::BAD_REQUEST);
+        return form(
+            ctx,
+            &flow,
+            flow_id,
+            idp,
+            "",
+            Some("Enter your username and password."),
+            StatusCode::BAD_REQUEST,
+        );
     }
     let store = rt.sessions.store().as_ref();
     let ip = ctx.peer.ip();
@@ -398,7 +432,8 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Respo
                 Some("Too many failed attempts. Wait a few minutes, then try again."),
                 StatusCode::TOO_MANY_REQUESTS,
             );
-            if let Ok(v) = http::HeaderValue::from_str(&local.throttle.window.as_secs().to_string()) {
+            if let Ok(v) = http::HeaderValue::from_str(&local.throttle.window.as_secs().to_string())
+            {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
             return resp;
@@ -483,7 +518,10 @@ mod tests {
     #[test]
     fn return_urls_stay_on_this_host() {
         assert_eq!(sanitize_return("/a?b=1", "h").as_deref(), Some("/a?b=1"));
-        assert_eq!(sanitize_return("https://h/x?y", "h").as_deref(), Some("/x?y"));
+        assert_eq!(
+            sanitize_return("https://h/x?y", "h").as_deref(),
+            Some("/x?y")
+        );
         assert_eq!(sanitize_return("https://evil.com/x", "h"), None);
         assert_eq!(sanitize_return("//evil.com/x", "h"), None);
         assert_eq!(sanitize_return("/\\evil.com", "h"), None);

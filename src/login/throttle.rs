@@ -32,8 +32,10 @@ pub async fn locked(
     username: &str,
     ip: IpAddr,
 ) -> Result<bool, StoreError> {
-    Ok(count(store, &user_key(connector, username)).await? >= u64::from(t.max_failures)
-        || count(store, &ip_key(ip)).await? >= u64::from(t.max_ip_failures()))
+    Ok(
+        count(store, &user_key(connector, username)).await? >= u64::from(t.max_failures)
+            || count(store, &ip_key(ip)).await? >= u64::from(t.max_ip_failures()),
+    )
 }
 
 /// Records a failure and waits a little longer for each recent one (up to 2 s), which makes
@@ -45,7 +47,9 @@ pub async fn failed(
     username: &str,
     ip: IpAddr,
 ) -> Result<(), StoreError> {
-    let n = store.increment(&user_key(connector, username), t.window).await?;
+    let n = store
+        .increment(&user_key(connector, username), t.window)
+        .await?;
     store.increment(&ip_key(ip), t.window).await?;
     let delay = Duration::from_millis((200 * n).min(2000));
     tokio::time::sleep(delay).await;
@@ -53,6 +57,13 @@ pub async fn failed(
 }
 
 /// A success clears the user's counter (not the IP's).
-pub async fn succeeded(store: &dyn Store, connector: &str, username: &str) -> Result<(), StoreError> {
-    store.delete(&user_key(connector, username)).await.map(|_| ())
+pub async fn succeeded(
+    store: &dyn Store,
+    connector: &str,
+    username: &str,
+) -> Result<(), StoreError> {
+    store
+        .delete(&user_key(connector, username))
+        .await
+        .map(|_| ())
 }

@@ -76,7 +76,10 @@ pub fn upstream_headers(
     if let Ok(v) = HeaderValue::from_str(&xff) {
         h.insert(X_FORWARDED_FOR.clone(), v);
     }
-    h.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(ctx.scheme));
+    h.insert(
+        X_FORWARDED_PROTO.clone(),
+        HeaderValue::from_static(ctx.scheme),
+    );
     h.remove(&X_FORWARDED_HOST);
     if let Some(host) = &ctx.host_header {
         h.insert(X_FORWARDED_HOST.clone(), host.clone());

@@ -95,13 +95,8 @@ impl ProxyApp {
                 ),
             };
         }
-        let headers = headers::upstream_headers(
-            self,
-            req.headers(),
-            ctx,
-            attrs,
-            &rt.own_cookie_names(),
-        );
+        let headers =
+            headers::upstream_headers(self, req.headers(), ctx, attrs, &rt.own_cookie_names());
         match self.upstream.send(req, &path.raw, headers).await {
             Ok(resp) => resp,
             Err(e) => {

@@ -57,7 +57,8 @@ pub fn normalize(raw: &str) -> Result<NormalizedPath, PathError> {
         }
     }
     // A trailing slash is meaningful to many apps (directory vs file): keep it.
-    let trailing = raw.len() > 1 && (raw.ends_with('/') || raw.ends_with("/.") || raw.ends_with("/.."));
+    let trailing =
+        raw.len() > 1 && (raw.ends_with('/') || raw.ends_with("/.") || raw.ends_with("/.."));
     let join = |segs: &[String]| {
         let mut s = String::with_capacity(raw.len());
         for seg in segs {
@@ -102,8 +103,7 @@ pub fn under_prefix(path: &str, prefix: &str) -> bool {
         return true;
     }
     let prefix = prefix.trim_end_matches('/');
-    path.starts_with(prefix)
-        && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/'))
+    path.starts_with(prefix) && matches!(path.as_bytes().get(prefix.len()), None | Some(b'/'))
 }
 
 #[cfg(test)]
@@ -120,7 +120,10 @@ mod tests {
         assert_eq!(n("/"), ("/".into(), "/".into()));
         assert_eq!(n("//admin"), ("/admin".into(), "/admin".into()));
         assert_eq!(n("/public/../admin"), ("/admin".into(), "/admin".into()));
-        assert_eq!(n("/public/%2e%2e/admin"), ("/admin".into(), "/admin".into()));
+        assert_eq!(
+            n("/public/%2e%2e/admin"),
+            ("/admin".into(), "/admin".into())
+        );
         assert_eq!(n("/a/./b/"), ("/a/b/".into(), "/a/b/".into()));
         assert_eq!(n("/%61dmin"), ("/admin".into(), "/%61dmin".into()));
         assert_eq!(n("/../../etc"), ("/etc".into(), "/etc".into()));

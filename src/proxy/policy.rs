@@ -20,12 +20,20 @@ impl Location {
         if let Some(re) = s.strip_prefix("~*") {
             return Regex::new(&format!("(?i){}", re.trim()))
                 .map(Location::Regex)
-                .map_err(|e| format!("invalid regex: {}", super::rules::first_line(&e.to_string())));
+                .map_err(|e| {
+                    format!(
+                        "invalid regex: {}",
+                        super::rules::first_line(&e.to_string())
+                    )
+                });
         }
         if let Some(re) = s.strip_prefix('~') {
-            return Regex::new(re.trim())
-                .map(Location::Regex)
-                .map_err(|e| format!("invalid regex: {}", super::rules::first_line(&e.to_string())));
+            return Regex::new(re.trim()).map(Location::Regex).map_err(|e| {
+                format!(
+                    "invalid regex: {}",
+                    super::rules::first_line(&e.to_string())
+                )
+            });
         }
         if s.starts_with('/') {
             return Ok(Location::Prefix(s.to_string()));
@@ -135,6 +143,8 @@ mod tests {
     #[test]
     fn bad_locations() {
         assert!(Location::parse("admin").is_err());
-        assert!(Location::parse("~ (").unwrap_err().starts_with("invalid regex"));
+        assert!(Location::parse("~ (")
+            .unwrap_err()
+            .starts_with("invalid regex"));
     }
 }

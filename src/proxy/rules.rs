@@ -188,7 +188,10 @@ fn parse_condition(
             if ops.is_empty() {
                 "a condition needs one operator".to_string()
             } else {
-                format!("a condition takes one operator, found {}", ops.join(" and "))
+                format!(
+                    "a condition takes one operator, found {}",
+                    ops.join(" and ")
+                )
             },
             "use exactly one of equals, contains, in, matches",
         );
@@ -251,8 +254,7 @@ fn scalar_text(v: &Yaml) -> Option<String> {
 
 pub(crate) fn first_line(s: &str) -> String {
     s.lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .unwrap_or(s)
         .trim()
         .to_string()
@@ -301,8 +303,14 @@ mod tests {
     #[test]
     fn combinators() {
         let a = attrs();
-        assert!(rule("or: [{attribute: idp.email, equals: x}, {attribute: idp.groups, contains: staff}]").evaluate(&a));
-        assert!(!rule("and: [{attribute: idp.email, equals: x}, {attribute: idp.groups, contains: staff}]").evaluate(&a));
+        assert!(rule(
+            "or: [{attribute: idp.email, equals: x}, {attribute: idp.groups, contains: staff}]"
+        )
+        .evaluate(&a));
+        assert!(!rule(
+            "and: [{attribute: idp.email, equals: x}, {attribute: idp.groups, contains: staff}]"
+        )
+        .evaluate(&a));
         assert!(rule("and: [{not: {attribute: idp.email, equals: x}}, {attribute: idp.groups, contains: staff}]").evaluate(&a));
     }
 
@@ -312,13 +320,26 @@ mod tests {
             let v: Yaml = serde_yaml_ng::from_str(yaml).unwrap();
             let mut d = Diagnostics::default();
             assert!(parse_rule(&v, &ConfigPath::root(), &mut d).is_none());
-            assert!(d.items.iter().any(|i| i.message.contains(msg)), "{:?}", d.items);
+            assert!(
+                d.items.iter().any(|i| i.message.contains(msg)),
+                "{:?}",
+                d.items
+            );
         };
         check("{attribute: a.b, matches: '('}", "invalid regex");
         check("{attribute: a.b}", "a condition needs one operator");
-        check("{attribute: a.b, equals: x, contains: y}", "found equals and contains");
-        check("{attribute: ab, equals: x}", "is not an attribute reference");
-        check("{atribute: a.b, equals: x}", "unknown key `atribute` in rule");
+        check(
+            "{attribute: a.b, equals: x, contains: y}",
+            "found equals and contains",
+        );
+        check(
+            "{attribute: ab, equals: x}",
+            "is not an attribute reference",
+        );
+        check(
+            "{atribute: a.b, equals: x}",
+            "unknown key `atribute` in rule",
+        );
         check("or: []", "needs at least one rule");
         check("[x]", "a rule must be a mapping");
     }

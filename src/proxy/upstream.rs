@@ -55,7 +55,10 @@ impl Upstream {
         connect_timeout: Duration,
         response_timeout: Duration,
     ) -> Result<Self, String> {
-        let scheme = url.scheme().cloned().ok_or("upstream needs http:// or https://")?;
+        let scheme = url
+            .scheme()
+            .cloned()
+            .ok_or("upstream needs http:// or https://")?;
         let authority = url.authority().cloned().ok_or("upstream needs a host")?;
         let mut http = HttpConnector::new();
         http.enforce_http(false);
@@ -97,7 +100,6 @@ impl Upstream {
             .authority(self.authority.clone())
             .path_and_query(pq)
             .build()
-            .map_err(Into::into)
     }
 
     /// Sends the (already rewritten) request to the upstream at `path`. WebSocket and other
@@ -124,11 +126,12 @@ impl Upstream {
                 .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             out.headers_mut().insert(header::UPGRADE, proto.clone());
         }
-        let mut resp = match tokio::time::timeout(self.response_timeout, self.client.request(out)).await {
-            Err(_) => return Err(UpstreamError::Timeout(self.response_timeout)),
-            Ok(Err(e)) => return Err(UpstreamError::Unreachable(error_chain(&e))),
-            Ok(Ok(r)) => r,
-        };
+        let mut resp =
+            match tokio::time::timeout(self.response_timeout, self.client.request(out)).await {
+                Err(_) => return Err(UpstreamError::Timeout(self.response_timeout)),
+                Ok(Err(e)) => return Err(UpstreamError::Unreachable(error_chain(&e))),
+                Ok(Ok(r)) => r,
+            };
         if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
             if let Some(client_side) = client_side {
                 let upstream_side = hyper::upgrade::on(&mut resp);
@@ -173,7 +176,9 @@ fn requested_upgrade<B>(req: &Request<B>) -> Option<HeaderValue> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    wants.then(|| req.headers().get(header::UPGRADE).cloned()).flatten()
+    wants
+        .then(|| req.headers().get(header::UPGRADE).cloned())
+        .flatten()
 }
 
 const HOP_BY_HOP: [&str; 8] = [
@@ -205,4 +210,3 @@ pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
     headers.remove(header::UPGRADE);
 }
-

@@ -157,11 +157,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("s.yaml");
         std::fs::write(&p, "okta:\n  secret: s1\nredis.password: s2\n").unwrap();
-        let prov = SecretProvider::from_url(Some(&format!("secretfile://{}", p.display()))).unwrap();
+        let prov =
+            SecretProvider::from_url(Some(&format!("secretfile://{}", p.display()))).unwrap();
         assert_eq!(prov.resolve("okta.secret").unwrap().expose(), "s1");
         assert_eq!(prov.resolve("redis.password").unwrap().expose(), "s2");
         assert!(prov.resolve("nope").is_none());
-        assert_eq!(format!("{:?}", prov.resolve("okta.secret").unwrap()), "SecretString(<redacted>)");
+        assert_eq!(
+            format!("{:?}", prov.resolve("okta.secret").unwrap()),
+            "SecretString(<redacted>)"
+        );
     }
 
     #[test]

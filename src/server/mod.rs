@@ -37,7 +37,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
-    let scheme = if rt.listen.tls.is_some() { "https" } else { "http" };
+    let scheme = if rt.listen.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     tracing::info!(address = %local, scheme, "listening");
     let acceptor = rt.listen.tls.clone().map(TlsAcceptor::from);
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -46,7 +50,10 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
         .max_buf_size(64 * 1024);
-    builder.http2().timer(TokioTimer::new()).max_concurrent_streams(256);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(256);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -66,7 +73,9 @@ pub async fn serve(
         let rt = rt.clone();
         let svc = service_fn(move |req| {
             let rt = rt.clone();
-            async move { Ok::<_, std::convert::Infallible>(service::handle(rt, req, peer, scheme).await) }
+            async move {
+                Ok::<_, std::convert::Infallible>(service::handle(rt, req, peer, scheme).await)
+            }
         });
         match &acceptor {
             None => {
@@ -81,14 +90,17 @@ pub async fn serve(
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
-                    let tls = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => s,
-                        Ok(Err(e)) => {
-                            tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => return,
-                    };
+                    let tls =
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(client = %peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(tls), svc);
                     let _ = watcher.watch(conn.into_owned()).await;
                 });
@@ -97,7 +109,10 @@ pub async fn serve(
     }
     drop(listener);
     let bound = rt.listen.shutdown_timeout;
-    tracing::info!(timeout_s = bound.as_secs(), "shutting down: draining connections");
+    tracing::info!(
+        timeout_s = bound.as_secs(),
+        "shutting down: draining connections"
+    );
     match tokio::time::timeout(bound, graceful.shutdown()).await {
         Ok(()) => tracing::info!("all connections closed"),
         Err(_) => tracing::warn!("shutdown timeout reached; closing remaining connections"),
@@ -110,7 +125,10 @@ pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             let _ = tokio::signal::ctrl_c().await;
             return;
         };
@@ -132,5 +150,10 @@ pub fn display_address(addr: SocketAddr, tls: bool) -> String {
     } else {
         addr.ip().to_string()
     };
-    format!("{}://{}:{}", if tls { "https" } else { "http" }, host, addr.port())
+    format!(
+        "{}://{}:{}",
+        if tls { "https" } else { "http" },
+        host,
+        addr.port()
+    )
 }

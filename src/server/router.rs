@@ -33,7 +33,9 @@ impl RoutePattern {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || "-.:[]*".contains(c));
             if !ok || h.starts_with('.') || h.starts_with(':') {
-                return Err(format!("`{h}` is not a valid host name in route pattern `{s}`"));
+                return Err(format!(
+                    "`{h}` is not a valid host name in route pattern `{s}`"
+                ));
             }
         }
         if path.contains("..") || path.contains("//") || path.contains('?') || path.contains('#') {
@@ -55,7 +57,9 @@ impl RoutePattern {
             None => true,
             Some(h) if h.contains(':') => h == host_with_port,
             Some(h) => match h.strip_prefix("*.") {
-                Some(suffix) => host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}")),
+                Some(suffix) => {
+                    host.len() > suffix.len() + 1 && host.ends_with(&format!(".{suffix}"))
+                }
                 None => h == host,
             },
         };
@@ -106,8 +110,14 @@ mod tests {
         assert_eq!(r.route("other", "other", "/x"), Some(0));
         assert_eq!(r.route("other", "other", "/legacy/a"), Some(1));
         assert_eq!(r.route("other", "other", "/legacyx"), Some(0));
-        assert_eq!(r.route("app.example.com", "app.example.com", "/legacy"), Some(2));
-        assert_eq!(r.route("app.example.com", "app.example.com", "/api/v1"), Some(3));
+        assert_eq!(
+            r.route("app.example.com", "app.example.com", "/legacy"),
+            Some(2)
+        );
+        assert_eq!(
+            r.route("app.example.com", "app.example.com", "/api/v1"),
+            Some(3)
+        );
         assert_eq!(r.route("a.example.org", "a.example.org", "/"), Some(4));
         assert_eq!(r.route("example.org", "example.org", "/"), Some(0));
         let only = Router::new(vec![(p("/legacy"), 0)]);
@@ -119,7 +129,13 @@ mod tests {
         assert!(RoutePattern::parse("https://x/").is_err());
         assert!(RoutePattern::parse("bad host/").is_err());
         assert!(RoutePattern::parse("/a/../b").is_err());
-        assert_eq!(RoutePattern::parse("App.Example.com").unwrap().host.as_deref(), Some("app.example.com"));
+        assert_eq!(
+            RoutePattern::parse("App.Example.com")
+                .unwrap()
+                .host
+                .as_deref(),
+            Some("app.example.com")
+        );
         assert_eq!(RoutePattern::parse("/x/").unwrap().prefix, "/x");
     }
 }

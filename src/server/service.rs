@@ -30,18 +30,19 @@ fn request_id(req: &Request<Incoming>) -> String {
         .filter(|v| {
             !v.is_empty()
                 && v.len() <= 128
-                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         })
         .map(str::to_string)
         .unwrap_or_else(|| random_token(12))
 }
 
 fn host_of(req: &Request<Incoming>) -> (String, Option<HeaderValue>) {
-    let header = req
-        .headers()
-        .get(header::HOST)
-        .cloned()
-        .or_else(|| req.uri().authority().and_then(|a| HeaderValue::from_str(a.as_str()).ok()));
+    let header = req.headers().get(header::HOST).cloned().or_else(|| {
+        req.uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
     let host = header
         .as_ref()
         .and_then(|h| h.to_str().ok())
@@ -79,7 +80,10 @@ pub async fn handle(
         path = %req.uri().path(),
     );
     async move {
-        let (resp, app_index) = dispatch(&rt, req, &ctx).await;
+        let (mut resp, app_index) = dispatch(&rt, req, &ctx).await;
+        if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
         let app = app_index.map_or("-", |i| rt.apps[i].name.as_str());
         let status = resp.status().as_u16();
         let elapsed = started.elapsed();
@@ -107,6 +111,14 @@ fn check_input(req: &Request<Incoming>) -> Result<(), &'static str> {
         .sum();
     if cookie_bytes > MAX_COOKIE_HEADER {
         return Err("The request's cookies are too large.");
+    }
+    if req
+        .headers()
+        .get_all(header::COOKIE)
+        .iter()
+        .any(|v| v.to_str().is_err())
+    {
+        return Err("The request's cookie header is malformed.");
     }
     if req.headers().values().any(|v| v.len() > MAX_HEADER_VALUE) {
         return Err("A request header is too large.");
@@ -158,7 +170,11 @@ async fn dispatch(
             (resp, Some(i))
         }
         None => (
-            respond::error(StatusCode::NOT_FOUND, "No application is served at this address.", ctx),
+            respond::error(
+                StatusCode::NOT_FOUND,
+                "No application is served at this address.",
+                ctx,
+            ),
             None,
         ),
     }

@@ -14,11 +14,15 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 static TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
 
-fn versions(min: Option<&str>) -> Result<&'static [&'static rustls::SupportedProtocolVersion], String> {
+fn versions(
+    min: Option<&str>,
+) -> Result<&'static [&'static rustls::SupportedProtocolVersion], String> {
     match min.unwrap_or("1.2") {
         "1.2" => Ok(rustls::ALL_VERSIONS),
         "1.3" => Ok(TLS13_ONLY),
-        other => Err(format!("unsupported TLS version `{other}` (use \"1.2\" or \"1.3\")")),
+        other => Err(format!(
+            "unsupported TLS version `{other}` (use \"1.2\" or \"1.3\")"
+        )),
     }
 }
 

@@ -103,11 +103,17 @@ mod tests {
     #[test]
     fn parses_and_strips() {
         let mut h = HeaderMap::new();
-        h.append(COOKIE, HeaderValue::from_static("a=1; tessera_session=abc; b=2"));
+        h.append(
+            COOKIE,
+            HeaderValue::from_static("a=1; tessera_session=abc; b=2"),
+        );
         h.append(COOKIE, HeaderValue::from_static("tessera_session=def"));
         let v: Vec<&str> = cookie_values(&h, "tessera_session").collect();
         assert_eq!(v, vec!["abc", "def"]);
-        assert_eq!(without_cookie(&h, &["tessera_session"]).as_deref(), Some("a=1; b=2"));
+        assert_eq!(
+            without_cookie(&h, &["tessera_session"]).as_deref(),
+            Some("a=1; b=2")
+        );
         let mut only = HeaderMap::new();
         only.insert(COOKIE, HeaderValue::from_static("tessera_session=x"));
         assert_eq!(without_cookie(&only, &["tessera_session"]), None);
@@ -122,7 +128,13 @@ mod tests {
             same_site: SameSite::Lax,
             secure: true,
         };
-        assert_eq!(spec.set("v", None), "s=v; Path=/; HttpOnly; Secure; SameSite=Lax");
-        assert_eq!(spec.clear(), "s=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0");
+        assert_eq!(
+            spec.set("v", None),
+            "s=v; Path=/; HttpOnly; Secure; SameSite=Lax"
+        );
+        assert_eq!(
+            spec.clear(),
+            "s=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0"
+        );
     }
 }

@@ -89,7 +89,10 @@ pub fn random_token(bytes: usize) -> String {
 }
 
 fn store_key(id: &str) -> String {
-    format!("session:{}", URL_SAFE_NO_PAD.encode(Sha256::digest(id.as_bytes())))
+    format!(
+        "session:{}",
+        URL_SAFE_NO_PAD.encode(Sha256::digest(id.as_bytes()))
+    )
 }
 
 /// A well-formed session id: 43 base64url characters (256 bits).
@@ -192,8 +195,10 @@ impl Sessions {
             },
         };
         data.attrs.extend(attrs);
-        data.attrs
-            .insert(format!("{connector}.authenticated"), serde_json::Value::Bool(true));
+        data.attrs.insert(
+            format!("{connector}.authenticated"),
+            serde_json::Value::Bool(true),
+        );
         let id = random_token(32);
         let ttl = self.ttl(&data, now);
         let bytes = Bytes::from(serde_json::to_vec(&data).unwrap_or_default());
@@ -258,7 +263,10 @@ mod tests {
         let s1 = s.load(&h1).await.unwrap().unwrap();
         assert!(s1.data.authenticated_by_any(&["local".into()]));
         assert!(!s1.data.authenticated_by_any(&["okta".into()]));
-        let c2 = s.login(Some(&s1), "other", Attributes::new()).await.unwrap();
+        let c2 = s
+            .login(Some(&s1), "other", Attributes::new())
+            .await
+            .unwrap();
         assert_ne!(c1, c2);
         assert!(s.load(&h1).await.unwrap().is_none(), "old id must be dead");
         let s2 = s.load(&headers_for(&c2)).await.unwrap().unwrap();
@@ -272,7 +280,10 @@ mod tests {
     async fn forged_and_malformed_ids_are_no_session() {
         let s = sessions(100, 50);
         let mut h = HeaderMap::new();
-        h.insert(COOKIE, HeaderValue::from_static("sid=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"));
+        h.insert(
+            COOKIE,
+            HeaderValue::from_static("sid=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+        );
         assert!(s.load(&h).await.unwrap().is_none());
         h.insert(COOKIE, HeaderValue::from_static("sid=../../etc/passwd"));
         assert!(s.load(&h).await.unwrap().is_none());
@@ -288,7 +299,11 @@ mod tests {
         let mut data = sess.data.clone();
         data.seen -= 51;
         s.store
-            .put(&sess.store_key(), Bytes::from(serde_json::to_vec(&data).unwrap()), Duration::from_secs(60))
+            .put(
+                &sess.store_key(),
+                Bytes::from(serde_json::to_vec(&data).unwrap()),
+                Duration::from_secs(60),
+            )
             .await
             .unwrap();
         assert!(s.load(&h).await.unwrap().is_none());
@@ -299,7 +314,11 @@ mod tests {
         let mut data = sess.data.clone();
         data.created -= 101;
         s.store
-            .put(&sess.store_key(), Bytes::from(serde_json::to_vec(&data).unwrap()), Duration::from_secs(60))
+            .put(
+                &sess.store_key(),
+                Bytes::from(serde_json::to_vec(&data).unwrap()),
+                Duration::from_secs(60),
+            )
             .await
             .unwrap();
         assert!(s.load(&h).await.unwrap().is_none());

@@ -25,8 +25,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Sets `key` (overwriting) to expire after `ttl`.
     async fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError>;
     /// Sets `key` only if it is absent; `true` if it was set.
-    async fn put_if_absent(&self, key: &str, value: Bytes, ttl: Duration)
-        -> Result<bool, StoreError>;
+    async fn put_if_absent(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<bool, StoreError>;
     /// Removes `key`; `true` if it existed.
     async fn delete(&self, key: &str) -> Result<bool, StoreError>;
     /// Atomically reads and removes `key`: exactly one caller gets the value.
@@ -56,25 +60,45 @@ mod tests {
         assert!(store.get("a").await.unwrap().is_none());
         store.put("a", Bytes::from_static(b"1"), ttl).await.unwrap();
         assert_eq!(store.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
-        assert!(!store.put_if_absent("a", Bytes::from_static(b"2"), ttl).await.unwrap());
-        assert!(store.put_if_absent("b", Bytes::from_static(b"2"), ttl).await.unwrap());
-        assert!(!store.compare_and_set("a", b"x", Bytes::from_static(b"3"), ttl).await.unwrap());
-        assert!(store.compare_and_set("a", b"1", Bytes::from_static(b"3"), ttl).await.unwrap());
+        assert!(!store
+            .put_if_absent("a", Bytes::from_static(b"2"), ttl)
+            .await
+            .unwrap());
+        assert!(store
+            .put_if_absent("b", Bytes::from_static(b"2"), ttl)
+            .await
+            .unwrap());
+        assert!(!store
+            .compare_and_set("a", b"x", Bytes::from_static(b"3"), ttl)
+            .await
+            .unwrap());
+        assert!(store
+            .compare_and_set("a", b"1", Bytes::from_static(b"3"), ttl)
+            .await
+            .unwrap());
         assert_eq!(store.take("a").await.unwrap().as_deref(), Some(&b"3"[..]));
         assert!(store.take("a").await.unwrap().is_none());
         assert!(store.delete("b").await.unwrap());
         assert!(!store.delete("b").await.unwrap());
         assert_eq!(store.increment("c", ttl).await.unwrap(), 1);
         assert_eq!(store.increment("c", ttl).await.unwrap(), 2);
-        store.put("short", Bytes::from_static(b"x"), Duration::from_millis(30)).await.unwrap();
+        store
+            .put("short", Bytes::from_static(b"x"), Duration::from_millis(30))
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert!(store.get("short").await.unwrap().is_none());
         // only one of many concurrent takers wins
-        store.put("once", Bytes::from_static(b"v"), ttl).await.unwrap();
+        store
+            .put("once", Bytes::from_static(b"v"), ttl)
+            .await
+            .unwrap();
         let mut handles = Vec::new();
         for _ in 0..16 {
             let s = store.clone();
-            handles.push(tokio::spawn(async move { s.take("once").await.unwrap().is_some() }));
+            handles.push(tokio::spawn(async move {
+                s.take("once").await.unwrap().is_some()
+            }));
         }
         let mut wins = 0;
         for h in handles {

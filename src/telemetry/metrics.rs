@@ -62,14 +62,26 @@ impl Metrics {
         let logins = Family::<LoginLabels, Counter>::default();
         let authz_denials = Family::<AppLabels, Counter>::default();
         let upstream_errors = Family::<UpstreamErrorLabels, Counter>::default();
-        registry.register("http_requests", "HTTP requests served, by app and status", requests.clone());
+        registry.register(
+            "http_requests",
+            "HTTP requests served, by app and status",
+            requests.clone(),
+        );
         registry.register(
             "http_request_duration_seconds",
             "Time from request to response headers, by app and status",
             latency.clone(),
         );
-        registry.register("logins", "Login attempts, by IdP and result", logins.clone());
-        registry.register("authz_denials", "Requests denied by authorization, by app", authz_denials.clone());
+        registry.register(
+            "logins",
+            "Login attempts, by IdP and result",
+            logins.clone(),
+        );
+        registry.register(
+            "authz_denials",
+            "Requests denied by authorization, by app",
+            authz_denials.clone(),
+        );
         registry.register(
             "upstream_errors",
             "Failed upstream requests, by app and kind (connect, timeout)",
@@ -105,7 +117,9 @@ impl Metrics {
 
     pub fn authz_denied(&self, app: &str) {
         self.authz_denials
-            .get_or_create(&AppLabels { app: app.to_string() })
+            .get_or_create(&AppLabels {
+                app: app.to_string(),
+            })
             .inc();
     }
 

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what it needs, then
+# formatting, lints, unit + integration tests (real binary), and browser end-to-end tests.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --all-targets
+echo "== end-to-end (browser)"
+target_dir="${CARGO_TARGET_DIR:-target}"
+TESSERA_BIN="$(realpath "$target_dir/debug/tessera")" node --test --test-concurrency=1 tests/e2e/

@@ -1,0 +1,545 @@
+//! Sessions and the login flow as a browser (and an attacker) meets them.
+
+mod support;
+
+use std::time::Duration;
+
+use support::*;
+
+#[tokio::test]
+async fn cookie_attributes_and_rotation_at_login() {
+    let up = upstream().await;
+    let gw = Gateway::start(&config(up, "", DEFAULT_POLICIES));
+    let s = start_login(&gw, "/").await;
+    let c = client();
+    let page = c
+        .get(&s.login_url)
+        .header("cookie", &s.flow_cookie)
+        .send()
+        .await
+        .unwrap();
+    let html = page.text().await.unwrap();
+    // a session id planted by an attacker (fixation) is not adopted
+    let planted = "tessera_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let r = c
+        .post(gw.url("/.tessera/login"))
+        .header("cookie", format!("{}; {planted}", s.flow_cookie))
+        .form(&[
+            ("flow", hidden(&html, "flow")),
+            ("csrf", hidden(&html, "csrf")),
+            ("idp", "local".into()),
+            ("username", "alice".into()),
+            ("password", "pw".into()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let full = full_set_cookie(&r, "tessera_session").unwrap();
+    assert!(
+        full.contains("; HttpOnly") && full.contains("; SameSite=Lax") && full.contains("; Path=/"),
+        "{full}"
+    );
+    assert!(!full.contains("Secure"), "no Secure flag over plain HTTP");
+    let first = set_cookie(&r, "tessera_session").unwrap();
+    assert_ne!(first, planted);
+    assert_eq!(
+        first.len(),
+        "tessera_session=".len() + 43,
+        "256-bit id, base64url"
+    );
+    // a second login from the same browser gets yet another id; the old one dies
+    let s2 = start_login(&gw, "/admin").await; // anonymous flow
+    let html = c
+        .get(format!("{}&idp=local", s2.login_url))
+        .header("cookie", &s2.flow_cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let r = c
+        .post(gw.url("/.tessera/login"))
+        .header("cookie", format!("{}; {first}", s2.flow_cookie))
+        .form(&[
+            ("flow", hidden(&html, "flow")),
+            ("csrf", hidden(&html, "csrf")),
+            ("idp", "local".into()),
+            ("username", "alice".into()),
+            ("password", "pw".into()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let second = set_cookie(&r, "tessera_session").unwrap();
+    assert_ne!(first, second);
+    assert_eq!(
+        c.get(gw.url("/"))
+            .header("cookie", &first)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        302,
+        "old id is dead"
+    );
+    assert_eq!(
+        c.get(gw.url("/"))
+            .header("cookie", &second)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn forged_malformed_and_oversized_cookies() {
+    let up = upstream().await;
+    let gw = Gateway::start(&config(up, "", DEFAULT_POLICIES));
+    let c = client();
+    for cookie in [
+        "tessera_session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "tessera_session=../../etc/passwd",
+        "tessera_session=",
+        "tessera_session",
+        ";;;=;=",
+        "tessera_session=\"quoted\"",
+    ] {
+        let r = c
+            .get(gw.url("/"))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302, "{cookie}: treated as no session");
+    }
+    let huge = format!("tessera_session={}", "A".repeat(20_000));
+    let r = c
+        .get(gw.url("/"))
+        .header("cookie", huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn session_expiry_sends_the_user_to_login_and_back() {
+    let up = upstream().await;
+    let yaml = config(up, "", DEFAULT_POLICIES).replace(
+        "telemetry:",
+        "session: { maxLifetimeSeconds: 1 }\ntelemetry:",
+    );
+    let gw = Gateway::start(&yaml);
+    let (cookie, _) = login(&gw, "/", "local", "alice", "pw").await;
+    let c = client();
+    assert_eq!(
+        c.get(gw.url("/docs?page=2"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = c
+        .get(gw.url("/docs?page=2"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "expired session: login again");
+    let (_, back) = login(&gw, "/docs?page=2", "local", "alice", "pw").await;
+    assert_eq!(back, "/docs?page=2");
+}
+
+#[tokio::test]
+async fn idle_timeout_ends_unused_sessions() {
+    let up = upstream().await;
+    let yaml = config(up, "", DEFAULT_POLICIES).replace(
+        "telemetry:",
+        "session: { idleTimeoutSeconds: 1 }\ntelemetry:",
+    );
+    let gw = Gateway::start(&yaml);
+    let (cookie, _) = login(&gw, "/", "local", "alice", "pw").await;
+    let c = client();
+    assert_eq!(
+        c.get(gw.url("/"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        c.get(gw.url("/"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        302
+    );
+}
+
+#[tokio::test]
+async fn logout_deletes_the_session_server_side() {
+    let up = upstream().await;
+    let gw = Gateway::start(&config(up, "", DEFAULT_POLICIES));
+    let c = client();
+    let (cookie, _) = login(&gw, "/", "local", "alice", "pw").await;
+    let r = c
+        .get(gw.url("/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "/public");
+    assert!(full_set_cookie(&r, "tessera_session")
+        .unwrap()
+        .contains("Max-Age=0"));
+    // replaying the old cookie (as an attacker who copied it would) no longer works
+    assert_eq!(
+        c.get(gw.url("/"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        302
+    );
+    // the global logout page
+    let (cookie, _) = login(&gw, "/", "local", "alice", "pw").await;
+    let r = c
+        .post(gw.url("/.tessera/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("You are signed out"));
+    assert_eq!(
+        c.get(gw.url("/"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        302
+    );
+}
+
+#[tokio::test]
+async fn csrf_binding_and_single_use_flows() {
+    let up = upstream().await;
+    let gw = Gateway::start(&config(up, "", DEFAULT_POLICIES));
+    let c = client();
+    let s = start_login(&gw, "/").await;
+    let html = c
+        .get(&s.login_url)
+        .header("cookie", &s.flow_cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let form = |csrf: String| {
+        vec![
+            ("flow", hidden(&html, "flow")),
+            ("csrf", csrf),
+            ("idp", "local".to_string()),
+            ("username", "alice".to_string()),
+            ("password", "pw".to_string()),
+        ]
+    };
+    // wrong CSRF token
+    let r = c
+        .post(gw.url("/.tessera/login"))
+        .header("cookie", &s.flow_cookie)
+        .form(&form("x".repeat(43)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(set_cookie(&r, "tessera_session").is_none());
+    // right token but another browser (no binding cookie)
+    let r = c
+        .post(gw.url("/.tessera/login"))
+        .form(&form(hidden(&html, "csrf")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("expired or was opened in another browser"));
+    // the login page itself also refuses to render for another browser
+    assert_eq!(c.get(&s.login_url).send().await.unwrap().status(), 400);
+    // the genuine submission works once
+    let r = c
+        .post(gw.url("/.tessera/login"))
+        .header("cookie", &s.flow_cookie)
+        .form(&form(hidden(&html, "csrf")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let r = c
+        .post(gw.url("/.tessera/login"))
+        .header("cookie", &s.flow_cookie)
+        .form(&form(hidden(&html, "csrf")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "a flow is single use");
+    // unknown flow id
+    let r = c
+        .get(gw.url("/.tessera/login?flow=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"))
+        .header("cookie", &s.flow_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn bad_login_requests_get_400() {
+    let up = upstream().await;
+    let gw = Gateway::start(&config(up, "", DEFAULT_POLICIES));
+    let c = client();
+    let s = start_login(&gw, "/").await;
+    let r = c
+        .post(gw.url("/.tessera/login"))
+        .header("cookie", &s.flow_cookie)
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = c
+        .post(gw.url("/.tessera/login"))
+        .header("cookie", &s.flow_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("username={}", "a".repeat(20_000)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "oversized form");
+    let r = c
+        .post(gw.url("/.tessera/login"))
+        .header("cookie", &s.flow_cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("flow=a&flow=b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400, "duplicate parameters");
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("parameter `flow` is repeated"));
+    let r = c.put(gw.url("/.tessera/login")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+    let r = c.get(gw.url("/.tessera/nothing")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    // a non-GET request without a session cannot be replayed after login: 401, no redirect
+    let r = c.post(gw.url("/orders")).body("x").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn wrong_passwords_are_throttled_and_never_logged() {
+    let up = upstream().await;
+    let gw = Gateway::start(&config(up, "", DEFAULT_POLICIES));
+    let c = client();
+    let attempt = |user: &'static str, password: &'static str| {
+        let c = c.clone();
+        let gw_url = gw.url("/");
+        let login_url = gw.url("/.tessera/login");
+        let base = format!("http://{}", gw.addr);
+        async move {
+            let r = c.get(gw_url).send().await.unwrap();
+            let flow_cookie = set_cookie(&r, "tessera_login").unwrap();
+            let loc = r.headers()["location"].to_str().unwrap().to_string();
+            let html = c
+                .get(format!("{base}{loc}"))
+                .header("cookie", &flow_cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            c.post(login_url)
+                .header("cookie", &flow_cookie)
+                .form(&[
+                    ("flow", hidden(&html, "flow")),
+                    ("csrf", hidden(&html, "csrf")),
+                    ("idp", "local".into()),
+                    ("username", user.to_string()),
+                    ("password", password.to_string()),
+                ])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    for _ in 0..3 {
+        let r = attempt("alice", "Wrong-Secret-123").await;
+        assert_eq!(r.status(), 401);
+        let html = r.text().await.unwrap();
+        assert!(html.contains("The username or password is not correct."));
+        assert!(
+            html.contains("value=\"alice\""),
+            "the username is kept in the form"
+        );
+    }
+    // the limit (maxFailures: 3) is reached: even the right password is refused for now
+    let r = attempt("alice", "pw").await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "60");
+    assert!(set_cookie(&r, "tessera_session").is_none());
+    // other users are not locked out by alice's failures
+    assert_eq!(attempt("bob", "pw").await.status(), 303);
+    // unknown users fail the same way as wrong passwords
+    assert_eq!(attempt("mallory", "x").await.status(), 401);
+    let logs = gw.logs();
+    assert!(logs.contains("login failed: wrong username or password"));
+    assert!(logs.contains("too many failed attempts"));
+    assert!(
+        !logs.contains("Wrong-Secret-123"),
+        "passwords never reach the logs"
+    );
+    let metrics = c
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("tessera_logins_total{idp=\"local\",result=\"failure\"} 4"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tessera_logins_total{idp=\"local\",result=\"throttled\"} 1"));
+    assert!(metrics.contains("tessera_logins_total{idp=\"local\",result=\"success\"} 1"));
+}
+
+#[tokio::test]
+async fn return_urls_never_leave_the_host() {
+    let up = upstream().await;
+    let gw = Gateway::start(&config(up, "", DEFAULT_POLICIES));
+    let c = client();
+    for (rd, expected_back) in [
+        ("https://evil.example/steal", "/"),
+        ("//evil.example/steal", "/"),
+        ("/\\evil.example", "/"),
+        ("javascript:alert(1)", "/"),
+        ("/reports?x=1", "/reports?x=1"),
+    ] {
+        let r = c
+            .get(gw.url(&format!("/.tessera/login?rd={}", urlencode(rd))))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302);
+        let flow_cookie = set_cookie(&r, "tessera_login").unwrap();
+        let loc = r.headers()["location"].to_str().unwrap().to_string();
+        let html = c
+            .get(gw.url(&loc))
+            .header("cookie", &flow_cookie)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let r = c
+            .post(gw.url("/.tessera/login"))
+            .header("cookie", &flow_cookie)
+            .form(&[
+                ("flow", hidden(&html, "flow")),
+                ("csrf", hidden(&html, "csrf")),
+                ("idp", "local".into()),
+                ("username", "bob".into()),
+                ("password", "pw".into()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        assert_eq!(r.headers()["location"], expected_back, "rd={rd}");
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+#[tokio::test]
+async fn several_idps_show_a_picker() {
+    let up = upstream().await;
+    let hash = pw_hash();
+    let yaml = format!(
+        r#"version: 1
+http: {{ address: "127.0.0.1:0" }}
+logger: {{ level: info, format: json }}
+connectors:
+  - {{ name: staff, type: local, users: [{{ username: s, passwordHash: "{hash}", attributes: {{ role: employee }} }}] }}
+  - {{ name: partners, type: local, users: [{{ username: p, passwordHash: "{hash}", attributes: {{ role: partner }} }}] }}
+apps:
+  - name: app
+    type: proxy
+    routePatterns: ["/"]
+    upstream: http://{up}
+    headers: [{{ name: X-Role, value: "{{{{ staff.role }}}}{{{{ partners.role }}}}" }}]
+    policies:
+      - {{ location: /, authentication: {{ idps: [staff, partners] }}, authorization: {{ allowAll: true }} }}
+"#
+    );
+    let gw = Gateway::start(&yaml);
+    let c = client();
+    let s = start_login(&gw, "/x").await;
+    let picker = c
+        .get(&s.login_url)
+        .header("cookie", &s.flow_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(picker.status(), 200);
+    let html = picker.text().await.unwrap();
+    assert!(html.contains("Choose how to sign in"));
+    assert!(html.contains("&amp;idp=staff") && html.contains("&amp;idp=partners"));
+    // an IdP the policy does not list is refused
+    let r = c
+        .get(format!("{}&idp=other", s.login_url))
+        .header("cookie", &s.flow_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let (cookie, back) = login(&gw, "/x", "partners", "p", "pw").await;
+    assert_eq!(back, "/x");
+    let echo = Echo::from(
+        c.get(gw.url("/x"))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(echo.one("x-role").as_deref(), Some("partner"));
+}

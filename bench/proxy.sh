@@ -19,6 +19,10 @@
 #   BENCH_TARGET_DIR   cargo target dir for the release build
 #                      (default ~/.cache/tessera-bench/target, not the shared one)
 #   TESSERA_BIN        use this binary instead of building
+#   QUIET_MAX=5        before each run, wait (at most QUIET_WAIT=120 s) until the machine's
+#                      background CPU load is at most this many percent
+#   HOLD=1             set everything up, print the wrk command lines and wait (for
+#                      profiling by hand); Ctrl+C stops it all
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -204,7 +208,8 @@ mkdir -p "$WORK/tessera"
 env -u RUST_LOG TOKIO_WORKER_THREADS="$WORKERS" \
   "${SERVER[@]}" "$TESSERA_BIN" run --config "$WORK/tessera.yaml" \
   >"$WORK/tessera/stdout.log" 2>"$WORK/tessera/stderr.log" &
-PIDS+=($!)
+TSR_PID=$!
+PIDS+=("$TSR_PID")
 TSR="http://127.0.0.1:$TSR_PORT"
 wait_http "$TSR/status" "Tessera"
 
@@ -235,6 +240,16 @@ check nginx "http://127.0.0.1:$NGX_PORT/"
 check tessera "$TSR/"
 log "all three targets answer 200 ok (Tessera with the session cookie)"
 
+if [ "${HOLD:-0}" = 1 ]; then
+  {
+    echo "Holding (Ctrl+C stops everything). Tessera pid $TSR_PID"
+    for u in "http://127.0.0.1:$UP_PORT/" "http://127.0.0.1:$NGX_PORT/" "$TSR/"; do
+      echo "  ${CLIENT[*]} wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency -H '$COOKIE' $u"
+    done
+  } >&2
+  while :; do sleep 3600; done
+fi
+
 # ---------------------------------------------------------------- measurements
 # wrk's done() prints exact numbers: req/s, p50 and p99 in microseconds, errors.
 cat >"$WORK/report.lua" <<'EOF'
@@ -261,6 +276,31 @@ run_wrk() { # $1 target, $2 seconds -> "RESULT rps p50 p99 sockerr non2xx"
     -H "$COOKIE" -s "$WORK/report.lua" "${URL[$1]}" | grep '^RESULT'
 }
 
+# Busy share (percent of all CPUs) of the machine over $1 seconds, from /proc/stat.
+cpu_busy() {
+  local a b idle tot k
+  read -r -a a < <(head -1 /proc/stat); sleep "$1"; read -r -a b < <(head -1 /proc/stat)
+  idle=$(( (b[4] + b[5]) - (a[4] + a[5]) )); tot=0
+  for k in 1 2 3 4 5 6 7 8; do tot=$(( tot + b[k] - a[k] )); done
+  echo $(( tot > 0 ? 100 * (tot - idle) / tot : 0 ))
+}
+# Our servers are idle between runs, so what is busy then is someone else: wait for quiet.
+QUIET_MAX="${QUIET_MAX:-5}"
+QUIET_WAIT="${QUIET_WAIT:-120}"
+NOISY_RUNS=0
+wait_quiet() {
+  local start=$SECONDS busy
+  while :; do
+    busy="$(cpu_busy 1)"
+    [ "$busy" -le "$QUIET_MAX" ] && return 0
+    if [ $((SECONDS - start)) -ge "$QUIET_WAIT" ]; then
+      log "machine still ${busy}% busy after ${QUIET_WAIT}s: measuring anyway"
+      NOISY_RUNS=$((NOISY_RUNS + 1))
+      return 0
+    fi
+  done
+}
+
 log "warm-up: ${WARMUP}s per target"
 for t in "${TARGETS[@]}"; do run_wrk "$t" "$WARMUP" >/dev/null; done
 
@@ -268,6 +308,7 @@ WRK_CMD="wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency -H 'Cookie: tess
 log "$ROUNDS rounds x ${#TARGETS[@]} targets x ${DURATION}s ($placement, $WORKERS proxy workers)"
 for r in $(seq 1 "$ROUNDS"); do
   for t in "${TARGETS[@]}"; do
+    wait_quiet
     line="$(run_wrk "$t" "$DURATION")"
     read -r _ rps p50 p99 serr non2xx <<<"$line"
     [ "$serr" = 0 ] && [ "$non2xx" = 0 ] || die "$t: $serr socket errors, $non2xx non-2xx responses"
@@ -332,6 +373,10 @@ if [ "$WRITE_DOCS" = 1 ]; then
     echo "Each target: \`$WRK_CMD\`, $ROUNDS runs interleaved a,b,c,a,b,c,…; medians shown (each column's median on its own)."
     echo "CPU placement: $placement; nginx \`worker_processes $WORKERS\`, Tessera $WORKERS tokio worker threads; upstream: nginx, 1 worker, \`return 200 \"ok\\n\"\`."
     echo
+    if [ "$NOISY_RUNS" -gt 0 ]; then
+      echo "Warning: $NOISY_RUNS of $((ROUNDS * ${#TARGETS[@]})) runs started while other processes kept the machine more than ${QUIET_MAX}% busy."
+      echo
+    fi
     echo "$TABLE"
     echo "<!-- bench/proxy.sh:end -->"
   } >"$BLOCK"

@@ -247,7 +247,10 @@ if [ "${HOLD:-0}" = 1 ]; then
       echo "  ${CLIENT[*]} wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s --latency -H '$COOKIE' $u"
     done
   } >&2
-  while :; do sleep 3600; done
+  sleep infinity &
+  PIDS+=($!)
+  wait $! || true
+  exit 0
 fi
 
 # ---------------------------------------------------------------- measurements

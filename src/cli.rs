@@ -68,8 +68,57 @@ enum Command {
     HashPassword,
     /// Print the JSON schema of the configuration file (for editor completion).
     Schema,
+    /// Manage the OIDC provider's signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand, Debug)]
+enum KeysCommand {
+    /// Generate a private signing key (PKCS#8 PEM, file mode 0600) for `oidcProvider.signingKeys`.
+    Generate {
+        /// ES256 (default), RS256 (2048-bit) or EdDSA (Ed25519).
+        #[arg(long, default_value = "ES256")]
+        alg: String,
+        /// Where to write the key; refuses to overwrite an existing file.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+fn generate_key(alg: &str, out: &Path) -> ExitCode {
+    let Some(alg) = crate::provider::keys::SigningAlg::parse(alg) else {
+        eprintln!("error: unsupported algorithm `{alg}` (use ES256, RS256 or EdDSA)");
+        return ExitCode::from(2);
+    };
+    let pem = match crate::provider::keys::generate_pem(alg) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: cannot generate the key: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(out).and_then(|mut f| f.write_all(pem.as_bytes())) {
+        Ok(()) => {
+            println!("wrote a {} key to {}", alg.name(), out.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: cannot write {}: {e}", out.display());
+            ExitCode::FAILURE
+        }
+    }
 }
 
 pub fn main() -> ExitCode {
@@ -91,6 +140,9 @@ pub fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::HashPassword => hash_password(),
+        Command::Keys {
+            command: KeysCommand::Generate { alg, out },
+        } => generate_key(&alg, &out),
         Command::Validate { config } => with_tokio(|| async move {
             match load(&config, &secrets) {
                 Ok(rt) => {

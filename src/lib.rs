@@ -8,6 +8,7 @@ pub mod connectors;
 pub mod demo;
 pub mod login;
 pub mod pages;
+pub mod provider;
 pub mod proxy;
 pub mod runtime;
 pub mod secrets;

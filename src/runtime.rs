@@ -32,10 +32,14 @@ pub struct Runtime {
     pub health_location: String,
     pub metrics_location: Option<String>,
     pub sessions: Sessions,
+    /// The stores in use, by cache name (`default` = memory); readiness pings each.
+    pub stores: std::collections::BTreeMap<String, Arc<dyn crate::store::Store>>,
     pub connectors: Connectors,
     pub apps: Vec<ProxyApp>,
     pub router: Router,
     pub metrics: Arc<Metrics>,
+    /// The built-in OpenID Connect provider, when `oidcProvider` is configured.
+    pub provider: Option<crate::provider::Provider>,
     /// Non-fatal findings of validation (e.g. plain HTTP), logged at start.
     pub warnings: Vec<String>,
 }

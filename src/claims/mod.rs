@@ -4,6 +4,8 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
+pub mod oidc;
+
 use serde_json::Value;
 
 /// A user's attributes, keyed `<connector>.<name>` (`local.email`, `okta.groups`).

@@ -26,8 +26,14 @@ use crate::server::router::{RoutePattern, Router};
 use crate::server::tls;
 use crate::session::cookie::{CookieSpec, SameSite};
 use crate::session::{SessionSettings, Sessions};
+use crate::store::Store;
 
-const TOP_LEVEL: [&str; 9] = [
+mod caches;
+/// A store by reference (`None`/`default` = memory, else a cache name), for `session.store`
+/// and `oidcProvider.cache`.
+pub(super) use caches::store_ref;
+
+const TOP_LEVEL: [&str; 11] = [
     "version",
     "http",
     "tls",
@@ -35,20 +41,22 @@ const TOP_LEVEL: [&str; 9] = [
     "health",
     "telemetry",
     "session",
+    "caches",
     "connectors",
     "apps",
+    "oidcProvider",
 ];
 /// Keys of the contract that later versions implement: named, so the error says so.
-const NOT_YET: [&str; 3] = ["caches", "serviceExtensions", "oidcProvider"];
+const NOT_YET: &[&str] = &["serviceExtensions"];
 const CONNECTOR_TYPES: [&str; 1] = ["local"];
 const PLANNED_CONNECTOR_TYPES: [&str; 6] = ["oidc", "okta", "azure", "auth0", "keycloak", "ldap"];
-const APP_TYPES: [&str; 1] = ["proxy"];
+const APP_TYPES: [&str; 2] = ["proxy", "oidc"];
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-fn resolve_file(base: &Path, p: &str) -> PathBuf {
+pub(super) fn resolve_file(base: &Path, p: &str) -> PathBuf {
     let path = Path::new(p);
     if path.is_absolute() {
         path.to_path_buf()
@@ -57,11 +65,15 @@ fn resolve_file(base: &Path, p: &str) -> PathBuf {
     }
 }
 
-struct Ctx<'a> {
-    base: &'a Path,
-    diags: &'a mut Diagnostics,
-    tls: &'a BTreeMap<String, TlsProfile>,
-    connectors: HashSet<String>,
+pub(super) struct Ctx<'a> {
+    pub(super) base: &'a Path,
+    pub(super) diags: &'a mut Diagnostics,
+    pub(super) tls: &'a BTreeMap<String, TlsProfile>,
+    pub(super) connectors: HashSet<String>,
+    /// Stores by cache name (`default` = memory); `None` for a cache whose config is broken.
+    pub(super) caches: HashMap<String, Option<std::sync::Arc<dyn Store>>>,
+    /// The stores something refers to; readiness pings each.
+    pub(super) stores_in_use: BTreeMap<String, std::sync::Arc<dyn Store>>,
 }
 
 pub fn compile(
@@ -141,7 +153,15 @@ pub fn compile(
         diags,
         tls: &tls_profiles,
         connectors: HashSet::new(),
+        caches: HashMap::new(),
+        stores_in_use: BTreeMap::new(),
     };
+    caches::compile_caches(section("caches"), env, &mut ctx);
+    let session_store = store_ref(
+        session.as_ref().and_then(|s| s.store.as_deref()),
+        &root.key("session").key("store"),
+        &mut ctx,
+    );
     let mut warnings = Vec::new();
     let listen = compile_listen(http.as_ref(), &mut ctx, &mut warnings);
     let logging = compile_logging(logger.as_ref(), &mut ctx);
@@ -170,7 +190,14 @@ pub fn compile(
     );
 
     let connectors = compile_connectors(section("connectors"), &mut ctx);
-    let (apps, router) = compile_apps(section("apps"), &connectors, &mut ctx);
+    let (apps, router, oidc_apps) = compile_apps(section("apps"), &connectors, &mut ctx);
+    let provider = super::oidc::compile_provider(
+        section("oidcProvider"),
+        oidc_apps,
+        &connectors,
+        env.store.clone(),
+        &mut ctx,
+    );
 
     let listen = listen?;
     if listen.tls.is_none() {
@@ -183,11 +210,13 @@ pub fn compile(
         logging: logging?,
         health_location,
         metrics_location,
-        sessions: Sessions::new(env.store.clone(), settings?),
+        sessions: Sessions::new(session_store?, settings?),
+        stores: std::mem::take(&mut ctx.stores_in_use),
         connectors,
         apps,
         router,
         metrics: env.metrics.clone(),
+        provider,
         warnings,
     })
 }
@@ -403,17 +432,7 @@ fn compile_session(
             ok = false;
         }
     }
-    match s.and_then(|s| s.store.as_deref()) {
-        None | Some("default") => {}
-        Some(other) => {
-            ctx.diags.error_hint(
-                &path.key("store"),
-                format!("unknown store `{other}`"),
-                "use `default` (in memory); shared caches arrive with the Redis backend",
-            );
-            ok = false;
-        }
-    }
+    // `store` is resolved by `store_ref` in `compile`
     ok.then(|| SessionSettings {
         cookie: CookieSpec {
             name,
@@ -427,7 +446,7 @@ fn compile_session(
     })
 }
 
-fn unknown_ref(ctx: &mut Ctx<'_>, path: &ConfigPath, what: &str, name: &str, known: Vec<String>) {
+pub(super) fn unknown_ref(ctx: &mut Ctx<'_>, path: &ConfigPath, what: &str, name: &str, known: Vec<String>) {
     let hint = match closest(name, &known) {
         Some(b) => format!("did you mean `{b}`?"),
         None if known.is_empty() => format!("no {what} is defined"),
@@ -500,7 +519,7 @@ fn list<'a>(v: Option<&'a Value>, path: &ConfigPath, ctx: &mut Ctx<'_>) -> &'a [
     }
 }
 
-fn check_name(
+pub(super) fn check_name(
     name: &str,
     path: &ConfigPath,
     seen: &mut HashSet<String>,
@@ -638,7 +657,7 @@ fn compile_local(
     ok.then(|| LocalConnector::new(cfg.name, users, throttle))
 }
 
-fn check_attr_ref(a: &AttrRef, path: &ConfigPath, ctx: &mut Ctx<'_>) {
+pub(super) fn check_attr_ref(a: &AttrRef, path: &ConfigPath, ctx: &mut Ctx<'_>) {
     if !ctx.connectors.contains(a.connector()) {
         let known: Vec<String> = ctx.connectors.iter().cloned().collect();
         let hint = match closest(a.connector(), &known) {
@@ -677,17 +696,26 @@ fn compile_apps(
     v: Option<&Value>,
     connectors: &Connectors,
     ctx: &mut Ctx<'_>,
-) -> (Vec<ProxyApp>, Router) {
+) -> (Vec<ProxyApp>, Router, Vec<(ConfigPath, OidcAppConfig)>) {
     let path = ConfigPath::root().key("apps");
     let mut apps = Vec::new();
+    let mut oidc_apps = Vec::new();
     let mut routes = Vec::new();
     let mut seen = HashSet::new();
     let mut patterns: HashMap<RoutePattern, String> = HashMap::new();
     for (i, item) in list(v, &path, ctx).iter().enumerate() {
         let p = path.index(i);
-        let Some((_t, rest)) = tagged(item, &p, &APP_TYPES, &["oidc"], "app", ctx) else {
+        let Some((t, rest)) = tagged(item, &p, &APP_TYPES, &[], "app", ctx) else {
             continue;
         };
+        if t == "oidc" {
+            if let Some(cfg) = decode::<OidcAppConfig>(&rest, &p, ctx.diags) {
+                if check_name(&cfg.name, &p.key("name"), &mut seen, "app", ctx) {
+                    oidc_apps.push((p, cfg));
+                }
+            }
+            continue;
+        }
         let Some(cfg) = decode::<ProxyAppConfig>(&rest, &p, ctx.diags) else {
             continue;
         };
@@ -732,7 +760,7 @@ fn compile_apps(
             apps.push(app);
         }
     }
-    (apps, Router::new(routes))
+    (apps, Router::new(routes), oidc_apps)
 }
 
 fn compile_proxy_app(

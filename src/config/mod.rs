@@ -3,6 +3,7 @@
 //! immutable runtime the server reads (`compile`). `schema` publishes the JSON schema.
 
 pub mod compile;
+pub mod oidc;
 pub mod decode;
 pub mod interpolate;
 pub mod model;

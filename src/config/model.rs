@@ -22,10 +22,15 @@ pub struct Config {
     pub health: Option<HealthConfig>,
     pub telemetry: Option<TelemetryConfig>,
     pub session: Option<SessionConfig>,
+    /// Shared stores (Redis), named; `session.store` and `oidcProvider.cache` refer to them.
+    #[serde(default)]
+    pub caches: Vec<CacheConfig>,
     #[serde(default)]
     pub connectors: Vec<ConnectorConfig>,
     #[serde(default)]
     pub apps: Vec<AppConfig>,
+    /// The built-in OpenID Connect provider for `type: oidc` apps.
+    pub oidcProvider: Option<OidcProviderConfig>,
 }
 
 /// The listener.
@@ -91,7 +96,7 @@ pub struct SessionConfig {
     pub maxLifetimeSeconds: Option<u64>,
     /// A session unused this long ends (default 1800 = 30 min).
     pub idleTimeoutSeconds: Option<u64>,
-    /// `default` = in memory.
+    /// `default` = in memory (one process), or the name of a cache (shared by replicas).
     pub store: Option<String>,
 }
 
@@ -104,6 +109,45 @@ pub struct CookieConfig {
     pub domain: Option<String>,
     /// Lax (default) | Strict | None (None requires TLS).
     pub sameSite: Option<String>,
+}
+
+/// A shared store. `type` selects the kind.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum CacheConfig {
+    /// Redis: one server, or a Redis Cluster when several addresses are given.
+    Redis(RedisCacheEntry),
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedisCacheEntry {
+    /// Unique name, referenced by `session.store` and `oidcProvider.cache`.
+    pub name: String,
+    pub redis: RedisConfig,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `host:port` (port 6379 when omitted). Several = the seed nodes of a Redis Cluster.
+    pub addresses: Vec<String>,
+    /// ACL user (Redis 6+); omit for the `default` user.
+    pub username: Option<String>,
+    /// Password: a secret reference such as `<redis.password>`.
+    pub password: Option<String>,
+    /// Database number (default 0; a Redis Cluster has only 0).
+    pub db: Option<u32>,
+    /// TLS profile for the connection: its `caFile` is trusted for the server certificate
+    /// (else the public web PKI roots); its `certFile`/`keyFile`, if set, are presented as the
+    /// client certificate. Omit for plain TCP.
+    pub tls: Option<String>,
+    /// Prefix of every key Tessera writes (default `tessera:`), so several deployments can
+    /// share one Redis.
+    pub keyPrefix: Option<String>,
+    /// Longest wait for one store operation, connecting included (default 500). Past it the
+    /// request fails closed with a 503 page.
+    pub timeoutMillis: Option<u64>,
 }
 
 /// An identity source. `type` selects the kind.
@@ -152,6 +196,8 @@ pub struct ThrottleConfig {
 pub enum AppConfig {
     /// A web app fronted as a reverse proxy.
     Proxy(ProxyAppConfig),
+    /// A downstream app (OAuth client) of the built-in OpenID Connect provider.
+    Oidc(OidcAppConfig),
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -263,4 +309,126 @@ pub struct TimeoutsConfig {
     pub connectMillis: Option<u64>,
     /// Wait for the upstream's response headers (default 60000) -> 504 when exceeded.
     pub responseHeaderMillis: Option<u64>,
+}
+
+/// The built-in OpenID Connect provider.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OidcProviderConfig {
+    /// The issuer URL (`https://gateway.example.com`, optionally with a path). Endpoints are
+    /// served under its path on the gateway.
+    pub issuer: String,
+    /// Store for codes, refresh tokens and revocations: `default` (memory) or a cache name.
+    pub cache: Option<String>,
+    /// PEM private keys (PKCS#8); the first signs, all are published.
+    pub signingKeys: Vec<SigningKeyConfig>,
+    /// Endpoint paths, relative to the issuer's path (defaults under `/oauth2/`).
+    pub endpoints: Option<EndpointsConfig>,
+    /// Secret salt for pairwise subjects.
+    pub pairwiseSalt: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SigningKeyConfig {
+    /// PEM file, made by `tessera keys generate`.
+    pub file: String,
+    /// ES256 | RS256 | EdDSA
+    pub alg: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointsConfig {
+    pub authorization: Option<String>,
+    pub token: Option<String>,
+    pub userinfo: Option<String>,
+    pub jwks: Option<String>,
+    pub introspection: Option<String>,
+    pub revocation: Option<String>,
+    pub endSession: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OidcAppConfig {
+    pub name: String,
+    pub clientID: String,
+    /// The client secret (use a `<secret>` reference); omit with `public: true`.
+    pub clientSecret: Option<String>,
+    /// A public client (SPA, native app): no secret, PKCE required.
+    #[serde(default)]
+    pub public: bool,
+    /// Redirect URIs, matched exactly.
+    pub redirectURLs: Vec<String>,
+    /// Where RP-initiated logout may return, matched exactly.
+    #[serde(default)]
+    pub logoutRedirectURLs: Vec<String>,
+    /// authorization_code (default), refresh_token, client_credentials, password.
+    pub grantTypes: Option<Vec<String>>,
+    /// Scopes beyond openid/profile/email/address/phone/offline_access this client may request.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    pub authentication: Option<OidcAuthenticationConfig>,
+    /// claim name -> `connector.attribute`.
+    #[serde(default)]
+    pub claimsMapping: BTreeMap<String, String>,
+    pub accessToken: Option<AccessTokenConfig>,
+    pub refreshToken: Option<RefreshTokenConfig>,
+    pub idToken: Option<IdTokenConfig>,
+    pub subject: Option<SubjectConfig>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OidcAuthenticationConfig {
+    /// Connectors users of this app sign in with (several: a picker).
+    #[serde(default)]
+    pub idps: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccessTokenConfig {
+    /// jwt (RFC 9068, default) | opaque
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    /// Length of opaque tokens, 22..256 (default 28).
+    pub length: Option<usize>,
+    /// Default 3600.
+    pub lifetimeSeconds: Option<u64>,
+    /// Audiences a token may be issued for; checked against the `resource` parameter.
+    #[serde(default)]
+    pub allowedAudiences: Vec<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshTokenConfig {
+    /// Refresh tokens are issued only with scope offline_access and this set.
+    #[serde(default)]
+    pub allowOfflineAccess: bool,
+    /// 22..256 (default 28).
+    pub length: Option<usize>,
+    /// Default 2592000 (30 days).
+    pub lifetimeSeconds: Option<u64>,
+    /// A replay of a rotated token within this window gets the same answer (default 10).
+    pub reuseGraceSeconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IdTokenConfig {
+    /// Default 3600.
+    pub lifetimeSeconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubjectConfig {
+    /// `connector.attribute` that `sub` comes from (default: `<idp>.sub`).
+    pub attribute: Option<String>,
+    /// public (default) | pairwise
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
 }

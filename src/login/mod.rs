@@ -50,6 +50,9 @@ struct Flow {
     csrf: String,
     /// SHA-256 of the browser-binding cookie.
     binding: String,
+    /// Username to prefill (OIDC `login_hint`).
+    #[serde(default)]
+    login_hint: Option<String>,
 }
 
 fn flow_key(id: &str) -> String {
@@ -118,17 +121,20 @@ pub async fn challenge(
         &app.name,
         policy_idps(rt, policy),
         return_to,
+        None,
         req.headers(),
         ctx,
     )
     .await
 }
 
-async fn start_flow(
+/// Starts a login for `app` with `idps`, coming back to the same-origin `return_to`.
+pub async fn start_flow(
     rt: &Runtime,
     app: &str,
     idps: Vec<String>,
     return_to: &str,
+    login_hint: Option<&str>,
     headers: &HeaderMap,
     ctx: &RequestCtx,
 ) -> Response<Body> {
@@ -143,6 +149,7 @@ async fn start_flow(
         idps,
         csrf: random_token(32),
         binding: hash(&binding),
+        login_hint: login_hint.map(|h| h.chars().take(256).collect()),
     };
     let id = random_token(24);
     let bytes = Bytes::from(serde_json::to_vec(&flow).unwrap_or_default());
@@ -274,7 +281,10 @@ async fn login_page(rt: &Runtime, req: &Request<Incoming>, ctx: &RequestCtx) -> 
         );
     }
     match rt.connectors.get(&chosen).map(|c| c.as_ref()) {
-        Some(Connector::Local(_)) => form(ctx, &flow, flow_id, &chosen, "", None, StatusCode::OK),
+        Some(Connector::Local(_)) => {
+            let hint = flow.login_hint.clone().unwrap_or_default();
+            form(ctx, &flow, flow_id, &chosen, &hint, None, StatusCode::OK)
+        }
         None => respond::error(StatusCode::BAD_REQUEST, "Unknown sign-in method.", ctx),
     }
 }
@@ -311,7 +321,7 @@ async fn direct_login(
         Some(p) => policy_idps(rt, p),
         None => rt.connectors.login_capable(),
     };
-    start_flow(rt, &app.name, idps, &return_to, req.headers(), ctx).await
+    start_flow(rt, &app.name, idps, &return_to, None, req.headers(), ctx).await
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -158,6 +158,9 @@ async fn dispatch(
     if normalized.decoded.starts_with(login::PREFIX) {
         return (login::handle(rt, req, ctx).await, None);
     }
+    if let Some(provider) = rt.provider.as_ref().filter(|p| p.serves(&normalized.decoded)) {
+        return (provider.handle(rt, req, ctx, &normalized.decoded).await, None);
+    }
     let host_port = ctx
         .host_header
         .as_ref()
@@ -180,12 +183,24 @@ async fn dispatch(
     }
 }
 
+/// Readiness: every store in use answers (concurrently; each bounded by its own timeout).
 async fn health(rt: &Runtime) -> Response<Body> {
-    match rt.sessions.store().ping().await {
-        Ok(()) => respond::json(StatusCode::OK, r#"{"status":"up"}"#.to_string()),
-        Err(e) => respond::json(
+    let pings = rt.stores.iter().map(|(name, store)| async move {
+        store.ping().await.err().map(|e| (name.clone(), e.to_string()))
+    });
+    let down: serde_json::Map<String, serde_json::Value> =
+        futures_util::future::join_all(pings)
+            .await
+            .into_iter()
+            .flatten()
+            .map(|(name, e)| (name, e.into()))
+            .collect();
+    if down.is_empty() {
+        respond::json(StatusCode::OK, r#"{"status":"up"}"#.to_string())
+    } else {
+        respond::json(
             StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"status": "down", "store": e.to_string()}).to_string(),
-        ),
+            serde_json::json!({"status": "down", "stores": down}).to_string(),
+        )
     }
 }

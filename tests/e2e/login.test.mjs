@@ -22,7 +22,13 @@ let hashes;
 let browser;
 
 before(async () => {
-  [hashes, browser] = await Promise.all([hashPasswords(PASSWORDS), launchBrowser()]);
+  // allSettled: a launched browser must be kept (and closed in `after`) even if hashing fails,
+  // or its process would keep the test run alive.
+  const [h, b] = await Promise.allSettled([hashPasswords(PASSWORDS), launchBrowser()]);
+  if (b.status === 'fulfilled') browser = b.value;
+  if (h.status === 'rejected') throw h.reason;
+  if (b.status === 'rejected') throw b.reason;
+  hashes = h.value;
 });
 
 after(async () => {

@@ -23,6 +23,13 @@ const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const STARTUP_TIMEOUT_MS = 15_000;
 const STOP_TIMEOUT_MS = 5_000;
 
+// Safety net: gateways still running when this process exits (a crash, a forgotten stop)
+// are killed, never left behind.
+const running = new Set();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 function requireBinary() {
   if (!existsSync(TESSERA_BIN)) {
     throw new Error(`Tessera binary not found at ${TESSERA_BIN}: run \`cargo build\` or set TESSERA_BIN`);
@@ -86,11 +93,15 @@ async function hashPassword(password) {
   let err = '';
   child.stdout.on('data', (d) => (out += d));
   child.stderr.on('data', (d) => (err += d));
+  child.stdin.on('error', () => {}); // EPIPE if it exits early: reported via its exit code
   child.stdin.end(`${password}\n`);
-  const [code] = await once(child, 'exit');
+  // 'close', not 'exit': 'exit' can come before stdout has been read to its end.
+  const [code] = await once(child, 'close');
   const hash = out.trim();
   if (code !== 0 || !hash.startsWith('$argon2id$')) {
-    throw new Error(`tessera hash-password failed (exit ${code}): ${err.trim() || out.trim()}`);
+    throw new Error(
+      `\`${TESSERA_BIN} hash-password\` failed (exit ${code}); stdout: ${JSON.stringify(out)}; stderr: ${JSON.stringify(err)}`,
+    );
   }
   return hash;
 }
@@ -113,8 +124,12 @@ export async function startTessera(yaml, t) {
     stdio: ['ignore', 'pipe', 'pipe'],
     env,
   });
+  running.add(child);
   const logs = [];
-  const exited = once(child, 'exit');
+  // (both resolve to [code, signal]; a spawn 'error' is reported through `fail` below)
+  const exited = once(child, 'exit').catch(() => [null, null]);
+  const closed = once(child, 'close').catch(() => [null, null]); // exited, output all read
+  exited.then(() => running.delete(child));
   const collect = (stream) => createInterface({ input: stream, crlfDelay: Infinity });
   collect(child.stdout).on('line', (line) => logs.push(line));
   const stderr = collect(child.stderr);
@@ -126,7 +141,7 @@ export async function startTessera(yaml, t) {
     };
     timer = setTimeout(() => fail(`no "listening" line within ${STARTUP_TIMEOUT_MS} ms`), STARTUP_TIMEOUT_MS);
     child.once('error', (e) => fail(e.message));
-    exited.then(([code, signal]) => fail(`exited early (code ${code}, signal ${signal})`));
+    closed.then(([code, signal]) => fail(`exited early (code ${code}, signal ${signal})`));
     stderr.on('line', (line) => {
       logs.push(line);
       let rec;

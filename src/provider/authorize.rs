@@ -1,0 +1,385 @@
+//! The authorization endpoint: `response_type=code` with PKCE, `state`, `nonce`, `prompt`,
+//! `max_age`, `login_hint`, `scope`, `resource` (RFC 8707) and `claims`.
+//!
+//! Until the client and its redirect URI are known to be genuine, errors are shown as a page
+//! and **never** redirected (RFC 6749 4.1.2.1); after that, errors go back to the client.
+//! When the user must sign in, the request is parked in the store and the gateway's login
+//! flow brings the browser back to `resume`, which finishes it.
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::errors::OAuthError;
+use super::grants::{code_key, random_chars, CodeRecord, Grant};
+use super::params::{self, Params};
+use super::{Client, Provider};
+use crate::claims::oidc::{user_claims, SCOPE_CLAIMS};
+use crate::login;
+use crate::pages::escape;
+use crate::runtime::Runtime;
+use crate::server::body::{full, Body};
+use crate::server::respond::{self, RequestCtx};
+use crate::session::{now_unix, random_token, Session};
+
+const CODE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+const PARKED_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResponseMode {
+    Query,
+    FormPost,
+}
+
+/// A request whose client and redirect URI have been verified: from here on errors are
+/// sent back to the client.
+struct Verified<'p> {
+    client: &'p Client,
+    redirect_uri: String,
+    state: Option<String>,
+    mode: ResponseMode,
+}
+
+/// A request parked while the user signs in.
+#[derive(Serialize, Deserialize)]
+struct Parked {
+    params: Params,
+    requested_at: u64,
+}
+
+fn parked_key(id: &str) -> String {
+    format!("oidc:authreq:{id}")
+}
+
+async fn read_params(req: Request<Incoming>) -> Result<Params, String> {
+    let query = req.uri().query().unwrap_or("").to_string();
+    if req.method() == Method::GET || req.method() == Method::HEAD {
+        return params::parse(query.as_bytes()).map_err(|e| e.description);
+    }
+    if req.method() != Method::POST {
+        return Err("the authorization endpoint takes GET or POST".into());
+    }
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err("a POST to the authorization endpoint must be a form".into());
+    }
+    let bytes = Limited::new(req.into_body(), 64 * 1024)
+        .collect()
+        .await
+        .map_err(|_| "the request is too large".to_string())?
+        .to_bytes();
+    params::parse(&bytes).map_err(|e| e.description)
+}
+
+fn bad_request_page(ctx: &RequestCtx, message: &str) -> Response<Body> {
+    respond::error(StatusCode::BAD_REQUEST, message, ctx)
+}
+
+pub async fn authorize(p: &Provider, rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
+    let headers = req.headers().clone();
+    let params = match read_params(req).await {
+        Ok(p) => p,
+        Err(e) => return bad_request_page(ctx, &format!("Invalid authorization request: {e}.")),
+    };
+    process(p, rt, params, &headers, ctx, None).await
+}
+
+/// Back from the login flow: finish the parked request.
+pub async fn resume(p: &Provider, rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
+    let id = req
+        .uri()
+        .query()
+        .and_then(|q| params::parse(q.as_bytes()).ok())
+        .and_then(|mut q| q.remove("id"))
+        .unwrap_or_default();
+    let parked = match p.store.take(&parked_key(&id)).await {
+        Ok(Some(b)) => serde_json::from_slice::<Parked>(&b).ok(),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::error!(error = %e, "store failed");
+            return respond::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is temporarily unavailable.", ctx);
+        }
+    };
+    let Some(parked) = parked else {
+        return bad_request_page(ctx, "This sign-in has expired. Go back to the application and start again.");
+    };
+    process(p, rt, parked.params, req.headers(), ctx, Some(parked.requested_at)).await
+}
+
+/// Checks the client and redirect URI; errors here are pages, never redirects.
+fn verify_client<'p>(p: &'p Provider, params: &Params) -> Result<Verified<'p>, &'static str> {
+    let client_id = params.get("client_id").ok_or("The request has no client_id.")?;
+    let client = p.clients.get(client_id).ok_or("The application (client_id) is not registered.")?;
+    let redirect_uri = params.get("redirect_uri").ok_or("The request has no redirect_uri.")?;
+    if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
+        return Err("The redirect_uri is not registered for this application.");
+    }
+    let mode = match params.get("response_mode").map(String::as_str) {
+        None | Some("query") => ResponseMode::Query,
+        Some("form_post") => ResponseMode::FormPost,
+        // Reported to the client below, in the default mode.
+        Some(_) => ResponseMode::Query,
+    };
+    Ok(Verified {
+        client,
+        redirect_uri: redirect_uri.clone(),
+        state: params.get("state").cloned(),
+        mode,
+    })
+}
+
+/// A validated authorization request.
+struct AuthzRequest {
+    scopes: Vec<String>,
+    nonce: Option<String>,
+    code_challenge: Option<String>,
+    audiences: Vec<String>,
+    claims: Option<Value>,
+    prompt: Vec<String>,
+    max_age: Option<u64>,
+    login_hint: Option<String>,
+}
+
+fn is_pkce_value(s: &str) -> bool {
+    (43..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+}
+
+fn validate(client: &Client, params: &Params) -> Result<AuthzRequest, OAuthError> {
+    if let Some(m) = params.get("response_mode") {
+        if m != "query" && m != "form_post" {
+            return Err(OAuthError::invalid_request(format!("response_mode `{m}` is not supported")));
+        }
+    }
+    match params.get("response_type").map(String::as_str) {
+        None => return Err(OAuthError::invalid_request("response_type is required")),
+        Some("code") => {}
+        Some(other) => {
+            return Err(OAuthError::unsupported_response_type(format!(
+                "response_type `{other}` is not supported: use `code`"
+            )))
+        }
+    }
+    if params.contains_key("request") {
+        return Err(OAuthError { code: "request_not_supported", ..OAuthError::invalid_request("request objects are not supported") });
+    }
+    if params.contains_key("request_uri") {
+        return Err(OAuthError { code: "request_uri_not_supported", ..OAuthError::invalid_request("request_uri is not supported") });
+    }
+    if !client.grants.authorization_code {
+        return Err(OAuthError::unauthorized_client("this client may not use the authorization code flow"));
+    }
+    let mut scopes: Vec<String> = Vec::new();
+    for s in params.get("scope").map(String::as_str).unwrap_or("").split(' ').filter(|s| !s.is_empty()) {
+        let standard = s == "openid" || s == "offline_access" || SCOPE_CLAIMS.iter().any(|(n, _)| *n == s);
+        if !standard && !client.custom_scopes.iter().any(|c| c == s) {
+            return Err(OAuthError::invalid_scope(format!("scope `{s}` is not allowed for this client")));
+        }
+        // offline_access is ignored when the client may not have refresh tokens (OIDC Core 11)
+        if s == "offline_access" && !(client.refresh.allow_offline_access && client.grants.refresh_token) {
+            continue;
+        }
+        if !scopes.iter().any(|x| x == s) {
+            scopes.push(s.to_string());
+        }
+    }
+    let code_challenge = match (params.get("code_challenge"), params.get("code_challenge_method").map(String::as_str)) {
+        (None, None) if client.is_public() => {
+            return Err(OAuthError::invalid_request("PKCE is required for public clients: send code_challenge with S256"))
+        }
+        (None, None) => None,
+        (None, Some(_)) => return Err(OAuthError::invalid_request("code_challenge_method without code_challenge")),
+        (Some(c), Some("S256")) if is_pkce_value(c) => Some(c.clone()),
+        (Some(_), Some("S256")) => return Err(OAuthError::invalid_request("code_challenge is malformed")),
+        (Some(_), _) => return Err(OAuthError::invalid_request("only code_challenge_method S256 is supported")),
+    };
+    let audiences = match params.get("resource") {
+        None => client.access_token.allowed_audiences.clone(),
+        Some(r) => {
+            if !client.access_token.allowed_audiences.iter().any(|a| a == r) {
+                return Err(OAuthError::invalid_target(format!("resource `{r}` is not allowed for this client")));
+            }
+            vec![r.clone()]
+        }
+    };
+    let claims = match params.get("claims") {
+        None => None,
+        Some(c) => match serde_json::from_str::<Value>(c) {
+            Ok(v @ Value::Object(_)) => Some(v),
+            _ => return Err(OAuthError::invalid_request("claims must be a JSON object")),
+        },
+    };
+    let prompt: Vec<String> = params
+        .get("prompt")
+        .map(|p| p.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+    if prompt.iter().any(|p| p == "none") && prompt.len() > 1 {
+        return Err(OAuthError::invalid_request("prompt=none cannot be combined with other values"));
+    }
+    let max_age = match params.get("max_age") {
+        None => None,
+        Some(m) => Some(m.parse::<u64>().map_err(|_| OAuthError::invalid_request("max_age must be a whole number of seconds"))?),
+    };
+    Ok(AuthzRequest {
+        scopes,
+        nonce: params.get("nonce").cloned(),
+        code_challenge,
+        audiences,
+        claims,
+        prompt,
+        max_age,
+        login_hint: params.get("login_hint").cloned(),
+    })
+}
+
+async fn process(
+    p: &Provider,
+    rt: &Runtime,
+    params: Params,
+    headers: &http::HeaderMap,
+    ctx: &RequestCtx,
+    resumed_after: Option<u64>,
+) -> Response<Body> {
+    let v = match verify_client(p, &params) {
+        Ok(v) => v,
+        Err(msg) => return bad_request_page(ctx, msg),
+    };
+    let req = match validate(v.client, &params) {
+        Ok(r) => r,
+        Err(e) => return redirect_error(p, &v, &e, ctx),
+    };
+    let session = match rt.sessions.load(headers).await {
+        Ok(s) => s,
+        Err(e) => return redirect_error(p, &v, &OAuthError::from(e), ctx),
+    };
+    let now = now_unix();
+    let idp = session.as_ref().and_then(|s| {
+        v.client
+            .idps
+            .iter()
+            .find(|i| s.data.authenticated_by_any(std::slice::from_ref(i)))
+            .cloned()
+    });
+    let auth_time = session.as_ref().map(|s| s.data.created).unwrap_or(0);
+    let wants_login = req.prompt.iter().any(|p| p == "login");
+    // A login that happened after the request was made satisfies prompt=login and max_age.
+    let fresh = resumed_after.is_some_and(|t| idp.is_some() && auth_time >= t);
+    let too_old = req.max_age.is_some_and(|m| now.saturating_sub(auth_time) > m);
+    let must_login = idp.is_none() || (!fresh && (wants_login || too_old));
+    if must_login {
+        if req.prompt.iter().any(|p| p == "none") {
+            return redirect_error(p, &v, &OAuthError::login_required("the user is not signed in"), ctx);
+        }
+        if resumed_after.is_some() && idp.is_none() {
+            // Came back from the login flow still unauthenticated: do not loop.
+            return redirect_error(p, &v, &OAuthError { code: "access_denied", ..OAuthError::invalid_request("the user did not sign in") }, ctx);
+        }
+        let id = random_token(24);
+        let parked = Parked {
+            params: params.clone(),
+            requested_at: resumed_after.unwrap_or(now),
+        };
+        let bytes = Bytes::from(serde_json::to_vec(&parked).unwrap_or_default());
+        if let Err(e) = p.store.put(&parked_key(&id), bytes, PARKED_TTL).await {
+            return redirect_error(p, &v, &OAuthError::from(e), ctx);
+        }
+        let return_to = format!("{}?id={id}", p.endpoints.authorization_resume);
+        return login::start_flow(rt, &v.client.app, v.client.idps.clone(), &return_to, req.login_hint.as_deref(), headers, ctx).await;
+    }
+    let (Some(session), Some(idp)) = (session, idp) else {
+        return redirect_error(p, &v, &OAuthError::login_required("the user is not signed in"), ctx);
+    };
+    match issue_code(p, &v, &req, &session, &idp).await {
+        Ok(code) => {
+            let mut out = vec![("code", code)];
+            if let Some(s) = &v.state {
+                out.push(("state", s.clone()));
+            }
+            out.push(("iss", p.issuer.clone()));
+            respond_to_client(&v, &out, ctx)
+        }
+        Err(e) => redirect_error(p, &v, &e, ctx),
+    }
+}
+
+async fn issue_code(p: &Provider, v: &Verified<'_>, req: &AuthzRequest, session: &Session, idp: &str) -> Result<String, OAuthError> {
+    let attrs = &session.data.attrs;
+    let sub = p
+        .subject(v.client, attrs, idp)
+        .ok_or_else(|| OAuthError::server_error("the user has no subject attribute"))?;
+    let grant = Grant {
+        client_id: v.client.id.clone(),
+        sub: Some(sub),
+        scopes: req.scopes.clone(),
+        claims: user_claims(&v.client.claims_mapping, attrs, idp),
+        requested: req.claims.clone(),
+        auth_time: Some(session.data.created),
+        amr: vec!["pwd".to_string()],
+        sid: Some(session.store_key().trim_start_matches("session:").chars().take(22).collect()),
+        audiences: req.audiences.clone(),
+    };
+    let code = random_chars(43);
+    let record = CodeRecord {
+        grant,
+        redirect_uri: v.redirect_uri.clone(),
+        code_challenge: req.code_challenge.clone(),
+        nonce: req.nonce.clone(),
+    };
+    p.store
+        .put(&code_key(&code), Bytes::from(serde_json::to_vec(&record).unwrap_or_default()), CODE_TTL)
+        .await?;
+    Ok(code)
+}
+
+fn redirect_error(p: &Provider, v: &Verified<'_>, e: &OAuthError, ctx: &RequestCtx) -> Response<Body> {
+    tracing::info!(client = %v.client.id, error = e.code, description = %e.description, "authorization request refused");
+    let mut out = vec![("error", e.code.to_string()), ("error_description", e.description.clone())];
+    if let Some(s) = &v.state {
+        out.push(("state", s.clone()));
+    }
+    out.push(("iss", p.issuer.clone()));
+    respond_to_client(v, &out, ctx)
+}
+
+/// Sends the result to the client's redirect URI, by query or form post.
+fn respond_to_client(v: &Verified<'_>, pairs: &[(&str, String)], ctx: &RequestCtx) -> Response<Body> {
+    match v.mode {
+        ResponseMode::Query => {
+            let Ok(mut url) = url::Url::parse(&v.redirect_uri) else {
+                return bad_request_page(ctx, "The registered redirect_uri is not a valid URL.");
+            };
+            url.query_pairs_mut().extend_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())));
+            respond::redirect(StatusCode::FOUND, url.as_str(), &[], ctx)
+        }
+        ResponseMode::FormPost => {
+            let mut inputs = String::new();
+            for (k, val) in pairs {
+                inputs.push_str(&format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", escape(k), escape(val)));
+            }
+            // The script is the standard auto-submit; the button covers browsers without JS.
+            let body = format!(
+                "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Continue</title></head>\
+<body onload=\"document.forms[0].submit()\"><form method=\"post\" action=\"{}\">{inputs}\
+<noscript><button type=\"submit\">Continue</button></noscript></form></body></html>",
+                escape(&v.redirect_uri)
+            );
+            let mut resp = Response::new(full(body));
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; script-src 'unsafe-hashes' 'sha256-ePniVEkSivX/c7XWBGafqh8tSpiRrKiqYeqbG7N1TOE='; form-action *; frame-ancestors 'none'"),
+            );
+            resp
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! Token introspection (RFC 7662) and revocation (RFC 7009), for authenticated clients.
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+
+use super::errors::{json_no_store, OAuthError};
+use super::grants::{access_key, refresh_key, RefreshRecord};
+use super::params;
+use super::Provider;
+use crate::server::body::{full, Body};
+use crate::session::now_unix;
+
+pub async fn introspect(p: &Provider, req: Request<Incoming>) -> Response<Body> {
+    match run_introspect(p, req).await {
+        Ok(v) => json_no_store(&v),
+        Err(e) => e.response(),
+    }
+}
+
+async fn run_introspect(p: &Provider, req: Request<Incoming>) -> Result<Value, OAuthError> {
+    let (headers, form) = params::read_form(req).await?;
+    params::authenticate(p, &headers, &form, false)?;
+    let token = form.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let hint = form.get("token_type_hint").map(String::as_str);
+    let order: [&str; 2] = if hint == Some("refresh_token") { ["refresh_token", "access_token"] } else { ["access_token", "refresh_token"] };
+    for kind in order {
+        let found = if kind == "access_token" { access_info(p, token).await? } else { refresh_info(p, token).await? };
+        if let Some(v) = found {
+            return Ok(v);
+        }
+    }
+    Ok(json!({"active": false}))
+}
+
+async fn access_info(p: &Provider, token: &str) -> Result<Option<Value>, OAuthError> {
+    let Some(rec) = p.access_record(token).await? else {
+        return Ok(None);
+    };
+    let g = &rec.grant;
+    let aud: Value = if g.audiences.is_empty() { json!(g.client_id) } else { json!(g.audiences) };
+    Ok(Some(json!({
+        "active": true,
+        "token_type": "Bearer",
+        "scope": g.scope_string(),
+        "client_id": g.client_id,
+        "sub": g.sub.clone().unwrap_or_else(|| g.client_id.clone()),
+        "aud": aud,
+        "iss": p.issuer,
+        "exp": rec.exp,
+        "iat": rec.iat,
+        "jti": rec.jti,
+    })))
+}
+
+async fn refresh_info(p: &Provider, token: &str) -> Result<Option<Value>, OAuthError> {
+    let Some(bytes) = p.store.get(&refresh_key(token)).await? else {
+        return Ok(None);
+    };
+    let Ok(rec) = serde_json::from_slice::<RefreshRecord>(&bytes) else {
+        return Ok(None);
+    };
+    if rec.rotated.is_some() || rec.exp <= now_unix() || p.family_revoked(&rec.family).await? {
+        return Ok(None);
+    }
+    let g = &rec.grant;
+    Ok(Some(json!({
+        "active": true,
+        "token_type": "refresh_token",
+        "scope": g.scope_string(),
+        "client_id": g.client_id,
+        "sub": g.sub,
+        "iss": p.issuer,
+        "exp": rec.exp,
+    })))
+}
+
+pub async fn revoke(p: &Provider, req: Request<Incoming>) -> Response<Body> {
+    match run_revoke(p, req).await {
+        Ok(()) => {
+            let mut r = Response::new(full(""));
+            *r.status_mut() = StatusCode::OK;
+            r
+        }
+        Err(e) => e.response(),
+    }
+}
+
+/// Revokes a refresh token (and its whole family, with the access tokens issued from it) or
+/// an access token. Unknown tokens and tokens of other clients are answered 200 without
+/// effect, as RFC 7009 2.2 requires.
+async fn run_revoke(p: &Provider, req: Request<Incoming>) -> Result<(), OAuthError> {
+    let (headers, form) = params::read_form(req).await?;
+    let client = params::authenticate(p, &headers, &form, true)?;
+    let token = form.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    if let Some(bytes) = p.store.get(&refresh_key(token)).await? {
+        if let Ok(rec) = serde_json::from_slice::<RefreshRecord>(&bytes) {
+            if rec.grant.client_id == client.id {
+                p.revoke_family(&rec.family, client.refresh.lifetime).await?;
+                p.store.delete(&refresh_key(token)).await?;
+            }
+        }
+        return Ok(());
+    }
+    if let Some(rec) = p.access_record(token).await? {
+        if rec.grant.client_id == client.id {
+            p.store.delete(&access_key(&rec.jti)).await?;
+        }
+        return Ok(());
+    }
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! RP-initiated logout (OpenID Connect RP-Initiated Logout 1.0): `id_token_hint`,
+//! `post_logout_redirect_uri` matched exactly against the client's `logoutRedirectURLs`,
+//! `state` passed back, the gateway session ended.
+
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+use super::params::{self, Params};
+use super::Provider;
+use crate::pages;
+use crate::runtime::Runtime;
+use crate::server::body::Body;
+use crate::server::respond::{self, RequestCtx};
+
+async fn read(req: Request<Incoming>) -> Result<(http::HeaderMap, Params), String> {
+    let (parts, body) = req.into_parts();
+    let raw = if parts.method == Method::POST {
+        Limited::new(body, 64 * 1024)
+            .collect()
+            .await
+            .map_err(|_| "the request is too large".to_string())?
+            .to_bytes()
+            .to_vec()
+    } else if parts.method == Method::GET {
+        parts.uri.query().unwrap_or("").as_bytes().to_vec()
+    } else {
+        return Err("use GET or POST".into());
+    };
+    let p = params::parse(&raw).map_err(|e| e.description)?;
+    Ok((parts.headers, p))
+}
+
+pub async fn end_session(p: &Provider, rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
+    let (headers, params) = match read(req).await {
+        Ok(x) => x,
+        Err(e) => return respond::error(StatusCode::BAD_REQUEST, &format!("Invalid logout request: {e}."), ctx),
+    };
+    // The hint may be expired (that is the normal case at logout) but must be ours.
+    let hint = match params.get("id_token_hint") {
+        None => None,
+        Some(t) => match p.verify(t, "JWT", false) {
+            Some(claims) => Some(claims),
+            None => return respond::error(StatusCode::BAD_REQUEST, "The id_token_hint is not a valid ID token of this provider.", ctx),
+        },
+    };
+    let hinted_client = hint.as_ref().and_then(|c| c["aud"].as_str().map(str::to_string));
+    let client_id = match (params.get("client_id"), hinted_client) {
+        (Some(a), Some(b)) if *a != b => {
+            return respond::error(StatusCode::BAD_REQUEST, "client_id does not match the id_token_hint.", ctx)
+        }
+        (Some(a), _) => Some(a.clone()),
+        (None, b) => b,
+    };
+    let redirect = match params.get("post_logout_redirect_uri") {
+        None => None,
+        Some(uri) => {
+            let registered = client_id
+                .as_ref()
+                .and_then(|id| p.clients.get(id))
+                .is_some_and(|c| c.logout_redirect_uris.iter().any(|u| u == uri));
+            if !registered {
+                return respond::error(
+                    StatusCode::BAD_REQUEST,
+                    "The post_logout_redirect_uri is not registered for this application.",
+                    ctx,
+                );
+            }
+            let mut url = match url::Url::parse(uri) {
+                Ok(u) => u,
+                Err(_) => return respond::error(StatusCode::BAD_REQUEST, "Invalid post_logout_redirect_uri.", ctx),
+            };
+            if let Some(state) = params.get("state") {
+                url.query_pairs_mut().append_pair("state", state);
+            }
+            Some(url.to_string())
+        }
+    };
+    let session = match rt.sessions.load(&headers).await {
+        Ok(s) => s,
+        Err(_) => return respond::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-out is temporarily unavailable.", ctx),
+    };
+    let clear = match rt.sessions.end(session.as_ref()).await {
+        Ok(c) => c,
+        Err(_) => return respond::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-out is temporarily unavailable.", ctx),
+    };
+    tracing::info!(client = client_id.as_deref().unwrap_or("-"), "RP-initiated logout");
+    match redirect {
+        Some(to) => respond::redirect(StatusCode::FOUND, &to, &[clear], ctx),
+        None => {
+            let mut resp = respond::html(StatusCode::OK, pages::logged_out_page(), ctx);
+            respond::add_cookies(&mut resp, &[clear]);
+            resp
+        }
+    }
+}

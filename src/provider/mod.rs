@@ -1,0 +1,224 @@
+//! The built-in OpenID Connect provider for downstream apps (`type: oidc`): discovery,
+//! JWKS, authorize (code + PKCE), token (authorization_code, refresh_token with rotation,
+//! client_credentials, password), userinfo, introspection, revocation, end session.
+//!
+//! Users authenticate through the gateway's own login flow and session, so a user signed in
+//! for a proxy app is signed in for OIDC apps too (and the other way round).
+
+pub mod authorize;
+pub mod discovery;
+pub mod errors;
+pub mod grants;
+pub mod introspect;
+pub mod keys;
+pub mod logout;
+pub mod params;
+pub mod token;
+pub mod userinfo;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use crate::claims::AttrRef;
+use crate::runtime::Runtime;
+use crate::secrets::SecretString;
+use crate::server::body::Body;
+use crate::server::respond::RequestCtx;
+use crate::store::Store;
+use keys::SigningKey;
+
+/// Endpoint paths (absolute paths on the gateway).
+#[derive(Debug, Clone)]
+pub struct Endpoints {
+    pub discovery: String,
+    pub oauth_metadata: String,
+    pub authorization: String,
+    /// Where the browser comes back to after signing in during an authorization request.
+    pub authorization_resume: String,
+    pub token: String,
+    pub userinfo: String,
+    pub jwks: String,
+    pub introspection: String,
+    pub revocation: String,
+    pub end_session: String,
+}
+
+#[derive(Debug, Clone)]
+pub enum ClientAuth {
+    Secret(SecretString),
+    Public,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessTokenFormat {
+    Jwt,
+    Opaque,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessTokenSettings {
+    pub format: AccessTokenFormat,
+    pub length: usize,
+    pub lifetime: Duration,
+    pub allowed_audiences: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RefreshSettings {
+    pub allow_offline_access: bool,
+    pub length: usize,
+    pub lifetime: Duration,
+    pub reuse_grace: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct GrantTypes {
+    pub authorization_code: bool,
+    pub refresh_token: bool,
+    pub client_credentials: bool,
+    pub password: bool,
+}
+
+/// A downstream app (OAuth client), compiled from a `type: oidc` app.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub app: String,
+    pub id: String,
+    pub auth: ClientAuth,
+    pub redirect_uris: Vec<String>,
+    pub logout_redirect_uris: Vec<String>,
+    pub grants: GrantTypes,
+    /// Scopes beyond the standard ones this client may ask for.
+    pub custom_scopes: Vec<String>,
+    /// Connectors its users log in with.
+    pub idps: Vec<String>,
+    pub claims_mapping: Vec<(String, AttrRef)>,
+    pub access_token: AccessTokenSettings,
+    pub refresh: RefreshSettings,
+    pub id_token_lifetime: Duration,
+    /// Attribute `sub` comes from (default: `<idp>.sub`).
+    pub subject_attribute: Option<AttrRef>,
+    pub pairwise: bool,
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        matches!(self.auth, ClientAuth::Public)
+    }
+}
+
+#[derive(Debug)]
+pub struct Provider {
+    /// The issuer URL, without a trailing slash.
+    pub issuer: String,
+    pub endpoints: Endpoints,
+    /// The first key signs; all are published.
+    pub keys: Vec<SigningKey>,
+    pub clients: HashMap<String, Client>,
+    pub store: Arc<dyn Store>,
+    pub pairwise_salt: Option<SecretString>,
+    discovery_json: String,
+    metadata_json: String,
+    jwks_json: String,
+}
+
+/// The provider's endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    Discovery,
+    Metadata,
+    Jwks,
+    Authorize,
+    Resume,
+    Token,
+    UserInfo,
+    Introspect,
+    Revoke,
+    EndSession,
+}
+
+impl Provider {
+    pub fn new(
+        issuer: String,
+        endpoints: Endpoints,
+        keys: Vec<SigningKey>,
+        clients: HashMap<String, Client>,
+        store: Arc<dyn Store>,
+        pairwise_salt: Option<SecretString>,
+    ) -> Self {
+        let mut p = Self {
+            issuer,
+            endpoints,
+            keys,
+            clients,
+            store,
+            pairwise_salt,
+            discovery_json: String::new(),
+            metadata_json: String::new(),
+            jwks_json: String::new(),
+        };
+        p.discovery_json = discovery::document(&p, true).to_string();
+        p.metadata_json = discovery::document(&p, false).to_string();
+        p.jwks_json = discovery::jwks(&p).to_string();
+        p
+    }
+
+    pub fn signing_key(&self) -> &SigningKey {
+        &self.keys[0]
+    }
+
+    /// Absolute URL of an endpoint path.
+    pub fn url(&self, path: &str) -> String {
+        let origin = match url::Url::parse(&self.issuer) {
+            Ok(u) => u.origin().ascii_serialization(),
+            Err(_) => self.issuer.clone(),
+        };
+        format!("{origin}{path}")
+    }
+
+    fn endpoint(&self, path: &str) -> Option<Endpoint> {
+        let e = &self.endpoints;
+        [
+            (&e.discovery, Endpoint::Discovery),
+            (&e.oauth_metadata, Endpoint::Metadata),
+            (&e.jwks, Endpoint::Jwks),
+            (&e.authorization, Endpoint::Authorize),
+            (&e.authorization_resume, Endpoint::Resume),
+            (&e.token, Endpoint::Token),
+            (&e.userinfo, Endpoint::UserInfo),
+            (&e.introspection, Endpoint::Introspect),
+            (&e.revocation, Endpoint::Revoke),
+            (&e.end_session, Endpoint::EndSession),
+        ]
+        .into_iter()
+        .find(|(p, _)| p.as_str() == path)
+        .map(|(_, ep)| ep)
+    }
+
+    /// Is `path` one of the provider's endpoints?
+    pub fn serves(&self, path: &str) -> bool {
+        self.endpoint(path).is_some()
+    }
+
+    pub async fn handle(&self, rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx, path: &str) -> Response<Body> {
+        let Some(endpoint) = self.endpoint(path) else {
+            return crate::server::respond::error(http::StatusCode::NOT_FOUND, "There is no such page.", ctx);
+        };
+        match endpoint {
+            Endpoint::Discovery => discovery::serve(&self.discovery_json, "public, max-age=300"),
+            Endpoint::Metadata => discovery::serve(&self.metadata_json, "public, max-age=300"),
+            Endpoint::Jwks => discovery::serve(&self.jwks_json, "public, max-age=300"),
+            Endpoint::Authorize => authorize::authorize(self, rt, req, ctx).await,
+            Endpoint::Resume => authorize::resume(self, rt, req, ctx).await,
+            Endpoint::Token => token::token(self, rt, req, ctx).await,
+            Endpoint::UserInfo => userinfo::userinfo(self, req).await,
+            Endpoint::Introspect => introspect::introspect(self, req).await,
+            Endpoint::Revoke => introspect::revoke(self, req).await,
+            Endpoint::EndSession => logout::end_session(self, rt, req, ctx).await,
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! Request parameters of the provider's endpoints: query strings and form bodies with the
+//! OAuth rules (no repeated parameter, bounded sizes, form content type), and client
+//! authentication (`client_secret_basic`, `client_secret_post`, `none`).
+
+use std::collections::HashMap;
+
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use http::header::{self, HeaderMap};
+use http::{Method, Request};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use subtle::ConstantTimeEq;
+
+use super::errors::OAuthError;
+use super::{Client, ClientAuth, Provider};
+
+const MAX_BODY: usize = 64 * 1024;
+const MAX_PARAM: usize = 8 * 1024;
+
+pub type Params = HashMap<String, String>;
+
+/// Parses `application/x-www-form-urlencoded` text; repeated or oversized parameters are
+/// `invalid_request` (RFC 6749 3.1: "parameters MUST NOT be included more than once").
+pub fn parse(raw: &[u8]) -> Result<Params, OAuthError> {
+    let mut out = HashMap::new();
+    for (k, v) in form_urlencoded::parse(raw) {
+        if v.len() > MAX_PARAM || k.len() > 256 {
+            return Err(OAuthError::invalid_request(format!("parameter `{k}` is too large")));
+        }
+        if v.is_empty() {
+            // Empty parameters are treated as omitted (RFC 6749 3.1).
+            continue;
+        }
+        if out.insert(k.to_string(), v.into_owned()).is_some() {
+            return Err(OAuthError::invalid_request(format!("parameter `{k}` is repeated")));
+        }
+    }
+    Ok(out)
+}
+
+/// The headers and form parameters of a POST with a form body.
+pub async fn read_form(req: Request<Incoming>) -> Result<(HeaderMap, Params), OAuthError> {
+    if req.method() != Method::POST {
+        return Err(OAuthError::invalid_request("this endpoint takes POST"));
+    }
+    let is_form = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(OAuthError::invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = Limited::new(body, MAX_BODY)
+        .collect()
+        .await
+        .map_err(|_| OAuthError::invalid_request("the request body is too large or was cut off"))?
+        .to_bytes();
+    if let Some(q) = parts.uri.query() {
+        // Credentials and grant parameters belong in the body, never in the URL.
+        if !parse(q.as_bytes())?.is_empty() {
+            return Err(OAuthError::invalid_request("parameters must be sent in the body, not the query"));
+        }
+    }
+    Ok((parts.headers, parse(&bytes)?))
+}
+
+/// Percent-decoding of the Basic credentials' parts (RFC 6749 2.3.1).
+fn form_decode(s: &str) -> String {
+    form_urlencoded::parse(format!("x={s}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// Authenticates the calling client; `required` = public clients are refused (introspection,
+/// revocation, client credentials).
+pub fn authenticate<'p>(
+    provider: &'p Provider,
+    headers: &HeaderMap,
+    params: &Params,
+    allow_public: bool,
+) -> Result<&'p Client, OAuthError> {
+    let basic = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")));
+    let (id, secret, used_basic) = match basic {
+        Some(b) => {
+            if params.contains_key("client_secret") {
+                return Err(OAuthError::invalid_request("use one client authentication method, not two"));
+            }
+            let decoded = STANDARD
+                .decode(b.trim())
+                .ok()
+                .and_then(|d| String::from_utf8(d).ok())
+                .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials", true))?;
+            let (id, secret) = decoded
+                .split_once(':')
+                .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials", true))?;
+            let id = form_decode(id);
+            if params.get("client_id").is_some_and(|p| *p != id) {
+                return Err(OAuthError::invalid_request("client_id does not match the credentials"));
+            }
+            (id, Some(form_decode(secret)), true)
+        }
+        None => {
+            let id = params
+                .get("client_id")
+                .cloned()
+                .ok_or_else(|| OAuthError::invalid_client("client authentication is required", false))?;
+            (id, params.get("client_secret").cloned(), false)
+        }
+    };
+    let client = provider
+        .clients
+        .get(&id)
+        .ok_or_else(|| OAuthError::invalid_client("unknown client or wrong credentials", used_basic))?;
+    match (&client.auth, secret) {
+        (ClientAuth::Secret(expected), Some(given)) => {
+            if bool::from(expected.expose().as_bytes().ct_eq(given.as_bytes())) {
+                Ok(client)
+            } else {
+                Err(OAuthError::invalid_client("unknown client or wrong credentials", used_basic))
+            }
+        }
+        (ClientAuth::Secret(_), None) => Err(OAuthError::invalid_client(
+            "this client must authenticate with its secret",
+            used_basic,
+        )),
+        (ClientAuth::Public, None) if allow_public => Ok(client),
+        (ClientAuth::Public, None) => Err(OAuthError::invalid_client(
+            "public clients cannot use this endpoint",
+            used_basic,
+        )),
+        (ClientAuth::Public, Some(_)) => Err(OAuthError::invalid_client(
+            "this client is public: it has no secret",
+            used_basic,
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repeated_and_oversized_parameters() {
+        assert!(parse(b"a=1&b=2").is_ok());
+        assert_eq!(parse(b"a=1&a=2").unwrap_err().code, "invalid_request");
+        let big = format!("a={}", "x".repeat(MAX_PARAM + 1));
+        assert_eq!(parse(big.as_bytes()).unwrap_err().code, "invalid_request");
+        assert!(!parse(b"a=").unwrap().contains_key("a"), "empty = omitted");
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded() {
+        assert_eq!(form_decode("a%3Ab+c"), "a:b c");
+    }
+}

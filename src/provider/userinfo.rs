@@ -1,0 +1,72 @@
+//! The UserInfo endpoint (OIDC Core 5.3): GET or POST with a bearer token; the claims the
+//! granted scopes (and the `claims` parameter) allow.
+
+use http::header::{self, HeaderMap};
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use serde_json::{json, Value};
+
+use super::errors::{json_no_store, OAuthError};
+use super::params;
+use super::Provider;
+use crate::claims::oidc::released;
+use crate::server::body::Body;
+
+/// The bearer token from `Authorization: Bearer` or, for a form POST, `access_token`
+/// (RFC 6750 2.1 and 2.2; never both).
+pub fn bearer(headers: &HeaderMap, form: Option<&params::Params>) -> Result<String, OAuthError> {
+    let from_header = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+        });
+    let from_form = form.and_then(|f| f.get("access_token").cloned());
+    match (from_header, from_form) {
+        (Some(_), Some(_)) => Err(OAuthError::invalid_request("send the token once, not in the header and the body")),
+        (Some(t), None) | (None, Some(t)) if !t.is_empty() => Ok(t),
+        _ => Err(OAuthError::missing_token()),
+    }
+}
+
+pub async fn userinfo(p: &Provider, req: Request<Incoming>) -> Response<Body> {
+    match run(p, req).await {
+        Ok(v) => json_no_store(&v),
+        Err(e) => e.response(),
+    }
+}
+
+async fn run(p: &Provider, req: Request<Incoming>) -> Result<Value, OAuthError> {
+    let token = match *req.method() {
+        Method::GET => bearer(req.headers(), None)?,
+        Method::POST => {
+            let has_form = req.headers().contains_key(header::CONTENT_TYPE);
+            if has_form {
+                let (headers, form) = params::read_form(req).await?;
+                bearer(&headers, Some(&form))?
+            } else {
+                bearer(req.headers(), None)?
+            }
+        }
+        _ => return Err(OAuthError::invalid_request("userinfo takes GET or POST")),
+    };
+    let Some(rec) = p.access_record(&token).await? else {
+        return Err(OAuthError::invalid_token("the access token is invalid, expired or revoked"));
+    };
+    let grant = &rec.grant;
+    let Some(sub) = &grant.sub else {
+        return Err(OAuthError::invalid_token("this token was issued to a client, not a user"));
+    };
+    if !grant.has_scope("openid") {
+        let mut e = OAuthError::invalid_token("the token lacks the openid scope");
+        e.code = "insufficient_scope";
+        e.status = http::StatusCode::FORBIDDEN;
+        e.challenge = Some("Bearer error=\"insufficient_scope\", scope=\"openid\"".into());
+        return Err(e);
+    }
+    let requested = grant.requested.as_ref().and_then(|r| r.get("userinfo"));
+    let mut claims = released(&grant.claims, &grant.scopes, requested);
+    claims.insert("sub".into(), json!(sub));
+    Ok(Value::Object(claims))
+}

@@ -152,9 +152,13 @@ pub fn generate_pem(alg: SigningAlg) -> Result<String, String> {
             .map_err(|e| e.to_string())?
             .to_pkcs8_pem(LineEnding::LF)
             .map_err(|e| e.to_string())?,
-        SigningAlg::EdDsa => ed25519_dalek::SigningKey::generate(&mut rng)
-            .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| e.to_string())?,
+        // PKCS#8 v1 (no embedded public key): the form jsonwebtoken and OpenSSL read.
+        SigningAlg::EdDsa => ed25519_dalek::pkcs8::KeypairBytes {
+            secret_key: ed25519_dalek::SigningKey::generate(&mut rng).to_bytes(),
+            public_key: None,
+        }
+        .to_pkcs8_pem(LineEnding::LF)
+        .map_err(|e| e.to_string())?,
     };
     Ok(pem.to_string())
 }

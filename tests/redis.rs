@@ -1,0 +1,517 @@
+//! The Redis backend against a real `redis-server`: the store contract (the same test body
+//! as the memory store), a Redis Cluster, two Tessera processes sharing one Redis (sessions,
+//! login flows, logout, throttling), outages (a hung and a stopped Redis: 503, bounded
+//! waits, recovery on its own, sessions kept), start-up with Redis down, and config errors.
+
+mod support;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use support::redis::{RedisCluster, RedisServer};
+use support::*;
+use tessera::store::{contract, RedisSettings, RedisStore, Store, StoreError};
+
+fn settings(addresses: Vec<String>, prefix: &str, timeout_ms: u64) -> RedisSettings {
+    RedisSettings {
+        addresses: addresses
+            .iter()
+            .map(|a| {
+                let (h, p) = a.rsplit_once(':').unwrap();
+                (h.to_string(), p.parse().unwrap())
+            })
+            .collect(),
+        username: None,
+        password: None,
+        db: 0,
+        tls: None,
+        key_prefix: prefix.to_string(),
+        timeout: Duration::from_millis(timeout_ms),
+    }
+}
+
+fn store(server: &RedisServer, prefix: &str, timeout_ms: u64) -> Arc<dyn Store> {
+    Arc::new(RedisStore::new(settings(vec![server.address()], prefix, timeout_ms)).unwrap())
+}
+
+#[tokio::test]
+async fn redis_store_meets_the_store_contract() {
+    let server = RedisServer::start();
+    contract::run(store(&server, "contract:", 2000)).await;
+}
+
+#[tokio::test]
+async fn redis_cluster_store_meets_the_store_contract() {
+    let cluster = RedisCluster::start(3);
+    let s: Arc<dyn Store> = Arc::new(
+        RedisStore::new(settings(cluster.addresses(), "tessera:", 2000)).unwrap(),
+    );
+    contract::run(s.clone()).await;
+    // the keys really are spread over the nodes
+    let with_keys = cluster
+        .nodes
+        .iter()
+        .filter(|n| {
+            let mut c = n.connect();
+            ::redis::cmd("DBSIZE").query::<u64>(&mut c).unwrap() > 0
+        })
+        .count();
+    assert!(with_keys >= 2, "keys on {with_keys} node(s) only");
+}
+
+#[tokio::test]
+async fn keys_carry_the_prefix_and_values_are_stored_as_given() {
+    let server = RedisServer::start();
+    let s = store(&server, "tessera:", 1000);
+    s.put(
+        "session:abc",
+        Bytes::from_static(br#"{"v":1}"#),
+        Duration::from_secs(100),
+    )
+    .await
+    .unwrap();
+    s.increment("throttle:ip:127.0.0.1", Duration::from_secs(50))
+        .await
+        .unwrap();
+    let mut c = server.connect();
+    let raw: Vec<u8> = ::redis::cmd("GET")
+        .arg("tessera:session:abc")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(raw, br#"{"v":1}"#);
+    let ttl: i64 = ::redis::cmd("PTTL")
+        .arg("tessera:session:abc")
+        .query(&mut c)
+        .unwrap();
+    assert!((99_000..=100_000).contains(&ttl), "{ttl}");
+    let ttl: i64 = ::redis::cmd("PTTL")
+        .arg("tessera:throttle:ip:127.0.0.1")
+        .query(&mut c)
+        .unwrap();
+    assert!((49_000..=50_000).contains(&ttl), "{ttl}");
+    let mut keys: Vec<String> = ::redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+    keys.sort();
+    assert_eq!(
+        keys,
+        ["tessera:session:abc", "tessera:throttle:ip:127.0.0.1"]
+    );
+    // another prefix is another namespace
+    let other = store(&server, "other:", 1000);
+    assert!(other.get("session:abc").await.unwrap().is_none());
+}
+
+/// Every call on an unreachable, hung or recovering Redis ends within the timeout (plus
+/// scheduling slack) with `Unavailable`, and the store recovers on its own.
+#[tokio::test]
+async fn store_calls_are_bounded_fail_closed_and_recover() {
+    let bound = Duration::from_millis(300 + 400);
+    let assert_down = |r: Result<(), StoreError>, started: Instant, what: &str| {
+        assert!(matches!(r, Err(StoreError::Unavailable(_))), "{what}: {r:?}");
+        assert!(started.elapsed() < bound, "{what} took {:?}", started.elapsed());
+    };
+    // nothing listens
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = RedisStore::new(settings(vec![format!("127.0.0.1:{port}")], "t:", 300)).unwrap();
+    for _ in 0..3 {
+        let t = Instant::now();
+        assert_down(s.get("k").await.map(|_| ()), t, "get, nothing listening");
+    }
+    // hung: the process is frozen, connections stay open
+    let server = RedisServer::start();
+    let s = store(&server, "t:", 300);
+    s.put("k", Bytes::from_static(b"v"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    server.freeze();
+    let mut calls = Vec::new();
+    for i in 0..200 {
+        let s = s.clone();
+        calls.push(tokio::spawn(async move {
+            let t = Instant::now();
+            let r = match i % 4 {
+                0 => s.get("k").await.map(|_| ()),
+                1 => s.take("x").await.map(|_| ()),
+                2 => s.increment("n", Duration::from_secs(5)).await.map(|_| ()),
+                _ => s.ping().await,
+            };
+            (r, t)
+        }));
+    }
+    for c in calls {
+        let (r, t) = c.await.unwrap();
+        assert_down(r, t, "call on a frozen redis");
+    }
+    server.thaw();
+    let start = Instant::now();
+    loop {
+        if s.ping().await.is_ok() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no recovery");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(s.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+}
+
+fn redis_config(up: std::net::SocketAddr, addresses: &[String], extra: &str) -> String {
+    let list = addresses
+        .iter()
+        .map(|a| format!("\"{a}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{}session: {{ store: shared }}\ncaches:\n  - name: shared\n    type: redis\n    redis: {{ addresses: [{list}], timeoutMillis: 300{extra} }}\n",
+        config(up, "", DEFAULT_POLICIES)
+    )
+}
+
+async fn get(gw: &Gateway, path: &str, cookie: &str) -> reqwest::Response {
+    client()
+        .get(gw.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn two_replicas_share_sessions_login_flows_and_logout() {
+    let server = RedisServer::start();
+    let up = upstream().await;
+    let yaml = redis_config(up, &[server.address()], "");
+    let a = Gateway::start(&yaml);
+    let b = Gateway::start(&yaml);
+
+    // log in through A, browse through B
+    let (cookie, to) = login(&a, "/hello?x=1", "local", "alice", "pw").await;
+    assert_eq!(to, "/hello?x=1");
+    let echo = Echo::from(get(&b, "/hello", &cookie).await).await;
+    assert_eq!(echo.one("x-user").as_deref(), Some("alice"));
+    assert_eq!(echo.one("x-groups").as_deref(), Some("admins,staff"));
+    assert_eq!(get(&b, "/admin", &cookie).await.status(), 200);
+
+    // a login flow started at A can be finished at B (load balancers without stickiness)
+    let started = start_login(&a, "/from-a").await;
+    let c = client();
+    let html = c
+        .get(format!("{}&idp=local", started.login_url.replace(&a.addr.to_string(), &b.addr.to_string())))
+        .header("cookie", &started.flow_cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let r = c
+        .post(b.url("/.tessera/login"))
+        .header("cookie", &started.flow_cookie)
+        .form(&[
+            ("flow", hidden(&html, "flow").as_str()),
+            ("csrf", hidden(&html, "csrf").as_str()),
+            ("idp", "local"),
+            ("username", "bob"),
+            ("password", "pw"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/from-a");
+    let bob = set_cookie(&r, "tessera_session").unwrap();
+    let echo = Echo::from(get(&a, "/x", &bob).await).await;
+    assert_eq!(echo.one("x-user").as_deref(), Some("bob"));
+    // the flow was single use on both replicas
+    let again = c
+        .post(a.url("/.tessera/login"))
+        .header("cookie", &started.flow_cookie)
+        .form(&[
+            ("flow", hidden(&html, "flow").as_str()),
+            ("csrf", hidden(&html, "csrf").as_str()),
+            ("idp", "local"),
+            ("username", "bob"),
+            ("password", "pw"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 400);
+
+    // logout at B ends the session at A
+    let r = get(&b, "/logout", &cookie).await;
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "/public");
+    let r = get(&a, "/hello", &cookie).await;
+    assert_eq!(r.status(), 302, "the session must be gone at A too");
+    assert!(r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/.tessera/login"));
+    // bob's session is untouched
+    assert_eq!(get(&b, "/x", &bob).await.status(), 200);
+
+    // what Redis holds: hashed session ids under the default prefix, never the cookie value
+    let mut conn = server.connect();
+    let keys: Vec<String> = ::redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
+    assert!(keys.iter().all(|k| k.starts_with("tessera:")), "{keys:?}");
+    assert!(keys.iter().any(|k| k.starts_with("tessera:session:")), "{keys:?}");
+    let bob_id = bob.split_once('=').unwrap().1;
+    assert!(!keys.iter().any(|k| k.contains(bob_id)));
+
+    for gw in [&a, &b] {
+        let r = client().get(gw.url("/status")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), r#"{"status":"up"}"#);
+    }
+}
+
+/// Submits the login form of one flow (started at `start`) to `post` with a password.
+async fn attempt(flow: &(String, String, String), post: &Gateway, user: &str, pw: &str) -> u16 {
+    let (flow_cookie, flow_id, csrf) = flow;
+    client()
+        .post(post.url("/.tessera/login"))
+        .header("cookie", flow_cookie)
+        .form(&[
+            ("flow", flow_id.as_str()),
+            ("csrf", csrf.as_str()),
+            ("idp", "local"),
+            ("username", user),
+            ("password", pw),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn open_flow(gw: &Gateway) -> (String, String, String) {
+    let s = start_login(gw, "/").await;
+    let html = client()
+        .get(format!("{}&idp=local", s.login_url))
+        .header("cookie", &s.flow_cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    (s.flow_cookie, hidden(&html, "flow"), hidden(&html, "csrf"))
+}
+
+#[tokio::test]
+async fn throttling_counters_are_shared_by_replicas() {
+    let server = RedisServer::start();
+    let up = upstream().await;
+    let yaml = redis_config(up, &[server.address()], "");
+    let a = Gateway::start(&yaml);
+    let b = Gateway::start(&yaml);
+    let flow = open_flow(&a).await;
+    // maxFailures: 3 in the test config — spread over both replicas
+    assert_eq!(attempt(&flow, &a, "alice", "wrong").await, 401);
+    assert_eq!(attempt(&flow, &b, "alice", "wrong").await, 401);
+    assert_eq!(attempt(&flow, &a, "alice", "wrong").await, 401);
+    // each replica alone has seen fewer than 3 failures, together they have seen 3
+    assert_eq!(attempt(&flow, &b, "alice", "pw").await, 429);
+    assert_eq!(attempt(&flow, &a, "alice", "pw").await, 429);
+    // the counter lives in Redis with the window as its TTL
+    let mut c = server.connect();
+    let n: u64 = ::redis::cmd("GET")
+        .arg("tessera:throttle:user:local:alice")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 3);
+    let ttl: i64 = ::redis::cmd("PTTL")
+        .arg("tessera:throttle:user:local:alice")
+        .query(&mut c)
+        .unwrap();
+    assert!(ttl > 0 && ttl <= 60_000, "{ttl}");
+    // bob is not locked out, and can sign in at B with a flow opened at B
+    let flow_b = open_flow(&b).await;
+    assert_eq!(attempt(&flow_b, &b, "bob", "pw").await, 303);
+}
+
+/// `GET path` must answer 503 (page, or JSON for /status) within the store timeout + slack.
+async fn expect_503(gw: &Gateway, path: &str, cookie: &str) {
+    let t = Instant::now();
+    let r = get(gw, path, cookie).await;
+    let took = t.elapsed();
+    assert_eq!(r.status(), 503, "{path}");
+    assert!(took < Duration::from_millis(300 + 700), "{path} took {took:?}");
+    let body = r.text().await.unwrap();
+    if path == "/status" {
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["status"], "down");
+        assert!(v["stores"]["shared"].as_str().unwrap().contains("redis"), "{body}");
+    } else {
+        assert!(body.contains("temporarily unavailable"), "{body}");
+    }
+}
+
+async fn wait_up(gw: &Gateway) {
+    let start = Instant::now();
+    loop {
+        if client()
+            .get(gw.url("/status"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "the gateway did not recover"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn redis_outage_fails_closed_with_503_and_recovers_on_its_own() {
+    let mut server = RedisServer::start();
+    let up = upstream().await;
+    let gw = Gateway::start(&redis_config(up, &[server.address()], ""));
+    let (cookie, _) = login(&gw, "/hello", "local", "alice", "pw").await;
+    assert_eq!(get(&gw, "/hello", &cookie).await.status(), 200);
+
+    // 1. Redis hangs (frozen process): answers are 503 within the timeout, none hangs
+    server.freeze();
+    expect_503(&gw, "/hello", &cookie).await;
+    expect_503(&gw, "/status", "").await;
+    expect_503(&gw, "/other", "").await; // a login would need a flow record
+    // many at once: still bounded, nothing queues up
+    let t = Instant::now();
+    let mut all = Vec::new();
+    for _ in 0..100 {
+        let url = gw.url("/hello");
+        let cookie = cookie.clone();
+        all.push(tokio::spawn(async move {
+            client()
+                .get(url)
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }));
+    }
+    for r in all {
+        assert_eq!(r.await.unwrap(), 503);
+    }
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    // public pages need no state and keep working
+    assert_eq!(get(&gw, "/public/x", "").await.status(), 200);
+    server.thaw();
+    wait_up(&gw).await;
+    assert_eq!(get(&gw, "/hello", &cookie).await.status(), 200);
+
+    // 2. Redis stops (connection refused), then comes back on the same port with its data
+    server.stop_saving();
+    expect_503(&gw, "/hello", &cookie).await;
+    expect_503(&gw, "/status", "").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    expect_503(&gw, "/hello", &cookie).await;
+    server.restart();
+    wait_up(&gw).await;
+    let echo = Echo::from(get(&gw, "/hello", &cookie).await).await;
+    assert_eq!(
+        echo.one("x-user").as_deref(),
+        Some("alice"),
+        "the session Redis kept is valid again"
+    );
+    // and new logins work
+    login(&gw, "/again", "local", "bob", "pw").await;
+
+    let logs = gw.logs();
+    assert!(!logs.contains("panicked"), "{logs}");
+    assert!(logs.contains("session store failed"));
+}
+
+#[tokio::test]
+async fn gateway_starts_while_redis_is_down_and_connects_when_it_comes() {
+    // reserve a port for a Redis that is not there yet
+    let mut server = RedisServer::start();
+    server.stop_saving();
+    let up = upstream().await;
+    let t = Instant::now();
+    let gw = Gateway::start(&redis_config(up, &[server.address()], ""));
+    assert!(t.elapsed() < Duration::from_secs(10), "start-up waited for Redis");
+    expect_503(&gw, "/status", "").await;
+    expect_503(&gw, "/hello", "").await;
+    server.restart();
+    wait_up(&gw).await;
+    let (cookie, _) = login(&gw, "/hello", "local", "alice", "pw").await;
+    assert_eq!(get(&gw, "/hello", &cookie).await.status(), 200);
+}
+
+#[tokio::test]
+async fn two_replicas_on_a_redis_cluster() {
+    let cluster = RedisCluster::start(3);
+    let up = upstream().await;
+    let yaml = redis_config(up, &cluster.addresses(), "");
+    let a = Gateway::start(&yaml);
+    let b = Gateway::start(&yaml);
+    let (cookie, _) = login(&a, "/hello", "local", "alice", "pw").await;
+    let echo = Echo::from(get(&b, "/hello", &cookie).await).await;
+    assert_eq!(echo.one("x-user").as_deref(), Some("alice"));
+    assert_eq!(get(&b, "/logout", &cookie).await.status(), 302);
+    assert_eq!(get(&a, "/hello", &cookie).await.status(), 302);
+    let r = client().get(a.url("/status")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+fn validate(yaml: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(&path)
+        .env_remove("TESSERA_HTTP_ADDRESS")
+        .env("REDIS_PASSWORD", "s3cr3t-never-printed")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stderr).unwrap() + &String::from_utf8(out.stdout).unwrap();
+    (
+        out.status.code().unwrap(),
+        text.replace(&path.display().to_string(), "t.yaml"),
+    )
+}
+
+#[test]
+fn cache_configuration_errors_are_positioned() {
+    let head = "version: 1\nhttp: { address: \"127.0.0.1:0\" }\n";
+    let (code, out) = validate(&format!(
+        "{head}tls:\n  strict: {{ minVersion: \"1.3\" }}\nsession: {{ store: shraed }}\ncaches:\n  - name: shared\n    type: redis\n    redis: {{ addresses: [\"127.0.0.1:6379\"] }}\n  - name: shared\n    type: redis\n    redis: {{ addresses: [\"127.0.0.1:6380\"] }}\n  - name: bad\n    type: redis\n    redis:\n      addresses: [\"redis://h:1\", \"h:99999\", \"h:1\", \"h:1\"]\n      db: 3\n      tls: nope\n      timeoutMillis: 0\n      adresses: []\n  - name: t\n    type: memcached\n  - name: default\n    type: redis\n    redis: {{ addresses: [h] }}\n  - name: strict\n    type: redis\n    redis: {{ addresses: [h], tls: strict }}\n"
+    ));
+    assert_eq!(code, 2, "{out}");
+    for needle in [
+        "t.yaml:5:20: unknown cache `shraed`\n    hint: did you mean `shared`?",
+        "t.yaml:10:5: duplicate cache name `shared`",
+        "t.yaml:17:7: unknown key `adresses`\n    hint: did you mean `addresses`?",
+        "t.yaml:17:20: `redis://h:1` is a URL; a Redis address is `host:port`",
+        "`99999` is not a port number",
+        "address `h:1` is listed twice",
+        "t.yaml:18:7: a Redis Cluster (several addresses) has only database 0",
+        "t.yaml:19:7: unknown TLS profile `nope`",
+        "t.yaml:20:7: `timeoutMillis` must be greater than 0",
+        "unknown cache type `memcached`",
+        "`default` names the in-memory store",
+        "TLS profile `strict` asks for minVersion 1.3",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+
+    // a valid one: validate does not connect (nothing listens on port 1), secrets stay secret
+    let (code, out) = validate(&format!(
+        "{head}session: {{ store: shared }}\ncaches:\n  - name: shared\n    type: redis\n    redis: {{ addresses: [\"127.0.0.1:1\"], username: tessera, password: <redis.password>, db: 2, keyPrefix: \"prod:\", timeoutMillis: 200 }}\n"
+    ));
+    assert_eq!(code, 0, "{out}");
+    assert!(!out.contains("s3cr3t"), "{out}");
+}

@@ -543,3 +543,21 @@ apps:
     .await;
     assert_eq!(echo.one("x-role").as_deref(), Some("partner"));
 }
+
+/// A second challenge in the same browser (another tab, a favicon fetch) reuses the
+/// flow-binding cookie, so the first sign-in page stays valid.
+#[tokio::test]
+async fn concurrent_flows_in_one_browser() {
+    let up = upstream().await;
+    let gw = Gateway::start(&config(up, "", DEFAULT_POLICIES));
+    let c = client();
+    let first = start_login(&gw, "/home").await;
+    assert!(first.flow_cookie.starts_with("tessera_login="));
+    let r = c.get(gw.url("/favicon.ico")).header("cookie", &first.flow_cookie).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert!(set_cookie(&r, "tessera_login").is_none(), "the binding is reused, not replaced");
+    let page = c.get(&first.login_url).header("cookie", &first.flow_cookie).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    let flow = full_set_cookie(&c.get(gw.url("/x")).send().await.unwrap(), "tessera_login").unwrap();
+    assert!(flow.contains("; Path=/;"), "{flow}");
+}

@@ -65,10 +65,14 @@ fn hash(s: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(s.as_bytes()))
 }
 
+/// The flow-binding cookie. Its path is `/` (not `/.tessera/`) so that the *next* login
+/// redirect from any app page sees it and reuses it: otherwise a second flow (another tab,
+/// or the browser's own `/favicon.ico` fetch) would replace it and break the first one.
+/// It never reaches upstreams: proxy apps strip the gateway's cookies.
 fn flow_cookie(rt: &Runtime) -> CookieSpec {
     CookieSpec {
         name: FLOW_COOKIE.to_string(),
-        path: PREFIX,
+        path: "/",
         ..rt.sessions.settings.cookie.clone()
     }
 }

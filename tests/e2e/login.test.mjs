@@ -78,12 +78,6 @@ apps:
       - { name: X-Groups, value: "{{ local.groups }}" }
       - { name: X-Second-User, value: "{{ second.username }}" }
     policies:
-      # Chromium fetches /favicon.ico on its own, at random moments. Were it protected, that
-      # fetch would start a new login flow and (gateway bug, see the todo test below) break the
-      # flow the test is in the middle of, making the suite flaky. Real deployments hit this too.
-      - location: /favicon.ico
-        authentication: { allowUnauthenticated: true }
-        authorization: { allowAll: true }
       - location: /public
         authentication: { allowUnauthenticated: true }
         authorization: { allowAll: true }
@@ -299,17 +293,9 @@ test('the app logout location ends the session', { timeout: TEST_TIMEOUT_MS }, a
   assert.equal(upstream.requestsFor('/home?replay=1').length, 0);
 });
 
-// Known gateway bug (kept as `todo` so the suite stays green; drop `todo` once fixed):
-// the flow-binding cookie `tessera_login` is set with `Path=/.tessera/`, so the browser never
-// sends it on the app paths where `login::start_flow` looks for it to reuse. Every new
-// challenge in the same browser (a second tab, or the browser's own /favicon.ico fetch when
-// that path is protected) therefore sets a fresh binding cookie that replaces the first one,
-// and the first tab's sign-in fails with 400 "This sign-in page has expired or was opened in
-// another browser." (src/login/mod.rs promises: "so several tabs can sign in at once").
-test('two tabs can sign in at once', {
-  timeout: TEST_TIMEOUT_MS,
-  todo: 'gateway bug: tessera_login cookie (Path=/.tessera/) is not sent on app paths, so a 2nd challenge replaces the 1st flow binding',
-}, async (t) => {
+// Regression: a second login challenge in the same browser (another tab, or Chromium's own
+// /favicon.ico fetch on a protected path) must reuse the flow-binding cookie, not replace it.
+test('two tabs can sign in at once', { timeout: TEST_TIMEOUT_MS }, async (t) => {
   const { upstream, gw } = await setup(t);
   const { context } = await newPage(t);
   const tabA = await context.newPage();
@@ -320,7 +306,9 @@ test('two tabs can sign in at once', {
   assert.match(tabB.url(), LOGIN_URL);
 
   const landedA = await signIn(tabA, 'alice', PASSWORDS.alice);
-  assert.equal(landedA.status(), 200, `tab A got: ${await tabA.locator('main').innerText()}`);
+  if (landedA.status() !== 200) {
+    assert.fail(`tab A got ${landedA.status()}: ${await tabA.locator('body').innerText()}`);
+  }
   assert.equal(tabA.url(), `${gw.url}/tab-a`);
   assert.equal(upstream.requestsFor('/tab-a').length, 1);
 });

@@ -225,6 +225,17 @@ async fn run(rt: Runtime, demo_upstream: Option<String>) -> ExitCode {
     for w in &rt.warnings {
         tracing::warn!("{w}");
     }
+    // Shared stores connect lazily: say early whether they answer, without waiting for them.
+    for (name, store) in rt.stores.iter().filter(|(n, _)| n.as_str() != "default") {
+        let (name, store) = (name.clone(), store.clone());
+        tokio::spawn(async move {
+            match store.ping().await {
+                Ok(()) => tracing::info!(cache = %name, "store reachable"),
+                Err(e) => tracing::warn!(cache = %name, error = %e,
+                    "store unreachable: requests that need it answer 503 until it is back"),
+            }
+        });
+    }
     if let Some(authority) = &demo_upstream {
         match crate::demo::start_whoami(authority).await {
             Ok(addr) => tracing::info!(address = %addr, "demo whoami app listening"),
@@ -233,6 +244,10 @@ async fn run(rt: Runtime, demo_upstream: Option<String>) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         }
+    }
+    if let Err(e) = crate::connectors::oidc::discover_all(&rt.connectors).await {
+        eprintln!("error: {e}");
+        return ExitCode::FAILURE;
     }
     let listener = match crate::server::bind(&rt).await {
         Ok(l) => l,
@@ -251,7 +266,9 @@ async fn run(rt: Runtime, demo_upstream: Option<String>) -> ExitCode {
             let _ = std::io::stdout().flush();
         }
     }
-    match crate::server::serve(Arc::new(rt), listener, crate::server::shutdown_signal()).await {
+    let rt = Arc::new(rt);
+    crate::connectors::oidc::spawn_refresher(Arc::downgrade(&rt));
+    match crate::server::serve(rt, listener, crate::server::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

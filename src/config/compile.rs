@@ -32,6 +32,9 @@ mod caches;
 /// A store by reference (`None`/`default` = memory, else a cache name), for `session.store`
 /// and `oidcProvider.cache`.
 pub(super) use caches::store_ref;
+mod ldap;
+/// An app's `attrProviders` (proxy and OIDC apps).
+pub(super) use ldap::compile_attr_providers;
 
 const TOP_LEVEL: [&str; 11] = [
     "version",
@@ -48,8 +51,8 @@ const TOP_LEVEL: [&str; 11] = [
 ];
 /// Keys of the contract that later versions implement: named, so the error says so.
 const NOT_YET: &[&str] = &["serviceExtensions"];
-const CONNECTOR_TYPES: [&str; 1] = ["local"];
-const PLANNED_CONNECTOR_TYPES: [&str; 6] = ["oidc", "okta", "azure", "auth0", "keycloak", "ldap"];
+const CONNECTOR_TYPES: [&str; 7] = ["local", "oidc", "okta", "azure", "auth0", "keycloak", "ldap"];
+const PLANNED_CONNECTOR_TYPES: [&str; 0] = [];
 const APP_TYPES: [&str; 2] = ["proxy", "oidc"];
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -569,7 +572,7 @@ fn compile_connectors(v: Option<&Value>, ctx: &mut Ctx<'_>) -> Connectors {
     let mut seen = HashSet::new();
     for (i, item) in list(v, &path, ctx).iter().enumerate() {
         let p = path.index(i);
-        let Some((_t, rest)) = tagged(
+        let Some((t, rest)) = tagged(
             item,
             &p,
             &CONNECTOR_TYPES,
@@ -583,18 +586,30 @@ fn compile_connectors(v: Option<&Value>, ctx: &mut Ctx<'_>) -> Connectors {
             }
             continue;
         };
-        let Some(cfg) = decode::<LocalConnectorConfig>(&rest, &p, ctx.diags) else {
-            if let Some(n) = item.get("name").and_then(Value::as_str) {
-                ctx.connectors.insert(n.to_string());
+        // Reserve the name first, so references to a broken connector do not cascade.
+        let name = rest.get("name").and_then(Value::as_str).map(str::to_string);
+        if let Some(n) = &name {
+            if !check_name(n, &p.key("name"), &mut seen, "connector", ctx) {
+                continue;
             }
-            continue;
-        };
-        if !check_name(&cfg.name, &p.key("name"), &mut seen, "connector", ctx) {
-            continue;
+            ctx.connectors.insert(n.clone());
         }
-        ctx.connectors.insert(cfg.name.clone());
-        if let Some(c) = compile_local(cfg, &p, ctx) {
-            out.insert(Connector::Local(c));
+        let connector = match t.as_str() {
+            "local" => decode::<LocalConnectorConfig>(&rest, &p, ctx.diags)
+                .and_then(|cfg| compile_local(cfg, &p, ctx))
+                .map(Connector::Local),
+            "oidc" | "okta" | "azure" | "auth0" | "keycloak" => {
+                decode::<OidcConnectorConfig>(&rest, &p, ctx.diags)
+                    .and_then(|cfg| super::upstream::compile_oidc_connector(&t, cfg, &p, ctx))
+                    .map(Connector::Oidc)
+            }
+            "ldap" => decode::<LdapConnectorConfig>(&rest, &p, ctx.diags)
+                .and_then(|cfg| ldap::compile_ldap(cfg, &p, ctx))
+                .map(Connector::Ldap),
+            _ => None,
+        };
+        if let Some(c) = connector {
+            out.insert(c);
         }
     }
     out
@@ -947,8 +962,11 @@ fn compile_proxy_app(
             })
         }
     };
+    let attr_providers = compile_attr_providers(&cfg.attrProviders, p, connectors, ctx);
+    ok &= attr_providers.is_some();
     let upstream = upstream?;
     ok.then(|| ProxyApp {
+        attr_providers: attr_providers.unwrap_or_default(),
         name: cfg.name,
         upstream,
         preserve_host: cfg.preserveHost,

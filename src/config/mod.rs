@@ -9,6 +9,7 @@ pub mod interpolate;
 pub mod model;
 pub mod schema;
 pub mod source;
+pub mod upstream;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -156,6 +156,104 @@ pub struct RedisConfig {
 pub enum ConnectorConfig {
     /// Built-in user store: users with argon2id password hashes and attributes.
     Local(LocalConnectorConfig),
+    /// Any OpenID Connect provider.
+    Oidc(OidcConnectorConfig),
+    /// Okta (preset of `oidc`: groups from the `groups` claim).
+    Okta(OidcConnectorConfig),
+    /// Microsoft Entra ID (preset of `oidc`).
+    Azure(OidcConnectorConfig),
+    /// Auth0 (preset of `oidc`).
+    Auth0(OidcConnectorConfig),
+    /// Keycloak (preset of `oidc`: groups from the `groups` claim).
+    Keycloak(OidcConnectorConfig),
+    /// An LDAP directory: attribute provider (`attrProviders`) and login source (`idps`).
+    Ldap(LdapConnectorConfig),
+}
+
+/// An LDAP directory. Searches run as the service account; a login binds as the user found.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LdapConnectorConfig {
+    /// Unique name; attributes land in the session as `<name>.<attribute>`, plus `<name>.dn`.
+    pub name: String,
+    /// `ldaps://host:636` or `ldap://host:389` (with `startTLS: true` outside development).
+    pub url: String,
+    /// Upgrade an `ldap://` connection with StartTLS (default false).
+    #[serde(default)]
+    pub startTLS: bool,
+    /// TLS profile whose `caFile` is trusted for `ldaps://` and StartTLS (default: public
+    /// web PKI roots).
+    pub tls: Option<String>,
+    /// DN of the service account searches run as, e.g. `cn=svc,dc=example,dc=com`.
+    pub bindDN: String,
+    /// Its password: a secret reference such as `<ldap.password>`.
+    pub bindPassword: String,
+    /// Where users are searched (whole subtree), e.g. `ou=people,dc=example,dc=com`.
+    pub baseDN: String,
+    /// Filter finding one user; `{username}` is replaced by the username, escaped per RFC 4515.
+    pub searchFilter: String,
+    /// Attributes fetched into the session (one value: a string; several: a list).
+    pub attributes: Vec<String>,
+    /// Longest wait for one directory call, connecting included (default 2000). Past it the
+    /// request fails closed with a 503 page.
+    pub timeoutMillis: Option<u64>,
+    /// Most connections open to the directory at once (default 8).
+    pub poolSize: Option<usize>,
+    /// Looked-up attributes are fetched again after this long (default 0 = kept for the
+    /// session's life).
+    pub refreshSeconds: Option<u64>,
+    /// Failed-login throttling when used as a login source (same defaults as `local`).
+    pub throttle: Option<ThrottleConfig>,
+}
+
+/// Attributes from a directory for the users of an app.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttrProviderConfig {
+    /// An `ldap` connector.
+    pub connector: String,
+    /// `connector.attribute` whose value is the username looked up (e.g. `local.username`).
+    pub usernameMapping: String,
+}
+
+/// An upstream OpenID Connect identity provider (the gateway is its relying party).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConnectorConfig {
+    /// Unique name; claims land in the session as `<name>.<claim>`.
+    pub name: String,
+    /// The IdP's discovery document URL (`.../.well-known/openid-configuration`).
+    pub oidcWellKnownURL: String,
+    pub oauthClientID: String,
+    /// The client secret (use a `<secret>` reference).
+    pub oauthClientSecret: String,
+    /// The gateway's callback URL registered at the IdP; its path is served by the gateway.
+    pub oauthRedirectURL: String,
+    /// Where the IdP returns after RP-initiated logout (registered at the IdP).
+    pub oidcLogoutCallbackURL: Option<String>,
+    /// Space-separated scopes (default: `openid profile email`, plus preset extras).
+    pub scopes: Option<String>,
+    /// Turn PKCE (S256) off for IdPs that reject it.
+    #[serde(default)]
+    pub disablePKCE: bool,
+    /// Extra authorization request parameters (e.g. `{ domain_hint: example.com }`).
+    #[serde(default)]
+    pub oauthExtraParams: BTreeMap<String, String>,
+    /// client_secret_basic (default) | client_secret_post
+    pub clientAuthMethod: Option<String>,
+    /// TLS profile whose caFile is trusted for the IdP (default: public web PKI).
+    pub tls: Option<String>,
+    /// What to do when the IdP cannot be reached at start: refuse (default) | degrade
+    /// (start, mark the IdP unavailable, retry in the background).
+    pub onDiscoveryFailure: Option<String>,
+    /// How often discovery and keys are refreshed (default 3600).
+    pub discoveryRefreshSeconds: Option<u64>,
+    /// Refresh upstream tokens when they expire while the session lives (default false).
+    #[serde(default)]
+    pub refreshTokens: bool,
+    /// Timeout of each call to the IdP (default 5000).
+    pub timeoutMillis: Option<u64>,
+    pub throttle: Option<ThrottleConfig>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -221,6 +319,9 @@ pub struct ProxyAppConfig {
     pub policies: Vec<PolicyConfig>,
     pub logout: Option<LogoutConfig>,
     pub timeouts: Option<TimeoutsConfig>,
+    /// Directories consulted after login for more attributes (cached in the session).
+    #[serde(default)]
+    pub attrProviders: Vec<AttrProviderConfig>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -377,6 +478,9 @@ pub struct OidcAppConfig {
     pub refreshToken: Option<RefreshTokenConfig>,
     pub idToken: Option<IdTokenConfig>,
     pub subject: Option<SubjectConfig>,
+    /// Directories consulted for more attributes before claims are issued.
+    #[serde(default)]
+    pub attrProviders: Vec<AttrProviderConfig>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

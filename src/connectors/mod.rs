@@ -2,28 +2,42 @@
 //! puts in a session (`<name>.<attribute>`). Login-capable connectors are listed in
 //! policies' `idps`; upstream OIDC and LDAP connectors plug in beside `local`.
 
+pub mod ldap;
 pub mod local;
+pub mod oidc;
+pub mod providers;
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub use ldap::LdapConnector;
 pub use local::LocalConnector;
+pub use oidc::OidcConnector;
 
 #[derive(Debug)]
 pub enum Connector {
     Local(LocalConnector),
+    Oidc(OidcConnector),
+    Ldap(LdapConnector),
 }
 
 impl Connector {
     pub fn name(&self) -> &str {
         match self {
             Connector::Local(c) => &c.name,
+            Connector::Oidc(c) => &c.name,
+            Connector::Ldap(c) => &c.name,
         }
     }
     /// Human-readable label for the IdP picker.
     pub fn display_name(&self) -> String {
         match self {
             Connector::Local(c) => format!("{} (username and password)", c.name),
+            Connector::Oidc(c) if !c.available() => {
+                format!("{} ({}, currently unavailable)", c.name, c.preset.label())
+            }
+            Connector::Oidc(c) => format!("{} ({})", c.name, c.preset.label()),
+            Connector::Ldap(c) => format!("{} (directory username and password)", c.name),
         }
     }
     pub fn can_login(&self) -> bool {
@@ -45,6 +59,20 @@ impl Connectors {
     }
     pub fn contains(&self, name: &str) -> bool {
         self.by_name.contains_key(name)
+    }
+    /// The upstream OpenID Connect connectors.
+    pub fn oidc(&self) -> impl Iterator<Item = &OidcConnector> {
+        self.by_name.values().filter_map(|c| match c.as_ref() {
+            Connector::Oidc(o) => Some(o),
+            _ => None,
+        })
+    }
+    /// The LDAP connectors (readiness pings them).
+    pub fn ldap(&self) -> impl Iterator<Item = &LdapConnector> {
+        self.by_name.values().filter_map(|c| match c.as_ref() {
+            Connector::Ldap(l) => Some(l),
+            _ => None,
+        })
     }
     /// Names of every connector a user can log in with, sorted.
     pub fn login_capable(&self) -> Vec<String> {

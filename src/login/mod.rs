@@ -13,6 +13,7 @@
 //! the gateway cannot be used as an open redirector.
 
 pub mod throttle;
+pub mod upstream;
 
 use std::time::Duration;
 
@@ -43,7 +44,7 @@ const FLOW_TTL: Duration = Duration::from_secs(600);
 const MAX_FORM_BYTES: usize = 16 * 1024;
 
 #[derive(Debug, Serialize, Deserialize)]
-struct Flow {
+pub(crate) struct Flow {
     app: String,
     return_to: String,
     idps: Vec<String>,
@@ -285,7 +286,8 @@ async fn login_page(rt: &Runtime, req: &Request<Incoming>, ctx: &RequestCtx) -> 
         );
     }
     match rt.connectors.get(&chosen).map(|c| c.as_ref()) {
-        Some(Connector::Local(_)) => {
+        Some(Connector::Oidc(idp)) => upstream::redirect_to_idp(rt, idp, flow_id, &flow, ctx).await,
+        Some(_) => {
             let hint = flow.login_hint.clone().unwrap_or_default();
             form(ctx, &flow, flow_id, &chosen, &hint, None, StatusCode::OK)
         }
@@ -417,8 +419,11 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Respo
             ctx,
         );
     }
-    let Some(Connector::Local(local)) = rt.connectors.get(idp).map(|c| c.as_ref()) else {
-        return respond::error(StatusCode::BAD_REQUEST, "Unknown sign-in method.", ctx);
+    let connector = rt.connectors.get(idp).map(|c| c.as_ref());
+    let password_throttle = match connector {
+        Some(Connector::Local(c)) => c.throttle,
+        Some(Connector::Ldap(c)) => c.throttle,
+        _ => return respond::error(StatusCode::BAD_REQUEST, "Unknown sign-in method.", ctx),
     };
     if username.is_empty() || password.is_empty() || username.len() > 256 || password.len() > 1024 {
         return form(
@@ -433,7 +438,7 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Respo
     }
     let store = rt.sessions.store().as_ref();
     let ip = ctx.peer.ip();
-    match throttle::locked(store, &local.throttle, idp, username, ip).await {
+    match throttle::locked(store, &password_throttle, idp, username, ip).await {
         Ok(true) => {
             rt.metrics.login(idp, "throttled");
             tracing::warn!(idp, user = username, client_ip = %ip, "login refused: too many failed attempts");
@@ -446,7 +451,7 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Respo
                 Some("Too many failed attempts. Wait a few minutes, then try again."),
                 StatusCode::TOO_MANY_REQUESTS,
             );
-            if let Ok(v) = http::HeaderValue::from_str(&local.throttle.window.as_secs().to_string())
+            if let Ok(v) = http::HeaderValue::from_str(&password_throttle.window.as_secs().to_string())
             {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
@@ -455,10 +460,24 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Respo
         Ok(false) => {}
         Err(e) => return store_down(ctx, e),
     }
-    let Some(attrs) = local.verify(username, password).await else {
+    let verified = match connector {
+        Some(Connector::Local(c)) => c.verify(username, password).await,
+        Some(Connector::Ldap(c)) => match c.authenticate(username, password).await {
+            Ok(a) => a,
+            Err(e) => {
+                // Not the user's fault: no throttling count, the flow stays usable for a retry.
+                rt.metrics.login(idp, "error");
+                tracing::error!(idp, user = username, error = %e, "login failed: directory unavailable");
+                let msg = "The directory is not reachable right now, so your password cannot be checked. Please try again shortly.";
+                return form(ctx, &flow, flow_id, idp, username, Some(msg), StatusCode::SERVICE_UNAVAILABLE);
+            }
+        },
+        _ => None,
+    };
+    let Some(attrs) = verified else {
         rt.metrics.login(idp, "failure");
         tracing::warn!(idp, user = username, client_ip = %ip, "login failed: wrong username or password");
-        if let Err(e) = throttle::failed(store, &local.throttle, idp, username, ip).await {
+        if let Err(e) = throttle::failed(store, &password_throttle, idp, username, ip).await {
             return store_down(ctx, e);
         }
         return form(
@@ -471,29 +490,9 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Respo
             StatusCode::UNAUTHORIZED,
         );
     };
-    // Single use: of two concurrent submissions only one proceeds.
-    match store.take(&flow_key(flow_id)).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return expired(ctx),
-        Err(e) => return store_down(ctx, e),
-    }
     let _ = throttle::succeeded(store, idp, username).await;
-    let previous = match rt.sessions.load(&headers).await {
-        Ok(s) => s,
-        Err(e) => return store_down(ctx, e),
-    };
-    let cookie = match rt.sessions.login(previous.as_ref(), idp, attrs).await {
-        Ok(c) => c,
-        Err(e) => return store_down(ctx, e),
-    };
-    rt.metrics.login(idp, "success");
-    tracing::info!(idp, user = username, app = %flow.app, "login succeeded");
-    respond::redirect(
-        StatusCode::SEE_OTHER,
-        &flow.return_to,
-        &[cookie, flow_cookie(rt).clear()],
-        ctx,
-    )
+    tracing::info!(idp, user = username, "password verified");
+    upstream::finish_login(rt, idp, attrs, None, flow_id, &flow, &headers, ctx).await
 }
 
 /// Ends the session server-side and clears the cookie; then redirects (app logout) or
@@ -514,6 +513,9 @@ pub async fn logout(
     };
     if session.is_some() {
         tracing::info!("logout");
+    }
+    if let Some(idp_url) = session.as_ref().and_then(|s| upstream::idp_logout_url(rt, s)) {
+        return respond::redirect(StatusCode::FOUND, &idp_url, &[clear], ctx);
     }
     match redirect {
         Some(to) => respond::redirect(StatusCode::FOUND, to, &[clear], ctx),

@@ -36,6 +36,8 @@ pub struct ProxyApp {
     pub headers: Vec<InjectedHeader>,
     pub policies: PolicySet,
     pub logout: Option<AppLogout>,
+    /// `attrProviders`: directories consulted after authentication (cached in the session).
+    pub attr_providers: Vec<crate::connectors::providers::AttrProvider>,
 }
 
 impl ProxyApp {
@@ -59,7 +61,7 @@ impl ProxyApp {
                 ctx,
             );
         };
-        let session = match rt.sessions.load(req.headers()).await {
+        let mut session = match rt.sessions.load(req.headers()).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "session store failed");
@@ -70,8 +72,6 @@ impl ProxyApp {
                 );
             }
         };
-        let no_attrs = Attributes::new();
-        let attrs = session.as_ref().map(|s| &s.data.attrs).unwrap_or(&no_attrs);
         if !policy.allow_unauthenticated
             && !session
                 .as_ref()
@@ -83,6 +83,15 @@ impl ProxyApp {
             };
             return login::challenge(rt, self, policy, &req, ctx, &return_to).await;
         }
+        // Directory attributes before authorization: fail closed (503) when unavailable.
+        if let Some(s) = session.as_mut() {
+            let providers = &self.attr_providers;
+            if let Err(e) = crate::connectors::providers::ensure(&rt.connectors, &rt.sessions, providers, s).await {
+                return e.response(ctx);
+            }
+        }
+        let no_attrs = Attributes::new();
+        let attrs = session.as_ref().map(|s| &s.data.attrs).unwrap_or(&no_attrs);
         if !policy.authorizes(attrs) {
             rt.metrics.authz_denied(&self.name);
             tracing::info!(app = %self.name, location = %policy.location_text, "authorization denied");

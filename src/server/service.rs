@@ -158,6 +158,14 @@ async fn dispatch(
     if normalized.decoded.starts_with(login::PREFIX) {
         return (login::handle(rt, req, ctx).await, None);
     }
+    if let Some((idp, is_logout)) = login::upstream::callback_of(rt, &normalized.decoded) {
+        let resp = if is_logout {
+            login::upstream::logout_done(ctx)
+        } else {
+            login::upstream::callback(rt, idp, req, ctx).await
+        };
+        return (resp, None);
+    }
     if let Some(provider) = rt.provider.as_ref().filter(|p| p.serves(&normalized.decoded)) {
         return (provider.handle(rt, req, ctx, &normalized.decoded).await, None);
     }
@@ -195,12 +203,27 @@ async fn health(rt: &Runtime) -> Response<Body> {
             .flatten()
             .map(|(name, e)| (name, e.into()))
             .collect();
-    if down.is_empty() {
+    // An unavailable upstream IdP does not make the gateway unready (other apps and IdPs keep
+    // working); it is reported so probes and operators see it.
+    let idps_down: Vec<&str> = rt.connectors.oidc().filter(|c| !c.available()).map(|c| c.name.as_str()).collect();
+    // LDAP directories: requests that need one fail closed while it is down, so it is reported
+    // as down (each ping bounded by the connector's timeoutMillis).
+    let directory_pings = rt.connectors.ldap().map(|c| async move {
+        c.ping().await.err().map(|e| (c.name.clone(), serde_json::Value::from(e.to_string())))
+    });
+    let directories_down: serde_json::Map<String, serde_json::Value> =
+        futures_util::future::join_all(directory_pings).await.into_iter().flatten().collect();
+    if down.is_empty() && idps_down.is_empty() && directories_down.is_empty() {
         respond::json(StatusCode::OK, r#"{"status":"up"}"#.to_string())
+    } else if down.is_empty() && directories_down.is_empty() {
+        respond::json(
+            StatusCode::OK,
+            serde_json::json!({"status": "up", "unavailableIdps": idps_down}).to_string(),
+        )
     } else {
         respond::json(
             StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"status": "down", "stores": down}).to_string(),
+            serde_json::json!({"status": "down", "stores": down, "directories": directories_down}).to_string(),
         )
     }
 }

@@ -16,6 +16,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::claims::Attributes;
+pub use crate::connectors::oidc::UpstreamTokens;
+use std::collections::BTreeMap;
 use crate::store::{Store, StoreError};
 use cookie::{cookie_values, CookieSpec};
 
@@ -47,6 +49,66 @@ pub struct SessionData {
     pub seen: u64,
     /// `<connector>.<name>` attributes, including `<connector>.authenticated`.
     pub attrs: Attributes,
+    /// Tokens of upstream IdPs, by connector (kept apart from attributes so no template or
+    /// claim mapping can leak them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tokens: BTreeMap<String, UpstreamTokens>,
+    /// Attribute providers (`attrProviders`) consulted for this session, by connector: when,
+    /// and for which username. Their attributes are derived, so a new login drops them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub lookups: BTreeMap<String, Lookup>,
+}
+
+/// One attribute-provider lookup cached in a session.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Lookup {
+    /// Unix seconds of the lookup.
+    pub at: u64,
+    /// The username it was made for (the value of the app's `usernameMapping`).
+    pub key: String,
+}
+
+/// The result of one attribute-provider lookup, to merge into a session.
+#[derive(Debug, Clone)]
+pub struct AttrUpdate {
+    pub connector: String,
+    /// `Some(key)`: looked up for `key`; `None`: there is nothing to look up by any more,
+    /// so the provider's attributes and lookup record are removed.
+    pub key: Option<String>,
+    /// The attributes found (`<connector>.<name>`); `None` = no such user (cached as such).
+    pub attrs: Option<Attributes>,
+    pub at: u64,
+}
+
+impl AttrUpdate {
+    /// Replaces the provider's attributes in `data` (its `<connector>.authenticated`, if the
+    /// user also logged in with it, stays) and records the lookup.
+    pub fn apply(&self, data: &mut SessionData) {
+        let prefix = format!("{}.", self.connector);
+        let keep = format!("{}.authenticated", self.connector);
+        data.attrs.retain(|k, _| !k.starts_with(&prefix) || *k == keep);
+        if let Some(a) = &self.attrs {
+            data.attrs.extend(
+                a.iter()
+                    .filter(|(k, _)| k.starts_with(&prefix) && **k != keep)
+                    .map(|(k, v)| (k.clone(), v.clone())),
+            );
+        }
+        match &self.key {
+            Some(key) => {
+                data.lookups.insert(
+                    self.connector.clone(),
+                    Lookup {
+                        at: self.at,
+                        key: key.clone(),
+                    },
+                );
+            }
+            None => {
+                data.lookups.remove(&self.connector);
+            }
+        }
+    }
 }
 
 impl SessionData {
@@ -172,6 +234,17 @@ impl Sessions {
         connector: &str,
         attrs: Attributes,
     ) -> Result<String, StoreError> {
+        self.login_with_tokens(previous, connector, attrs, None).await
+    }
+
+    /// `login`, also keeping the upstream IdP's tokens (for refresh and logout at the IdP).
+    pub async fn login_with_tokens(
+        &self,
+        previous: Option<&Session>,
+        connector: &str,
+        attrs: Attributes,
+        tokens: Option<UpstreamTokens>,
+    ) -> Result<String, StoreError> {
         let now = now_unix();
         let prefix = format!("{connector}.");
         let mut data = match previous {
@@ -184,17 +257,37 @@ impl Sessions {
                     .attrs
                     .iter()
                     .filter(|(k, _)| !k.starts_with(&prefix))
+                    // looked-up attributes belong to the previous identity: fetched anew
+                    .filter(|(k, _)| {
+                        !p.data.lookups.keys().any(|c| {
+                            k.strip_prefix(c.as_str())
+                                .is_some_and(|rest| rest.starts_with('.'))
+                        })
+                    })
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
+                tokens: p
+                    .data
+                    .tokens
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != connector)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
+                lookups: BTreeMap::new(),
             },
             None => SessionData {
                 v: SESSION_FORMAT,
                 created: now,
                 seen: now,
                 attrs: Attributes::new(),
+                tokens: BTreeMap::new(),
+                lookups: BTreeMap::new(),
             },
         };
         data.attrs.extend(attrs);
+        if let Some(t) = tokens {
+            data.tokens.insert(connector.to_string(), t);
+        }
         data.attrs.insert(
             format!("{connector}.authenticated"),
             serde_json::Value::Bool(true),
@@ -210,6 +303,39 @@ impl Sessions {
             .settings
             .cookie
             .set(&id, Some(self.settings.max_lifetime.as_secs())))
+    }
+
+    /// Merges attribute-provider results into `session` (already applied to `session.data`
+    /// by the caller) and into its stored record, by compare-and-set so a concurrent request's
+    /// write is never lost: on a conflict the record is read again and the updates re-applied.
+    /// A session ended meanwhile is left alone.
+    pub async fn update_attrs(
+        &self,
+        session: &Session,
+        updates: &[AttrUpdate],
+    ) -> Result<(), StoreError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let key = session.store_key();
+        for _ in 0..8 {
+            let Some(bytes) = self.store.get(&key).await? else {
+                return Ok(());
+            };
+            let Ok(mut data) = serde_json::from_slice::<SessionData>(&bytes) else {
+                return Ok(());
+            };
+            for u in updates {
+                u.apply(&mut data);
+            }
+            let ttl = self.ttl(&data, now_unix());
+            let new = Bytes::from(serde_json::to_vec(&data).unwrap_or_default());
+            if self.store.compare_and_set(&key, &bytes, new, ttl).await? {
+                return Ok(());
+            }
+        }
+        tracing::debug!(session = %key, "attribute update lost every race; it will be fetched again");
+        Ok(())
     }
 
     /// Ends a session server-side; returns the `Set-Cookie` value that clears it.

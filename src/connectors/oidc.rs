@@ -1,0 +1,543 @@
+//! Upstream OpenID Connect identity providers (generic, and presets for Okta, Entra ID,
+//! Auth0, Keycloak), on the `openidconnect` crate: discovery, authorization code + PKCE with
+//! state and nonce kept server-side, full ID token validation, userinfo merge, logout.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+};
+use openidconnect::{
+    AccessTokenHash, AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
+    EndpointNotSet, EndpointSet, LoginHint, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, RefreshToken, Scope, TokenResponse,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::claims::Attributes;
+use crate::connectors::local::Throttle;
+use crate::secrets::SecretString;
+
+type RpClient = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+
+/// The provider flavours; presets only change defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Preset {
+    Generic,
+    Okta,
+    Azure,
+    Auth0,
+    Keycloak,
+}
+
+impl Preset {
+    pub fn parse(t: &str) -> Option<Self> {
+        Some(match t {
+            "oidc" => Self::Generic,
+            "okta" => Self::Okta,
+            "azure" => Self::Azure,
+            "auth0" => Self::Auth0,
+            "keycloak" => Self::Keycloak,
+            _ => return None,
+        })
+    }
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Generic => "OpenID Connect",
+            Self::Okta => "Okta",
+            Self::Azure => "Microsoft Entra ID",
+            Self::Auth0 => "Auth0",
+            Self::Keycloak => "Keycloak",
+        }
+    }
+    /// Default scopes: Okta and Keycloak release groups with a `groups` scope.
+    pub fn default_scopes(self) -> &'static str {
+        match self {
+            Self::Okta => "openid profile email groups",
+            _ => "openid profile email",
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OidcError {
+    #[error("the identity provider is not reachable: {0}")]
+    Unreachable(String),
+    #[error("the identity provider's discovery document is invalid: {0}")]
+    BadDiscovery(String),
+    #[error("the identity provider refused the code exchange: {0}")]
+    TokenExchange(String),
+    #[error("the ID token was refused: {0}")]
+    BadIdToken(String),
+    #[error("the identity provider is not available (discovery has not succeeded)")]
+    NotDiscovered,
+}
+
+impl OidcError {
+    /// A failure of the IdP (502-class) rather than of the credentials presented.
+    pub fn is_upstream_failure(&self) -> bool {
+        matches!(self, Self::Unreachable(_) | Self::BadDiscovery(_) | Self::NotDiscovered)
+    }
+}
+
+/// What the gateway remembers between redirecting to the IdP and its callback.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PendingLogin {
+    pub connector: String,
+    pub flow: String,
+    pub nonce: String,
+    pub pkce_verifier: Option<String>,
+}
+
+/// Upstream tokens kept with the session (never in its attributes: templates cannot reach them).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UpstreamTokens {
+    pub id_token: Option<String>,
+    pub refresh_token: Option<String>,
+    /// Unix seconds when the access token expires.
+    pub expires_at: Option<u64>,
+}
+
+struct Discovered {
+    client: RpClient,
+    issuer: String,
+    end_session_endpoint: Option<String>,
+    userinfo_endpoint: Option<String>,
+    fetched: Instant,
+}
+
+pub struct OidcConnector {
+    pub name: String,
+    pub preset: Preset,
+    well_known: String,
+    client_id: String,
+    client_secret: SecretString,
+    redirect_url: String,
+    /// Path of `redirect_url`: served by the gateway.
+    pub callback_path: String,
+    pub logout_callback_url: Option<String>,
+    pub logout_callback_path: Option<String>,
+    scopes: Vec<String>,
+    pkce: bool,
+    extra_params: Vec<(String, String)>,
+    auth_post: bool,
+    pub refresh_tokens: bool,
+    pub refuse_start_without_idp: bool,
+    pub discovery_refresh: Duration,
+    pub throttle: Throttle,
+    http: openidconnect::reqwest::Client,
+    state: RwLock<Option<Arc<Discovered>>>,
+    /// Last forced key refresh (unknown `kid`), to rate-limit them.
+    last_forced_refresh: Mutex<Option<Instant>>,
+}
+
+impl std::fmt::Debug for OidcConnector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OidcConnector")
+            .field("name", &self.name)
+            .field("preset", &self.preset)
+            .field("well_known", &self.well_known)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Settings compiled from the configuration.
+pub struct OidcSettings {
+    pub name: String,
+    pub preset: Preset,
+    pub well_known: String,
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub redirect_url: String,
+    pub logout_callback_url: Option<String>,
+    pub scopes: Vec<String>,
+    pub pkce: bool,
+    pub extra_params: Vec<(String, String)>,
+    pub auth_post: bool,
+    pub refresh_tokens: bool,
+    pub refuse_start_without_idp: bool,
+    pub discovery_refresh: Duration,
+    pub timeout: Duration,
+    pub tls: rustls::ClientConfig,
+    pub throttle: Throttle,
+}
+
+fn path_of(url: &str) -> String {
+    url::Url::parse(url).map(|u| u.path().to_string()).unwrap_or_else(|_| "/".into())
+}
+
+/// Algorithms accepted on ID tokens: asymmetric only. `none` is never accepted by the
+/// library, and HMAC is excluded so a public key can never be used as an HMAC secret.
+fn allowed_algs() -> Vec<CoreJwsSigningAlgorithm> {
+    use CoreJwsSigningAlgorithm::*;
+    vec![RsaSsaPkcs1V15Sha256, RsaSsaPkcs1V15Sha384, RsaSsaPkcs1V15Sha512, RsaSsaPssSha256, RsaSsaPssSha384, RsaSsaPssSha512, EcdsaP256Sha256, EcdsaP384Sha384, EdDsa]
+}
+
+/// Clock skew tolerated on `exp` and `iat`.
+const LEEWAY: i64 = 60;
+/// Forced key refreshes (unknown `kid`) at most this often.
+const FORCED_REFRESH_EVERY: Duration = Duration::from_secs(30);
+
+impl OidcConnector {
+    pub fn new(s: OidcSettings) -> Result<Self, String> {
+        let http = openidconnect::reqwest::ClientBuilder::new()
+            // Following redirects would let a hostile IdP point us anywhere (SSRF).
+            .redirect(openidconnect::reqwest::redirect::Policy::none())
+            .timeout(s.timeout)
+            .use_preconfigured_tls(s.tls)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        Ok(Self {
+            callback_path: path_of(&s.redirect_url),
+            logout_callback_path: s.logout_callback_url.as_deref().map(path_of),
+            name: s.name,
+            preset: s.preset,
+            well_known: s.well_known,
+            client_id: s.client_id,
+            client_secret: s.client_secret,
+            redirect_url: s.redirect_url,
+            logout_callback_url: s.logout_callback_url,
+            scopes: s.scopes,
+            pkce: s.pkce,
+            extra_params: s.extra_params,
+            auth_post: s.auth_post,
+            refresh_tokens: s.refresh_tokens,
+            refuse_start_without_idp: s.refuse_start_without_idp,
+            discovery_refresh: s.discovery_refresh,
+            throttle: s.throttle,
+            http,
+            state: RwLock::new(None),
+            last_forced_refresh: Mutex::new(None),
+        })
+    }
+
+    fn current(&self) -> Option<Arc<Discovered>> {
+        self.state.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Has discovery succeeded (the IdP can be used)?
+    pub fn available(&self) -> bool {
+        self.current().is_some()
+    }
+
+    /// Is the discovery older than the refresh interval?
+    pub fn stale(&self) -> bool {
+        self.current().is_none_or(|d| d.fetched.elapsed() >= self.discovery_refresh)
+    }
+
+    async fn get_json(&self, url: &str) -> Result<Value, OidcError> {
+        let resp = self
+            .http
+            .get(url)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .map_err(|e| OidcError::Unreachable(format!("{url}: {e}")))?;
+        if !resp.status().is_success() {
+            return Err(OidcError::Unreachable(format!("{url} answered {}", resp.status())));
+        }
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| OidcError::Unreachable(format!("{url}: {e}")))?;
+        serde_json::from_slice::<Value>(&bytes).map_err(|e| OidcError::BadDiscovery(format!("{url}: not JSON: {e}")))
+    }
+
+    /// Fetches the discovery document and the keys, and swaps them in.
+    pub async fn discover(&self) -> Result<(), OidcError> {
+        let doc = self.get_json(&self.well_known).await?;
+        let metadata: CoreProviderMetadata =
+            serde_json::from_value(doc.clone()).map_err(|e| OidcError::BadDiscovery(e.to_string()))?;
+        let issuer = metadata.issuer().as_str().trim_end_matches('/').to_string();
+        // OIDC Discovery 4.3: the issuer must be the URL the document was fetched under.
+        let expected = self.well_known.trim_end_matches("/.well-known/openid-configuration").trim_end_matches('/');
+        if issuer != expected {
+            return Err(OidcError::BadDiscovery(format!(
+                "issuer `{issuer}` does not match the discovery URL (expected `{expected}`)"
+            )));
+        }
+        let jwks_value = self.get_json(metadata.jwks_uri().as_str()).await?;
+        let jwks: CoreJsonWebKeySet =
+            serde_json::from_value(jwks_value).map_err(|e| OidcError::BadDiscovery(format!("keys: {e}")))?;
+        let metadata = metadata.set_jwks(jwks);
+        let redirect = RedirectUrl::new(self.redirect_url.clone()).map_err(|e| OidcError::BadDiscovery(e.to_string()))?;
+        let client = CoreClient::from_provider_metadata(
+            metadata,
+            ClientId::new(self.client_id.clone()),
+            Some(ClientSecret::new(self.client_secret.expose().to_string())),
+        )
+        .set_redirect_uri(redirect)
+        .set_auth_type(if self.auth_post { AuthType::RequestBody } else { AuthType::BasicAuth });
+        let discovered = Discovered {
+            client,
+            issuer,
+            end_session_endpoint: doc.get("end_session_endpoint").and_then(Value::as_str).map(str::to_string),
+            userinfo_endpoint: doc.get("userinfo_endpoint").and_then(Value::as_str).map(str::to_string),
+            fetched: Instant::now(),
+        };
+        *self.state.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(discovered));
+        Ok(())
+    }
+
+    /// The URL to send the browser to, and what to remember until the callback.
+    pub async fn begin(&self, flow: &str, login_hint: Option<&str>) -> Result<(String, String, PendingLogin), OidcError> {
+        if self.current().is_none() || self.stale() {
+            if let Err(e) = self.discover().await {
+                if self.current().is_none() {
+                    return Err(e);
+                }
+                tracing::warn!(idp = %self.name, error = %e, "discovery refresh failed; using the previous document");
+            }
+        }
+        let d = self.current().ok_or(OidcError::NotDiscovered)?;
+        let mut req = d
+            .client
+            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random);
+        for s in &self.scopes {
+            if s != "openid" {
+                req = req.add_scope(Scope::new(s.clone()));
+            }
+        }
+        for (k, v) in &self.extra_params {
+            req = req.add_extra_param(k.clone(), v.clone());
+        }
+        if let Some(h) = login_hint {
+            req = req.set_login_hint(LoginHint::new(h.to_string()));
+        }
+        let verifier = if self.pkce {
+            let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+            req = req.set_pkce_challenge(challenge);
+            Some(verifier.secret().clone())
+        } else {
+            None
+        };
+        let (url, state, nonce) = req.url();
+        let pending = PendingLogin {
+            connector: self.name.clone(),
+            flow: flow.to_string(),
+            nonce: nonce.secret().clone(),
+            pkce_verifier: verifier,
+        };
+        Ok((url.to_string(), state.secret().clone(), pending))
+    }
+
+    /// Exchanges the code, validates the ID token fully, merges userinfo; returns the session
+    /// attributes (`<name>.<claim>`) and the tokens to keep.
+    pub async fn finish(&self, code: &str, pending: &PendingLogin) -> Result<(Attributes, UpstreamTokens), OidcError> {
+        let d = self.current().ok_or(OidcError::NotDiscovered)?;
+        let mut exchange = d
+            .client
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .map_err(|e| OidcError::BadDiscovery(e.to_string()))?;
+        if let Some(v) = &pending.pkce_verifier {
+            exchange = exchange.set_pkce_verifier(PkceCodeVerifier::new(v.clone()));
+        }
+        let tokens = exchange.request_async(&self.http).await.map_err(|e| {
+            let text = match &e {
+                openidconnect::RequestTokenError::ServerResponse(r) => format!("{r}"),
+                openidconnect::RequestTokenError::Request(r) => return OidcError::Unreachable(r.to_string()),
+                other => other.to_string(),
+            };
+            OidcError::TokenExchange(text)
+        })?;
+        let id_token = tokens
+            .id_token()
+            .ok_or_else(|| OidcError::BadIdToken("the token response has no id_token".into()))?;
+        let claims = match self.verify_id_token(&d, id_token, &pending.nonce) {
+            Ok(c) => c,
+            Err(e) if e.contains("key") && self.may_force_refresh() => {
+                // Perhaps the IdP rotated its keys: refresh once (rate-limited) and retry.
+                self.discover().await?;
+                let d2 = self.current().ok_or(OidcError::NotDiscovered)?;
+                self.verify_id_token(&d2, id_token, &pending.nonce).map_err(OidcError::BadIdToken)?
+            }
+            Err(e) => return Err(OidcError::BadIdToken(e)),
+        };
+        // at_hash, when present, binds the access token to the ID token.
+        if let Some(expected) = claims.access_token_hash() {
+            let alg = id_token.signing_alg().map_err(|e| OidcError::BadIdToken(e.to_string()))?;
+            let verifier = d.client.id_token_verifier();
+            let key = id_token
+                .signing_key(&verifier)
+                .map_err(|e| OidcError::BadIdToken(e.to_string()))?;
+            let actual = AccessTokenHash::from_token(tokens.access_token(), alg, key)
+                .map_err(|e| OidcError::BadIdToken(e.to_string()))?;
+            if actual != *expected {
+                return Err(OidcError::BadIdToken("at_hash does not match the access token".into()));
+            }
+        }
+        // The library validated signature and claims; read every claim (incl. custom ones such
+        // as groups) from the same, now trusted, payload.
+        let mut all = payload_claims(&id_token.to_string())
+            .ok_or_else(|| OidcError::BadIdToken("unreadable payload".into()))?;
+        if let Some(url) = &d.userinfo_endpoint {
+            match self.userinfo(url, tokens.access_token().secret()).await {
+                Ok(info) if info.get("sub") == all.get("sub") => {
+                    for (k, v) in info {
+                        all.entry(k).or_insert(v);
+                    }
+                }
+                Ok(_) => return Err(OidcError::BadIdToken("userinfo `sub` differs from the ID token's".into())),
+                Err(e) => tracing::warn!(idp = %self.name, error = %e, "userinfo failed; using the ID token's claims"),
+            }
+        }
+        let mut attrs = Attributes::new();
+        for (k, v) in all {
+            if matches!(k.as_str(), "nonce" | "at_hash" | "c_hash" | "aud" | "azp" | "exp" | "iat" | "nbf" | "auth_time" | "sid" | "jti") {
+                continue;
+            }
+            attrs.insert(format!("{}.{k}", self.name), v);
+        }
+        let kept = UpstreamTokens {
+            id_token: Some(id_token.to_string()),
+            refresh_token: tokens.refresh_token().map(|r| r.secret().clone()),
+            expires_at: tokens.expires_in().map(|e| crate::session::now_unix() + e.as_secs()),
+        };
+        Ok((attrs, kept))
+    }
+
+    fn verify_id_token(
+        &self,
+        d: &Discovered,
+        id_token: &openidconnect::core::CoreIdToken,
+        nonce: &str,
+    ) -> Result<openidconnect::core::CoreIdTokenClaims, String> {
+        let verifier = d
+            .client
+            .id_token_verifier()
+            .set_allowed_algs(allowed_algs())
+            .set_time_fn(|| chrono_now_minus(LEEWAY))
+            .set_issue_time_verifier_fn(|iat| {
+                let now = chrono_now_minus(0);
+                if iat > now + chrono::Duration::seconds(LEEWAY) {
+                    Err(format!("ID token issued in the future ({iat})"))
+                } else if iat < now - chrono::Duration::seconds(600) {
+                    Err(format!("ID token issued too long ago ({iat})"))
+                } else {
+                    Ok(())
+                }
+            });
+        id_token
+            .claims(&verifier, &Nonce::new(nonce.to_string()))
+            .cloned()
+            .map_err(|e| e.to_string())
+    }
+
+    fn may_force_refresh(&self) -> bool {
+        let mut last = self.last_forced_refresh.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < FORCED_REFRESH_EVERY) {
+            return false;
+        }
+        *last = Some(Instant::now());
+        true
+    }
+
+    async fn userinfo(&self, url: &str, access_token: &str) -> Result<BTreeMap<String, Value>, OidcError> {
+        let resp = self
+            .http
+            .get(url)
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .map_err(|e| OidcError::Unreachable(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(OidcError::Unreachable(format!("userinfo answered {}", resp.status())));
+        }
+        let bytes = resp.bytes().await.map_err(|e| OidcError::Unreachable(format!("userinfo: {e}")))?;
+        serde_json::from_slice(&bytes).map_err(|e| OidcError::Unreachable(format!("userinfo: not JSON: {e}")))
+    }
+
+    /// Refreshes upstream tokens; `None` when the IdP refuses (the user must sign in again).
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Option<UpstreamTokens>, OidcError> {
+        let d = self.current().ok_or(OidcError::NotDiscovered)?;
+        let rt = RefreshToken::new(refresh_token.to_string());
+        let req = d.client.exchange_refresh_token(&rt).map_err(|e| OidcError::BadDiscovery(e.to_string()))?;
+        match req.request_async(&self.http).await {
+            Ok(t) => Ok(Some(UpstreamTokens {
+                id_token: t.id_token().map(|i| i.to_string()),
+                refresh_token: Some(t.refresh_token().map(|r| r.secret().clone()).unwrap_or_else(|| refresh_token.to_string())),
+                expires_at: t.expires_in().map(|e| crate::session::now_unix() + e.as_secs()),
+            })),
+            Err(openidconnect::RequestTokenError::Request(e)) => Err(OidcError::Unreachable(e.to_string())),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// RP-initiated logout at the IdP, when it supports it and a callback is configured.
+    pub fn logout_url(&self, tokens: &UpstreamTokens) -> Option<String> {
+        let d = self.current()?;
+        let end = d.end_session_endpoint.as_ref()?;
+        let mut url = url::Url::parse(end).ok()?;
+        {
+            let mut q = url.query_pairs_mut();
+            if let Some(id) = &tokens.id_token {
+                q.append_pair("id_token_hint", id);
+            }
+            q.append_pair("client_id", &self.client_id);
+            if let Some(cb) = &self.logout_callback_url {
+                q.append_pair("post_logout_redirect_uri", cb);
+            }
+        }
+        Some(url.to_string())
+    }
+
+    pub fn issuer(&self) -> Option<String> {
+        self.current().map(|d| d.issuer.clone())
+    }
+}
+
+fn chrono_now_minus(secs: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() - chrono::Duration::seconds(secs)
+}
+
+/// The claims of a JWT's payload (no verification: callers verify first).
+fn payload_claims(jwt: &str) -> Option<BTreeMap<String, Value>> {
+    let payload = jwt.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Discovers every OIDC connector at start. An unreachable IdP refuses the start unless it is
+/// configured with `onDiscoveryFailure: degrade` (then it is marked unavailable and retried).
+pub async fn discover_all(connectors: &super::Connectors) -> Result<(), String> {
+    let idps: Vec<&OidcConnector> = connectors.oidc().collect();
+    let results = futures_util::future::join_all(idps.iter().map(|c| c.discover())).await;
+    for (idp, result) in idps.iter().zip(results) {
+        match result {
+            Ok(()) => tracing::info!(idp = %idp.name, issuer = idp.issuer().as_deref().unwrap_or(""), "identity provider discovered"),
+            Err(e) if idp.refuse_start_without_idp => {
+                return Err(format!(
+                    "identity provider `{}`: {e} (set `onDiscoveryFailure: degrade` to start without it)",
+                    idp.name
+                ))
+            }
+            Err(e) => tracing::warn!(idp = %idp.name, error = %e, "identity provider unavailable; retrying in the background"),
+        }
+    }
+    Ok(())
+}
+
+/// Keeps discovery documents and keys fresh (and retries unavailable IdPs) while the
+/// runtime lives.
+pub fn spawn_refresher(rt: std::sync::Weak<crate::runtime::Runtime>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(rt) = rt.upgrade() else { break };
+            for idp in rt.connectors.oidc() {
+                if idp.stale() {
+                    if let Err(e) = idp.discover().await {
+                        tracing::warn!(idp = %idp.name, error = %e, "discovery refresh failed");
+                    }
+                }
+            }
+        }
+    });
+}

@@ -1,0 +1,164 @@
+//! Login at an upstream OpenID Connect IdP: the redirect out (state, nonce and PKCE kept in
+//! the store, bound to the login flow and so to the browser), the callback back in, and
+//! logout at the IdP.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::HeaderMap;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use super::{expired, flow_cookie, flow_key, load_flow, store_down, Flow};
+use crate::connectors::oidc::{OidcConnector, PendingLogin};
+use crate::pages;
+use crate::runtime::Runtime;
+use crate::server::body::Body;
+use crate::server::respond::{self, RequestCtx};
+
+const PENDING_TTL: Duration = Duration::from_secs(600);
+
+fn pending_key(state: &str) -> String {
+    format!("oidc-login:{state}")
+}
+
+fn idp_unavailable(idp: &OidcConnector, e: impl std::fmt::Display, ctx: &RequestCtx) -> Response<Body> {
+    tracing::error!(idp = %idp.name, error = %e, "identity provider unavailable");
+    respond::error(
+        StatusCode::BAD_GATEWAY,
+        &format!("{} is not reachable right now. Please try again in a moment.", idp.preset.label()),
+        ctx,
+    )
+}
+
+/// Sends the browser to the IdP's authorization endpoint.
+pub(crate) async fn redirect_to_idp(rt: &Runtime, idp: &OidcConnector, flow_id: &str, flow: &Flow, ctx: &RequestCtx) -> Response<Body> {
+    let (url, state, pending) = match idp.begin(flow_id, flow.login_hint.as_deref()).await {
+        Ok(x) => x,
+        Err(e) => return idp_unavailable(idp, e, ctx),
+    };
+    let bytes = Bytes::from(serde_json::to_vec(&pending).unwrap_or_default());
+    if let Err(e) = rt.sessions.store().put(&pending_key(&state), bytes, PENDING_TTL).await {
+        return store_down(ctx, e);
+    }
+    respond::redirect(StatusCode::FOUND, &url, &[], ctx)
+}
+
+/// Is `path` the callback (or logout callback) of an OIDC connector?
+pub fn callback_of<'r>(rt: &'r Runtime, path: &str) -> Option<(&'r OidcConnector, bool)> {
+    rt.connectors.oidc().find_map(|c| {
+        if c.callback_path == path {
+            Some((c, false))
+        } else if c.logout_callback_path.as_deref() == Some(path) {
+            Some((c, true))
+        } else {
+            None
+        }
+    })
+}
+
+fn query(req: &Request<Incoming>) -> Result<std::collections::HashMap<String, String>, String> {
+    super::fields(req.uri().query().unwrap_or("").as_bytes())
+}
+
+/// The IdP sends the browser back here with `code` and `state` (or `error`).
+pub async fn callback(rt: &Runtime, idp: &OidcConnector, req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
+    let q = match query(&req) {
+        Ok(q) => q,
+        Err(e) => return respond::error(StatusCode::BAD_REQUEST, &format!("Invalid sign-in response: {e}."), ctx),
+    };
+    let Some(state) = q.get("state") else {
+        tracing::warn!(idp = %idp.name, "callback without state refused");
+        return respond::error(StatusCode::BAD_REQUEST, "The sign-in response has no state: start again from the application.", ctx);
+    };
+    // Single use: a replayed or unknown state finds nothing.
+    let pending = match rt.sessions.store().take(&pending_key(state)).await {
+        Ok(Some(b)) => serde_json::from_slice::<PendingLogin>(&b).ok(),
+        Ok(None) => None,
+        Err(e) => return store_down(ctx, e),
+    };
+    let Some(pending) = pending.filter(|p| p.connector == idp.name) else {
+        tracing::warn!(idp = %idp.name, "callback with an unknown, expired or replayed state refused");
+        return respond::error(
+            StatusCode::BAD_REQUEST,
+            "This sign-in response is unknown, expired or was already used. Start again from the application.",
+            ctx,
+        );
+    };
+    let flow = match load_flow(rt, &pending.flow, req.headers()).await {
+        Ok(Some(f)) => f,
+        Ok(None) => return expired(ctx),
+        Err(e) => return store_down(ctx, e),
+    };
+    if let Some(err) = q.get("error") {
+        rt.metrics.login(&idp.name, "failure");
+        let desc = q.get("error_description").map(String::as_str).unwrap_or("");
+        tracing::warn!(idp = %idp.name, error = %err, description = %desc, "the identity provider returned an error");
+        let message = format!(
+            "{} did not sign you in: {err}{}{desc}",
+            idp.preset.label(),
+            if desc.is_empty() { "" } else { " — " }
+        );
+        return respond::error(StatusCode::FORBIDDEN, &message, ctx);
+    }
+    let Some(code) = q.get("code") else {
+        return respond::error(StatusCode::BAD_REQUEST, "The sign-in response has no code.", ctx);
+    };
+    let (attrs, tokens) = match idp.finish(code, &pending).await {
+        Ok(x) => x,
+        Err(e) if e.is_upstream_failure() => return idp_unavailable(idp, e, ctx),
+        Err(e) => {
+            rt.metrics.login(&idp.name, "failure");
+            tracing::warn!(idp = %idp.name, reason = %e, "upstream login refused");
+            return respond::error(StatusCode::UNAUTHORIZED, "Sign-in failed: the identity provider's answer could not be verified.", ctx);
+        }
+    };
+    finish_login(rt, &idp.name, attrs, Some(tokens), &pending.flow, &flow, req.headers(), ctx).await
+}
+
+/// Completes a login for any connector: consumes the flow, replaces the session id, returns
+/// the browser to where it started.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn finish_login(
+    rt: &Runtime,
+    idp: &str,
+    attrs: crate::claims::Attributes,
+    tokens: Option<crate::session::UpstreamTokens>,
+    flow_id: &str,
+    flow: &Flow,
+    headers: &HeaderMap,
+    ctx: &RequestCtx,
+) -> Response<Body> {
+    // Single use: of two concurrent completions only one proceeds.
+    match rt.sessions.store().take(&flow_key(flow_id)).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return expired(ctx),
+        Err(e) => return store_down(ctx, e),
+    }
+    let previous = match rt.sessions.load(headers).await {
+        Ok(s) => s,
+        Err(e) => return store_down(ctx, e),
+    };
+    let cookie = match rt.sessions.login_with_tokens(previous.as_ref(), idp, attrs, tokens).await {
+        Ok(c) => c,
+        Err(e) => return store_down(ctx, e),
+    };
+    rt.metrics.login(idp, "success");
+    tracing::info!(idp, app = %flow.app, "login succeeded");
+    respond::redirect(StatusCode::SEE_OTHER, &flow.return_to, &[cookie, flow_cookie(rt).clear()], ctx)
+}
+
+/// After logout at the IdP, the browser comes back here.
+pub fn logout_done(ctx: &RequestCtx) -> Response<Body> {
+    respond::html(StatusCode::OK, pages::logged_out_page(), ctx)
+}
+
+/// Where to send the browser to end the IdP session too, if the session came from an IdP
+/// that supports RP-initiated logout and a logout callback is configured.
+pub fn idp_logout_url(rt: &Runtime, session: &crate::session::Session) -> Option<String> {
+    session.data.tokens.iter().find_map(|(name, tokens)| {
+        let idp = rt.connectors.oidc().find(|c| &c.name == name)?;
+        idp.logout_callback_url.as_ref()?;
+        idp.logout_url(tokens)
+    })
+}

@@ -45,9 +45,8 @@ async fn redis_store_meets_the_store_contract() {
 #[tokio::test]
 async fn redis_cluster_store_meets_the_store_contract() {
     let cluster = RedisCluster::start(3);
-    let s: Arc<dyn Store> = Arc::new(
-        RedisStore::new(settings(cluster.addresses(), "tessera:", 2000)).unwrap(),
-    );
+    let s: Arc<dyn Store> =
+        Arc::new(RedisStore::new(settings(cluster.addresses(), "tessera:", 2000)).unwrap());
     contract::run(s.clone()).await;
     // the keys really are spread over the nodes
     let with_keys = cluster
@@ -108,8 +107,15 @@ async fn keys_carry_the_prefix_and_values_are_stored_as_given() {
 async fn store_calls_are_bounded_fail_closed_and_recover() {
     let bound = Duration::from_millis(300 + 400);
     let assert_down = |r: Result<(), StoreError>, started: Instant, what: &str| {
-        assert!(matches!(r, Err(StoreError::Unavailable(_))), "{what}: {r:?}");
-        assert!(started.elapsed() < bound, "{what} took {:?}", started.elapsed());
+        assert!(
+            matches!(r, Err(StoreError::Unavailable(_))),
+            "{what}: {r:?}"
+        );
+        assert!(
+            started.elapsed() < bound,
+            "{what} took {:?}",
+            started.elapsed()
+        );
     };
     // nothing listens
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -157,6 +163,22 @@ async fn store_calls_are_bounded_fail_closed_and_recover() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(s.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+
+    // stopped for longer than a reconnection round: the first call after Redis is back works
+    let mut server = server;
+    server.stop_saving();
+    let t = Instant::now();
+    assert_down(s.get("k").await.map(|_| ()), t, "get, redis stopped");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let t = Instant::now();
+    assert_down(s.get("k").await.map(|_| ()), t, "get, redis still stopped");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    server.restart();
+    assert_eq!(
+        s.get("k").await.unwrap().as_deref(),
+        Some(&b"v"[..]),
+        "the first call after the outage succeeds, with the data Redis saved"
+    );
 }
 
 fn redis_config(up: std::net::SocketAddr, addresses: &[String], extra: &str) -> String {
@@ -200,7 +222,12 @@ async fn two_replicas_share_sessions_login_flows_and_logout() {
     let started = start_login(&a, "/from-a").await;
     let c = client();
     let html = c
-        .get(format!("{}&idp=local", started.login_url.replace(&a.addr.to_string(), &b.addr.to_string())))
+        .get(format!(
+            "{}&idp=local",
+            started
+                .login_url
+                .replace(&a.addr.to_string(), &b.addr.to_string())
+        ))
         .header("cookie", &started.flow_cookie)
         .send()
         .await
@@ -259,7 +286,10 @@ async fn two_replicas_share_sessions_login_flows_and_logout() {
     let mut conn = server.connect();
     let keys: Vec<String> = ::redis::cmd("KEYS").arg("*").query(&mut conn).unwrap();
     assert!(keys.iter().all(|k| k.starts_with("tessera:")), "{keys:?}");
-    assert!(keys.iter().any(|k| k.starts_with("tessera:session:")), "{keys:?}");
+    assert!(
+        keys.iter().any(|k| k.starts_with("tessera:session:")),
+        "{keys:?}"
+    );
     let bob_id = bob.split_once('=').unwrap().1;
     assert!(!keys.iter().any(|k| k.contains(bob_id)));
 
@@ -342,12 +372,18 @@ async fn expect_503(gw: &Gateway, path: &str, cookie: &str) {
     let r = get(gw, path, cookie).await;
     let took = t.elapsed();
     assert_eq!(r.status(), 503, "{path}");
-    assert!(took < Duration::from_millis(300 + 700), "{path} took {took:?}");
+    assert!(
+        took < Duration::from_millis(300 + 700),
+        "{path} took {took:?}"
+    );
     let body = r.text().await.unwrap();
     if path == "/status" {
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["status"], "down");
-        assert!(v["stores"]["shared"].as_str().unwrap().contains("redis"), "{body}");
+        assert!(
+            v["stores"]["shared"].as_str().unwrap().contains("redis"),
+            "{body}"
+        );
     } else {
         assert!(body.contains("temporarily unavailable"), "{body}");
     }
@@ -385,7 +421,7 @@ async fn redis_outage_fails_closed_with_503_and_recovers_on_its_own() {
     expect_503(&gw, "/hello", &cookie).await;
     expect_503(&gw, "/status", "").await;
     expect_503(&gw, "/other", "").await; // a login would need a flow record
-    // many at once: still bounded, nothing queues up
+                                         // many at once: still bounded, nothing queues up
     let t = Instant::now();
     let mut all = Vec::new();
     for _ in 0..100 {
@@ -441,7 +477,10 @@ async fn gateway_starts_while_redis_is_down_and_connects_when_it_comes() {
     let up = upstream().await;
     let t = Instant::now();
     let gw = Gateway::start(&redis_config(up, &[server.address()], ""));
-    assert!(t.elapsed() < Duration::from_secs(10), "start-up waited for Redis");
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "start-up waited for Redis"
+    );
     expect_503(&gw, "/status", "").await;
     expect_503(&gw, "/hello", "").await;
     server.restart();
@@ -492,18 +531,18 @@ fn cache_configuration_errors_are_positioned() {
     ));
     assert_eq!(code, 2, "{out}");
     for needle in [
-        "t.yaml:5:20: unknown cache `shraed`\n    hint: did you mean `shared`?",
+        "t.yaml:5:12: unknown cache `shraed`\n    hint: did you mean `shared`?",
         "t.yaml:10:5: duplicate cache name `shared`",
-        "t.yaml:17:7: unknown key `adresses`\n    hint: did you mean `addresses`?",
-        "t.yaml:17:20: `redis://h:1` is a URL; a Redis address is `host:port`",
-        "`99999` is not a port number",
-        "address `h:1` is listed twice",
-        "t.yaml:18:7: a Redis Cluster (several addresses) has only database 0",
-        "t.yaml:19:7: unknown TLS profile `nope`",
-        "t.yaml:20:7: `timeoutMillis` must be greater than 0",
-        "unknown cache type `memcached`",
-        "`default` names the in-memory store",
-        "TLS profile `strict` asks for minVersion 1.3",
+        "t.yaml:20:7: unknown key `adresses`\n    hint: did you mean `addresses`?",
+        "t.yaml:16:19: `redis://h:1` is a URL; a Redis address is `host:port`",
+        "t.yaml:16:34: `99999` is not a port number",
+        "t.yaml:16:52: address `h:1` is listed twice",
+        "t.yaml:17:7: a Redis Cluster (several addresses) has only database 0",
+        "t.yaml:18:7: unknown TLS profile `nope`",
+        "t.yaml:19:7: `timeoutMillis` must be greater than 0",
+        "t.yaml:22:5: unknown cache type `memcached`\n    hint: use one of: redis",
+        "t.yaml:23:5: `default` names the in-memory store",
+        "t.yaml:28:30: TLS profile `strict` asks for minVersion 1.3",
     ] {
         assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
     }
@@ -514,4 +553,162 @@ fn cache_configuration_errors_are_positioned() {
     ));
     assert_eq!(code, 0, "{out}");
     assert!(!out.contains("s3cr3t"), "{out}");
+}
+
+#[tokio::test]
+async fn credentials_are_used_and_an_auth_failure_recovers_when_redis_accepts_them() {
+    let server = RedisServer::start_with(&["--requirepass", "old-password"]);
+    let admin = || {
+        let mut c =
+            ::redis::Client::open(format!("redis://:old-password@127.0.0.1:{}/", server.port))
+                .unwrap()
+                .get_connection()
+                .unwrap();
+        move |args: &[&str]| {
+            let mut cmd = ::redis::cmd(args[0]);
+            for a in &args[1..] {
+                cmd.arg(*a);
+            }
+            cmd.query::<::redis::Value>(&mut c).unwrap();
+        }
+    };
+    let mut admin = admin();
+    admin(&[
+        "ACL", "SETUSER", "tessera", "on", ">right", "~*", "&*", "+@all",
+    ]);
+    let with = |user: Option<&str>, pw: &str| {
+        let mut s = settings(vec![server.address()], "t:", 300);
+        s.username = user.map(str::to_string);
+        s.password = Some(pw.to_string());
+        RedisStore::new(s).unwrap()
+    };
+    // an ACL user
+    let s = with(Some("tessera"), "right");
+    s.put("k", Bytes::from_static(b"v"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    // wrong credentials: a quick, clear failure
+    let s = with(None, "new-password");
+    for _ in 0..3 {
+        let t = Instant::now();
+        let e = s.get("k").await.unwrap_err().to_string();
+        assert!(
+            t.elapsed() < Duration::from_millis(700),
+            "{:?}",
+            t.elapsed()
+        );
+        assert!(!e.contains("new-password"), "{e}");
+    }
+    // longer than a reconnection round
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(s.get("k").await.is_err());
+    // the operator fixes Redis: the store recovers by itself
+    admin(&["CONFIG", "SET", "requirepass", "new-password"]);
+    let start = Instant::now();
+    loop {
+        match s.get("k").await {
+            Ok(v) => {
+                assert_eq!(v.as_deref(), Some(&b"v"[..]));
+                break;
+            }
+            Err(e) => assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "no recovery after the password was fixed: {e}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A CA, and a certificate it issued for `names`, as PEM files in `dir`.
+fn issue(
+    dir: &std::path::Path,
+    ca: &(rcgen::CertificateParams, rcgen::KeyPair),
+    name: &str,
+    sans: &[&str],
+) -> (std::path::PathBuf, std::path::PathBuf) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    let issuer = rcgen::Issuer::from_params(&ca.0, &ca.1);
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let (c, k) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}-key.pem")),
+    );
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c, k)
+}
+
+fn new_ca(
+    dir: &std::path::Path,
+    name: &str,
+) -> (
+    (rcgen::CertificateParams, rcgen::KeyPair),
+    std::path::PathBuf,
+) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, format!("{name} test CA"));
+    let cert = params.self_signed(&key).unwrap();
+    let path = dir.join(format!("{name}.pem"));
+    std::fs::write(&path, cert.pem()).unwrap();
+    ((params, key), path)
+}
+
+#[tokio::test]
+async fn tls_with_a_private_ca_and_a_client_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, ca_file) = new_ca(dir.path(), "ca");
+    let (server_cert, server_key) = issue(dir.path(), &ca, "server", &["127.0.0.1", "localhost"]);
+    let (client_cert, client_key) = issue(dir.path(), &ca, "client", &["tessera"]);
+    let (_other_ca, other_ca_file) = new_ca(dir.path(), "other");
+    let server = RedisServer::start_tls(&server_cert, &server_key, &ca_file);
+    let tls_address = format!("127.0.0.1:{}", server.tls_port.unwrap());
+
+    // through the gateway: a TLS profile with the CA and the client certificate
+    let up = upstream().await;
+    let yaml = redis_config(up, std::slice::from_ref(&tls_address), ", tls: redis")
+        + &format!(
+            "tls:\n  redis: {{ caFile: \"{}\", certFile: \"{}\", keyFile: \"{}\" }}\n",
+            ca_file.display(),
+            client_cert.display(),
+            client_key.display()
+        );
+    let gw = Gateway::start(&yaml);
+    let (cookie, _) = login(&gw, "/hello", "local", "alice", "pw").await;
+    assert_eq!(get(&gw, "/hello", &cookie).await.status(), 200);
+    let r = client().get(gw.url("/status")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut c = server.connect();
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg("tessera:session:*")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(keys.len(), 1, "the session went over TLS into this Redis");
+
+    // the wrong CA: the server is not trusted, every call fails closed
+    let yaml = redis_config(up, std::slice::from_ref(&tls_address), ", tls: redis")
+        + &format!(
+            "tls:\n  redis: {{ caFile: \"{}\", certFile: \"{}\", keyFile: \"{}\" }}\n",
+            other_ca_file.display(),
+            client_cert.display(),
+            client_key.display()
+        );
+    let untrusting = Gateway::start(&yaml);
+    expect_503(&untrusting, "/status", "").await;
+    expect_503(&untrusting, "/hello", &cookie).await;
+    // no client certificate: the server refuses the client
+    let yaml = redis_config(up, std::slice::from_ref(&tls_address), ", tls: redis")
+        + &format!("tls:\n  redis: {{ caFile: \"{}\" }}\n", ca_file.display());
+    let anonymous = Gateway::start(&yaml);
+    expect_503(&anonymous, "/status", "").await;
+    // plain TCP to the TLS port is no way around it either
+    let plain = Gateway::start(&redis_config(up, std::slice::from_ref(&tls_address), ""));
+    expect_503(&plain, "/status", "").await;
 }

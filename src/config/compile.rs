@@ -198,7 +198,6 @@ pub fn compile(
         section("oidcProvider"),
         oidc_apps,
         &connectors,
-        env.store.clone(),
         &mut ctx,
     );
 

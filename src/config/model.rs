@@ -197,7 +197,7 @@ pub struct LdapConnectorConfig {
     /// Longest wait for one directory call, connecting included (default 2000). Past it the
     /// request fails closed with a 503 page.
     pub timeoutMillis: Option<u64>,
-    /// Most connections open to the directory at once (default 8).
+    /// Most directory calls at once, and most idle service connections kept (default 8).
     pub poolSize: Option<usize>,
     /// Looked-up attributes are fetched again after this long (default 0 = kept for the
     /// session's life).

@@ -2,7 +2,6 @@
 //! apps): keys loaded, URLs checked, every setting resolved to its default.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_yaml_ng::Value;
@@ -20,7 +19,6 @@ use crate::provider::{
     RefreshSettings,
 };
 use crate::secrets::SecretString;
-use crate::store::Store;
 
 const GRANTS: [&str; 4] = ["authorization_code", "refresh_token", "client_credentials", "password"];
 
@@ -208,6 +206,7 @@ fn compile_client(cfg: OidcAppConfig, p: &ConfigPath, connectors: &Connectors, c
             false
         }
     };
+    let attr_providers = super::compile::compile_attr_providers(&cfg.attrProviders, p, connectors, ctx);
     if ctx.diags.items.len() > errors_before {
         return None;
     }
@@ -226,6 +225,7 @@ fn compile_client(cfg: OidcAppConfig, p: &ConfigPath, connectors: &Connectors, c
         id_token_lifetime,
         subject_attribute,
         pairwise,
+        attr_providers: attr_providers.unwrap_or_default(),
     })
 }
 
@@ -240,7 +240,6 @@ pub(super) fn compile_provider(
     section: Option<&Value>,
     apps: Vec<(ConfigPath, OidcAppConfig)>,
     connectors: &Connectors,
-    default_store: Arc<dyn Store>,
     ctx: &mut Ctx<'_>,
 ) -> Option<Provider> {
     let path = ConfigPath::root().key("oidcProvider");
@@ -299,13 +298,8 @@ pub(super) fn compile_provider(
             Err(err) => ctx.diags.error(&kp.key("file"), err),
         }
     }
-    let store = match cfg.cache.as_deref() {
-        None | Some("default") => default_store,
-        Some(other) => {
-            ctx.diags.error_hint(&path.key("cache"), format!("unknown cache `{other}`"), "use `default` (in memory)");
-            default_store
-        }
-    };
+    // `None`: the reference was wrong and is already reported.
+    let store = super::compile::store_ref(cfg.cache.as_deref(), &path.key("cache"), ctx);
     let mut clients = HashMap::new();
     for (p, app) in apps {
         let id = app.clientID.clone();
@@ -324,5 +318,5 @@ pub(super) fn compile_provider(
     if ctx.diags.items.len() > errors_before {
         return None;
     }
-    Some(Provider::new(issuer, endpoints, keys, clients, store, pairwise_salt))
+    Some(Provider::new(issuer, endpoints, keys, clients, store?, pairwise_salt))
 }

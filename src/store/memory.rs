@@ -12,6 +12,10 @@ use bytes::Bytes;
 use super::{Store, StoreError};
 
 const SHARDS: usize = 32;
+/// Default bound on live entries. Login flows are created by anonymous requests, so without
+/// a bound a flood of them could exhaust memory; past it, writes of *new* keys fail (503)
+/// instead, and existing sessions keep working.
+pub const DEFAULT_MAX_ENTRIES: usize = 2_000_000;
 
 #[derive(Debug)]
 struct Entry {
@@ -25,6 +29,7 @@ type Shard = Mutex<HashMap<String, Entry>>;
 pub struct MemoryStore {
     shards: Arc<Vec<Shard>>,
     hasher: RandomState,
+    per_shard: usize,
 }
 
 impl Default for MemoryStore {
@@ -35,6 +40,11 @@ impl Default for MemoryStore {
 
 impl MemoryStore {
     pub fn new() -> Self {
+        Self::with_max_entries(DEFAULT_MAX_ENTRIES)
+    }
+
+    /// A store holding at most about `max` live entries.
+    pub fn with_max_entries(max: usize) -> Self {
         let shards: Arc<Vec<Shard>> = Arc::new((0..SHARDS).map(|_| Mutex::default()).collect());
         // The sweeper holds only a weak reference: it ends when the store is dropped.
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
@@ -54,6 +64,21 @@ impl MemoryStore {
         Self {
             shards,
             hasher: RandomState::new(),
+            per_shard: max.div_ceil(SHARDS).max(1),
+        }
+    }
+
+    /// Makes room for a write of `key`: overwriting is always fine; a new key needs a free
+    /// slot, after dropping expired entries if the shard is full.
+    fn room(&self, map: &mut HashMap<String, Entry>, key: &str, now: Instant) -> Result<(), StoreError> {
+        if map.len() < self.per_shard || map.contains_key(key) {
+            return Ok(());
+        }
+        map.retain(|_, e| e.expires > now);
+        if map.len() < self.per_shard {
+            Ok(())
+        } else {
+            Err(StoreError::Unavailable("the in-memory store is full".into()))
         }
     }
 
@@ -89,9 +114,10 @@ impl Store for MemoryStore {
     }
 
     async fn put(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
-        let expires = Instant::now() + ttl;
-        self.shard(key)
-            .insert(key.to_string(), Entry { value, expires });
+        let now = Instant::now();
+        let mut map = self.shard(key);
+        self.room(&mut map, key, now)?;
+        map.insert(key.to_string(), Entry { value, expires: now + ttl });
         Ok(())
     }
 
@@ -106,6 +132,7 @@ impl Store for MemoryStore {
         if live(&mut map, key, now) {
             return Ok(false);
         }
+        self.room(&mut map, key, now)?;
         map.insert(
             key.to_string(),
             Entry {
@@ -163,6 +190,9 @@ impl Store for MemoryStore {
         } else {
             0
         };
+        if current == 0 {
+            self.room(&mut map, key, now)?;
+        }
         let next = current + 1;
         let expires = map
             .get(key)
@@ -181,5 +211,34 @@ impl Store for MemoryStore {
 
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_full_store_refuses_new_keys_but_keeps_serving_old_ones() {
+        let s = MemoryStore::with_max_entries(SHARDS); // one entry per shard
+        let ttl = Duration::from_secs(60);
+        let mut refused = 0;
+        for i in 0..200 {
+            if s.put(&format!("k{i}"), Bytes::from_static(b"v"), ttl).await.is_err() {
+                refused += 1;
+            }
+        }
+        assert!(refused >= 200 - SHARDS, "{refused}");
+        // overwriting an existing key still works
+        let kept = (0..200).map(|i| format!("k{i}")).find(|k| futures_util::FutureExt::now_or_never(s.get(k)).unwrap().unwrap().is_some()).unwrap();
+        s.put(&kept, Bytes::from_static(b"w"), ttl).await.unwrap();
+        assert_eq!(s.get(&kept).await.unwrap().as_deref(), Some(&b"w"[..]));
+        // expired entries make room again
+        let s = MemoryStore::with_max_entries(SHARDS);
+        for i in 0..200 {
+            let _ = s.put(&format!("k{i}"), Bytes::from_static(b"v"), Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(s.put("fresh", Bytes::from_static(b"v"), ttl).await.is_ok());
     }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod redis;
+pub mod slapd;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -15,6 +15,8 @@ const INSTALL_HINT: &str = "redis-server is not installed: run scripts/install-d
 pub struct RedisServer {
     child: Option<Child>,
     pub port: u16,
+    /// The TLS port, for servers started with `start_tls`.
+    pub tls_port: Option<u16>,
     pub dir: tempfile::TempDir,
     extra: Vec<String>,
 }
@@ -63,7 +65,17 @@ fn answers_ping(port: u16) -> bool {
     let Ok(mut c) = client.get_connection_with_timeout(Duration::from_millis(200)) else {
         return false;
     };
-    redis::cmd("PING").query::<String>(&mut c).is_ok()
+    // any answer counts (NOAUTH too, for servers started with a password)
+    match redis::cmd("PING").query::<String>(&mut c) {
+        Ok(_) => true,
+        Err(e) => !e.is_io_error(),
+    }
+}
+
+enum Start {
+    Ready,
+    Exited,
+    Silent,
 }
 
 impl RedisServer {
@@ -75,39 +87,72 @@ impl RedisServer {
     /// Like `start`, with extra `redis-server` arguments (e.g. `--cluster-enabled yes`).
     pub fn start_with(extra: &[&str]) -> RedisServer {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        Self::start_inner(|| (extra.clone(), None))
+    }
+
+    /// A server that also listens with TLS on `tls_port` (`port` stays plain, for the test's
+    /// own checks): `cert`/`key` are the server's, clients must present a certificate issued
+    /// by `client_ca`.
+    pub fn start_tls(
+        cert: &std::path::Path,
+        key: &std::path::Path,
+        client_ca: &std::path::Path,
+    ) -> RedisServer {
+        Self::start_inner(|| {
+            let tls_port = free_port();
+            let args = vec![
+                "--tls-port".to_string(),
+                tls_port.to_string(),
+                "--tls-cert-file".to_string(),
+                cert.display().to_string(),
+                "--tls-key-file".to_string(),
+                key.display().to_string(),
+                "--tls-ca-cert-file".to_string(),
+                client_ca.display().to_string(),
+                "--tls-auth-clients".to_string(),
+                "yes".to_string(),
+            ];
+            (args, Some(tls_port))
+        })
+    }
+
+    fn start_inner(args: impl Fn() -> (Vec<String>, Option<u16>)) -> RedisServer {
         let mut last_log = String::new();
         for _ in 0..10 {
             let port = free_port();
+            let (extra, tls_port) = args();
             let dir = tempfile::tempdir().unwrap();
             let mut server = RedisServer {
                 child: Some(spawn(port, dir.path(), &extra)),
                 port,
+                tls_port,
                 dir,
-                extra: extra.clone(),
+                extra,
             };
-            if server.wait_ready(Duration::from_secs(10)) {
-                return server;
+            match server.wait_ready(Duration::from_secs(10)) {
+                Start::Ready => return server,
+                // lost the port to another process between bind and start: try another one
+                Start::Exited => last_log = server.log(),
+                Start::Silent => panic!("redis-server does not answer:\n{}", server.log()),
             }
-            // lost the port to another process between bind and start: try another one
-            last_log = server.log();
         }
         panic!("redis-server did not start:\n{last_log}");
     }
 
-    fn wait_ready(&mut self, within: Duration) -> bool {
+    fn wait_ready(&mut self, within: Duration) -> Start {
         let start = Instant::now();
         while start.elapsed() < within {
             if let Some(c) = self.child.as_mut() {
                 if let Ok(Some(_)) = c.try_wait() {
-                    return false;
+                    return Start::Exited;
                 }
             }
             if answers_ping(self.port) {
-                return true;
+                return Start::Ready;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        false
+        Start::Silent
     }
 
     /// `127.0.0.1:<port>`, as written in `caches[].redis.addresses`.
@@ -173,7 +218,7 @@ impl RedisServer {
         assert!(self.child.is_none(), "restart of a running server");
         self.child = Some(spawn(self.port, self.dir.path(), &self.extra));
         assert!(
-            self.wait_ready(Duration::from_secs(10)),
+            matches!(self.wait_ready(Duration::from_secs(10)), Start::Ready),
             "redis-server did not restart on port {}:\n{}",
             self.port,
             self.log()
@@ -242,7 +287,8 @@ impl RedisCluster {
             let all_ok = nodes.iter().all(|node| {
                 let mut c = node.connect();
                 let info: String = redis::cmd("CLUSTER").arg("INFO").query(&mut c).unwrap();
-                info.contains("cluster_state:ok") && info.contains(&format!("cluster_known_nodes:{n}"))
+                info.contains("cluster_state:ok")
+                    && info.contains(&format!("cluster_known_nodes:{n}"))
             });
             if all_ok {
                 break;

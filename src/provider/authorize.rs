@@ -294,9 +294,14 @@ async fn process(
         let return_to = format!("{}?id={id}", p.endpoints.authorization_resume);
         return login::start_flow(rt, &v.client.app, v.client.idps.clone(), &return_to, req.login_hint.as_deref(), headers, ctx).await;
     }
-    let (Some(session), Some(idp)) = (session, idp) else {
+    let (Some(mut session), Some(idp)) = (session, idp) else {
         return redirect_error(p, &v, &OAuthError::login_required("the user is not signed in"), ctx);
     };
+    // Directory attributes (`attrProviders`) must be in the session before claims are taken.
+    if let Err(e) = crate::connectors::providers::ensure(&rt.connectors, &rt.sessions, &v.client.attr_providers, &mut session).await {
+        tracing::error!(client = %v.client.id, error = %e, "attributes unavailable: authorization refused");
+        return redirect_error(p, &v, &OAuthError::temporarily_unavailable("the user directory is not reachable; try again shortly"), ctx);
+    }
     match issue_code(p, &v, &req, &session, &idp).await {
         Ok(code) => {
             let mut out = vec![("code", code)];

@@ -103,6 +103,8 @@ pub struct Client {
     /// Attribute `sub` comes from (default: `<idp>.sub`).
     pub subject_attribute: Option<AttrRef>,
     pub pairwise: bool,
+    /// `attrProviders`: directories whose attributes are merged before claims are issued.
+    pub attr_providers: Vec<crate::connectors::providers::AttrProvider>,
 }
 
 impl Client {

@@ -227,10 +227,14 @@ async fn password(p: &Provider, rt: &Runtime, client: &Client, params: &Params, 
             rt.metrics.login(idp, "throttled");
             return Err(OAuthError::invalid_grant("too many failed attempts; try again later"));
         }
-        let Some(attrs) = local.verify(username, password).await else {
+        let Some(mut attrs) = local.verify(username, password).await else {
             continue;
         };
         let _ = crate::login::throttle::succeeded(store, idp, username).await;
+        if let Err(e) = crate::connectors::providers::resolve_attrs(&rt.connectors, &client.attr_providers, &mut attrs).await {
+            tracing::error!(client = %client.id, error = %e, "password grant: attributes unavailable");
+            return Err(OAuthError::temporarily_unavailable("the user directory is not reachable; try again shortly"));
+        }
         rt.metrics.login(idp, "success");
         let sub = p.subject(client, &attrs, idp).ok_or_else(|| OAuthError::server_error("the user has no subject attribute"))?;
         let mut scopes = scopes;

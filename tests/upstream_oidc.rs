@@ -44,6 +44,10 @@ const SECRET: &str = "rp-client-secret-0123";
 /// An IdP gateway (OIDC provider with a local user) and an RP gateway whose proxy app logs in
 /// there.
 fn pair(rp_extra_connector: &str) -> Pair {
+    pair_with("", "openid email profile groups", rp_extra_connector)
+}
+
+fn pair_with(idp_client_extra: &str, rp_scopes: &str, rp_extra_connector: &str) -> Pair {
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("k.pem");
     std::fs::write(&key, tessera::provider::keys::generate_pem(tessera::provider::keys::SigningAlg::Es256).unwrap()).unwrap();
@@ -73,6 +77,7 @@ apps:
     scopes: [groups]
     authentication: {{ idps: [people] }}
     claimsMapping: {{ groups: people.groups }}
+{idp_client_extra}
 "#,
         key = key.display()
     ));
@@ -91,7 +96,7 @@ connectors:
     oauthClientSecret: {SECRET}
     oauthRedirectURL: http://127.0.0.1:{q}/corp/callback
     oidcLogoutCallbackURL: http://127.0.0.1:{q}/corp/logged-out
-    scopes: openid email profile groups
+    scopes: {rp_scopes}
 {rp_extra_connector}
 apps:
   - name: app
@@ -189,6 +194,31 @@ async fn login_at_an_upstream_idp_and_logout_at_both() {
     assert_eq!(c.get(pair.rp.url("/reports")).header("cookie", &session).send().await.unwrap().status(), 302);
     let r = c.get(pair.idp.url("/oauth2/authorize?client_id=gw&response_type=code&scope=openid&redirect_uri=http://127.0.0.1:1/x")).header("cookie", &idp_session).send().await.unwrap();
     assert_eq!(r.status(), 400, "unregistered redirect: page, whatever the session");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_tokens_are_refreshed_when_they_expire() {
+    let mut pair = pair_with(
+        "    accessToken: { lifetimeSeconds: 1 }\n    refreshToken: { allowOfflineAccess: true }",
+        "openid email groups offline_access",
+        "    refreshTokens: true",
+    );
+    let (callback, flow_cookie, _) = to_callback(&pair, "/a").await;
+    let c = client();
+    let r = c.get(&callback).header("cookie", &flow_cookie).send().await.unwrap();
+    assert_eq!(r.status(), 303);
+    let session = set_cookie(&r, "tessera_session").unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    // the upstream access token has expired: refreshed at the IdP, the request goes through
+    let r = c.get(pair.rp.url("/a")).header("cookie", &session).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(pair.idp.logs().contains("\"status\":200") && pair.idp.logs().matches("/oauth2/token").count() >= 2, "a refresh grant reached the IdP");
+    // the IdP goes away; once the new token expires, the gateway cannot renew it: 502, not a pass
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    pair.idp.signal("KILL");
+    let _ = pair.idp.wait_exit(std::time::Duration::from_secs(5));
+    let r = c.get(pair.rp.url("/a")).header("cookie", &session).send().await.unwrap();
+    assert_eq!(r.status(), 502);
 }
 
 #[tokio::test(flavor = "multi_thread")]

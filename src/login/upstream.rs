@@ -162,3 +162,53 @@ pub fn idp_logout_url(rt: &Runtime, session: &crate::session::Session) -> Option
         idp.logout_url(tokens)
     })
 }
+
+/// What became of a session's upstream tokens.
+pub enum Freshness {
+    /// Nothing to refresh, or refreshed.
+    Fresh,
+    /// The IdP refused the refresh: the user must sign in again.
+    Expired,
+    /// The IdP could not be asked.
+    Unavailable(String),
+}
+
+/// For IdPs configured with `refreshTokens: true`: once the upstream access token has
+/// expired, refresh it (one IdP call, then the new expiry is stored). Sessions whose IdP no
+/// longer accepts the refresh token end, as the IdP's own session has.
+pub async fn refresh_upstream(rt: &Runtime, session: &mut crate::session::Session, idps: &[String]) -> Freshness {
+    let now = crate::session::now_unix();
+    for (name, tokens) in session.data.tokens.clone() {
+        if !idps.contains(&name) || tokens.expires_at.is_none_or(|t| t > now) {
+            continue;
+        }
+        let Some(idp) = rt.connectors.oidc().find(|c| c.name == name && c.refresh_tokens) else {
+            continue;
+        };
+        let Some(rt_token) = tokens.refresh_token.as_deref() else {
+            return Freshness::Expired;
+        };
+        match idp.refresh(rt_token).await {
+            Ok(Some(new)) => {
+                session.data.tokens.insert(name.clone(), new.clone());
+                let stored = rt
+                    .sessions
+                    .modify(session, |d| {
+                        d.tokens.insert(name.clone(), new.clone());
+                    })
+                    .await;
+                if let Err(e) = stored {
+                    return Freshness::Unavailable(e.to_string());
+                }
+                tracing::debug!(idp = %name, "upstream tokens refreshed");
+            }
+            Ok(None) => {
+                tracing::info!(idp = %name, "the identity provider refused the refresh: sign-in required");
+                let _ = rt.sessions.end(Some(session)).await;
+                return Freshness::Expired;
+            }
+            Err(e) => return Freshness::Unavailable(e.to_string()),
+        }
+    }
+    Freshness::Fresh
+}

@@ -83,6 +83,33 @@ impl ProxyApp {
             };
             return login::challenge(rt, self, policy, &req, ctx, &return_to).await;
         }
+        // Upstream tokens past their expiry are refreshed (IdPs with `refreshTokens`).
+        let freshness = match session.as_mut().filter(|s| !s.data.tokens.is_empty()) {
+            Some(s) => login::upstream::refresh_upstream(rt, s, &policy.idps).await,
+            None => login::upstream::Freshness::Fresh,
+        };
+        match freshness {
+            login::upstream::Freshness::Fresh => {}
+            login::upstream::Freshness::Expired => {
+                // The session was ended: the request continues as anonymous.
+                session = None;
+                if !policy.allow_unauthenticated {
+                    let return_to = match req.uri().query() {
+                        Some(q) => format!("{}?{q}", path.raw),
+                        None => path.raw.clone(),
+                    };
+                    return login::challenge(rt, self, policy, &req, ctx, &return_to).await;
+                }
+            }
+            login::upstream::Freshness::Unavailable(e) => {
+                tracing::warn!(error = %e, "upstream token refresh failed");
+                return respond::error(
+                    StatusCode::BAD_GATEWAY,
+                    "Your sign-in could not be renewed right now. Please try again in a moment.",
+                    ctx,
+                );
+            }
+        }
         // Directory attributes before authorization: fail closed (503) when unavailable.
         if let Some(s) = session.as_mut() {
             let providers = &self.attr_providers;

@@ -306,9 +306,7 @@ impl Sessions {
     }
 
     /// Merges attribute-provider results into `session` (already applied to `session.data`
-    /// by the caller) and into its stored record, by compare-and-set so a concurrent request's
-    /// write is never lost: on a conflict the record is read again and the updates re-applied.
-    /// A session ended meanwhile is left alone.
+    /// by the caller) and into its stored record.
     pub async fn update_attrs(
         &self,
         session: &Session,
@@ -317,6 +315,22 @@ impl Sessions {
         if updates.is_empty() {
             return Ok(());
         }
+        self.modify(session, |data| {
+            for u in updates {
+                u.apply(data);
+            }
+        })
+        .await
+    }
+
+    /// Applies `change` to the stored record of `session` by compare-and-set, so a concurrent
+    /// request's write is never lost: on a conflict the record is read again and `change`
+    /// re-applied. A session ended meanwhile is left alone.
+    pub async fn modify(
+        &self,
+        session: &Session,
+        change: impl Fn(&mut SessionData),
+    ) -> Result<(), StoreError> {
         let key = session.store_key();
         for _ in 0..8 {
             let Some(bytes) = self.store.get(&key).await? else {
@@ -325,16 +339,14 @@ impl Sessions {
             let Ok(mut data) = serde_json::from_slice::<SessionData>(&bytes) else {
                 return Ok(());
             };
-            for u in updates {
-                u.apply(&mut data);
-            }
+            change(&mut data);
             let ttl = self.ttl(&data, now_unix());
             let new = Bytes::from(serde_json::to_vec(&data).unwrap_or_default());
             if self.store.compare_and_set(&key, &bytes, new, ttl).await? {
                 return Ok(());
             }
         }
-        tracing::debug!(session = %key, "attribute update lost every race; it will be fetched again");
+        tracing::debug!(session = %key, "session update lost every race; it will be redone");
         Ok(())
     }
 

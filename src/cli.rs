@@ -109,7 +109,10 @@ fn generate_key(alg: &str, out: &Path) -> ExitCode {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    match options.open(out).and_then(|mut f| f.write_all(pem.as_bytes())) {
+    match options
+        .open(out)
+        .and_then(|mut f| f.write_all(pem.as_bytes()))
+    {
         Ok(()) => {
             println!("wrote a {} key to {}", alg.name(), out.display());
             ExitCode::SUCCESS

@@ -300,22 +300,37 @@ fn keys_generate_writes_a_private_pem_once() {
     let dir = tempfile::tempdir().unwrap();
     for alg in ["ES256", "RS256", "EdDSA"] {
         let out = dir.path().join(format!("{alg}.pem"));
-        let o = Command::new(BIN).args(["keys", "generate", "--alg", alg, "--out"]).arg(&out).output().unwrap();
+        let o = Command::new(BIN)
+            .args(["keys", "generate", "--alg", alg, "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let pem = std::fs::read_to_string(&out).unwrap();
         assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);
+            assert_eq!(
+                std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
         }
         let alg_enum = tessera::provider::keys::SigningAlg::parse(alg).unwrap();
         tessera::provider::keys::SigningKey::from_pem(pem.as_bytes(), alg_enum).unwrap();
         // never overwrites
-        let again = Command::new(BIN).args(["keys", "generate", "--alg", alg, "--out"]).arg(&out).output().unwrap();
+        let again = Command::new(BIN)
+            .args(["keys", "generate", "--alg", alg, "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
         assert_eq!(again.status.code(), Some(1));
         assert_eq!(std::fs::read_to_string(&out).unwrap(), pem);
     }
-    let o = Command::new(BIN).args(["keys", "generate", "--alg", "HS256", "--out"]).arg(dir.path().join("x.pem")).output().unwrap();
+    let o = Command::new(BIN)
+        .args(["keys", "generate", "--alg", "HS256", "--out"])
+        .arg(dir.path().join("x.pem"))
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2));
 }

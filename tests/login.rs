@@ -553,11 +553,25 @@ async fn concurrent_flows_in_one_browser() {
     let c = client();
     let first = start_login(&gw, "/home").await;
     assert!(first.flow_cookie.starts_with("tessera_login="));
-    let r = c.get(gw.url("/favicon.ico")).header("cookie", &first.flow_cookie).send().await.unwrap();
+    let r = c
+        .get(gw.url("/favicon.ico"))
+        .header("cookie", &first.flow_cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
-    assert!(set_cookie(&r, "tessera_login").is_none(), "the binding is reused, not replaced");
-    let page = c.get(&first.login_url).header("cookie", &first.flow_cookie).send().await.unwrap();
+    assert!(
+        set_cookie(&r, "tessera_login").is_none(),
+        "the binding is reused, not replaced"
+    );
+    let page = c
+        .get(&first.login_url)
+        .header("cookie", &first.flow_cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.status(), 200);
-    let flow = full_set_cookie(&c.get(gw.url("/x")).send().await.unwrap(), "tessera_login").unwrap();
+    let flow =
+        full_set_cookie(&c.get(gw.url("/x")).send().await.unwrap(), "tessera_login").unwrap();
     assert!(flow.contains("; Path=/;"), "{flow}");
 }

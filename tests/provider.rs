@@ -22,7 +22,11 @@ struct Op {
 fn provider(extra_client: &str, access_type: &str, grace: u64) -> Op {
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("es256.pem");
-    std::fs::write(&key, tessera::provider::keys::generate_pem(tessera::provider::keys::SigningAlg::Es256).unwrap()).unwrap();
+    std::fs::write(
+        &key,
+        tessera::provider::keys::generate_pem(tessera::provider::keys::SigningAlg::Es256).unwrap(),
+    )
+    .unwrap();
     let hash = pw_hash();
     let yaml = format!(
         r#"version: 1
@@ -67,28 +71,40 @@ apps:
 "#,
         key = key.display()
     );
-    Op { gw: Gateway::start(&yaml), _keys: keys }
+    Op {
+        gw: Gateway::start(&yaml),
+        _keys: keys,
+    }
 }
 
 fn pkce() -> (String, String) {
     let verifier = tessera::session::random_token(32);
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
     (verifier, challenge)
 }
 
 fn query_of(location: &str) -> HashMap<String, String> {
     let url = url::Url::parse(location).unwrap();
-    url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+    url.query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 fn authorize_url(op: &Op, params: &[(&str, &str)]) -> String {
-    let q: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+    let q: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
     op.gw.url(&format!("/oauth2/authorize?{q}"))
 }
 
 /// Runs the browser part of the code flow: authorize -> sign in -> back with a code.
 /// Returns (redirect Location to the client, session cookie).
-async fn browser_authorize(op: &Op, params: &[(&str, &str)], session: Option<&str>) -> (String, String) {
+async fn browser_authorize(
+    op: &Op,
+    params: &[(&str, &str)],
+    session: Option<&str>,
+) -> (String, String) {
     let c = client();
     let mut req = c.get(authorize_url(op, params));
     if let Some(s) = session {
@@ -101,11 +117,25 @@ async fn browser_authorize(op: &Op, params: &[(&str, &str)], session: Option<&st
         return (loc, session.unwrap_or_default().to_string());
     }
     let flow_cookie = set_cookie(&r, "tessera_login").unwrap();
-    let html = c.get(op.gw.url(&loc)).header("cookie", &flow_cookie).send().await.unwrap().text().await.unwrap();
+    let html = c
+        .get(op.gw.url(&loc))
+        .header("cookie", &flow_cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let r = c
         .post(op.gw.url("/.tessera/login"))
         .header("cookie", &flow_cookie)
-        .form(&[("flow", hidden(&html, "flow")), ("csrf", hidden(&html, "csrf")), ("idp", "local".into()), ("username", "alice".into()), ("password", "pw".into())])
+        .form(&[
+            ("flow", hidden(&html, "flow")),
+            ("csrf", hidden(&html, "csrf")),
+            ("idp", "local".into()),
+            ("username", "alice".into()),
+            ("password", "pw".into()),
+        ])
         .send()
         .await
         .unwrap();
@@ -113,12 +143,24 @@ async fn browser_authorize(op: &Op, params: &[(&str, &str)], session: Option<&st
     let cookie = set_cookie(&r, "tessera_session").unwrap();
     let back = r.headers()["location"].to_str().unwrap().to_string();
     assert!(back.starts_with("/oauth2/authorize/resume?id="), "{back}");
-    let r = c.get(op.gw.url(&back)).header("cookie", &cookie).send().await.unwrap();
+    let r = c
+        .get(op.gw.url(&back))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
-    (r.headers()["location"].to_str().unwrap().to_string(), cookie)
+    (
+        r.headers()["location"].to_str().unwrap().to_string(),
+        cookie,
+    )
 }
 
-async fn token(op: &Op, form: &[(&str, &str)], basic: Option<(&str, &str)>) -> (u16, Value, reqwest::header::HeaderMap) {
+async fn token(
+    op: &Op,
+    form: &[(&str, &str)],
+    basic: Option<(&str, &str)>,
+) -> (u16, Value, reqwest::header::HeaderMap) {
     let mut req = client().post(op.gw.url("/oauth2/token")).form(form);
     if let Some((id, secret)) = basic {
         req = req.basic_auth(id, Some(secret));
@@ -134,18 +176,33 @@ fn decode_jwt(op_jwks: &Value, token: &str, typ: &str) -> Value {
     assert_eq!(header.typ.as_deref(), Some(typ));
     let kid = header.kid.unwrap();
     let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(
-        op_jwks["keys"].as_array().unwrap().iter().find(|k| k["kid"] == kid.as_str()).unwrap().clone(),
+        op_jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["kid"] == kid.as_str())
+            .unwrap()
+            .clone(),
     )
     .unwrap();
     let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
     let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
     v.validate_aud = false;
     v.set_issuer(&["http://localhost:1234"]);
-    jsonwebtoken::decode::<Value>(token, &key, &v).unwrap().claims
+    jsonwebtoken::decode::<Value>(token, &key, &v)
+        .unwrap()
+        .claims
 }
 
 async fn jwks(op: &Op) -> Value {
-    client().get(op.gw.url("/oauth2/jwks")).send().await.unwrap().json().await.unwrap()
+    client()
+        .get(op.gw.url("/oauth2/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 /// Full code flow; returns the token response.
@@ -153,14 +210,33 @@ async fn code_flow(op: &Op, scope: &str) -> Value {
     let (verifier, challenge) = pkce();
     let (loc, _) = browser_authorize(
         op,
-        &[("client_id", "webapp"), ("redirect_uri", REDIRECT), ("response_type", "code"), ("scope", scope), ("state", "st-1"), ("nonce", "n-1"), ("code_challenge", &challenge), ("code_challenge_method", "S256")],
+        &[
+            ("client_id", "webapp"),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "code"),
+            ("scope", scope),
+            ("state", "st-1"),
+            ("nonce", "n-1"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
         None,
     )
     .await;
     let q = query_of(&loc);
     assert_eq!(q["state"], "st-1");
     assert_eq!(q["iss"], "http://localhost:1234");
-    let (status, body, _) = token(op, &[("grant_type", "authorization_code"), ("code", &q["code"]), ("redirect_uri", REDIRECT), ("code_verifier", &verifier)], Some(("webapp", SECRET))).await;
+    let (status, body, _) = token(
+        op,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &q["code"]),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ],
+        Some(("webapp", SECRET)),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     body
 }
@@ -169,22 +245,59 @@ async fn code_flow(op: &Op, scope: &str) -> Value {
 async fn discovery_and_jwks_advertise_what_works() {
     let op = provider("", "jwt", 10);
     let c = client();
-    let r = c.get(op.gw.url("/.well-known/openid-configuration")).send().await.unwrap();
+    let r = c
+        .get(op.gw.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["cache-control"], "public, max-age=300");
     let d: Value = r.json().await.unwrap();
     assert_eq!(d["issuer"], "http://localhost:1234");
-    assert_eq!(d["authorization_endpoint"], "http://localhost:1234/oauth2/authorize");
+    assert_eq!(
+        d["authorization_endpoint"],
+        "http://localhost:1234/oauth2/authorize"
+    );
     assert_eq!(d["token_endpoint"], "http://localhost:1234/oauth2/token");
     assert_eq!(d["jwks_uri"], "http://localhost:1234/oauth2/jwks");
-    assert_eq!(d["end_session_endpoint"], "http://localhost:1234/oauth2/logout");
+    assert_eq!(
+        d["end_session_endpoint"],
+        "http://localhost:1234/oauth2/logout"
+    );
     assert_eq!(d["response_types_supported"], serde_json::json!(["code"]));
-    assert_eq!(d["code_challenge_methods_supported"], serde_json::json!(["S256"]));
-    assert_eq!(d["id_token_signing_alg_values_supported"], serde_json::json!(["ES256"]));
-    assert_eq!(d["grant_types_supported"], serde_json::json!(["authorization_code", "refresh_token", "client_credentials", "password"]));
-    assert!(d["scopes_supported"].as_array().unwrap().contains(&"reports.read".into()));
-    let m: Value = c.get(op.gw.url("/.well-known/oauth-authorization-server")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        d["code_challenge_methods_supported"],
+        serde_json::json!(["S256"])
+    );
+    assert_eq!(
+        d["id_token_signing_alg_values_supported"],
+        serde_json::json!(["ES256"])
+    );
+    assert_eq!(
+        d["grant_types_supported"],
+        serde_json::json!([
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "password"
+        ])
+    );
+    assert!(d["scopes_supported"]
+        .as_array()
+        .unwrap()
+        .contains(&"reports.read".into()));
+    let m: Value = c
+        .get(op.gw.url("/.well-known/oauth-authorization-server"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(m["issuer"], d["issuer"]);
-    assert!(m.get("userinfo_endpoint").is_none(), "RFC 8414 metadata carries OAuth fields only");
+    assert!(
+        m.get("userinfo_endpoint").is_none(),
+        "RFC 8414 metadata carries OAuth fields only"
+    );
     let k = jwks(&op).await;
     let key = &k["keys"][0];
     assert_eq!(key["kty"], "EC");
@@ -215,22 +328,42 @@ async fn code_flow_with_pkce_issues_valid_tokens() {
     assert!(id["auth_time"].as_u64().is_some());
     assert_eq!(id["amr"], serde_json::json!(["pwd"]));
     let at = body["access_token"].as_str().unwrap();
-    let expected_hash = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&sha2::Sha256::digest(at.as_bytes())[..16]);
+    let expected_hash = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(&sha2::Sha256::digest(at.as_bytes())[..16]);
     assert_eq!(id["at_hash"], expected_hash.as_str());
     let access = decode_jwt(&keys, at, "at+jwt");
     assert_eq!(access["client_id"], "webapp");
     assert_eq!(access["sub"], "alice");
     assert_eq!(access["scope"], "openid email offline_access reports.read");
-    assert_eq!(access["aud"], serde_json::json!(["https://api.example.com", "https://other.example.com"]));
+    assert_eq!(
+        access["aud"],
+        serde_json::json!(["https://api.example.com", "https://other.example.com"])
+    );
     assert!(access["jti"].as_str().is_some());
     // userinfo: GET with a bearer token, POST with the token in the form
     let c = client();
-    let ui: Value = c.get(op.gw.url("/oauth2/userinfo")).bearer_auth(at).send().await.unwrap().json().await.unwrap();
+    let ui: Value = c
+        .get(op.gw.url("/oauth2/userinfo"))
+        .bearer_auth(at)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ui["sub"], "alice");
     assert_eq!(ui["email"], "alice@example.com");
     assert!(ui.get("given_name").is_none());
     assert!(ui.get("phone_number").is_none());
-    let ui: Value = c.post(op.gw.url("/oauth2/userinfo")).form(&[("access_token", at)]).send().await.unwrap().json().await.unwrap();
+    let ui: Value = c
+        .post(op.gw.url("/oauth2/userinfo"))
+        .form(&[("access_token", at)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ui["sub"], "alice");
 }
 
@@ -239,9 +372,40 @@ async fn scopes_and_the_claims_parameter_drive_claims() {
     let op = provider("", "jwt", 10);
     let (verifier, challenge) = pkce();
     let claims = r#"{"userinfo":{"phone_number":null}}"#;
-    let (loc, _) = browser_authorize(&op, &[("client_id", "webapp"), ("redirect_uri", REDIRECT), ("response_type", "code"), ("scope", "openid profile"), ("claims", claims), ("code_challenge", &challenge), ("code_challenge_method", "S256")], None).await;
-    let (_, body, _) = token(&op, &[("grant_type", "authorization_code"), ("code", &query_of(&loc)["code"]), ("redirect_uri", REDIRECT), ("code_verifier", &verifier)], Some(("webapp", SECRET))).await;
-    let ui: Value = client().get(op.gw.url("/oauth2/userinfo")).bearer_auth(body["access_token"].as_str().unwrap()).send().await.unwrap().json().await.unwrap();
+    let (loc, _) = browser_authorize(
+        &op,
+        &[
+            ("client_id", "webapp"),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "code"),
+            ("scope", "openid profile"),
+            ("claims", claims),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+        None,
+    )
+    .await;
+    let (_, body, _) = token(
+        &op,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &query_of(&loc)["code"]),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ],
+        Some(("webapp", SECRET)),
+    )
+    .await;
+    let ui: Value = client()
+        .get(op.gw.url("/oauth2/userinfo"))
+        .bearer_auth(body["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ui["given_name"], "Alice");
     assert_eq!(ui["phone_number"], "+100", "requested individually");
     assert!(ui.get("email").is_none(), "email scope not granted");
@@ -252,30 +416,80 @@ async fn refresh_rotation_grace_and_reuse_detection() {
     let op = provider("", "jwt", 2);
     let body = code_flow(&op, "openid offline_access").await;
     let rt1 = body["refresh_token"].as_str().unwrap().to_string();
-    let (s, r2, _) = token(&op, &[("grant_type", "refresh_token"), ("refresh_token", &rt1)], Some(("webapp", SECRET))).await;
+    let (s, r2, _) = token(
+        &op,
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt1)],
+        Some(("webapp", SECRET)),
+    )
+    .await;
     assert_eq!(s, 200, "{r2}");
     let rt2 = r2["refresh_token"].as_str().unwrap().to_string();
     assert_ne!(rt1, rt2, "rotated");
     assert!(r2["id_token"].is_string());
     // replay inside the grace period: the same answer
-    let (s, again, _) = token(&op, &[("grant_type", "refresh_token"), ("refresh_token", &rt1)], Some(("webapp", SECRET))).await;
+    let (s, again, _) = token(
+        &op,
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt1)],
+        Some(("webapp", SECRET)),
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(again, r2);
     tokio::time::sleep(std::time::Duration::from_millis(3100)).await;
     // replay after the grace period: refused, and the whole family dies
-    let (s, err, _) = token(&op, &[("grant_type", "refresh_token"), ("refresh_token", &rt1)], Some(("webapp", SECRET))).await;
+    let (s, err, _) = token(
+        &op,
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt1)],
+        Some(("webapp", SECRET)),
+    )
+    .await;
     assert_eq!((s, err["error"].as_str()), (400, Some("invalid_grant")));
-    let (s, err, _) = token(&op, &[("grant_type", "refresh_token"), ("refresh_token", &rt2)], Some(("webapp", SECRET))).await;
-    assert_eq!((s, err["error"].as_str()), (400, Some("invalid_grant")), "the newer token of the family is revoked too");
-    let r = client().get(op.gw.url("/oauth2/userinfo")).bearer_auth(r2["access_token"].as_str().unwrap()).send().await.unwrap();
+    let (s, err, _) = token(
+        &op,
+        &[("grant_type", "refresh_token"), ("refresh_token", &rt2)],
+        Some(("webapp", SECRET)),
+    )
+    .await;
+    assert_eq!(
+        (s, err["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "the newer token of the family is revoked too"
+    );
+    let r = client()
+        .get(op.gw.url("/oauth2/userinfo"))
+        .bearer_auth(r2["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
-    assert!(r.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer error=\"invalid_token\""));
+    assert!(r.headers()["www-authenticate"]
+        .to_str()
+        .unwrap()
+        .starts_with("Bearer error=\"invalid_token\""));
     // a narrower scope on refresh is fine, a wider one is not
     let body = code_flow(&op, "openid email offline_access").await;
     let rt = body["refresh_token"].as_str().unwrap();
-    let (s, err, _) = token(&op, &[("grant_type", "refresh_token"), ("refresh_token", rt), ("scope", "openid profile")], Some(("webapp", SECRET))).await;
+    let (s, err, _) = token(
+        &op,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", rt),
+            ("scope", "openid profile"),
+        ],
+        Some(("webapp", SECRET)),
+    )
+    .await;
     assert_eq!((s, err["error"].as_str()), (400, Some("invalid_scope")));
-    let (s, ok, _) = token(&op, &[("grant_type", "refresh_token"), ("refresh_token", rt), ("scope", "openid")], Some(("webapp", SECRET))).await;
+    let (s, ok, _) = token(
+        &op,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", rt),
+            ("scope", "openid"),
+        ],
+        Some(("webapp", SECRET)),
+    )
+    .await;
     assert_eq!(s, 200);
     assert_eq!(ok["scope"], "openid offline_access");
 }
@@ -284,16 +498,50 @@ async fn refresh_rotation_grace_and_reuse_detection() {
 async fn code_replay_fails_and_revokes_what_it_issued() {
     let op = provider("", "jwt", 10);
     let (verifier, challenge) = pkce();
-    let (loc, _) = browser_authorize(&op, &[("client_id", "webapp"), ("redirect_uri", REDIRECT), ("response_type", "code"), ("scope", "openid offline_access"), ("code_challenge", &challenge), ("code_challenge_method", "S256")], None).await;
+    let (loc, _) = browser_authorize(
+        &op,
+        &[
+            ("client_id", "webapp"),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "code"),
+            ("scope", "openid offline_access"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+        None,
+    )
+    .await;
     let code = query_of(&loc)["code"].clone();
-    let form = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", REDIRECT), ("code_verifier", verifier.as_str())];
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", verifier.as_str()),
+    ];
     let (s, first, _) = token(&op, &form, Some(("webapp", SECRET))).await;
     assert_eq!(s, 200);
     let (s, err, _) = token(&op, &form, Some(("webapp", SECRET))).await;
     assert_eq!((s, err["error"].as_str()), (400, Some("invalid_grant")));
-    let r = client().get(op.gw.url("/oauth2/userinfo")).bearer_auth(first["access_token"].as_str().unwrap()).send().await.unwrap();
-    assert_eq!(r.status(), 401, "the access token of the replayed code is revoked");
-    let (s, err, _) = token(&op, &[("grant_type", "refresh_token"), ("refresh_token", first["refresh_token"].as_str().unwrap())], Some(("webapp", SECRET))).await;
+    let r = client()
+        .get(op.gw.url("/oauth2/userinfo"))
+        .bearer_auth(first["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        401,
+        "the access token of the replayed code is revoked"
+    );
+    let (s, err, _) = token(
+        &op,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", first["refresh_token"].as_str().unwrap()),
+        ],
+        Some(("webapp", SECRET)),
+    )
+    .await;
     assert_eq!((s, err["error"].as_str()), (400, Some("invalid_grant")));
 }
 
@@ -301,45 +549,160 @@ async fn code_replay_fails_and_revokes_what_it_issued() {
 async fn token_endpoint_errors() {
     let op = provider("", "jwt", 10);
     let (verifier, challenge) = pkce();
-    let (loc, _) = browser_authorize(&op, &[("client_id", "webapp"), ("redirect_uri", REDIRECT), ("response_type", "code"), ("scope", "openid"), ("code_challenge", &challenge), ("code_challenge_method", "S256")], None).await;
+    let (loc, _) = browser_authorize(
+        &op,
+        &[
+            ("client_id", "webapp"),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+        None,
+    )
+    .await;
     let code = query_of(&loc)["code"].clone();
     // wrong PKCE verifier
-    let (s, e, _) = token(&op, &[("grant_type", "authorization_code"), ("code", &code), ("redirect_uri", REDIRECT), ("code_verifier", &"x".repeat(43))], Some(("webapp", SECRET))).await;
+    let (s, e, _) = token(
+        &op,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &"x".repeat(43)),
+        ],
+        Some(("webapp", SECRET)),
+    )
+    .await;
     assert_eq!((s, e["error"].as_str()), (400, Some("invalid_grant")));
     let _ = verifier;
     // (the code is consumed by that attempt: single use)
-    let (s, e, h) = token(&op, &[("grant_type", "client_credentials")], Some(("webapp", "wrong-secret"))).await;
+    let (s, e, h) = token(
+        &op,
+        &[("grant_type", "client_credentials")],
+        Some(("webapp", "wrong-secret")),
+    )
+    .await;
     assert_eq!((s, e["error"].as_str()), (401, Some("invalid_client")));
     assert_eq!(h["www-authenticate"], "Basic realm=\"tessera\"");
-    let (s, e, h) = token(&op, &[("grant_type", "client_credentials"), ("client_id", "webapp"), ("client_secret", "nope")], None).await;
+    let (s, e, h) = token(
+        &op,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "webapp"),
+            ("client_secret", "nope"),
+        ],
+        None,
+    )
+    .await;
     assert_eq!((s, e["error"].as_str()), (401, Some("invalid_client")));
     assert!(h.get("www-authenticate").is_none());
-    let (s, e, _) = token(&op, &[("grant_type", "client_credentials"), ("client_id", "nobody"), ("client_secret", "x")], None).await;
+    let (s, e, _) = token(
+        &op,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "nobody"),
+            ("client_secret", "x"),
+        ],
+        None,
+    )
+    .await;
     assert_eq!((s, e["error"].as_str()), (401, Some("invalid_client")));
-    let (s, e, _) = token(&op, &[("grant_type", "urn:ietf:params:oauth:grant-type:device_code")], Some(("webapp", SECRET))).await;
-    assert_eq!((s, e["error"].as_str()), (400, Some("unsupported_grant_type")));
-    let (s, e, _) = token(&op, &[("grant_type", "client_credentials"), ("client_id", "spa")], None).await;
+    let (s, e, _) = token(
+        &op,
+        &[("grant_type", "urn:ietf:params:oauth:grant-type:device_code")],
+        Some(("webapp", SECRET)),
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (400, Some("unsupported_grant_type"))
+    );
+    let (s, e, _) = token(
+        &op,
+        &[("grant_type", "client_credentials"), ("client_id", "spa")],
+        None,
+    )
+    .await;
     assert_eq!((s, e["error"].as_str()), (400, Some("unauthorized_client")));
-    let (s, e, _) = token(&op, &[("grant_type", "client_credentials"), ("scope", "admin")], Some(("webapp", SECRET))).await;
+    let (s, e, _) = token(
+        &op,
+        &[("grant_type", "client_credentials"), ("scope", "admin")],
+        Some(("webapp", SECRET)),
+    )
+    .await;
     assert_eq!((s, e["error"].as_str()), (400, Some("invalid_scope")));
-    let (s, e, _) = token(&op, &[("grant_type", "client_credentials"), ("resource", "https://evil.example.com")], Some(("webapp", SECRET))).await;
+    let (s, e, _) = token(
+        &op,
+        &[
+            ("grant_type", "client_credentials"),
+            ("resource", "https://evil.example.com"),
+        ],
+        Some(("webapp", SECRET)),
+    )
+    .await;
     assert_eq!((s, e["error"].as_str()), (400, Some("invalid_target")));
-    let (s, e, _) = token(&op, &[("grant_type", "authorization_code"), ("code", "nope"), ("redirect_uri", REDIRECT)], Some(("webapp", SECRET))).await;
+    let (s, e, _) = token(
+        &op,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", "nope"),
+            ("redirect_uri", REDIRECT),
+        ],
+        Some(("webapp", SECRET)),
+    )
+    .await;
     assert_eq!((s, e["error"].as_str()), (400, Some("invalid_grant")));
     // malformed requests
     let c = client();
-    let r = c.post(op.gw.url("/oauth2/token")).basic_auth("webapp", Some(SECRET)).header("content-type", "application/x-www-form-urlencoded").body("grant_type=client_credentials&grant_type=password").send().await.unwrap();
+    let r = c
+        .post(op.gw.url("/oauth2/token"))
+        .basic_auth("webapp", Some(SECRET))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials&grant_type=password")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
-    let r = c.post(op.gw.url("/oauth2/token")).basic_auth("webapp", Some(SECRET)).json(&serde_json::json!({"grant_type": "client_credentials"})).send().await.unwrap();
+    let r = c
+        .post(op.gw.url("/oauth2/token"))
+        .basic_auth("webapp", Some(SECRET))
+        .json(&serde_json::json!({"grant_type": "client_credentials"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
-    let r = c.get(op.gw.url("/oauth2/token?grant_type=client_credentials")).send().await.unwrap();
+    let r = c
+        .get(op.gw.url("/oauth2/token?grant_type=client_credentials"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
-    let r = c.post(op.gw.url("/oauth2/token")).basic_auth("webapp", Some(SECRET)).form(&[("grant_type", "client_credentials"), ("scope", &"a".repeat(10_000))]).send().await.unwrap();
+    let r = c
+        .post(op.gw.url("/oauth2/token"))
+        .basic_auth("webapp", Some(SECRET))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", &"a".repeat(10_000)),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
     // both Basic and client_secret_post
-    let r = c.post(op.gw.url("/oauth2/token")).basic_auth("webapp", Some(SECRET)).form(&[("grant_type", "client_credentials"), ("client_secret", SECRET)]).send().await.unwrap();
+    let r = c
+        .post(op.gw.url("/oauth2/token"))
+        .basic_auth("webapp", Some(SECRET))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_secret", SECRET),
+        ])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "invalid_request");
 }
 
@@ -348,9 +711,21 @@ async fn authorize_errors_never_redirect_to_unregistered_uris() {
     let op = provider("", "jwt", 10);
     let c = client();
     for params in [
-        vec![("client_id", "nobody"), ("redirect_uri", REDIRECT), ("response_type", "code")],
-        vec![("client_id", "webapp"), ("redirect_uri", "https://evil.example.com/cb"), ("response_type", "code")],
-        vec![("client_id", "webapp"), ("redirect_uri", "https://rp.example.com/cb/extra"), ("response_type", "code")],
+        vec![
+            ("client_id", "nobody"),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "code"),
+        ],
+        vec![
+            ("client_id", "webapp"),
+            ("redirect_uri", "https://evil.example.com/cb"),
+            ("response_type", "code"),
+        ],
+        vec![
+            ("client_id", "webapp"),
+            ("redirect_uri", "https://rp.example.com/cb/extra"),
+            ("response_type", "code"),
+        ],
         vec![("client_id", "webapp"), ("response_type", "code")],
     ] {
         let r = c.get(authorize_url(&op, &params)).send().await.unwrap();
@@ -365,21 +740,113 @@ async fn authorize_errors_never_redirect_to_unregistered_uris() {
             let r = c.get(url).send().await.unwrap();
             assert_eq!(r.status(), 302);
             let loc = r.headers()["location"].to_str().unwrap().to_string();
-            assert!(loc.starts_with("https://rp.example.com/cb?") || loc.starts_with("http://localhost:3000/cb?"), "{loc}");
+            assert!(
+                loc.starts_with("https://rp.example.com/cb?")
+                    || loc.starts_with("http://localhost:3000/cb?"),
+                "{loc}"
+            );
             let q = query_of(&loc);
             assert_eq!(q["error"], error, "{loc}");
             assert_eq!(q.get("state").map(String::as_str), Some("xyz"));
         }
     };
-    expect_redirect(vec![("client_id", "webapp"), ("redirect_uri", REDIRECT), ("response_type", "token"), ("state", "xyz")], "unsupported_response_type").await;
-    expect_redirect(vec![("client_id", "webapp"), ("redirect_uri", REDIRECT), ("state", "xyz")], "invalid_request").await;
-    expect_redirect(vec![("client_id", "webapp"), ("redirect_uri", REDIRECT), ("response_type", "code"), ("scope", "openid admin"), ("state", "xyz")], "invalid_scope").await;
-    expect_redirect(vec![("client_id", "webapp"), ("redirect_uri", REDIRECT), ("response_type", "code"), ("resource", "https://evil.example.com"), ("state", "xyz")], "invalid_target").await;
-    expect_redirect(vec![("client_id", "webapp"), ("redirect_uri", REDIRECT), ("response_type", "code"), ("code_challenge", "abc"), ("code_challenge_method", "plain"), ("state", "xyz")], "invalid_request").await;
-    expect_redirect(vec![("client_id", "spa"), ("redirect_uri", "http://localhost:3000/cb"), ("response_type", "code"), ("scope", "openid"), ("state", "xyz")], "invalid_request").await;
-    expect_redirect(vec![("client_id", "webapp"), ("redirect_uri", REDIRECT), ("response_type", "code"), ("prompt", "none"), ("state", "xyz")], "login_required").await;
-    expect_redirect(vec![("client_id", "webapp"), ("redirect_uri", REDIRECT), ("response_type", "code"), ("claims", "not json"), ("state", "xyz")], "invalid_request").await;
-    expect_redirect(vec![("client_id", "webapp"), ("redirect_uri", REDIRECT), ("response_type", "code"), ("request", "eyJ.x.y"), ("state", "xyz")], "request_not_supported").await;
+    expect_redirect(
+        vec![
+            ("client_id", "webapp"),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "token"),
+            ("state", "xyz"),
+        ],
+        "unsupported_response_type",
+    )
+    .await;
+    expect_redirect(
+        vec![
+            ("client_id", "webapp"),
+            ("redirect_uri", REDIRECT),
+            ("state", "xyz"),
+        ],
+        "invalid_request",
+    )
+    .await;
+    expect_redirect(
+        vec![
+            ("client_id", "webapp"),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "code"),
+            ("scope", "openid admin"),
+            ("state", "xyz"),
+        ],
+        "invalid_scope",
+    )
+    .await;
+    expect_redirect(
+        vec![
+            ("client_id", "webapp"),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "code"),
+            ("resource", "https://evil.example.com"),
+            ("state", "xyz"),
+        ],
+        "invalid_target",
+    )
+    .await;
+    expect_redirect(
+        vec![
+            ("client_id", "webapp"),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "code"),
+            ("code_challenge", "abc"),
+            ("code_challenge_method", "plain"),
+            ("state", "xyz"),
+        ],
+        "invalid_request",
+    )
+    .await;
+    expect_redirect(
+        vec![
+            ("client_id", "spa"),
+            ("redirect_uri", "http://localhost:3000/cb"),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("state", "xyz"),
+        ],
+        "invalid_request",
+    )
+    .await;
+    expect_redirect(
+        vec![
+            ("client_id", "webapp"),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "code"),
+            ("prompt", "none"),
+            ("state", "xyz"),
+        ],
+        "login_required",
+    )
+    .await;
+    expect_redirect(
+        vec![
+            ("client_id", "webapp"),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "code"),
+            ("claims", "not json"),
+            ("state", "xyz"),
+        ],
+        "invalid_request",
+    )
+    .await;
+    expect_redirect(
+        vec![
+            ("client_id", "webapp"),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "code"),
+            ("request", "eyJ.x.y"),
+            ("state", "xyz"),
+        ],
+        "request_not_supported",
+    )
+    .await;
     // a repeated parameter is refused before anything else
     let r = c.get(op.gw.url(&format!("/oauth2/authorize?client_id=webapp&client_id=spa&redirect_uri={REDIRECT}&response_type=code"))).send().await.unwrap();
     assert_eq!(r.status(), 400);
@@ -392,20 +859,50 @@ async fn sso_across_proxy_and_oidc_apps() {
     // signed in at the proxy app first
     let (session, _) = login(&op.gw, "/portal", "local", "alice", "pw").await;
     let (_, challenge) = pkce();
-    let params = [("client_id", "webapp"), ("redirect_uri", REDIRECT), ("response_type", "code"), ("scope", "openid"), ("code_challenge", challenge.as_str()), ("code_challenge_method", "S256"), ("state", "s")];
-    let r = client().get(authorize_url(&op, &params)).header("cookie", &session).send().await.unwrap();
+    let params = [
+        ("client_id", "webapp"),
+        ("redirect_uri", REDIRECT),
+        ("response_type", "code"),
+        ("scope", "openid"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+        ("state", "s"),
+    ];
+    let r = client()
+        .get(authorize_url(&op, &params))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
     let loc = r.headers()["location"].to_str().unwrap();
     assert!(loc.starts_with(REDIRECT), "no second login: {loc}");
     // prompt=login forces a new sign-in even with a session
     let mut forced = params.to_vec();
     forced.push(("prompt", "login"));
-    let r = client().get(authorize_url(&op, &forced)).header("cookie", &session).send().await.unwrap();
-    assert!(r.headers()["location"].to_str().unwrap().starts_with("/.tessera/login"));
+    let r = client()
+        .get(authorize_url(&op, &forced))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/.tessera/login"));
     // and the other way round: signed in through the provider, the proxy app needs no login
     let (_, session2) = browser_authorize(&op, &params, None).await;
-    let r = client().get(op.gw.url("/portal")).header("cookie", &session2).send().await.unwrap();
-    assert_eq!(r.status(), 502, "reached the (absent) upstream without a login redirect");
+    let r = client()
+        .get(op.gw.url("/portal"))
+        .header("cookie", &session2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        502,
+        "reached the (absent) upstream without a login redirect"
+    );
 }
 
 #[tokio::test]
@@ -414,7 +911,18 @@ async fn form_post_response_mode() {
     let (session, _) = login(&op.gw, "/portal", "local", "alice", "pw").await;
     let (_, challenge) = pkce();
     let r = client()
-        .get(authorize_url(&op, &[("client_id", "webapp"), ("redirect_uri", REDIRECT), ("response_type", "code"), ("response_mode", "form_post"), ("code_challenge", &challenge), ("code_challenge_method", "S256"), ("state", "st")]))
+        .get(authorize_url(
+            &op,
+            &[
+                ("client_id", "webapp"),
+                ("redirect_uri", REDIRECT),
+                ("response_type", "code"),
+                ("response_mode", "form_post"),
+                ("code_challenge", &challenge),
+                ("code_challenge_method", "S256"),
+                ("state", "st"),
+            ],
+        ))
         .header("cookie", &session)
         .send()
         .await
@@ -430,7 +938,16 @@ async fn form_post_response_mode() {
 async fn client_credentials_and_password_grants() {
     let op = provider("", "jwt", 10);
     let keys = jwks(&op).await;
-    let (s, body, _) = token(&op, &[("grant_type", "client_credentials"), ("scope", "reports.read"), ("resource", "https://api.example.com")], Some(("webapp", SECRET))).await;
+    let (s, body, _) = token(
+        &op,
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "reports.read"),
+            ("resource", "https://api.example.com"),
+        ],
+        Some(("webapp", SECRET)),
+    )
+    .await;
     assert_eq!(s, 200, "{body}");
     assert!(body.get("refresh_token").is_none() && body.get("id_token").is_none());
     let at = decode_jwt(&keys, body["access_token"].as_str().unwrap(), "at+jwt");
@@ -438,16 +955,61 @@ async fn client_credentials_and_password_grants() {
     assert_eq!(at["aud"], "https://api.example.com");
     assert_eq!(at["scope"], "reports.read");
     // client_secret_post works as well
-    let (s, _, _) = token(&op, &[("grant_type", "client_credentials"), ("client_id", "webapp"), ("client_secret", SECRET)], None).await;
+    let (s, _, _) = token(
+        &op,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", "webapp"),
+            ("client_secret", SECRET),
+        ],
+        None,
+    )
+    .await;
     assert_eq!(s, 200);
-    let (s, body, _) = token(&op, &[("grant_type", "password"), ("username", "alice"), ("password", "pw"), ("scope", "openid email offline_access")], Some(("webapp", SECRET))).await;
+    let (s, body, _) = token(
+        &op,
+        &[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "pw"),
+            ("scope", "openid email offline_access"),
+        ],
+        Some(("webapp", SECRET)),
+    )
+    .await;
     assert_eq!(s, 200, "{body}");
-    assert_eq!(decode_jwt(&keys, body["id_token"].as_str().unwrap(), "JWT")["email"], "alice@example.com");
+    assert_eq!(
+        decode_jwt(&keys, body["id_token"].as_str().unwrap(), "JWT")["email"],
+        "alice@example.com"
+    );
     assert!(body["refresh_token"].is_string());
-    let (s, e, _) = token(&op, &[("grant_type", "password"), ("username", "alice"), ("password", "nope")], Some(("webapp", SECRET))).await;
+    let (s, e, _) = token(
+        &op,
+        &[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "nope"),
+        ],
+        Some(("webapp", SECRET)),
+    )
+    .await;
     assert_eq!((s, e["error"].as_str()), (400, Some("invalid_grant")));
-    let (s, e, _) = token(&op, &[("grant_type", "password"), ("client_id", "spa"), ("username", "alice"), ("password", "pw")], None).await;
-    assert_eq!((s, e["error"].as_str()), (400, Some("unauthorized_client")), "spa is not granted `password`");
+    let (s, e, _) = token(
+        &op,
+        &[
+            ("grant_type", "password"),
+            ("client_id", "spa"),
+            ("username", "alice"),
+            ("password", "pw"),
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (400, Some("unauthorized_client")),
+        "spa is not granted `password`"
+    );
 }
 
 #[tokio::test]
@@ -456,13 +1018,25 @@ async fn introspection_and_revocation() {
     let body = code_flow(&op, "openid offline_access").await;
     let at = body["access_token"].as_str().unwrap();
     assert_eq!(at.len(), 40, "opaque token of the configured length");
-    assert!(at.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    assert!(at
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     let rt = body["refresh_token"].as_str().unwrap();
     let c = client();
     let intro = |token: String| {
         let c = c.clone();
         let url = op.gw.url("/oauth2/introspect");
-        async move { c.post(url).basic_auth("webapp", Some(SECRET)).form(&[("token", token)]).send().await.unwrap().json::<Value>().await.unwrap() }
+        async move {
+            c.post(url)
+                .basic_auth("webapp", Some(SECRET))
+                .form(&[("token", token)])
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
     };
     let i = intro(at.to_string()).await;
     assert_eq!(i["active"], true);
@@ -471,22 +1045,61 @@ async fn introspection_and_revocation() {
     let i = intro(rt.to_string()).await;
     assert_eq!(i["active"], true);
     assert_eq!(i["token_type"], "refresh_token");
-    assert_eq!(intro("garbage".into()).await, serde_json::json!({"active": false}));
+    assert_eq!(
+        intro("garbage".into()).await,
+        serde_json::json!({"active": false})
+    );
     // public clients may not introspect
-    let r = c.post(op.gw.url("/oauth2/introspect")).form(&[("token", at), ("client_id", "spa")]).send().await.unwrap();
+    let r = c
+        .post(op.gw.url("/oauth2/introspect"))
+        .form(&[("token", at), ("client_id", "spa")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     // revoke the access token
-    let r = c.post(op.gw.url("/oauth2/revoke")).basic_auth("webapp", Some(SECRET)).form(&[("token", at)]).send().await.unwrap();
+    let r = c
+        .post(op.gw.url("/oauth2/revoke"))
+        .basic_auth("webapp", Some(SECRET))
+        .form(&[("token", at)])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(intro(at.to_string()).await["active"], false);
-    assert_eq!(c.get(op.gw.url("/oauth2/userinfo")).bearer_auth(at).send().await.unwrap().status(), 401);
+    assert_eq!(
+        c.get(op.gw.url("/oauth2/userinfo"))
+            .bearer_auth(at)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
     // revoke the refresh token: the family is gone
-    let r = c.post(op.gw.url("/oauth2/revoke")).basic_auth("webapp", Some(SECRET)).form(&[("token", rt), ("token_type_hint", "refresh_token")]).send().await.unwrap();
+    let r = c
+        .post(op.gw.url("/oauth2/revoke"))
+        .basic_auth("webapp", Some(SECRET))
+        .form(&[("token", rt), ("token_type_hint", "refresh_token")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let (s, e, _) = token(&op, &[("grant_type", "refresh_token"), ("refresh_token", rt)], Some(("webapp", SECRET))).await;
+    let (s, e, _) = token(
+        &op,
+        &[("grant_type", "refresh_token"), ("refresh_token", rt)],
+        Some(("webapp", SECRET)),
+    )
+    .await;
     assert_eq!((s, e["error"].as_str()), (400, Some("invalid_grant")));
     // unknown tokens: 200 all the same (RFC 7009)
-    let r = c.post(op.gw.url("/oauth2/revoke")).basic_auth("webapp", Some(SECRET)).form(&[("token", "unknown")]).send().await.unwrap();
+    let r = c
+        .post(op.gw.url("/oauth2/revoke"))
+        .basic_auth("webapp", Some(SECRET))
+        .form(&[("token", "unknown")])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -496,8 +1109,30 @@ async fn end_session_with_hint_and_registered_redirect() {
     let (_, challenge) = pkce();
     let (verifier2, challenge2) = pkce();
     let _ = challenge;
-    let (loc, session) = browser_authorize(&op, &[("client_id", "webapp"), ("redirect_uri", REDIRECT), ("response_type", "code"), ("scope", "openid"), ("code_challenge", &challenge2), ("code_challenge_method", "S256")], None).await;
-    let (_, body, _) = token(&op, &[("grant_type", "authorization_code"), ("code", &query_of(&loc)["code"]), ("redirect_uri", REDIRECT), ("code_verifier", &verifier2)], Some(("webapp", SECRET))).await;
+    let (loc, session) = browser_authorize(
+        &op,
+        &[
+            ("client_id", "webapp"),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("code_challenge", &challenge2),
+            ("code_challenge_method", "S256"),
+        ],
+        None,
+    )
+    .await;
+    let (_, body, _) = token(
+        &op,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &query_of(&loc)["code"]),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier2),
+        ],
+        Some(("webapp", SECRET)),
+    )
+    .await;
     let id_token = body["id_token"].as_str().unwrap();
     let c = client();
     let bad = c.get(op.gw.url(&format!("/oauth2/logout?id_token_hint={id_token}&post_logout_redirect_uri=https://evil.example.com/"))).header("cookie", &session).send().await.unwrap();
@@ -505,9 +1140,20 @@ async fn end_session_with_hint_and_registered_redirect() {
     assert!(bad.headers().get("location").is_none());
     let r = c.get(op.gw.url(&format!("/oauth2/logout?id_token_hint={id_token}&post_logout_redirect_uri=https://rp.example.com/bye&state=abc"))).header("cookie", &session).send().await.unwrap();
     assert_eq!(r.status(), 302);
-    assert_eq!(r.headers()["location"], "https://rp.example.com/bye?state=abc");
+    assert_eq!(
+        r.headers()["location"],
+        "https://rp.example.com/bye?state=abc"
+    );
     // the gateway session is over: the proxy app asks for a login again
-    let r = c.get(op.gw.url("/portal")).header("cookie", &session).send().await.unwrap();
+    let r = c
+        .get(op.gw.url("/portal"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
-    assert!(r.headers()["location"].to_str().unwrap().starts_with("/.tessera/login"));
+    assert!(r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/.tessera/login"));
 }

@@ -49,7 +49,13 @@ apps:
 }
 
 async fn token(gw: &Gateway, form: &[(&str, &str)]) -> (u16, Value) {
-    let r = client().post(gw.url("/oauth2/token")).basic_auth("web", Some(SECRET)).form(form).send().await.unwrap();
+    let r = client()
+        .post(gw.url("/oauth2/token"))
+        .basic_auth("web", Some(SECRET))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
 }
 
@@ -58,14 +64,32 @@ async fn provider_state_is_shared_by_replicas() {
     let server = RedisServer::start();
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("k.pem");
-    std::fs::write(&key, tessera::provider::keys::generate_pem(tessera::provider::keys::SigningAlg::Es256).unwrap()).unwrap();
+    std::fs::write(
+        &key,
+        tessera::provider::keys::generate_pem(tessera::provider::keys::SigningAlg::Es256).unwrap(),
+    )
+    .unwrap();
     let config = yaml(&server.address(), &key);
     let a = Gateway::start(&config);
     let b = Gateway::start(&config);
     let c = client();
     // same keys published by both
-    let ja: Value = c.get(a.url("/oauth2/jwks")).send().await.unwrap().json().await.unwrap();
-    let jb: Value = c.get(b.url("/oauth2/jwks")).send().await.unwrap().json().await.unwrap();
+    let ja: Value = c
+        .get(a.url("/oauth2/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let jb: Value = c
+        .get(b.url("/oauth2/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ja, jb);
 
     // sign in at A (the session lives in Redis), authorize at B with that session
@@ -73,35 +97,85 @@ async fn provider_state_is_shared_by_replicas() {
     let verifier = tessera::session::random_token(32);
     use base64::Engine;
     use sha2::Digest;
-    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
     let q: String = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs([("client_id", "web"), ("redirect_uri", REDIRECT), ("response_type", "code"), ("scope", "openid offline_access"), ("code_challenge", challenge.as_str()), ("code_challenge_method", "S256")])
+        .extend_pairs([
+            ("client_id", "web"),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "code"),
+            ("scope", "openid offline_access"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ])
         .finish();
-    let r = c.get(b.url(&format!("/oauth2/authorize?{q}"))).header("cookie", &session).send().await.unwrap();
+    let r = c
+        .get(b.url(&format!("/oauth2/authorize?{q}")))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
     let loc = r.headers()["location"].to_str().unwrap().to_string();
-    assert!(loc.starts_with(REDIRECT), "B sees the session made at A: {loc}");
-    let params: HashMap<String, String> = url::Url::parse(&loc).unwrap().query_pairs().into_owned().collect();
+    assert!(
+        loc.starts_with(REDIRECT),
+        "B sees the session made at A: {loc}"
+    );
+    let params: HashMap<String, String> = url::Url::parse(&loc)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect();
     let code = &params["code"];
 
     // the code issued by B is redeemed at A, once
-    let form = [("grant_type", "authorization_code"), ("code", code.as_str()), ("redirect_uri", REDIRECT), ("code_verifier", verifier.as_str())];
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", verifier.as_str()),
+    ];
     let (s, tokens) = token(&a, &form).await;
     assert_eq!(s, 200, "{tokens}");
 
     // rotated at A, replayed at B after the grace period: detected, the family is revoked
     let rt1 = tokens["refresh_token"].as_str().unwrap();
-    let (s, rotated) = token(&a, &[("grant_type", "refresh_token"), ("refresh_token", rt1)]).await;
+    let (s, rotated) = token(
+        &a,
+        &[("grant_type", "refresh_token"), ("refresh_token", rt1)],
+    )
+    .await;
     assert_eq!(s, 200);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    let (s, e) = token(&b, &[("grant_type", "refresh_token"), ("refresh_token", rt1)]).await;
+    let (s, e) = token(
+        &b,
+        &[("grant_type", "refresh_token"), ("refresh_token", rt1)],
+    )
+    .await;
     assert_eq!((s, e["error"].as_str()), (400, Some("invalid_grant")));
     let rt2 = rotated["refresh_token"].as_str().unwrap();
-    let (s, e) = token(&a, &[("grant_type", "refresh_token"), ("refresh_token", rt2)]).await;
-    assert_eq!((s, e["error"].as_str()), (400, Some("invalid_grant")), "the whole family is revoked");
-    let r = c.get(b.url("/oauth2/userinfo")).bearer_auth(rotated["access_token"].as_str().unwrap()).send().await.unwrap();
+    let (s, e) = token(
+        &a,
+        &[("grant_type", "refresh_token"), ("refresh_token", rt2)],
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "the whole family is revoked"
+    );
+    let r = c
+        .get(b.url("/oauth2/userinfo"))
+        .bearer_auth(rotated["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401, "and its access tokens, at every replica");
     // the code, single use across replicas
     let (s, e) = token(&b, &form).await;
-    assert_eq!((s, e["error"].as_str()), (400, Some("invalid_grant")), "code replay at the other replica");
+    assert_eq!(
+        (s, e["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "code replay at the other replica"
+    );
 }

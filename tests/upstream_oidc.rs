@@ -21,12 +21,18 @@ use serde_json::{json, Value};
 use support::*;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn query_of(location: &str) -> HashMap<String, String> {
     let url = url::Url::parse(location).unwrap();
-    url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+    url.query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
 }
 
 fn location(r: &reqwest::Response) -> String {
@@ -50,7 +56,11 @@ fn pair(rp_extra_connector: &str) -> Pair {
 fn pair_with(idp_client_extra: &str, rp_scopes: &str, rp_extra_connector: &str) -> Pair {
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("k.pem");
-    std::fs::write(&key, tessera::provider::keys::generate_pem(tessera::provider::keys::SigningAlg::Es256).unwrap()).unwrap();
+    std::fs::write(
+        &key,
+        tessera::provider::keys::generate_pem(tessera::provider::keys::SigningAlg::Es256).unwrap(),
+    )
+    .unwrap();
     let (p, q) = (free_port(), free_port());
     let hash = pw_hash();
     let idp = Gateway::start(&format!(
@@ -81,9 +91,13 @@ apps:
 "#,
         key = key.display()
     ));
-    let up = std::thread::spawn(|| tokio::runtime::Runtime::new().unwrap().block_on(async { upstream_forever().await }))
-        .join()
-        .unwrap();
+    let up = std::thread::spawn(|| {
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(async { upstream_forever().await })
+    })
+    .join()
+    .unwrap();
     let rp = Gateway::start(&format!(
         r#"version: 1
 http: {{ address: "127.0.0.1:{q}" }}
@@ -113,7 +127,11 @@ apps:
       - {{ location: /, authentication: {{ idps: [corp] }}, authorization: {{ allowAll: true }} }}
 "#
     ));
-    Pair { idp, rp, _keys: keys }
+    Pair {
+        idp,
+        rp,
+        _keys: keys,
+    }
 }
 
 /// An upstream echo app that outlives the runtime that created it.
@@ -134,29 +152,59 @@ async fn upstream_forever() -> SocketAddr {
 async fn to_callback(pair: &Pair, path: &str) -> (String, String, String) {
     let c = client();
     let s = start_login(&pair.rp, path).await;
-    let r = c.get(&s.login_url).header("cookie", &s.flow_cookie).send().await.unwrap();
+    let r = c
+        .get(&s.login_url)
+        .header("cookie", &s.flow_cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302, "single IdP: straight to it");
     let authorize = location(&r);
-    assert!(authorize.starts_with(&pair.idp.url("/oauth2/authorize?")), "{authorize}");
+    assert!(
+        authorize.starts_with(&pair.idp.url("/oauth2/authorize?")),
+        "{authorize}"
+    );
     let q = query_of(&authorize);
     assert_eq!(q["code_challenge_method"], "S256");
     assert!(q.contains_key("nonce") && q.contains_key("state"));
     let r = c.get(&authorize).send().await.unwrap();
     let idp_login = location(&r);
     let idp_flow = set_cookie(&r, "tessera_login").unwrap();
-    let html = c.get(pair.idp.url(&idp_login)).header("cookie", &idp_flow).send().await.unwrap().text().await.unwrap();
+    let html = c
+        .get(pair.idp.url(&idp_login))
+        .header("cookie", &idp_flow)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     let r = c
         .post(pair.idp.url("/.tessera/login"))
         .header("cookie", &idp_flow)
-        .form(&[("flow", hidden(&html, "flow")), ("csrf", hidden(&html, "csrf")), ("idp", "people".into()), ("username", "alice".into()), ("password", "pw".into())])
+        .form(&[
+            ("flow", hidden(&html, "flow")),
+            ("csrf", hidden(&html, "csrf")),
+            ("idp", "people".into()),
+            ("username", "alice".into()),
+            ("password", "pw".into()),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 303);
     let idp_session = set_cookie(&r, "idp_session").unwrap();
-    let r = c.get(pair.idp.url(&location(&r))).header("cookie", &idp_session).send().await.unwrap();
+    let r = c
+        .get(pair.idp.url(&location(&r)))
+        .header("cookie", &idp_session)
+        .send()
+        .await
+        .unwrap();
     let callback = location(&r);
-    assert!(callback.starts_with(&pair.rp.url("/corp/callback?")), "{callback}");
+    assert!(
+        callback.starts_with(&pair.rp.url("/corp/callback?")),
+        "{callback}"
+    );
     (callback, s.flow_cookie, idp_session)
 }
 
@@ -165,35 +213,81 @@ async fn login_at_an_upstream_idp_and_logout_at_both() {
     let pair = pair("");
     let (callback, flow_cookie, idp_session) = to_callback(&pair, "/reports?y=1").await;
     let c = client();
-    let r = c.get(&callback).header("cookie", &flow_cookie).send().await.unwrap();
+    let r = c
+        .get(&callback)
+        .header("cookie", &flow_cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303, "{}", r.text().await.unwrap_or_default());
     assert_eq!(location(&r), "/reports?y=1");
     let session = set_cookie(&r, "tessera_session").unwrap();
-    let echo = Echo::from(c.get(pair.rp.url("/reports?y=1")).header("cookie", &session).send().await.unwrap()).await;
+    let echo = Echo::from(
+        c.get(pair.rp.url("/reports?y=1"))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(echo.one("x-email").as_deref(), Some("alice@corp.example"));
-    assert_eq!(echo.one("x-groups").as_deref(), Some("eng,ops"), "arrays stay arrays, joined in headers");
+    assert_eq!(
+        echo.one("x-groups").as_deref(),
+        Some("eng,ops"),
+        "arrays stay arrays, joined in headers"
+    );
     assert_eq!(echo.one("x-name").as_deref(), Some("Alice"));
     // replaying the callback (same state) is refused
-    let r = c.get(&callback).header("cookie", &flow_cookie).send().await.unwrap();
+    let r = c
+        .get(&callback)
+        .header("cookie", &flow_cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("already used"));
     // logout ends the local session and goes to the IdP's end_session endpoint
-    let r = c.get(pair.rp.url("/logout")).header("cookie", &session).send().await.unwrap();
+    let r = c
+        .get(pair.rp.url("/logout"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
     let end = location(&r);
     assert!(end.starts_with(&pair.idp.url("/oauth2/logout?")), "{end}");
     let q = query_of(&end);
     assert!(q.contains_key("id_token_hint"));
-    assert_eq!(q["post_logout_redirect_uri"], pair.rp.url("/corp/logged-out"));
-    let r = c.get(&end).header("cookie", &idp_session).send().await.unwrap();
+    assert_eq!(
+        q["post_logout_redirect_uri"],
+        pair.rp.url("/corp/logged-out")
+    );
+    let r = c
+        .get(&end)
+        .header("cookie", &idp_session)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 302);
     assert_eq!(location(&r), pair.rp.url("/corp/logged-out"));
     let r = c.get(pair.rp.url("/corp/logged-out")).send().await.unwrap();
     assert!(r.text().await.unwrap().contains("You are signed out"));
     // both sessions are over
-    assert_eq!(c.get(pair.rp.url("/reports")).header("cookie", &session).send().await.unwrap().status(), 302);
+    assert_eq!(
+        c.get(pair.rp.url("/reports"))
+            .header("cookie", &session)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        302
+    );
     let r = c.get(pair.idp.url("/oauth2/authorize?client_id=gw&response_type=code&scope=openid&redirect_uri=http://127.0.0.1:1/x")).header("cookie", &idp_session).send().await.unwrap();
-    assert_eq!(r.status(), 400, "unregistered redirect: page, whatever the session");
+    assert_eq!(
+        r.status(),
+        400,
+        "unregistered redirect: page, whatever the session"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -205,19 +299,38 @@ async fn upstream_tokens_are_refreshed_when_they_expire() {
     );
     let (callback, flow_cookie, _) = to_callback(&pair, "/a").await;
     let c = client();
-    let r = c.get(&callback).header("cookie", &flow_cookie).send().await.unwrap();
+    let r = c
+        .get(&callback)
+        .header("cookie", &flow_cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 303);
     let session = set_cookie(&r, "tessera_session").unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     // the upstream access token has expired: refreshed at the IdP, the request goes through
-    let r = c.get(pair.rp.url("/a")).header("cookie", &session).send().await.unwrap();
+    let r = c
+        .get(pair.rp.url("/a"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(pair.idp.logs().contains("\"status\":200") && pair.idp.logs().matches("/oauth2/token").count() >= 2, "a refresh grant reached the IdP");
+    assert!(
+        pair.idp.logs().contains("\"status\":200")
+            && pair.idp.logs().matches("/oauth2/token").count() >= 2,
+        "a refresh grant reached the IdP"
+    );
     // the IdP goes away; once the new token expires, the gateway cannot renew it: 502, not a pass
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
     pair.idp.signal("KILL");
     let _ = pair.idp.wait_exit(std::time::Duration::from_secs(5));
-    let r = c.get(pair.rp.url("/a")).header("cookie", &session).send().await.unwrap();
+    let r = c
+        .get(pair.rp.url("/a"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 502);
 }
 
@@ -225,24 +338,42 @@ async fn upstream_tokens_are_refreshed_when_they_expire() {
 async fn callback_bad_inputs() {
     let pair = pair("");
     let c = client();
-    let r = c.get(pair.rp.url("/corp/callback?code=abc")).send().await.unwrap();
+    let r = c
+        .get(pair.rp.url("/corp/callback?code=abc"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400, "missing state");
     assert!(set_cookie(&r, "tessera_session").is_none());
-    let r = c.get(pair.rp.url("/corp/callback?code=abc&state=unknown")).send().await.unwrap();
+    let r = c
+        .get(pair.rp.url("/corp/callback?code=abc&state=unknown"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400, "unknown state");
     // an IdP error with a genuine state: a readable page with the IdP's error
     let s = start_login(&pair.rp, "/").await;
-    let r = c.get(&s.login_url).header("cookie", &s.flow_cookie).send().await.unwrap();
+    let r = c
+        .get(&s.login_url)
+        .header("cookie", &s.flow_cookie)
+        .send()
+        .await
+        .unwrap();
     let state = query_of(&location(&r))["state"].clone();
     let r = c
-        .get(pair.rp.url(&format!("/corp/callback?error=access_denied&error_description=User%20said%20no&state={state}")))
+        .get(pair.rp.url(&format!(
+            "/corp/callback?error=access_denied&error_description=User%20said%20no&state={state}"
+        )))
         .header("cookie", &s.flow_cookie)
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
     let page = r.text().await.unwrap();
-    assert!(page.contains("access_denied") && page.contains("User said no"), "{page}");
+    assert!(
+        page.contains("access_denied") && page.contains("User said no"),
+        "{page}"
+    );
     // a genuine state from another browser (no flow cookie) is refused
     let (callback, _, _) = to_callback(&pair, "/").await;
     let r = c.get(&callback).send().await.unwrap();
@@ -278,17 +409,32 @@ apps:
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.yaml");
     std::fs::write(&path, yaml("refuse")).unwrap();
-    let out = std::process::Command::new(BIN).args(["run", "--config"]).arg(&path).output().unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("identity provider `corp`") && err.contains("not reachable"), "{err}");
+    assert!(
+        err.contains("identity provider `corp`") && err.contains("not reachable"),
+        "{err}"
+    );
     // degrade: starts, reports the IdP, and a login through it answers 502
     let gw = Gateway::start(&yaml("degrade"));
     let r = client().get(gw.url("/status")).send().await.unwrap();
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap()["unavailableIdps"], json!(["corp"]));
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["unavailableIdps"],
+        json!(["corp"])
+    );
     let s = start_login(&gw, "/").await;
-    let r = client().get(&s.login_url).header("cookie", &s.flow_cookie).send().await.unwrap();
+    let r = client()
+        .get(&s.login_url)
+        .header("cookie", &s.flow_cookie)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 502);
     assert!(r.text().await.unwrap().contains("Okta is not reachable"));
 }
@@ -317,12 +463,16 @@ async fn mock_idp() -> MockIdp {
     let addr = listener.local_addr().unwrap();
     let issuer = format!("http://{addr}");
     let key = tessera::provider::keys::SigningKey::from_pem(
-        tessera::provider::keys::generate_pem(tessera::provider::keys::SigningAlg::Es256).unwrap().as_bytes(),
+        tessera::provider::keys::generate_pem(tessera::provider::keys::SigningAlg::Es256)
+            .unwrap()
+            .as_bytes(),
         tessera::provider::keys::SigningAlg::Es256,
     )
     .unwrap();
     let other = tessera::provider::keys::SigningKey::from_pem(
-        tessera::provider::keys::generate_pem(tessera::provider::keys::SigningAlg::Es256).unwrap().as_bytes(),
+        tessera::provider::keys::generate_pem(tessera::provider::keys::SigningAlg::Es256)
+            .unwrap()
+            .as_bytes(),
         tessera::provider::keys::SigningAlg::Es256,
     )
     .unwrap();
@@ -331,29 +481,44 @@ async fn mock_idp() -> MockIdp {
     let m2 = mode.clone();
     tokio::spawn(async move {
         loop {
-            let Ok((stream, _)) = listener.accept().await else { continue };
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
             let state = state.clone();
             let mode = m2.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let state = state.clone();
                     let mode = mode.clone();
-                    async move { Ok::<_, std::convert::Infallible>(mock_answer(req, &state, &mode).await) }
+                    async move {
+                        Ok::<_, std::convert::Infallible>(mock_answer(req, &state, &mode).await)
+                    }
                 });
-                let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), svc).await;
+                let _ = auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
             });
         }
     });
     MockIdp { addr, mode }
 }
 
-type MockState = (tessera::provider::keys::SigningKey, tessera::provider::keys::SigningKey, String);
+type MockState = (
+    tessera::provider::keys::SigningKey,
+    tessera::provider::keys::SigningKey,
+    String,
+);
 
-async fn mock_answer(req: Request<Incoming>, s: &MockState, mode: &Mutex<(Forge, String)>) -> Response<Full<Bytes>> {
+async fn mock_answer(
+    req: Request<Incoming>,
+    s: &MockState,
+    mode: &Mutex<(Forge, String)>,
+) -> Response<Full<Bytes>> {
     let (key, other, issuer) = s;
     let json_resp = |v: Value| {
         let mut r = Response::new(Full::new(Bytes::from(v.to_string())));
-        r.headers_mut().insert("content-type", "application/json".parse().unwrap());
+        r.headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
         r
     };
     match req.uri().path() {
@@ -370,7 +535,10 @@ async fn mock_answer(req: Request<Incoming>, s: &MockState, mode: &Mutex<(Forge,
         "/token" => {
             let _ = req.into_body().collect().await;
             let (forge, nonce) = mode.lock().unwrap().clone();
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs();
             let mut claims = json!({"iss": issuer, "sub": "u1", "aud": "gw", "iat": now, "exp": now + 300, "nonce": nonce, "email": "u1@example.com"});
             match forge {
                 Forge::WrongAudience => claims["aud"] = json!("someone-else"),
@@ -387,15 +555,24 @@ async fn mock_answer(req: Request<Incoming>, s: &MockState, mode: &Mutex<(Forge,
             let id_token = if forge == Forge::AlgNone {
                 use base64::Engine;
                 let b = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-                format!("{}.{}.", b.encode(br#"{"alg":"none","typ":"JWT"}"#), b.encode(claims.to_string()))
+                format!(
+                    "{}.{}.",
+                    b.encode(br#"{"alg":"none","typ":"JWT"}"#),
+                    b.encode(claims.to_string())
+                )
             } else {
                 let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
                 h.kid = Some(key.kid.clone());
                 jsonwebtoken::encode(&h, &claims, &signer.encoding).unwrap()
             };
-            json_resp(json!({"access_token": "at-1", "token_type": "Bearer", "expires_in": 300, "id_token": id_token}))
+            json_resp(
+                json!({"access_token": "at-1", "token_type": "Bearer", "expires_in": 300, "id_token": id_token}),
+            )
         }
-        _ => Response::builder().status(404).body(Full::new(Bytes::new())).unwrap(),
+        _ => Response::builder()
+            .status(404)
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
     }
 }
 
@@ -425,9 +602,23 @@ apps:
         idp = idp.addr
     ));
     let c = client();
-    for forge in [Forge::WrongKey, Forge::WrongAudience, Forge::WrongIssuer, Forge::Expired, Forge::WrongNonce, Forge::AlgNone, Forge::IssuedInFuture, Forge::Good] {
+    for forge in [
+        Forge::WrongKey,
+        Forge::WrongAudience,
+        Forge::WrongIssuer,
+        Forge::Expired,
+        Forge::WrongNonce,
+        Forge::AlgNone,
+        Forge::IssuedInFuture,
+        Forge::Good,
+    ] {
         let s = start_login(&gw, "/").await;
-        let r = c.get(&s.login_url).header("cookie", &s.flow_cookie).send().await.unwrap();
+        let r = c
+            .get(&s.login_url)
+            .header("cookie", &s.flow_cookie)
+            .send()
+            .await
+            .unwrap();
         let q = query_of(&location(&r));
         *idp.mode.lock().unwrap() = (forge, q["nonce"].clone());
         let r = c
@@ -439,7 +630,14 @@ apps:
         if forge == Forge::Good {
             assert_eq!(r.status(), 303, "the genuine token is accepted");
             let session = set_cookie(&r, "tessera_session").unwrap();
-            let echo = Echo::from(c.get(gw.url("/")).header("cookie", session).send().await.unwrap()).await;
+            let echo = Echo::from(
+                c.get(gw.url("/"))
+                    .header("cookie", session)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
             assert_eq!(echo.one("x-email").as_deref(), Some("u1@example.com"));
         } else {
             assert_eq!(r.status(), 401, "{forge:?} must be refused");
@@ -448,5 +646,9 @@ apps:
     }
     let logs = gw.logs();
     assert!(logs.contains("upstream login refused"));
-    assert_eq!(logs.matches("upstream login refused").count(), 7, "each refusal is logged with its reason");
+    assert_eq!(
+        logs.matches("upstream login refused").count(),
+        7,
+        "each refusal is logged with its reason"
+    );
 }

@@ -45,13 +45,29 @@ fn scope_of(claim: &str) -> Option<&'static str> {
 
 /// Claims that never come from attributes: the protocol sets them.
 pub const RESERVED: [&str; 14] = [
-    "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "auth_time", "nonce", "acr", "amr", "azp",
-    "at_hash", "sid",
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "auth_time",
+    "nonce",
+    "acr",
+    "amr",
+    "azp",
+    "at_hash",
+    "sid",
 ];
 
 /// All claims the user has, from `attrs`: configured mappings first, then for every standard
 /// claim not mapped, the attribute of the same name from the IdP the user logged in with.
-pub fn user_claims(mapping: &[(String, AttrRef)], attrs: &Attributes, idp: &str) -> Map<String, Value> {
+pub fn user_claims(
+    mapping: &[(String, AttrRef)],
+    attrs: &Attributes,
+    idp: &str,
+) -> Map<String, Value> {
     let mut out = Map::new();
     for (claim, attr) in mapping {
         if let Some(v) = attr.get(attrs) {
@@ -72,7 +88,11 @@ pub fn user_claims(mapping: &[(String, AttrRef)], attrs: &Attributes, idp: &str)
 /// The claims released for `scopes`: standard claims of the granted scopes, every custom
 /// (non-standard) mapped claim, and those named individually in `requested` (a member of
 /// the `claims` parameter, `userinfo` or `id_token`).
-pub fn released(all: &Map<String, Value>, scopes: &[String], requested: Option<&Value>) -> Map<String, Value> {
+pub fn released(
+    all: &Map<String, Value>,
+    scopes: &[String],
+    requested: Option<&Value>,
+) -> Map<String, Value> {
     all.iter()
         .filter(|(name, _)| {
             let by_scope = match scope_of(name) {
@@ -97,17 +117,32 @@ mod tests {
         attrs.insert("local.given_name".into(), json!("Alice"));
         attrs.insert("local.phone_number".into(), json!("+1"));
         attrs.insert("local.groups".into(), json!(["g"]));
-        let mapping = vec![("groups".to_string(), AttrRef::parse("local.groups").unwrap())];
+        let mapping = vec![(
+            "groups".to_string(),
+            AttrRef::parse("local.groups").unwrap(),
+        )];
         let all = user_claims(&mapping, &attrs, "local");
         assert_eq!(all.len(), 4);
         let r = released(&all, &["openid".into(), "email".into()], None);
         assert_eq!(r.get("email"), Some(&json!("a@x")));
         assert!(r.get("given_name").is_none());
         assert!(r.get("phone_number").is_none());
-        assert_eq!(r.get("groups"), Some(&json!(["g"])), "custom claims are always released");
-        let r = released(&all, &["openid".into(), "profile".into()], Some(&json!({"phone_number": null})));
+        assert_eq!(
+            r.get("groups"),
+            Some(&json!(["g"])),
+            "custom claims are always released"
+        );
+        let r = released(
+            &all,
+            &["openid".into(), "profile".into()],
+            Some(&json!({"phone_number": null})),
+        );
         assert_eq!(r.get("given_name"), Some(&json!("Alice")));
-        assert_eq!(r.get("phone_number"), Some(&json!("+1")), "individually requested");
+        assert_eq!(
+            r.get("phone_number"),
+            Some(&json!("+1")),
+            "individually requested"
+        );
         assert!(r.get("email").is_none());
     }
 }

@@ -51,7 +51,9 @@ const TOP_LEVEL: [&str; 11] = [
 ];
 /// Keys of the contract that later versions implement: named, so the error says so.
 const NOT_YET: &[&str] = &["serviceExtensions"];
-const CONNECTOR_TYPES: [&str; 7] = ["local", "oidc", "okta", "azure", "auth0", "keycloak", "ldap"];
+const CONNECTOR_TYPES: [&str; 7] = [
+    "local", "oidc", "okta", "azure", "auth0", "keycloak", "ldap",
+];
 const PLANNED_CONNECTOR_TYPES: [&str; 0] = [];
 const APP_TYPES: [&str; 2] = ["proxy", "oidc"];
 
@@ -194,12 +196,8 @@ pub fn compile(
 
     let connectors = compile_connectors(section("connectors"), &mut ctx);
     let (apps, router, oidc_apps) = compile_apps(section("apps"), &connectors, &mut ctx);
-    let provider = super::oidc::compile_provider(
-        section("oidcProvider"),
-        oidc_apps,
-        &connectors,
-        &mut ctx,
-    );
+    let provider =
+        super::oidc::compile_provider(section("oidcProvider"), oidc_apps, &connectors, &mut ctx);
 
     let listen = listen?;
     if listen.tls.is_none() {
@@ -448,7 +446,13 @@ fn compile_session(
     })
 }
 
-pub(super) fn unknown_ref(ctx: &mut Ctx<'_>, path: &ConfigPath, what: &str, name: &str, known: Vec<String>) {
+pub(super) fn unknown_ref(
+    ctx: &mut Ctx<'_>,
+    path: &ConfigPath,
+    what: &str,
+    name: &str,
+    known: Vec<String>,
+) {
     let hint = match closest(name, &known) {
         Some(b) => format!("did you mean `{b}`?"),
         None if known.is_empty() => format!("no {what} is defined"),

@@ -3,10 +3,10 @@
 //! immutable runtime the server reads (`compile`). `schema` publishes the JSON schema.
 
 pub mod compile;
-pub mod oidc;
 pub mod decode;
 pub mod interpolate;
 pub mod model;
+pub mod oidc;
 pub mod schema;
 pub mod source;
 pub mod upstream;

@@ -20,7 +20,12 @@ use crate::provider::{
 };
 use crate::secrets::SecretString;
 
-const GRANTS: [&str; 4] = ["authorization_code", "refresh_token", "client_credentials", "password"];
+const GRANTS: [&str; 4] = [
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    "password",
+];
 
 fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
@@ -36,9 +41,9 @@ fn check_redirect(uri: &str, path: &ConfigPath, ctx: &mut Ctx<'_>) -> bool {
     let problem = match url::Url::parse(uri) {
         Err(e) => Some(format!("`{uri}` is not an absolute URL: {e}")),
         Ok(u) if u.fragment().is_some() => Some(format!("`{uri}` must not have a fragment")),
-        Ok(u) if u.scheme() == "http" && !u.host_str().is_some_and(is_loopback) => {
-            Some(format!("`{uri}` uses http on a non-loopback host: use https"))
-        }
+        Ok(u) if u.scheme() == "http" && !u.host_str().is_some_and(is_loopback) => Some(format!(
+            "`{uri}` uses http on a non-loopback host: use https"
+        )),
         Ok(_) => None,
     };
     match problem {
@@ -53,7 +58,11 @@ fn check_redirect(uri: &str, path: &ConfigPath, ctx: &mut Ctx<'_>) -> bool {
 fn length(v: Option<usize>, path: &ConfigPath, ctx: &mut Ctx<'_>) -> usize {
     let n = v.unwrap_or(28);
     if !(22..=256).contains(&n) {
-        ctx.diags.error_hint(path, format!("length {n} is out of range"), "use 22 to 256 characters");
+        ctx.diags.error_hint(
+            path,
+            format!("length {n} is out of range"),
+            "use 22 to 256 characters",
+        );
     }
     n.clamp(22, 256)
 }
@@ -66,30 +75,50 @@ fn seconds(v: Option<u64>, default: u64, path: &ConfigPath, ctx: &mut Ctx<'_>) -
     Duration::from_secs(n.max(1))
 }
 
-fn compile_client(cfg: OidcAppConfig, p: &ConfigPath, connectors: &Connectors, ctx: &mut Ctx<'_>) -> Option<Client> {
+fn compile_client(
+    cfg: OidcAppConfig,
+    p: &ConfigPath,
+    connectors: &Connectors,
+    ctx: &mut Ctx<'_>,
+) -> Option<Client> {
     let errors_before = ctx.diags.items.len();
     if cfg.clientID.trim().is_empty() {
-        ctx.diags.error(&p.key("clientID"), "clientID must not be empty");
+        ctx.diags
+            .error(&p.key("clientID"), "clientID must not be empty");
     }
     let auth = match (&cfg.clientSecret, cfg.public) {
         (Some(_), true) => {
-            ctx.diags.error(&p.key("public"), "a public client has no clientSecret: remove one of them");
+            ctx.diags.error(
+                &p.key("public"),
+                "a public client has no clientSecret: remove one of them",
+            );
             ClientAuth::Public
         }
         (Some(s), false) => {
             if s.len() < 16 {
-                ctx.diags.error_hint(&p.key("clientSecret"), "the client secret is too short", "use at least 16 random characters");
+                ctx.diags.error_hint(
+                    &p.key("clientSecret"),
+                    "the client secret is too short",
+                    "use at least 16 random characters",
+                );
             }
             ClientAuth::Secret(SecretString::new(s.clone()))
         }
         (None, true) => ClientAuth::Public,
         (None, false) => {
-            ctx.diags.error_hint(p, "the client needs a secret", "set `clientSecret: <app.secret>`, or `public: true` for a browser or native app");
+            ctx.diags.error_hint(
+                p,
+                "the client needs a secret",
+                "set `clientSecret: <app.secret>`, or `public: true` for a browser or native app",
+            );
             ClientAuth::Public
         }
     };
     let mut grants = GrantTypes::default();
-    let requested = cfg.grantTypes.clone().unwrap_or_else(|| vec!["authorization_code".into()]);
+    let requested = cfg
+        .grantTypes
+        .clone()
+        .unwrap_or_else(|| vec!["authorization_code".into()]);
     for (i, g) in requested.iter().enumerate() {
         match g.as_str() {
             "authorization_code" => grants.authorization_code = true,
@@ -101,28 +130,63 @@ fn compile_client(cfg: OidcAppConfig, p: &ConfigPath, connectors: &Connectors, c
                     Some(b) => format!("did you mean `{b}`?"),
                     None => format!("use {}", GRANTS.join(", ")),
                 };
-                ctx.diags.error_hint(&p.key("grantTypes").index(i), format!("unknown grant type `{other}`"), hint);
+                ctx.diags.error_hint(
+                    &p.key("grantTypes").index(i),
+                    format!("unknown grant type `{other}`"),
+                    hint,
+                );
             }
         }
     }
     if cfg.public && grants.client_credentials {
-        ctx.diags.error(&p.key("grantTypes"), "a public client cannot use client_credentials");
+        ctx.diags.error(
+            &p.key("grantTypes"),
+            "a public client cannot use client_credentials",
+        );
     }
-    let idps = cfg.authentication.as_ref().map(|a| a.idps.clone()).unwrap_or_default();
+    let idps = cfg
+        .authentication
+        .as_ref()
+        .map(|a| a.idps.clone())
+        .unwrap_or_default();
     for (i, idp) in idps.iter().enumerate() {
         if !ctx.connectors.contains(idp) {
             let known = ctx.connectors.iter().cloned().collect();
-            unknown_ref(ctx, &p.key("authentication").key("idps").index(i), "IdP", idp, known);
+            unknown_ref(
+                ctx,
+                &p.key("authentication").key("idps").index(i),
+                "IdP",
+                idp,
+                known,
+            );
         }
     }
     if (grants.authorization_code || grants.password) && idps.is_empty() {
-        ctx.diags.error_hint(&p.key("authentication"), "say how users of this app sign in", "add `authentication: { idps: [<connector>] }`");
+        ctx.diags.error_hint(
+            &p.key("authentication"),
+            "say how users of this app sign in",
+            "add `authentication: { idps: [<connector>] }`",
+        );
     }
-    if grants.password && !idps.iter().any(|i| matches!(connectors.get(i).map(|c| c.as_ref()), Some(Connector::Local(_)))) {
-        ctx.diags.error_hint(&p.key("grantTypes"), "the password grant needs a `local` connector among authentication.idps", "add one, or remove `password`");
+    if grants.password
+        && !idps.iter().any(|i| {
+            matches!(
+                connectors.get(i).map(|c| c.as_ref()),
+                Some(Connector::Local(_))
+            )
+        })
+    {
+        ctx.diags.error_hint(
+            &p.key("grantTypes"),
+            "the password grant needs a `local` connector among authentication.idps",
+            "add one, or remove `password`",
+        );
     }
     if grants.authorization_code && cfg.redirectURLs.is_empty() {
-        ctx.diags.error(&p.key("redirectURLs"), "the authorization code flow needs at least one redirect URL");
+        ctx.diags.error(
+            &p.key("redirectURLs"),
+            "the authorization code flow needs at least one redirect URL",
+        );
     }
     for (i, u) in cfg.redirectURLs.iter().enumerate() {
         check_redirect(u, &p.key("redirectURLs").index(i), ctx);
@@ -131,16 +195,34 @@ fn compile_client(cfg: OidcAppConfig, p: &ConfigPath, connectors: &Connectors, c
         check_redirect(u, &p.key("logoutRedirectURLs").index(i), ctx);
     }
     for (i, s) in cfg.scopes.iter().enumerate() {
-        let standard = ["openid", "profile", "email", "address", "phone", "offline_access"];
-        if s.is_empty() || s.contains(' ') || s.contains('"') || s.contains('\\') || standard.contains(&s.as_str()) {
-            ctx.diags.error(&p.key("scopes").index(i), format!("`{s}` cannot be a custom scope"));
+        let standard = [
+            "openid",
+            "profile",
+            "email",
+            "address",
+            "phone",
+            "offline_access",
+        ];
+        if s.is_empty()
+            || s.contains(' ')
+            || s.contains('"')
+            || s.contains('\\')
+            || standard.contains(&s.as_str())
+        {
+            ctx.diags.error(
+                &p.key("scopes").index(i),
+                format!("`{s}` cannot be a custom scope"),
+            );
         }
     }
     let mut mapping = Vec::new();
     for (claim, attr) in &cfg.claimsMapping {
         let cp = p.key("claimsMapping").key(claim);
         if RESERVED.contains(&claim.as_str()) {
-            ctx.diags.error(&cp, format!("claim `{claim}` is set by the provider and cannot be mapped"));
+            ctx.diags.error(
+                &cp,
+                format!("claim `{claim}` is set by the provider and cannot be mapped"),
+            );
             continue;
         }
         match AttrRef::parse(attr) {
@@ -157,20 +239,32 @@ fn compile_client(cfg: OidcAppConfig, p: &ConfigPath, connectors: &Connectors, c
         "jwt" => AccessTokenFormat::Jwt,
         "opaque" => AccessTokenFormat::Opaque,
         other => {
-            ctx.diags.error_hint(&atp.key("type"), format!("unknown access token type `{other}`"), "use jwt or opaque");
+            ctx.diags.error_hint(
+                &atp.key("type"),
+                format!("unknown access token type `{other}`"),
+                "use jwt or opaque",
+            );
             AccessTokenFormat::Jwt
         }
     };
     let allowed_audiences = at.map(|a| a.allowedAudiences.clone()).unwrap_or_default();
     for (i, a) in allowed_audiences.iter().enumerate() {
         if url::Url::parse(a).is_err() {
-            ctx.diags.error(&atp.key("allowedAudiences").index(i), format!("audience `{a}` must be an absolute URI (RFC 8707)"));
+            ctx.diags.error(
+                &atp.key("allowedAudiences").index(i),
+                format!("audience `{a}` must be an absolute URI (RFC 8707)"),
+            );
         }
     }
     let access_token = AccessTokenSettings {
         format,
         length: length(at.and_then(|a| a.length), &atp.key("length"), ctx),
-        lifetime: seconds(at.and_then(|a| a.lifetimeSeconds), 3600, &atp.key("lifetimeSeconds"), ctx),
+        lifetime: seconds(
+            at.and_then(|a| a.lifetimeSeconds),
+            3600,
+            &atp.key("lifetimeSeconds"),
+            ctx,
+        ),
         allowed_audiences,
     };
     let rt = cfg.refreshToken.as_ref();
@@ -178,13 +272,27 @@ fn compile_client(cfg: OidcAppConfig, p: &ConfigPath, connectors: &Connectors, c
     let refresh = RefreshSettings {
         allow_offline_access: rt.is_some_and(|r| r.allowOfflineAccess),
         length: length(rt.and_then(|r| r.length), &rtp.key("length"), ctx),
-        lifetime: seconds(rt.and_then(|r| r.lifetimeSeconds), 2_592_000, &rtp.key("lifetimeSeconds"), ctx),
+        lifetime: seconds(
+            rt.and_then(|r| r.lifetimeSeconds),
+            2_592_000,
+            &rtp.key("lifetimeSeconds"),
+            ctx,
+        ),
         reuse_grace: Duration::from_secs(rt.and_then(|r| r.reuseGraceSeconds).unwrap_or(10)),
     };
     if refresh.allow_offline_access && !grants.refresh_token {
-        ctx.diags.error_hint(&rtp.key("allowOfflineAccess"), "refresh tokens are allowed but the refresh_token grant is not", "add refresh_token to grantTypes");
+        ctx.diags.error_hint(
+            &rtp.key("allowOfflineAccess"),
+            "refresh tokens are allowed but the refresh_token grant is not",
+            "add refresh_token to grantTypes",
+        );
     }
-    let id_token_lifetime = seconds(cfg.idToken.as_ref().and_then(|i| i.lifetimeSeconds), 3600, &p.key("idToken").key("lifetimeSeconds"), ctx);
+    let id_token_lifetime = seconds(
+        cfg.idToken.as_ref().and_then(|i| i.lifetimeSeconds),
+        3600,
+        &p.key("idToken").key("lifetimeSeconds"),
+        ctx,
+    );
     let subject_attribute = match cfg.subject.as_ref().and_then(|s| s.attribute.as_deref()) {
         None => None,
         Some(a) => match AttrRef::parse(a) {
@@ -198,15 +306,25 @@ fn compile_client(cfg: OidcAppConfig, p: &ConfigPath, connectors: &Connectors, c
             }
         },
     };
-    let pairwise = match cfg.subject.as_ref().and_then(|s| s.kind.as_deref()).unwrap_or("public") {
+    let pairwise = match cfg
+        .subject
+        .as_ref()
+        .and_then(|s| s.kind.as_deref())
+        .unwrap_or("public")
+    {
         "public" => false,
         "pairwise" => true,
         other => {
-            ctx.diags.error_hint(&p.key("subject").key("type"), format!("unknown subject type `{other}`"), "use public or pairwise");
+            ctx.diags.error_hint(
+                &p.key("subject").key("type"),
+                format!("unknown subject type `{other}`"),
+                "use public or pairwise",
+            );
             false
         }
     };
-    let attr_providers = super::compile::compile_attr_providers(&cfg.attrProviders, p, connectors, ctx);
+    let attr_providers =
+        super::compile::compile_attr_providers(&cfg.attrProviders, p, connectors, ctx);
     if ctx.diags.items.len() > errors_before {
         return None;
     }
@@ -232,7 +350,11 @@ fn compile_client(cfg: OidcAppConfig, p: &ConfigPath, connectors: &Connectors, c
 /// Endpoint `path` under the issuer's base path.
 fn under(base: &str, path: Option<&str>, default: &str) -> String {
     let p = path.unwrap_or(default);
-    let p = if p.starts_with('/') { p.to_string() } else { format!("/{p}") };
+    let p = if p.starts_with('/') {
+        p.to_string()
+    } else {
+        format!("/{p}")
+    };
     format!("{base}{p}")
 }
 
@@ -245,7 +367,11 @@ pub(super) fn compile_provider(
     let path = ConfigPath::root().key("oidcProvider");
     let Some(section) = section else {
         for (p, _) in &apps {
-            ctx.diags.error_hint(&p.key("type"), "`type: oidc` apps need the built-in provider", "add an `oidcProvider:` section with issuer and signingKeys");
+            ctx.diags.error_hint(
+                &p.key("type"),
+                "`type: oidc` apps need the built-in provider",
+                "add an `oidcProvider:` section with issuer and signingKeys",
+            );
         }
         return None;
     };
@@ -254,43 +380,84 @@ pub(super) fn compile_provider(
     let issuer = cfg.issuer.trim_end_matches('/').to_string();
     let base = match url::Url::parse(&issuer) {
         Ok(u) if u.query().is_some() || u.fragment().is_some() => {
-            ctx.diags.error(&path.key("issuer"), "the issuer must not have a query or fragment");
+            ctx.diags.error(
+                &path.key("issuer"),
+                "the issuer must not have a query or fragment",
+            );
             String::new()
         }
-        Ok(u) if u.scheme() == "https" || (u.scheme() == "http" && u.host_str().is_some_and(is_loopback)) => {
+        Ok(u)
+            if u.scheme() == "https"
+                || (u.scheme() == "http" && u.host_str().is_some_and(is_loopback)) =>
+        {
             u.path().trim_end_matches('/').to_string()
         }
         Ok(_) => {
-            ctx.diags.error_hint(&path.key("issuer"), format!("issuer `{issuer}` must use https"), "http is accepted only for localhost (development)");
+            ctx.diags.error_hint(
+                &path.key("issuer"),
+                format!("issuer `{issuer}` must use https"),
+                "http is accepted only for localhost (development)",
+            );
             String::new()
         }
         Err(e) => {
-            ctx.diags.error(&path.key("issuer"), format!("`{issuer}` is not a valid URL: {e}"));
+            ctx.diags.error(
+                &path.key("issuer"),
+                format!("`{issuer}` is not a valid URL: {e}"),
+            );
             String::new()
         }
     };
     let e = cfg.endpoints.as_ref();
-    let authorization = under(&base, e.and_then(|e| e.authorization.as_deref()), "/oauth2/authorize");
+    let authorization = under(
+        &base,
+        e.and_then(|e| e.authorization.as_deref()),
+        "/oauth2/authorize",
+    );
     let endpoints = Endpoints {
         discovery: format!("{base}/.well-known/openid-configuration"),
         oauth_metadata: format!("/.well-known/oauth-authorization-server{base}"),
         authorization_resume: format!("{authorization}/resume"),
         authorization,
         token: under(&base, e.and_then(|e| e.token.as_deref()), "/oauth2/token"),
-        userinfo: under(&base, e.and_then(|e| e.userinfo.as_deref()), "/oauth2/userinfo"),
+        userinfo: under(
+            &base,
+            e.and_then(|e| e.userinfo.as_deref()),
+            "/oauth2/userinfo",
+        ),
         jwks: under(&base, e.and_then(|e| e.jwks.as_deref()), "/oauth2/jwks"),
-        introspection: under(&base, e.and_then(|e| e.introspection.as_deref()), "/oauth2/introspect"),
-        revocation: under(&base, e.and_then(|e| e.revocation.as_deref()), "/oauth2/revoke"),
-        end_session: under(&base, e.and_then(|e| e.endSession.as_deref()), "/oauth2/logout"),
+        introspection: under(
+            &base,
+            e.and_then(|e| e.introspection.as_deref()),
+            "/oauth2/introspect",
+        ),
+        revocation: under(
+            &base,
+            e.and_then(|e| e.revocation.as_deref()),
+            "/oauth2/revoke",
+        ),
+        end_session: under(
+            &base,
+            e.and_then(|e| e.endSession.as_deref()),
+            "/oauth2/logout",
+        ),
     };
     if cfg.signingKeys.is_empty() {
-        ctx.diags.error_hint(&path.key("signingKeys"), "the provider needs a signing key", "make one with `tessera keys generate --alg ES256 --out keys/es256.pem`");
+        ctx.diags.error_hint(
+            &path.key("signingKeys"),
+            "the provider needs a signing key",
+            "make one with `tessera keys generate --alg ES256 --out keys/es256.pem`",
+        );
     }
     let mut keys = Vec::new();
     for (i, k) in cfg.signingKeys.iter().enumerate() {
         let kp = path.key("signingKeys").index(i);
         let Some(alg) = SigningAlg::parse(&k.alg) else {
-            ctx.diags.error_hint(&kp.key("alg"), format!("unsupported algorithm `{}`", k.alg), "use ES256, RS256 or EdDSA");
+            ctx.diags.error_hint(
+                &kp.key("alg"),
+                format!("unsupported algorithm `{}`", k.alg),
+                "use ES256, RS256 or EdDSA",
+            );
             continue;
         };
         match SigningKey::from_file(&resolve_file(ctx.base, &k.file), alg) {
@@ -305,7 +472,10 @@ pub(super) fn compile_provider(
         let id = app.clientID.clone();
         if let Some(client) = compile_client(app, &p, connectors, ctx) {
             if clients.contains_key(&id) {
-                ctx.diags.error(&p.key("clientID"), format!("clientID `{id}` is used by another app"));
+                ctx.diags.error(
+                    &p.key("clientID"),
+                    format!("clientID `{id}` is used by another app"),
+                );
                 continue;
             }
             clients.insert(id, client);
@@ -313,10 +483,21 @@ pub(super) fn compile_provider(
     }
     let pairwise_salt = cfg.pairwiseSalt.map(SecretString::new);
     if clients.values().any(|c| c.pairwise) && pairwise_salt.is_none() {
-        ctx.diags.error_hint(&path, "pairwise subjects need a salt", "add `pairwiseSalt: <oidc.pairwiseSalt>`");
+        ctx.diags.error_hint(
+            &path,
+            "pairwise subjects need a salt",
+            "add `pairwiseSalt: <oidc.pairwiseSalt>`",
+        );
     }
     if ctx.diags.items.len() > errors_before {
         return None;
     }
-    Some(Provider::new(issuer, endpoints, keys, clients, store?, pairwise_salt))
+    Some(Provider::new(
+        issuer,
+        endpoints,
+        keys,
+        clients,
+        store?,
+        pairwise_salt,
+    ))
 }

@@ -13,13 +13,24 @@ use crate::server::tls;
 fn check_url(s: &str, path: &ConfigPath, ctx: &mut Ctx<'_>, what: &str) -> bool {
     match url::Url::parse(s) {
         Ok(u) if u.scheme() == "https" => true,
-        Ok(u) if u.scheme() == "http" && u.host_str().is_some_and(|h| h == "localhost" || h == "127.0.0.1" || h == "[::1]") => true,
+        Ok(u)
+            if u.scheme() == "http"
+                && u.host_str()
+                    .is_some_and(|h| h == "localhost" || h == "127.0.0.1" || h == "[::1]") =>
+        {
+            true
+        }
         Ok(_) => {
-            ctx.diags.error_hint(path, format!("{what} `{s}` must use https"), "http is accepted only for localhost (development)");
+            ctx.diags.error_hint(
+                path,
+                format!("{what} `{s}` must use https"),
+                "http is accepted only for localhost (development)",
+            );
             false
         }
         Err(e) => {
-            ctx.diags.error(path, format!("{what} `{s}` is not a valid URL: {e}"));
+            ctx.diags
+                .error(path, format!("{what} `{s}` is not a valid URL: {e}"));
             false
         }
     }
@@ -37,19 +48,44 @@ pub(super) fn compile_oidc_connector(
     let well_known = if cfg.oidcWellKnownURL.contains("/.well-known/") {
         cfg.oidcWellKnownURL.clone()
     } else {
-        format!("{}/.well-known/openid-configuration", cfg.oidcWellKnownURL.trim_end_matches('/'))
+        format!(
+            "{}/.well-known/openid-configuration",
+            cfg.oidcWellKnownURL.trim_end_matches('/')
+        )
     };
-    check_url(&well_known, &p.key("oidcWellKnownURL"), ctx, "discovery URL");
-    check_url(&cfg.oauthRedirectURL, &p.key("oauthRedirectURL"), ctx, "redirect URL");
+    check_url(
+        &well_known,
+        &p.key("oidcWellKnownURL"),
+        ctx,
+        "discovery URL",
+    );
+    check_url(
+        &cfg.oauthRedirectURL,
+        &p.key("oauthRedirectURL"),
+        ctx,
+        "redirect URL",
+    );
     if let Some(l) = &cfg.oidcLogoutCallbackURL {
-        check_url(l, &p.key("oidcLogoutCallbackURL"), ctx, "logout callback URL");
+        check_url(
+            l,
+            &p.key("oidcLogoutCallbackURL"),
+            ctx,
+            "logout callback URL",
+        );
     }
-    let callback = url::Url::parse(&cfg.oauthRedirectURL).map(|u| u.path().to_string()).unwrap_or_default();
+    let callback = url::Url::parse(&cfg.oauthRedirectURL)
+        .map(|u| u.path().to_string())
+        .unwrap_or_default();
     if callback == "/" || callback.starts_with(crate::login::PREFIX) {
-        ctx.diags.error_hint(&p.key("oauthRedirectURL"), "the callback needs its own path", "use e.g. https://gateway.example.com/okta/callback");
+        ctx.diags.error_hint(
+            &p.key("oauthRedirectURL"),
+            "the callback needs its own path",
+            "use e.g. https://gateway.example.com/okta/callback",
+        );
     }
     if cfg.oauthClientID.is_empty() {
-        ctx.diags.error(&p.key("oauthClientID"), "oauthClientID must not be empty");
+        ctx.diags
+            .error(&p.key("oauthClientID"), "oauthClientID must not be empty");
     }
     let scopes: Vec<String> = cfg
         .scopes
@@ -60,13 +96,25 @@ pub(super) fn compile_oidc_connector(
         .map(str::to_string)
         .collect();
     if !scopes.iter().any(|s| s == "openid") {
-        ctx.diags.error_hint(&p.key("scopes"), "the scopes must include openid", "e.g. scopes: openid profile email");
+        ctx.diags.error_hint(
+            &p.key("scopes"),
+            "the scopes must include openid",
+            "e.g. scopes: openid profile email",
+        );
     }
-    let auth_post = match cfg.clientAuthMethod.as_deref().unwrap_or("client_secret_basic") {
+    let auth_post = match cfg
+        .clientAuthMethod
+        .as_deref()
+        .unwrap_or("client_secret_basic")
+    {
         "client_secret_basic" => false,
         "client_secret_post" => true,
         other => {
-            ctx.diags.error_hint(&p.key("clientAuthMethod"), format!("unsupported client authentication `{other}`"), "use client_secret_basic or client_secret_post");
+            ctx.diags.error_hint(
+                &p.key("clientAuthMethod"),
+                format!("unsupported client authentication `{other}`"),
+                "use client_secret_basic or client_secret_post",
+            );
             false
         }
     };
@@ -74,12 +122,18 @@ pub(super) fn compile_oidc_connector(
         "refuse" => true,
         "degrade" => false,
         other => {
-            ctx.diags.error_hint(&p.key("onDiscoveryFailure"), format!("unknown value `{other}`"), "use refuse or degrade");
+            ctx.diags.error_hint(
+                &p.key("onDiscoveryFailure"),
+                format!("unknown value `{other}`"),
+                "use refuse or degrade",
+            );
             true
         }
     };
     let tls_cfg = match cfg.tls.as_deref() {
-        None => tls::client_config(None, None).map_err(|e| ctx.diags.error(&p.key("tls"), e)).ok(),
+        None => tls::client_config(None, None)
+            .map_err(|e| ctx.diags.error(&p.key("tls"), e))
+            .ok(),
         Some(name) => match ctx.tls.get(name) {
             None => {
                 let known = ctx.tls.keys().cloned().collect();
@@ -89,7 +143,10 @@ pub(super) fn compile_oidc_connector(
             Some(prof) => {
                 let ca = prof.caFile.as_deref().map(|c| resolve_file(ctx.base, c));
                 tls::client_config(ca.as_deref(), prof.minVersion.as_deref())
-                    .map_err(|e| ctx.diags.error(&ConfigPath::root().key("tls").key(name).key("caFile"), e))
+                    .map_err(|e| {
+                        ctx.diags
+                            .error(&ConfigPath::root().key("tls").key(name).key("caFile"), e)
+                    })
                     .ok()
             }
         },

@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use openidconnect::core::{
-    CoreAuthenticationFlow, CoreClient, CoreJsonWebKeySet, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+    CoreAuthenticationFlow, CoreClient, CoreJsonWebKeySet, CoreJwsSigningAlgorithm,
+    CoreProviderMetadata,
 };
 use openidconnect::{
-    AccessTokenHash, AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
-    EndpointNotSet, EndpointSet, LoginHint, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
-    RedirectUrl, RefreshToken, Scope, TokenResponse,
+    AccessTokenHash, AuthType, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
+    EndpointMaybeSet, EndpointNotSet, EndpointSet, LoginHint, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, Scope, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -23,7 +24,14 @@ use crate::claims::Attributes;
 use crate::connectors::local::Throttle;
 use crate::secrets::SecretString;
 
-type RpClient = CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+type RpClient = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
 
 /// The provider flavours; presets only change defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +89,10 @@ pub enum OidcError {
 impl OidcError {
     /// A failure of the IdP (502-class) rather than of the credentials presented.
     pub fn is_upstream_failure(&self) -> bool {
-        matches!(self, Self::Unreachable(_) | Self::BadDiscovery(_) | Self::NotDiscovered)
+        matches!(
+            self,
+            Self::Unreachable(_) | Self::BadDiscovery(_) | Self::NotDiscovered
+        )
     }
 }
 
@@ -168,14 +179,26 @@ pub struct OidcSettings {
 }
 
 fn path_of(url: &str) -> String {
-    url::Url::parse(url).map(|u| u.path().to_string()).unwrap_or_else(|_| "/".into())
+    url::Url::parse(url)
+        .map(|u| u.path().to_string())
+        .unwrap_or_else(|_| "/".into())
 }
 
 /// Algorithms accepted on ID tokens: asymmetric only. `none` is never accepted by the
 /// library, and HMAC is excluded so a public key can never be used as an HMAC secret.
 fn allowed_algs() -> Vec<CoreJwsSigningAlgorithm> {
     use CoreJwsSigningAlgorithm::*;
-    vec![RsaSsaPkcs1V15Sha256, RsaSsaPkcs1V15Sha384, RsaSsaPkcs1V15Sha512, RsaSsaPssSha256, RsaSsaPssSha384, RsaSsaPssSha512, EcdsaP256Sha256, EcdsaP384Sha384, EdDsa]
+    vec![
+        RsaSsaPkcs1V15Sha256,
+        RsaSsaPkcs1V15Sha384,
+        RsaSsaPkcs1V15Sha512,
+        RsaSsaPssSha256,
+        RsaSsaPssSha384,
+        RsaSsaPssSha512,
+        EcdsaP256Sha256,
+        EcdsaP384Sha384,
+        EdDsa,
+    ]
 }
 
 /// Clock skew tolerated on `exp` and `iat`.
@@ -227,7 +250,8 @@ impl OidcConnector {
 
     /// Is the discovery older than the refresh interval?
     pub fn stale(&self) -> bool {
-        self.current().is_none_or(|d| d.fetched.elapsed() >= self.discovery_refresh)
+        self.current()
+            .is_none_or(|d| d.fetched.elapsed() >= self.discovery_refresh)
     }
 
     async fn get_json(&self, url: &str) -> Result<Value, OidcError> {
@@ -239,45 +263,63 @@ impl OidcConnector {
             .await
             .map_err(|e| OidcError::Unreachable(format!("{url}: {e}")))?;
         if !resp.status().is_success() {
-            return Err(OidcError::Unreachable(format!("{url} answered {}", resp.status())));
+            return Err(OidcError::Unreachable(format!(
+                "{url} answered {}",
+                resp.status()
+            )));
         }
         let bytes = resp
             .bytes()
             .await
             .map_err(|e| OidcError::Unreachable(format!("{url}: {e}")))?;
-        serde_json::from_slice::<Value>(&bytes).map_err(|e| OidcError::BadDiscovery(format!("{url}: not JSON: {e}")))
+        serde_json::from_slice::<Value>(&bytes)
+            .map_err(|e| OidcError::BadDiscovery(format!("{url}: not JSON: {e}")))
     }
 
     /// Fetches the discovery document and the keys, and swaps them in.
     pub async fn discover(&self) -> Result<(), OidcError> {
         let doc = self.get_json(&self.well_known).await?;
-        let metadata: CoreProviderMetadata =
-            serde_json::from_value(doc.clone()).map_err(|e| OidcError::BadDiscovery(e.to_string()))?;
+        let metadata: CoreProviderMetadata = serde_json::from_value(doc.clone())
+            .map_err(|e| OidcError::BadDiscovery(e.to_string()))?;
         let issuer = metadata.issuer().as_str().trim_end_matches('/').to_string();
         // OIDC Discovery 4.3: the issuer must be the URL the document was fetched under.
-        let expected = self.well_known.trim_end_matches("/.well-known/openid-configuration").trim_end_matches('/');
+        let expected = self
+            .well_known
+            .trim_end_matches("/.well-known/openid-configuration")
+            .trim_end_matches('/');
         if issuer != expected {
             return Err(OidcError::BadDiscovery(format!(
                 "issuer `{issuer}` does not match the discovery URL (expected `{expected}`)"
             )));
         }
         let jwks_value = self.get_json(metadata.jwks_uri().as_str()).await?;
-        let jwks: CoreJsonWebKeySet =
-            serde_json::from_value(jwks_value).map_err(|e| OidcError::BadDiscovery(format!("keys: {e}")))?;
+        let jwks: CoreJsonWebKeySet = serde_json::from_value(jwks_value)
+            .map_err(|e| OidcError::BadDiscovery(format!("keys: {e}")))?;
         let metadata = metadata.set_jwks(jwks);
-        let redirect = RedirectUrl::new(self.redirect_url.clone()).map_err(|e| OidcError::BadDiscovery(e.to_string()))?;
+        let redirect = RedirectUrl::new(self.redirect_url.clone())
+            .map_err(|e| OidcError::BadDiscovery(e.to_string()))?;
         let client = CoreClient::from_provider_metadata(
             metadata,
             ClientId::new(self.client_id.clone()),
             Some(ClientSecret::new(self.client_secret.expose().to_string())),
         )
         .set_redirect_uri(redirect)
-        .set_auth_type(if self.auth_post { AuthType::RequestBody } else { AuthType::BasicAuth });
+        .set_auth_type(if self.auth_post {
+            AuthType::RequestBody
+        } else {
+            AuthType::BasicAuth
+        });
         let discovered = Discovered {
             client,
             issuer,
-            end_session_endpoint: doc.get("end_session_endpoint").and_then(Value::as_str).map(str::to_string),
-            userinfo_endpoint: doc.get("userinfo_endpoint").and_then(Value::as_str).map(str::to_string),
+            end_session_endpoint: doc
+                .get("end_session_endpoint")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            userinfo_endpoint: doc
+                .get("userinfo_endpoint")
+                .and_then(Value::as_str)
+                .map(str::to_string),
             fetched: Instant::now(),
         };
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = Some(Arc::new(discovered));
@@ -285,7 +327,11 @@ impl OidcConnector {
     }
 
     /// The URL to send the browser to, and what to remember until the callback.
-    pub async fn begin(&self, flow: &str, login_hint: Option<&str>) -> Result<(String, String, PendingLogin), OidcError> {
+    pub async fn begin(
+        &self,
+        flow: &str,
+        login_hint: Option<&str>,
+    ) -> Result<(String, String, PendingLogin), OidcError> {
         if self.current().is_none() || self.stale() {
             if let Err(e) = self.discover().await {
                 if self.current().is_none() {
@@ -295,9 +341,11 @@ impl OidcConnector {
             }
         }
         let d = self.current().ok_or(OidcError::NotDiscovered)?;
-        let mut req = d
-            .client
-            .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random);
+        let mut req = d.client.authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        );
         for s in &self.scopes {
             if s != "openid" {
                 req = req.add_scope(Scope::new(s.clone()));
@@ -328,7 +376,11 @@ impl OidcConnector {
 
     /// Exchanges the code, validates the ID token fully, merges userinfo; returns the session
     /// attributes (`<name>.<claim>`) and the tokens to keep.
-    pub async fn finish(&self, code: &str, pending: &PendingLogin) -> Result<(Attributes, UpstreamTokens), OidcError> {
+    pub async fn finish(
+        &self,
+        code: &str,
+        pending: &PendingLogin,
+    ) -> Result<(Attributes, UpstreamTokens), OidcError> {
         let d = self.current().ok_or(OidcError::NotDiscovered)?;
         let mut exchange = d
             .client
@@ -340,7 +392,9 @@ impl OidcConnector {
         let tokens = exchange.request_async(&self.http).await.map_err(|e| {
             let text = match &e {
                 openidconnect::RequestTokenError::ServerResponse(r) => format!("{r}"),
-                openidconnect::RequestTokenError::Request(r) => return OidcError::Unreachable(r.to_string()),
+                openidconnect::RequestTokenError::Request(r) => {
+                    return OidcError::Unreachable(r.to_string())
+                }
                 other => other.to_string(),
             };
             OidcError::TokenExchange(text)
@@ -354,13 +408,16 @@ impl OidcConnector {
                 // Perhaps the IdP rotated its keys: refresh once (rate-limited) and retry.
                 self.discover().await?;
                 let d2 = self.current().ok_or(OidcError::NotDiscovered)?;
-                self.verify_id_token(&d2, id_token, &pending.nonce).map_err(OidcError::BadIdToken)?
+                self.verify_id_token(&d2, id_token, &pending.nonce)
+                    .map_err(OidcError::BadIdToken)?
             }
             Err(e) => return Err(OidcError::BadIdToken(e)),
         };
         // at_hash, when present, binds the access token to the ID token.
         if let Some(expected) = claims.access_token_hash() {
-            let alg = id_token.signing_alg().map_err(|e| OidcError::BadIdToken(e.to_string()))?;
+            let alg = id_token
+                .signing_alg()
+                .map_err(|e| OidcError::BadIdToken(e.to_string()))?;
             let verifier = d.client.id_token_verifier();
             let key = id_token
                 .signing_key(&verifier)
@@ -368,7 +425,9 @@ impl OidcConnector {
             let actual = AccessTokenHash::from_token(tokens.access_token(), alg, key)
                 .map_err(|e| OidcError::BadIdToken(e.to_string()))?;
             if actual != *expected {
-                return Err(OidcError::BadIdToken("at_hash does not match the access token".into()));
+                return Err(OidcError::BadIdToken(
+                    "at_hash does not match the access token".into(),
+                ));
             }
         }
         // The library validated signature and claims; read every claim (incl. custom ones such
@@ -382,13 +441,32 @@ impl OidcConnector {
                         all.entry(k).or_insert(v);
                     }
                 }
-                Ok(_) => return Err(OidcError::BadIdToken("userinfo `sub` differs from the ID token's".into())),
-                Err(e) => tracing::warn!(idp = %self.name, error = %e, "userinfo failed; using the ID token's claims"),
+                Ok(_) => {
+                    return Err(OidcError::BadIdToken(
+                        "userinfo `sub` differs from the ID token's".into(),
+                    ))
+                }
+                Err(e) => {
+                    tracing::warn!(idp = %self.name, error = %e, "userinfo failed; using the ID token's claims")
+                }
             }
         }
         let mut attrs = Attributes::new();
         for (k, v) in all {
-            if matches!(k.as_str(), "nonce" | "at_hash" | "c_hash" | "aud" | "azp" | "exp" | "iat" | "nbf" | "auth_time" | "sid" | "jti") {
+            if matches!(
+                k.as_str(),
+                "nonce"
+                    | "at_hash"
+                    | "c_hash"
+                    | "aud"
+                    | "azp"
+                    | "exp"
+                    | "iat"
+                    | "nbf"
+                    | "auth_time"
+                    | "sid"
+                    | "jti"
+            ) {
                 continue;
             }
             attrs.insert(format!("{}.{k}", self.name), v);
@@ -396,7 +474,9 @@ impl OidcConnector {
         let kept = UpstreamTokens {
             id_token: Some(id_token.to_string()),
             refresh_token: tokens.refresh_token().map(|r| r.secret().clone()),
-            expires_at: tokens.expires_in().map(|e| crate::session::now_unix() + e.as_secs()),
+            expires_at: tokens
+                .expires_in()
+                .map(|e| crate::session::now_unix() + e.as_secs()),
         };
         Ok((attrs, kept))
     }
@@ -429,7 +509,10 @@ impl OidcConnector {
     }
 
     fn may_force_refresh(&self) -> bool {
-        let mut last = self.last_forced_refresh.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = self
+            .last_forced_refresh
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if last.is_some_and(|t| t.elapsed() < FORCED_REFRESH_EVERY) {
             return false;
         }
@@ -437,7 +520,11 @@ impl OidcConnector {
         true
     }
 
-    async fn userinfo(&self, url: &str, access_token: &str) -> Result<BTreeMap<String, Value>, OidcError> {
+    async fn userinfo(
+        &self,
+        url: &str,
+        access_token: &str,
+    ) -> Result<BTreeMap<String, Value>, OidcError> {
         let resp = self
             .http
             .get(url)
@@ -446,24 +533,42 @@ impl OidcConnector {
             .await
             .map_err(|e| OidcError::Unreachable(e.to_string()))?;
         if !resp.status().is_success() {
-            return Err(OidcError::Unreachable(format!("userinfo answered {}", resp.status())));
+            return Err(OidcError::Unreachable(format!(
+                "userinfo answered {}",
+                resp.status()
+            )));
         }
-        let bytes = resp.bytes().await.map_err(|e| OidcError::Unreachable(format!("userinfo: {e}")))?;
-        serde_json::from_slice(&bytes).map_err(|e| OidcError::Unreachable(format!("userinfo: not JSON: {e}")))
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| OidcError::Unreachable(format!("userinfo: {e}")))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| OidcError::Unreachable(format!("userinfo: not JSON: {e}")))
     }
 
     /// Refreshes upstream tokens; `None` when the IdP refuses (the user must sign in again).
     pub async fn refresh(&self, refresh_token: &str) -> Result<Option<UpstreamTokens>, OidcError> {
         let d = self.current().ok_or(OidcError::NotDiscovered)?;
         let rt = RefreshToken::new(refresh_token.to_string());
-        let req = d.client.exchange_refresh_token(&rt).map_err(|e| OidcError::BadDiscovery(e.to_string()))?;
+        let req = d
+            .client
+            .exchange_refresh_token(&rt)
+            .map_err(|e| OidcError::BadDiscovery(e.to_string()))?;
         match req.request_async(&self.http).await {
             Ok(t) => Ok(Some(UpstreamTokens {
                 id_token: t.id_token().map(|i| i.to_string()),
-                refresh_token: Some(t.refresh_token().map(|r| r.secret().clone()).unwrap_or_else(|| refresh_token.to_string())),
-                expires_at: t.expires_in().map(|e| crate::session::now_unix() + e.as_secs()),
+                refresh_token: Some(
+                    t.refresh_token()
+                        .map(|r| r.secret().clone())
+                        .unwrap_or_else(|| refresh_token.to_string()),
+                ),
+                expires_at: t
+                    .expires_in()
+                    .map(|e| crate::session::now_unix() + e.as_secs()),
             })),
-            Err(openidconnect::RequestTokenError::Request(e)) => Err(OidcError::Unreachable(e.to_string())),
+            Err(openidconnect::RequestTokenError::Request(e)) => {
+                Err(OidcError::Unreachable(e.to_string()))
+            }
             Err(_) => Ok(None),
         }
     }

@@ -451,7 +451,8 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Respo
                 Some("Too many failed attempts. Wait a few minutes, then try again."),
                 StatusCode::TOO_MANY_REQUESTS,
             );
-            if let Ok(v) = http::HeaderValue::from_str(&password_throttle.window.as_secs().to_string())
+            if let Ok(v) =
+                http::HeaderValue::from_str(&password_throttle.window.as_secs().to_string())
             {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
@@ -469,7 +470,15 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Respo
                 rt.metrics.login(idp, "error");
                 tracing::error!(idp, user = username, error = %e, "login failed: directory unavailable");
                 let msg = "The directory is not reachable right now, so your password cannot be checked. Please try again shortly.";
-                return form(ctx, &flow, flow_id, idp, username, Some(msg), StatusCode::SERVICE_UNAVAILABLE);
+                return form(
+                    ctx,
+                    &flow,
+                    flow_id,
+                    idp,
+                    username,
+                    Some(msg),
+                    StatusCode::SERVICE_UNAVAILABLE,
+                );
             }
         },
         _ => None,
@@ -514,7 +523,10 @@ pub async fn logout(
     if session.is_some() {
         tracing::info!("logout");
     }
-    if let Some(idp_url) = session.as_ref().and_then(|s| upstream::idp_logout_url(rt, s)) {
+    if let Some(idp_url) = session
+        .as_ref()
+        .and_then(|s| upstream::idp_logout_url(rt, s))
+    {
         return respond::redirect(StatusCode::FOUND, &idp_url, &[clear], ctx);
     }
     match redirect {

@@ -22,23 +22,41 @@ fn pending_key(state: &str) -> String {
     format!("oidc-login:{state}")
 }
 
-fn idp_unavailable(idp: &OidcConnector, e: impl std::fmt::Display, ctx: &RequestCtx) -> Response<Body> {
+fn idp_unavailable(
+    idp: &OidcConnector,
+    e: impl std::fmt::Display,
+    ctx: &RequestCtx,
+) -> Response<Body> {
     tracing::error!(idp = %idp.name, error = %e, "identity provider unavailable");
     respond::error(
         StatusCode::BAD_GATEWAY,
-        &format!("{} is not reachable right now. Please try again in a moment.", idp.preset.label()),
+        &format!(
+            "{} is not reachable right now. Please try again in a moment.",
+            idp.preset.label()
+        ),
         ctx,
     )
 }
 
 /// Sends the browser to the IdP's authorization endpoint.
-pub(crate) async fn redirect_to_idp(rt: &Runtime, idp: &OidcConnector, flow_id: &str, flow: &Flow, ctx: &RequestCtx) -> Response<Body> {
+pub(crate) async fn redirect_to_idp(
+    rt: &Runtime,
+    idp: &OidcConnector,
+    flow_id: &str,
+    flow: &Flow,
+    ctx: &RequestCtx,
+) -> Response<Body> {
     let (url, state, pending) = match idp.begin(flow_id, flow.login_hint.as_deref()).await {
         Ok(x) => x,
         Err(e) => return idp_unavailable(idp, e, ctx),
     };
     let bytes = Bytes::from(serde_json::to_vec(&pending).unwrap_or_default());
-    if let Err(e) = rt.sessions.store().put(&pending_key(&state), bytes, PENDING_TTL).await {
+    if let Err(e) = rt
+        .sessions
+        .store()
+        .put(&pending_key(&state), bytes, PENDING_TTL)
+        .await
+    {
         return store_down(ctx, e);
     }
     respond::redirect(StatusCode::FOUND, &url, &[], ctx)
@@ -62,14 +80,29 @@ fn query(req: &Request<Incoming>) -> Result<std::collections::HashMap<String, St
 }
 
 /// The IdP sends the browser back here with `code` and `state` (or `error`).
-pub async fn callback(rt: &Runtime, idp: &OidcConnector, req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
+pub async fn callback(
+    rt: &Runtime,
+    idp: &OidcConnector,
+    req: Request<Incoming>,
+    ctx: &RequestCtx,
+) -> Response<Body> {
     let q = match query(&req) {
         Ok(q) => q,
-        Err(e) => return respond::error(StatusCode::BAD_REQUEST, &format!("Invalid sign-in response: {e}."), ctx),
+        Err(e) => {
+            return respond::error(
+                StatusCode::BAD_REQUEST,
+                &format!("Invalid sign-in response: {e}."),
+                ctx,
+            )
+        }
     };
     let Some(state) = q.get("state") else {
         tracing::warn!(idp = %idp.name, "callback without state refused");
-        return respond::error(StatusCode::BAD_REQUEST, "The sign-in response has no state: start again from the application.", ctx);
+        return respond::error(
+            StatusCode::BAD_REQUEST,
+            "The sign-in response has no state: start again from the application.",
+            ctx,
+        );
     };
     // Single use: a replayed or unknown state finds nothing.
     let pending = match rt.sessions.store().take(&pending_key(state)).await {
@@ -102,7 +135,11 @@ pub async fn callback(rt: &Runtime, idp: &OidcConnector, req: Request<Incoming>,
         return respond::error(StatusCode::FORBIDDEN, &message, ctx);
     }
     let Some(code) = q.get("code") else {
-        return respond::error(StatusCode::BAD_REQUEST, "The sign-in response has no code.", ctx);
+        return respond::error(
+            StatusCode::BAD_REQUEST,
+            "The sign-in response has no code.",
+            ctx,
+        );
     };
     let (attrs, tokens) = match idp.finish(code, &pending).await {
         Ok(x) => x,
@@ -110,10 +147,24 @@ pub async fn callback(rt: &Runtime, idp: &OidcConnector, req: Request<Incoming>,
         Err(e) => {
             rt.metrics.login(&idp.name, "failure");
             tracing::warn!(idp = %idp.name, reason = %e, "upstream login refused");
-            return respond::error(StatusCode::UNAUTHORIZED, "Sign-in failed: the identity provider's answer could not be verified.", ctx);
+            return respond::error(
+                StatusCode::UNAUTHORIZED,
+                "Sign-in failed: the identity provider's answer could not be verified.",
+                ctx,
+            );
         }
     };
-    finish_login(rt, &idp.name, attrs, Some(tokens), &pending.flow, &flow, req.headers(), ctx).await
+    finish_login(
+        rt,
+        &idp.name,
+        attrs,
+        Some(tokens),
+        &pending.flow,
+        &flow,
+        req.headers(),
+        ctx,
+    )
+    .await
 }
 
 /// Completes a login for any connector: consumes the flow, replaces the session id, returns
@@ -139,13 +190,22 @@ pub(super) async fn finish_login(
         Ok(s) => s,
         Err(e) => return store_down(ctx, e),
     };
-    let cookie = match rt.sessions.login_with_tokens(previous.as_ref(), idp, attrs, tokens).await {
+    let cookie = match rt
+        .sessions
+        .login_with_tokens(previous.as_ref(), idp, attrs, tokens)
+        .await
+    {
         Ok(c) => c,
         Err(e) => return store_down(ctx, e),
     };
     rt.metrics.login(idp, "success");
     tracing::info!(idp, app = %flow.app, "login succeeded");
-    respond::redirect(StatusCode::SEE_OTHER, &flow.return_to, &[cookie, flow_cookie(rt).clear()], ctx)
+    respond::redirect(
+        StatusCode::SEE_OTHER,
+        &flow.return_to,
+        &[cookie, flow_cookie(rt).clear()],
+        ctx,
+    )
 }
 
 /// After logout at the IdP, the browser comes back here.
@@ -176,13 +236,21 @@ pub enum Freshness {
 /// For IdPs configured with `refreshTokens: true`: once the upstream access token has
 /// expired, refresh it (one IdP call, then the new expiry is stored). Sessions whose IdP no
 /// longer accepts the refresh token end, as the IdP's own session has.
-pub async fn refresh_upstream(rt: &Runtime, session: &mut crate::session::Session, idps: &[String]) -> Freshness {
+pub async fn refresh_upstream(
+    rt: &Runtime,
+    session: &mut crate::session::Session,
+    idps: &[String],
+) -> Freshness {
     let now = crate::session::now_unix();
     for (name, tokens) in session.data.tokens.clone() {
         if !idps.contains(&name) || tokens.expires_at.is_none_or(|t| t > now) {
             continue;
         }
-        let Some(idp) = rt.connectors.oidc().find(|c| c.name == name && c.refresh_tokens) else {
+        let Some(idp) = rt
+            .connectors
+            .oidc()
+            .find(|c| c.name == name && c.refresh_tokens)
+        else {
             continue;
         };
         let Some(rt_token) = tokens.refresh_token.as_deref() else {

@@ -68,7 +68,10 @@ async fn read_params(req: Request<Incoming>) -> Result<Params, String> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
     if !is_form {
         return Err("a POST to the authorization endpoint must be a form".into());
     }
@@ -84,7 +87,12 @@ fn bad_request_page(ctx: &RequestCtx, message: &str) -> Response<Body> {
     respond::error(StatusCode::BAD_REQUEST, message, ctx)
 }
 
-pub async fn authorize(p: &Provider, rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
+pub async fn authorize(
+    p: &Provider,
+    rt: &Runtime,
+    req: Request<Incoming>,
+    ctx: &RequestCtx,
+) -> Response<Body> {
     let headers = req.headers().clone();
     let params = match read_params(req).await {
         Ok(p) => p,
@@ -94,7 +102,12 @@ pub async fn authorize(p: &Provider, rt: &Runtime, req: Request<Incoming>, ctx: 
 }
 
 /// Back from the login flow: finish the parked request.
-pub async fn resume(p: &Provider, rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
+pub async fn resume(
+    p: &Provider,
+    rt: &Runtime,
+    req: Request<Incoming>,
+    ctx: &RequestCtx,
+) -> Response<Body> {
     let id = req
         .uri()
         .query()
@@ -106,20 +119,42 @@ pub async fn resume(p: &Provider, rt: &Runtime, req: Request<Incoming>, ctx: &Re
         Ok(None) => None,
         Err(e) => {
             tracing::error!(error = %e, "store failed");
-            return respond::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-in is temporarily unavailable.", ctx);
+            return respond::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-in is temporarily unavailable.",
+                ctx,
+            );
         }
     };
     let Some(parked) = parked else {
-        return bad_request_page(ctx, "This sign-in has expired. Go back to the application and start again.");
+        return bad_request_page(
+            ctx,
+            "This sign-in has expired. Go back to the application and start again.",
+        );
     };
-    process(p, rt, parked.params, req.headers(), ctx, Some(parked.requested_at)).await
+    process(
+        p,
+        rt,
+        parked.params,
+        req.headers(),
+        ctx,
+        Some(parked.requested_at),
+    )
+    .await
 }
 
 /// Checks the client and redirect URI; errors here are pages, never redirects.
 fn verify_client<'p>(p: &'p Provider, params: &Params) -> Result<Verified<'p>, &'static str> {
-    let client_id = params.get("client_id").ok_or("The request has no client_id.")?;
-    let client = p.clients.get(client_id).ok_or("The application (client_id) is not registered.")?;
-    let redirect_uri = params.get("redirect_uri").ok_or("The request has no redirect_uri.")?;
+    let client_id = params
+        .get("client_id")
+        .ok_or("The request has no client_id.")?;
+    let client = p
+        .clients
+        .get(client_id)
+        .ok_or("The application (client_id) is not registered.")?;
+    let redirect_uri = params
+        .get("redirect_uri")
+        .ok_or("The request has no redirect_uri.")?;
     if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
         return Err("The redirect_uri is not registered for this application.");
     }
@@ -150,13 +185,17 @@ struct AuthzRequest {
 }
 
 fn is_pkce_value(s: &str) -> bool {
-    (43..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    (43..=128).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
 }
 
 fn validate(client: &Client, params: &Params) -> Result<AuthzRequest, OAuthError> {
     if let Some(m) = params.get("response_mode") {
         if m != "query" && m != "form_post" {
-            return Err(OAuthError::invalid_request(format!("response_mode `{m}` is not supported")));
+            return Err(OAuthError::invalid_request(format!(
+                "response_mode `{m}` is not supported"
+            )));
         }
     }
     match params.get("response_type").map(String::as_str) {
@@ -169,43 +208,79 @@ fn validate(client: &Client, params: &Params) -> Result<AuthzRequest, OAuthError
         }
     }
     if params.contains_key("request") {
-        return Err(OAuthError { code: "request_not_supported", ..OAuthError::invalid_request("request objects are not supported") });
+        return Err(OAuthError {
+            code: "request_not_supported",
+            ..OAuthError::invalid_request("request objects are not supported")
+        });
     }
     if params.contains_key("request_uri") {
-        return Err(OAuthError { code: "request_uri_not_supported", ..OAuthError::invalid_request("request_uri is not supported") });
+        return Err(OAuthError {
+            code: "request_uri_not_supported",
+            ..OAuthError::invalid_request("request_uri is not supported")
+        });
     }
     if !client.grants.authorization_code {
-        return Err(OAuthError::unauthorized_client("this client may not use the authorization code flow"));
+        return Err(OAuthError::unauthorized_client(
+            "this client may not use the authorization code flow",
+        ));
     }
     let mut scopes: Vec<String> = Vec::new();
-    for s in params.get("scope").map(String::as_str).unwrap_or("").split(' ').filter(|s| !s.is_empty()) {
-        let standard = s == "openid" || s == "offline_access" || SCOPE_CLAIMS.iter().any(|(n, _)| *n == s);
+    for s in params
+        .get("scope")
+        .map(String::as_str)
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+    {
+        let standard =
+            s == "openid" || s == "offline_access" || SCOPE_CLAIMS.iter().any(|(n, _)| *n == s);
         if !standard && !client.custom_scopes.iter().any(|c| c == s) {
-            return Err(OAuthError::invalid_scope(format!("scope `{s}` is not allowed for this client")));
+            return Err(OAuthError::invalid_scope(format!(
+                "scope `{s}` is not allowed for this client"
+            )));
         }
         // offline_access is ignored when the client may not have refresh tokens (OIDC Core 11)
-        if s == "offline_access" && !(client.refresh.allow_offline_access && client.grants.refresh_token) {
+        if s == "offline_access"
+            && !(client.refresh.allow_offline_access && client.grants.refresh_token)
+        {
             continue;
         }
         if !scopes.iter().any(|x| x == s) {
             scopes.push(s.to_string());
         }
     }
-    let code_challenge = match (params.get("code_challenge"), params.get("code_challenge_method").map(String::as_str)) {
+    let code_challenge = match (
+        params.get("code_challenge"),
+        params.get("code_challenge_method").map(String::as_str),
+    ) {
         (None, None) if client.is_public() => {
-            return Err(OAuthError::invalid_request("PKCE is required for public clients: send code_challenge with S256"))
+            return Err(OAuthError::invalid_request(
+                "PKCE is required for public clients: send code_challenge with S256",
+            ))
         }
         (None, None) => None,
-        (None, Some(_)) => return Err(OAuthError::invalid_request("code_challenge_method without code_challenge")),
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_request(
+                "code_challenge_method without code_challenge",
+            ))
+        }
         (Some(c), Some("S256")) if is_pkce_value(c) => Some(c.clone()),
-        (Some(_), Some("S256")) => return Err(OAuthError::invalid_request("code_challenge is malformed")),
-        (Some(_), _) => return Err(OAuthError::invalid_request("only code_challenge_method S256 is supported")),
+        (Some(_), Some("S256")) => {
+            return Err(OAuthError::invalid_request("code_challenge is malformed"))
+        }
+        (Some(_), _) => {
+            return Err(OAuthError::invalid_request(
+                "only code_challenge_method S256 is supported",
+            ))
+        }
     };
     let audiences = match params.get("resource") {
         None => client.access_token.allowed_audiences.clone(),
         Some(r) => {
             if !client.access_token.allowed_audiences.iter().any(|a| a == r) {
-                return Err(OAuthError::invalid_target(format!("resource `{r}` is not allowed for this client")));
+                return Err(OAuthError::invalid_target(format!(
+                    "resource `{r}` is not allowed for this client"
+                )));
             }
             vec![r.clone()]
         }
@@ -219,14 +294,23 @@ fn validate(client: &Client, params: &Params) -> Result<AuthzRequest, OAuthError
     };
     let prompt: Vec<String> = params
         .get("prompt")
-        .map(|p| p.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect())
+        .map(|p| {
+            p.split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     if prompt.iter().any(|p| p == "none") && prompt.len() > 1 {
-        return Err(OAuthError::invalid_request("prompt=none cannot be combined with other values"));
+        return Err(OAuthError::invalid_request(
+            "prompt=none cannot be combined with other values",
+        ));
     }
     let max_age = match params.get("max_age") {
         None => None,
-        Some(m) => Some(m.parse::<u64>().map_err(|_| OAuthError::invalid_request("max_age must be a whole number of seconds"))?),
+        Some(m) => Some(m.parse::<u64>().map_err(|_| {
+            OAuthError::invalid_request("max_age must be a whole number of seconds")
+        })?),
     };
     Ok(AuthzRequest {
         scopes,
@@ -272,15 +356,30 @@ async fn process(
     let wants_login = req.prompt.iter().any(|p| p == "login");
     // A login that happened after the request was made satisfies prompt=login and max_age.
     let fresh = resumed_after.is_some_and(|t| idp.is_some() && auth_time >= t);
-    let too_old = req.max_age.is_some_and(|m| now.saturating_sub(auth_time) > m);
+    let too_old = req
+        .max_age
+        .is_some_and(|m| now.saturating_sub(auth_time) > m);
     let must_login = idp.is_none() || (!fresh && (wants_login || too_old));
     if must_login {
         if req.prompt.iter().any(|p| p == "none") {
-            return redirect_error(p, &v, &OAuthError::login_required("the user is not signed in"), ctx);
+            return redirect_error(
+                p,
+                &v,
+                &OAuthError::login_required("the user is not signed in"),
+                ctx,
+            );
         }
         if resumed_after.is_some() && idp.is_none() {
             // Came back from the login flow still unauthenticated: do not loop.
-            return redirect_error(p, &v, &OAuthError { code: "access_denied", ..OAuthError::invalid_request("the user did not sign in") }, ctx);
+            return redirect_error(
+                p,
+                &v,
+                &OAuthError {
+                    code: "access_denied",
+                    ..OAuthError::invalid_request("the user did not sign in")
+                },
+                ctx,
+            );
         }
         let id = random_token(24);
         let parked = Parked {
@@ -292,15 +391,43 @@ async fn process(
             return redirect_error(p, &v, &OAuthError::from(e), ctx);
         }
         let return_to = format!("{}?id={id}", p.endpoints.authorization_resume);
-        return login::start_flow(rt, &v.client.app, v.client.idps.clone(), &return_to, req.login_hint.as_deref(), headers, ctx).await;
+        return login::start_flow(
+            rt,
+            &v.client.app,
+            v.client.idps.clone(),
+            &return_to,
+            req.login_hint.as_deref(),
+            headers,
+            ctx,
+        )
+        .await;
     }
     let (Some(mut session), Some(idp)) = (session, idp) else {
-        return redirect_error(p, &v, &OAuthError::login_required("the user is not signed in"), ctx);
+        return redirect_error(
+            p,
+            &v,
+            &OAuthError::login_required("the user is not signed in"),
+            ctx,
+        );
     };
     // Directory attributes (`attrProviders`) must be in the session before claims are taken.
-    if let Err(e) = crate::connectors::providers::ensure(&rt.connectors, &rt.sessions, &v.client.attr_providers, &mut session).await {
+    if let Err(e) = crate::connectors::providers::ensure(
+        &rt.connectors,
+        &rt.sessions,
+        &v.client.attr_providers,
+        &mut session,
+    )
+    .await
+    {
         tracing::error!(client = %v.client.id, error = %e, "attributes unavailable: authorization refused");
-        return redirect_error(p, &v, &OAuthError::temporarily_unavailable("the user directory is not reachable; try again shortly"), ctx);
+        return redirect_error(
+            p,
+            &v,
+            &OAuthError::temporarily_unavailable(
+                "the user directory is not reachable; try again shortly",
+            ),
+            ctx,
+        );
     }
     match issue_code(p, &v, &req, &session, &idp).await {
         Ok(code) => {
@@ -315,7 +442,13 @@ async fn process(
     }
 }
 
-async fn issue_code(p: &Provider, v: &Verified<'_>, req: &AuthzRequest, session: &Session, idp: &str) -> Result<String, OAuthError> {
+async fn issue_code(
+    p: &Provider,
+    v: &Verified<'_>,
+    req: &AuthzRequest,
+    session: &Session,
+    idp: &str,
+) -> Result<String, OAuthError> {
     let attrs = &session.data.attrs;
     let sub = p
         .subject(v.client, attrs, idp)
@@ -328,7 +461,14 @@ async fn issue_code(p: &Provider, v: &Verified<'_>, req: &AuthzRequest, session:
         requested: req.claims.clone(),
         auth_time: Some(session.data.created),
         amr: vec!["pwd".to_string()],
-        sid: Some(session.store_key().trim_start_matches("session:").chars().take(22).collect()),
+        sid: Some(
+            session
+                .store_key()
+                .trim_start_matches("session:")
+                .chars()
+                .take(22)
+                .collect(),
+        ),
         audiences: req.audiences.clone(),
     };
     let code = random_chars(43);
@@ -339,14 +479,26 @@ async fn issue_code(p: &Provider, v: &Verified<'_>, req: &AuthzRequest, session:
         nonce: req.nonce.clone(),
     };
     p.store
-        .put(&code_key(&code), Bytes::from(serde_json::to_vec(&record).unwrap_or_default()), CODE_TTL)
+        .put(
+            &code_key(&code),
+            Bytes::from(serde_json::to_vec(&record).unwrap_or_default()),
+            CODE_TTL,
+        )
         .await?;
     Ok(code)
 }
 
-fn redirect_error(p: &Provider, v: &Verified<'_>, e: &OAuthError, ctx: &RequestCtx) -> Response<Body> {
+fn redirect_error(
+    p: &Provider,
+    v: &Verified<'_>,
+    e: &OAuthError,
+    ctx: &RequestCtx,
+) -> Response<Body> {
     tracing::info!(client = %v.client.id, error = e.code, description = %e.description, "authorization request refused");
-    let mut out = vec![("error", e.code.to_string()), ("error_description", e.description.clone())];
+    let mut out = vec![
+        ("error", e.code.to_string()),
+        ("error_description", e.description.clone()),
+    ];
     if let Some(s) = &v.state {
         out.push(("state", s.clone()));
     }
@@ -355,19 +507,28 @@ fn redirect_error(p: &Provider, v: &Verified<'_>, e: &OAuthError, ctx: &RequestC
 }
 
 /// Sends the result to the client's redirect URI, by query or form post.
-fn respond_to_client(v: &Verified<'_>, pairs: &[(&str, String)], ctx: &RequestCtx) -> Response<Body> {
+fn respond_to_client(
+    v: &Verified<'_>,
+    pairs: &[(&str, String)],
+    ctx: &RequestCtx,
+) -> Response<Body> {
     match v.mode {
         ResponseMode::Query => {
             let Ok(mut url) = url::Url::parse(&v.redirect_uri) else {
                 return bad_request_page(ctx, "The registered redirect_uri is not a valid URL.");
             };
-            url.query_pairs_mut().extend_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())));
+            url.query_pairs_mut()
+                .extend_pairs(pairs.iter().map(|(k, v)| (*k, v.as_str())));
             respond::redirect(StatusCode::FOUND, url.as_str(), &[], ctx)
         }
         ResponseMode::FormPost => {
             let mut inputs = String::new();
             for (k, val) in pairs {
-                inputs.push_str(&format!("<input type=\"hidden\" name=\"{}\" value=\"{}\">", escape(k), escape(val)));
+                inputs.push_str(&format!(
+                    "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+                    escape(k),
+                    escape(val)
+                ));
             }
             // The script is the standard auto-submit; the button covers browsers without JS.
             let body = format!(
@@ -378,7 +539,10 @@ fn respond_to_client(v: &Verified<'_>, pairs: &[(&str, String)], ctx: &RequestCt
             );
             let mut resp = Response::new(full(body));
             let h = resp.headers_mut();
-            h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+            h.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
             h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             h.insert(
                 header::CONTENT_SECURITY_POLICY,

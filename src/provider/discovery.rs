@@ -13,7 +13,14 @@ pub fn document(p: &Provider, openid: bool) -> Value {
     let e = &p.endpoints;
     let mut algs: Vec<&str> = p.keys.iter().map(|k| k.alg.name()).collect();
     algs.dedup();
-    let mut scopes = vec!["openid", "profile", "email", "address", "phone", "offline_access"];
+    let mut scopes = vec![
+        "openid",
+        "profile",
+        "email",
+        "address",
+        "phone",
+        "offline_access",
+    ];
     let mut custom: Vec<&str> = p
         .clients
         .values()
@@ -24,20 +31,41 @@ pub fn document(p: &Provider, openid: bool) -> Value {
     scopes.extend(custom);
     let mut grants = Vec::new();
     for (name, on) in [
-        ("authorization_code", p.clients.values().any(|c| c.grants.authorization_code)),
-        ("refresh_token", p.clients.values().any(|c| c.grants.refresh_token)),
-        ("client_credentials", p.clients.values().any(|c| c.grants.client_credentials)),
+        (
+            "authorization_code",
+            p.clients.values().any(|c| c.grants.authorization_code),
+        ),
+        (
+            "refresh_token",
+            p.clients.values().any(|c| c.grants.refresh_token),
+        ),
+        (
+            "client_credentials",
+            p.clients.values().any(|c| c.grants.client_credentials),
+        ),
         ("password", p.clients.values().any(|c| c.grants.password)),
     ] {
         if on {
             grants.push(name);
         }
     }
-    let mut claims: Vec<String> = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "azp", "at_hash", "amr", "sid"]
-        .iter()
-        .map(|s| s.to_string())
-        .chain(standard_claims().map(str::to_string))
-        .collect();
+    let mut claims: Vec<String> = [
+        "sub",
+        "iss",
+        "aud",
+        "exp",
+        "iat",
+        "auth_time",
+        "nonce",
+        "azp",
+        "at_hash",
+        "amr",
+        "sid",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(standard_claims().map(str::to_string))
+    .collect();
     let mut custom_claims: Vec<String> = p
         .clients
         .values()
@@ -79,7 +107,10 @@ pub fn document(p: &Provider, openid: bool) -> Value {
         m.insert("claims_parameter_supported".into(), json!(true));
         m.insert("request_parameter_supported".into(), json!(false));
         m.insert("request_uri_parameter_supported".into(), json!(false));
-        m.insert("prompt_values_supported".into(), json!(["none", "login", "consent"]));
+        m.insert(
+            "prompt_values_supported".into(),
+            json!(["none", "login", "consent"]),
+        );
     }
     doc
 }
@@ -90,11 +121,15 @@ pub fn jwks(p: &Provider) -> Value {
 
 pub fn serve(body: &str, cache: &'static str) -> Response<Body> {
     let mut resp = Response::new(full(body.to_string()));
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    resp.headers_mut()
-        .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    resp.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
     resp
 }

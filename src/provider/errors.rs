@@ -58,7 +58,11 @@ impl OAuthError {
         Self::new("server_error", StatusCode::INTERNAL_SERVER_ERROR, d)
     }
     pub fn temporarily_unavailable(d: impl Into<String>) -> Self {
-        Self::new("temporarily_unavailable", StatusCode::SERVICE_UNAVAILABLE, d)
+        Self::new(
+            "temporarily_unavailable",
+            StatusCode::SERVICE_UNAVAILABLE,
+            d,
+        )
     }
     /// A bad, expired or revoked bearer token (RFC 6750 3.1).
     pub fn invalid_token(d: impl Into<String>) -> Self {
@@ -72,7 +76,11 @@ impl OAuthError {
     }
     /// No bearer token at all: a bare challenge (RFC 6750 3.1).
     pub fn missing_token() -> Self {
-        let mut e = Self::new("invalid_request", StatusCode::UNAUTHORIZED, "a bearer token is required");
+        let mut e = Self::new(
+            "invalid_request",
+            StatusCode::UNAUTHORIZED,
+            "a bearer token is required",
+        );
         e.challenge = Some("Bearer realm=\"tessera\"".into());
         e
     }
@@ -83,7 +91,10 @@ impl OAuthError {
         let mut resp = Response::new(full(body.to_string()));
         *resp.status_mut() = self.status;
         let h = resp.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         if let Some(c) = &self.challenge {
@@ -106,7 +117,10 @@ impl From<crate::store::StoreError> for OAuthError {
 pub fn json_no_store(value: &serde_json::Value) -> Response<Body> {
     let mut resp = Response::new(full(value.to_string()));
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     resp

@@ -156,7 +156,9 @@ impl Provider {
             family: refresh_family.clone(),
         };
         let akey = access_key(&jti);
-        self.store.put(&akey, to_bytes(&record), settings.lifetime).await?;
+        self.store
+            .put(&akey, to_bytes(&record), settings.lifetime)
+            .await?;
         let mut response = json!({
             "access_token": access_token,
             "token_type": "Bearer",
@@ -198,7 +200,14 @@ impl Provider {
         })
     }
 
-    fn jwt_access_token(&self, client: &Client, grant: &Grant, jti: &str, now: u64, exp: u64) -> Result<String, OAuthError> {
+    fn jwt_access_token(
+        &self,
+        client: &Client,
+        grant: &Grant,
+        jti: &str,
+        now: u64,
+        exp: u64,
+    ) -> Result<String, OAuthError> {
         let aud: Value = match grant.audiences.as_slice() {
             [] => json!(client.id),
             [one] => json!(one),
@@ -220,7 +229,14 @@ impl Provider {
         self.sign("at+jwt", &claims)
     }
 
-    pub fn id_token(&self, client: &Client, grant: &Grant, nonce: Option<&str>, access_token: Option<&str>, now: u64) -> Result<String, OAuthError> {
+    pub fn id_token(
+        &self,
+        client: &Client,
+        grant: &Grant,
+        nonce: Option<&str>,
+        access_token: Option<&str>,
+        now: u64,
+    ) -> Result<String, OAuthError> {
         let requested = grant.requested.as_ref().and_then(|r| r.get("id_token"));
         let mut claims = released(&grant.claims, &grant.scopes, requested);
         let mut set = |k: &str, v: Value| {
@@ -275,7 +291,10 @@ impl Provider {
     /// unknown, expired, revoked, or its refresh family was revoked.
     pub async fn access_record(&self, token: &str) -> Result<Option<AccessRecord>, OAuthError> {
         let id = if token.matches('.').count() == 2 {
-            match self.verify(token, "at+jwt", true).and_then(|c| c["jti"].as_str().map(str::to_string)) {
+            match self
+                .verify(token, "at+jwt", true)
+                .and_then(|c| c["jti"].as_str().map(str::to_string))
+            {
                 Some(jti) => jti,
                 None => return Ok(None),
             }
@@ -305,13 +324,22 @@ impl Provider {
 
     pub async fn revoke_family(&self, family: &str, lifetime: Duration) -> Result<(), OAuthError> {
         self.store
-            .put(&family_revoked_key(family), Bytes::from_static(b"1"), lifetime)
+            .put(
+                &family_revoked_key(family),
+                Bytes::from_static(b"1"),
+                lifetime,
+            )
             .await?;
         Ok(())
     }
 
     /// The subject for a user: the configured attribute or `<idp>.sub`, pairwise if asked.
-    pub fn subject(&self, client: &Client, attrs: &crate::claims::Attributes, idp: &str) -> Option<String> {
+    pub fn subject(
+        &self,
+        client: &Client,
+        attrs: &crate::claims::Attributes,
+        idp: &str,
+    ) -> Option<String> {
         let local = match &client.subject_attribute {
             Some(a) => a.get(attrs),
             None => attrs.get(&format!("{idp}.sub")),
@@ -327,7 +355,11 @@ impl Provider {
             .and_then(|u| url::Url::parse(u).ok())
             .and_then(|u| u.host_str().map(str::to_string))
             .unwrap_or_else(|| client.id.clone());
-        let salt = self.pairwise_salt.as_ref().map(|s| s.expose()).unwrap_or("");
+        let salt = self
+            .pairwise_salt
+            .as_ref()
+            .map(|s| s.expose())
+            .unwrap_or("");
         Some(hash(&format!("{sector}|{local}|{salt}")))
     }
 }

@@ -21,11 +21,21 @@ pub async fn introspect(p: &Provider, req: Request<Incoming>) -> Response<Body> 
 async fn run_introspect(p: &Provider, req: Request<Incoming>) -> Result<Value, OAuthError> {
     let (headers, form) = params::read_form(req).await?;
     params::authenticate(p, &headers, &form, false)?;
-    let token = form.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let token = form
+        .get("token")
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     let hint = form.get("token_type_hint").map(String::as_str);
-    let order: [&str; 2] = if hint == Some("refresh_token") { ["refresh_token", "access_token"] } else { ["access_token", "refresh_token"] };
+    let order: [&str; 2] = if hint == Some("refresh_token") {
+        ["refresh_token", "access_token"]
+    } else {
+        ["access_token", "refresh_token"]
+    };
     for kind in order {
-        let found = if kind == "access_token" { access_info(p, token).await? } else { refresh_info(p, token).await? };
+        let found = if kind == "access_token" {
+            access_info(p, token).await?
+        } else {
+            refresh_info(p, token).await?
+        };
         if let Some(v) = found {
             return Ok(v);
         }
@@ -38,7 +48,11 @@ async fn access_info(p: &Provider, token: &str) -> Result<Option<Value>, OAuthEr
         return Ok(None);
     };
     let g = &rec.grant;
-    let aud: Value = if g.audiences.is_empty() { json!(g.client_id) } else { json!(g.audiences) };
+    let aud: Value = if g.audiences.is_empty() {
+        json!(g.client_id)
+    } else {
+        json!(g.audiences)
+    };
     Ok(Some(json!({
         "active": true,
         "token_type": "Bearer",
@@ -92,11 +106,14 @@ pub async fn revoke(p: &Provider, req: Request<Incoming>) -> Response<Body> {
 async fn run_revoke(p: &Provider, req: Request<Incoming>) -> Result<(), OAuthError> {
     let (headers, form) = params::read_form(req).await?;
     let client = params::authenticate(p, &headers, &form, true)?;
-    let token = form.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let token = form
+        .get("token")
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     if let Some(bytes) = p.store.get(&refresh_key(token)).await? {
         if let Ok(rec) = serde_json::from_slice::<RefreshRecord>(&bytes) {
             if rec.grant.client_id == client.id {
-                p.revoke_family(&rec.family, client.refresh.lifetime).await?;
+                p.revoke_family(&rec.family, client.refresh.lifetime)
+                    .await?;
                 p.store.delete(&refresh_key(token)).await?;
             }
         }

@@ -102,7 +102,9 @@ impl SigningKey {
         if alg == SigningAlg::Rs256 {
             let bits = jwk_rsa_bits(&jwk);
             if bits < 2048 {
-                return Err(format!("RSA keys must have at least 2048 bits, this one has {bits}"));
+                return Err(format!(
+                    "RSA keys must have at least 2048 bits, this one has {bits}"
+                ));
             }
         }
         let kid = thumbprint(&jwk);
@@ -178,13 +180,22 @@ mod tests {
             assert!(key.jwk.get("d").is_none(), "no private part in the JWK");
             let mut header = jsonwebtoken::Header::new(alg.jwt());
             header.kid = Some(key.kid.clone());
-            let token = jsonwebtoken::encode(&header, &serde_json::json!({"sub": "x", "exp": 4102444800u64}), &key.encoding).unwrap();
+            let token = jsonwebtoken::encode(
+                &header,
+                &serde_json::json!({"sub": "x", "exp": 4102444800u64}),
+                &key.encoding,
+            )
+            .unwrap();
             let mut v = jsonwebtoken::Validation::new(alg.jwt());
             v.validate_aud = false;
-            let data = jsonwebtoken::decode::<serde_json::Value>(&token, &key.decoding, &v).unwrap();
+            let data =
+                jsonwebtoken::decode::<serde_json::Value>(&token, &key.decoding, &v).unwrap();
             assert_eq!(data.claims["sub"], "x");
             // same key, same kid
-            assert_eq!(SigningKey::from_pem(pem.as_bytes(), alg).unwrap().kid, key.kid);
+            assert_eq!(
+                SigningKey::from_pem(pem.as_bytes(), alg).unwrap().kid,
+                key.kid
+            );
         }
         assert!(SigningKey::from_pem(b"nope", SigningAlg::Es256).is_err());
         let ec = generate_pem(SigningAlg::Es256).unwrap();

@@ -31,23 +31,46 @@ async fn read(req: Request<Incoming>) -> Result<(http::HeaderMap, Params), Strin
     Ok((parts.headers, p))
 }
 
-pub async fn end_session(p: &Provider, rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
+pub async fn end_session(
+    p: &Provider,
+    rt: &Runtime,
+    req: Request<Incoming>,
+    ctx: &RequestCtx,
+) -> Response<Body> {
     let (headers, params) = match read(req).await {
         Ok(x) => x,
-        Err(e) => return respond::error(StatusCode::BAD_REQUEST, &format!("Invalid logout request: {e}."), ctx),
+        Err(e) => {
+            return respond::error(
+                StatusCode::BAD_REQUEST,
+                &format!("Invalid logout request: {e}."),
+                ctx,
+            )
+        }
     };
     // The hint may be expired (that is the normal case at logout) but must be ours.
     let hint = match params.get("id_token_hint") {
         None => None,
         Some(t) => match p.verify(t, "JWT", false) {
             Some(claims) => Some(claims),
-            None => return respond::error(StatusCode::BAD_REQUEST, "The id_token_hint is not a valid ID token of this provider.", ctx),
+            None => {
+                return respond::error(
+                    StatusCode::BAD_REQUEST,
+                    "The id_token_hint is not a valid ID token of this provider.",
+                    ctx,
+                )
+            }
         },
     };
-    let hinted_client = hint.as_ref().and_then(|c| c["aud"].as_str().map(str::to_string));
+    let hinted_client = hint
+        .as_ref()
+        .and_then(|c| c["aud"].as_str().map(str::to_string));
     let client_id = match (params.get("client_id"), hinted_client) {
         (Some(a), Some(b)) if *a != b => {
-            return respond::error(StatusCode::BAD_REQUEST, "client_id does not match the id_token_hint.", ctx)
+            return respond::error(
+                StatusCode::BAD_REQUEST,
+                "client_id does not match the id_token_hint.",
+                ctx,
+            )
         }
         (Some(a), _) => Some(a.clone()),
         (None, b) => b,
@@ -68,7 +91,13 @@ pub async fn end_session(p: &Provider, rt: &Runtime, req: Request<Incoming>, ctx
             }
             let mut url = match url::Url::parse(uri) {
                 Ok(u) => u,
-                Err(_) => return respond::error(StatusCode::BAD_REQUEST, "Invalid post_logout_redirect_uri.", ctx),
+                Err(_) => {
+                    return respond::error(
+                        StatusCode::BAD_REQUEST,
+                        "Invalid post_logout_redirect_uri.",
+                        ctx,
+                    )
+                }
             };
             if let Some(state) = params.get("state") {
                 url.query_pairs_mut().append_pair("state", state);
@@ -78,13 +107,28 @@ pub async fn end_session(p: &Provider, rt: &Runtime, req: Request<Incoming>, ctx
     };
     let session = match rt.sessions.load(&headers).await {
         Ok(s) => s,
-        Err(_) => return respond::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-out is temporarily unavailable.", ctx),
+        Err(_) => {
+            return respond::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-out is temporarily unavailable.",
+                ctx,
+            )
+        }
     };
     let clear = match rt.sessions.end(session.as_ref()).await {
         Ok(c) => c,
-        Err(_) => return respond::error(StatusCode::SERVICE_UNAVAILABLE, "Sign-out is temporarily unavailable.", ctx),
+        Err(_) => {
+            return respond::error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sign-out is temporarily unavailable.",
+                ctx,
+            )
+        }
     };
-    tracing::info!(client = client_id.as_deref().unwrap_or("-"), "RP-initiated logout");
+    tracing::info!(
+        client = client_id.as_deref().unwrap_or("-"),
+        "RP-initiated logout"
+    );
     match redirect {
         Some(to) => respond::redirect(StatusCode::FOUND, &to, &[clear], ctx),
         None => {

@@ -206,9 +206,19 @@ impl Provider {
         self.endpoint(path).is_some()
     }
 
-    pub async fn handle(&self, rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx, path: &str) -> Response<Body> {
+    pub async fn handle(
+        &self,
+        rt: &Runtime,
+        req: Request<Incoming>,
+        ctx: &RequestCtx,
+        path: &str,
+    ) -> Response<Body> {
         let Some(endpoint) = self.endpoint(path) else {
-            return crate::server::respond::error(http::StatusCode::NOT_FOUND, "There is no such page.", ctx);
+            return crate::server::respond::error(
+                http::StatusCode::NOT_FOUND,
+                "There is no such page.",
+                ctx,
+            );
         };
         match endpoint {
             Endpoint::Discovery => discovery::serve(&self.discovery_json, "public, max-age=300"),

@@ -26,14 +26,18 @@ pub fn parse(raw: &[u8]) -> Result<Params, OAuthError> {
     let mut out = HashMap::new();
     for (k, v) in form_urlencoded::parse(raw) {
         if v.len() > MAX_PARAM || k.len() > 256 {
-            return Err(OAuthError::invalid_request(format!("parameter `{k}` is too large")));
+            return Err(OAuthError::invalid_request(format!(
+                "parameter `{k}` is too large"
+            )));
         }
         if v.is_empty() {
             // Empty parameters are treated as omitted (RFC 6749 3.1).
             continue;
         }
         if out.insert(k.to_string(), v.into_owned()).is_some() {
-            return Err(OAuthError::invalid_request(format!("parameter `{k}` is repeated")));
+            return Err(OAuthError::invalid_request(format!(
+                "parameter `{k}` is repeated"
+            )));
         }
     }
     Ok(out)
@@ -49,7 +53,10 @@ pub async fn read_form(req: Request<Incoming>) -> Result<(HeaderMap, Params), OA
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"));
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
     if !is_form {
         return Err(OAuthError::invalid_request(
             "the body must be application/x-www-form-urlencoded",
@@ -64,7 +71,9 @@ pub async fn read_form(req: Request<Incoming>) -> Result<(HeaderMap, Params), OA
     if let Some(q) = parts.uri.query() {
         // Credentials and grant parameters belong in the body, never in the URL.
         if !parse(q.as_bytes())?.is_empty() {
-            return Err(OAuthError::invalid_request("parameters must be sent in the body, not the query"));
+            return Err(OAuthError::invalid_request(
+                "parameters must be sent in the body, not the query",
+            ));
         }
     }
     Ok((parts.headers, parse(&bytes)?))
@@ -89,11 +98,16 @@ pub fn authenticate<'p>(
     let basic = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic ").or_else(|| v.strip_prefix("basic ")));
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        });
     let (id, secret, used_basic) = match basic {
         Some(b) => {
             if params.contains_key("client_secret") {
-                return Err(OAuthError::invalid_request("use one client authentication method, not two"));
+                return Err(OAuthError::invalid_request(
+                    "use one client authentication method, not two",
+                ));
             }
             let decoded = STANDARD
                 .decode(b.trim())
@@ -105,28 +119,31 @@ pub fn authenticate<'p>(
                 .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials", true))?;
             let id = form_decode(id);
             if params.get("client_id").is_some_and(|p| *p != id) {
-                return Err(OAuthError::invalid_request("client_id does not match the credentials"));
+                return Err(OAuthError::invalid_request(
+                    "client_id does not match the credentials",
+                ));
             }
             (id, Some(form_decode(secret)), true)
         }
         None => {
-            let id = params
-                .get("client_id")
-                .cloned()
-                .ok_or_else(|| OAuthError::invalid_client("client authentication is required", false))?;
+            let id = params.get("client_id").cloned().ok_or_else(|| {
+                OAuthError::invalid_client("client authentication is required", false)
+            })?;
             (id, params.get("client_secret").cloned(), false)
         }
     };
-    let client = provider
-        .clients
-        .get(&id)
-        .ok_or_else(|| OAuthError::invalid_client("unknown client or wrong credentials", used_basic))?;
+    let client = provider.clients.get(&id).ok_or_else(|| {
+        OAuthError::invalid_client("unknown client or wrong credentials", used_basic)
+    })?;
     match (&client.auth, secret) {
         (ClientAuth::Secret(expected), Some(given)) => {
             if bool::from(expected.expose().as_bytes().ct_eq(given.as_bytes())) {
                 Ok(client)
             } else {
-                Err(OAuthError::invalid_client("unknown client or wrong credentials", used_basic))
+                Err(OAuthError::invalid_client(
+                    "unknown client or wrong credentials",
+                    used_basic,
+                ))
             }
         }
         (ClientAuth::Secret(_), None) => Err(OAuthError::invalid_client(

@@ -11,7 +11,9 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::errors::{json_no_store, OAuthError};
-use super::grants::{code_key, redeemed_key, refresh_key, CodeRecord, Grant, RedeemedCode, RefreshRecord, Rotation};
+use super::grants::{
+    code_key, redeemed_key, refresh_key, CodeRecord, Grant, RedeemedCode, RefreshRecord, Rotation,
+};
 use super::params::{self, Params};
 use super::{Client, Provider};
 use crate::claims::oidc::{user_claims, SCOPE_CLAIMS};
@@ -21,7 +23,12 @@ use crate::server::body::Body;
 use crate::server::respond::RequestCtx;
 use crate::session::{now_unix, random_token};
 
-pub async fn token(p: &Provider, rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
+pub async fn token(
+    p: &Provider,
+    rt: &Runtime,
+    req: Request<Incoming>,
+    ctx: &RequestCtx,
+) -> Response<Body> {
     match run(p, rt, req, ctx.peer.ip()).await {
         Ok(v) => json_no_store(&v),
         Err(e) => {
@@ -31,7 +38,12 @@ pub async fn token(p: &Provider, rt: &Runtime, req: Request<Incoming>, ctx: &Req
     }
 }
 
-async fn run(p: &Provider, rt: &Runtime, req: Request<Incoming>, peer_ip: std::net::IpAddr) -> Result<serde_json::Value, OAuthError> {
+async fn run(
+    p: &Provider,
+    rt: &Runtime,
+    req: Request<Incoming>,
+    peer_ip: std::net::IpAddr,
+) -> Result<serde_json::Value, OAuthError> {
     let (headers, params) = params::read_form(req).await?;
     let grant_type = params
         .get("grant_type")
@@ -44,7 +56,9 @@ async fn run(p: &Provider, rt: &Runtime, req: Request<Incoming>, peer_ip: std::n
         "client_credentials" => client.grants.client_credentials,
         "password" => client.grants.password,
         other => {
-            return Err(OAuthError::unsupported_grant_type(format!("grant_type `{other}` is not supported")));
+            return Err(OAuthError::unsupported_grant_type(format!(
+                "grant_type `{other}` is not supported"
+            )));
         }
     };
     if !allowed {
@@ -62,13 +76,21 @@ async fn run(p: &Provider, rt: &Runtime, req: Request<Incoming>, peer_ip: std::n
 
 fn pkce_ok(challenge: &str, verifier: &str) -> bool {
     let valid = (43..=128).contains(&verifier.len())
-        && verifier.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
     let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
     valid && bool::from(computed.as_bytes().ct_eq(challenge.as_bytes()))
 }
 
-async fn authorization_code(p: &Provider, client: &Client, params: &Params) -> Result<serde_json::Value, OAuthError> {
-    let code = params.get("code").ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+async fn authorization_code(
+    p: &Provider,
+    client: &Client,
+    params: &Params,
+) -> Result<serde_json::Value, OAuthError> {
+    let code = params
+        .get("code")
+        .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
     let Some(bytes) = p.store.take(&code_key(code)).await? else {
         // Unknown, expired, or already used. A replay revokes what the code issued
         // (RFC 6749 4.1.2, RFC 9700 4.5).
@@ -81,38 +103,61 @@ async fn authorization_code(p: &Provider, client: &Client, params: &Params) -> R
                 tracing::warn!(client = %client.id, "authorization code replayed: its tokens are revoked");
             }
         }
-        return Err(OAuthError::invalid_grant("the code is invalid, expired or already used"));
+        return Err(OAuthError::invalid_grant(
+            "the code is invalid, expired or already used",
+        ));
     };
-    let rec: CodeRecord = serde_json::from_slice(&bytes).map_err(|_| OAuthError::invalid_grant("the code is invalid"))?;
+    let rec: CodeRecord = serde_json::from_slice(&bytes)
+        .map_err(|_| OAuthError::invalid_grant("the code is invalid"))?;
     if rec.grant.client_id != client.id {
-        return Err(OAuthError::invalid_grant("the code was issued to another client"));
+        return Err(OAuthError::invalid_grant(
+            "the code was issued to another client",
+        ));
     }
     if params.get("redirect_uri") != Some(&rec.redirect_uri) {
-        return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
     }
     match (&rec.code_challenge, params.get("code_verifier")) {
         (Some(c), Some(v)) if pkce_ok(c, v) => {}
         (Some(_), _) => return Err(OAuthError::invalid_grant("PKCE verification failed")),
-        (None, Some(_)) => return Err(OAuthError::invalid_grant("code_verifier sent but no code_challenge was")),
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier sent but no code_challenge was",
+            ))
+        }
         (None, None) => {}
     }
     let family = wants_refresh(client, &rec.grant).then(|| random_token(16));
-    let minted = p.mint(client, &rec.grant, rec.nonce.as_deref(), family).await?;
+    let minted = p
+        .mint(client, &rec.grant, rec.nonce.as_deref(), family)
+        .await?;
     let marker = RedeemedCode {
         access_key: minted.access_key.clone(),
         family: minted.family.clone(),
     };
     p.store
-        .put(&redeemed_key(code), Bytes::from(serde_json::to_vec(&marker).unwrap_or_default()), client.access_token.lifetime.max(client.refresh.reuse_grace))
+        .put(
+            &redeemed_key(code),
+            Bytes::from(serde_json::to_vec(&marker).unwrap_or_default()),
+            client.access_token.lifetime.max(client.refresh.reuse_grace),
+        )
         .await?;
     Ok(minted.response)
 }
 
 fn wants_refresh(client: &Client, grant: &Grant) -> bool {
-    client.grants.refresh_token && client.refresh.allow_offline_access && grant.has_scope("offline_access")
+    client.grants.refresh_token
+        && client.refresh.allow_offline_access
+        && grant.has_scope("offline_access")
 }
 
-async fn refresh(p: &Provider, client: &Client, params: &Params) -> Result<serde_json::Value, OAuthError> {
+async fn refresh(
+    p: &Provider,
+    client: &Client,
+    params: &Params,
+) -> Result<serde_json::Value, OAuthError> {
     let token = params
         .get("refresh_token")
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
@@ -120,28 +165,44 @@ async fn refresh(p: &Provider, client: &Client, params: &Params) -> Result<serde
     // A lost compare-and-set means a concurrent rotation: read again and answer like a replay.
     for _ in 0..3 {
         let Some(bytes) = p.store.get(&key).await? else {
-            return Err(OAuthError::invalid_grant("the refresh token is invalid or expired"));
+            return Err(OAuthError::invalid_grant(
+                "the refresh token is invalid or expired",
+            ));
         };
-        let rec: RefreshRecord = serde_json::from_slice(&bytes).map_err(|_| OAuthError::invalid_grant("the refresh token is invalid"))?;
+        let rec: RefreshRecord = serde_json::from_slice(&bytes)
+            .map_err(|_| OAuthError::invalid_grant("the refresh token is invalid"))?;
         if rec.grant.client_id != client.id {
-            return Err(OAuthError::invalid_grant("the refresh token was issued to another client"));
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was issued to another client",
+            ));
         }
         if p.family_revoked(&rec.family).await? || rec.exp <= now_unix() {
-            return Err(OAuthError::invalid_grant("the refresh token is invalid or expired"));
+            return Err(OAuthError::invalid_grant(
+                "the refresh token is invalid or expired",
+            ));
         }
         if let Some(rot) = &rec.rotated {
             if now_unix().saturating_sub(rot.at) <= client.refresh.reuse_grace.as_secs() {
                 return Ok(rot.response.clone());
             }
-            p.revoke_family(&rec.family, client.refresh.lifetime).await?;
+            p.revoke_family(&rec.family, client.refresh.lifetime)
+                .await?;
             tracing::warn!(client = %client.id, "rotated refresh token reused: the token family is revoked");
-            return Err(OAuthError::invalid_grant("the refresh token was already used"));
+            return Err(OAuthError::invalid_grant(
+                "the refresh token was already used",
+            ));
         }
         let mut grant = rec.grant.clone();
         if let Some(scope) = params.get("scope") {
-            let asked: Vec<String> = scope.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect();
+            let asked: Vec<String> = scope
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
             if let Some(extra) = asked.iter().find(|s| !grant.has_scope(s)) {
-                return Err(OAuthError::invalid_scope(format!("scope `{extra}` was not granted originally")));
+                return Err(OAuthError::invalid_scope(format!(
+                    "scope `{extra}` was not granted originally"
+                )));
             }
             grant.scopes = asked;
             // the family keeps living through its own record, whatever the narrowed scope
@@ -149,34 +210,67 @@ async fn refresh(p: &Provider, client: &Client, params: &Params) -> Result<serde
                 grant.scopes.push("offline_access".into());
             }
         }
-        let minted = p.mint(client, &grant, None, Some(rec.family.clone())).await?;
+        let minted = p
+            .mint(client, &grant, None, Some(rec.family.clone()))
+            .await?;
         let rotated = RefreshRecord {
-            rotated: Some(Rotation { at: now_unix(), response: minted.response.clone() }),
+            rotated: Some(Rotation {
+                at: now_unix(),
+                response: minted.response.clone(),
+            }),
             ..rec.clone()
         };
         let ttl = std::time::Duration::from_secs(rec.exp.saturating_sub(now_unix()).max(1));
         if p.store
-            .compare_and_set(&key, &bytes, Bytes::from(serde_json::to_vec(&rotated).unwrap_or_default()), ttl)
+            .compare_and_set(
+                &key,
+                &bytes,
+                Bytes::from(serde_json::to_vec(&rotated).unwrap_or_default()),
+                ttl,
+            )
             .await?
         {
             return Ok(minted.response);
         }
         // Someone else rotated first: withdraw what we minted.
         p.store.delete(&minted.access_key).await?;
-        if let Some(rt) = minted.response.get("refresh_token").and_then(|v| v.as_str()) {
+        if let Some(rt) = minted
+            .response
+            .get("refresh_token")
+            .and_then(|v| v.as_str())
+        {
             p.store.delete(&refresh_key(rt)).await?;
         }
     }
-    Err(OAuthError::temporarily_unavailable("too much contention on this refresh token"))
+    Err(OAuthError::temporarily_unavailable(
+        "too much contention on this refresh token",
+    ))
 }
 
-fn scopes_for_client(client: &Client, params: &Params, user: bool) -> Result<Vec<String>, OAuthError> {
+fn scopes_for_client(
+    client: &Client,
+    params: &Params,
+    user: bool,
+) -> Result<Vec<String>, OAuthError> {
     let mut out = Vec::new();
-    for s in params.get("scope").map(String::as_str).unwrap_or("").split(' ').filter(|s| !s.is_empty()) {
-        let standard = s == "openid" || s == "offline_access" || SCOPE_CLAIMS.iter().any(|(n, _)| *n == s);
-        let ok = if user { standard || client.custom_scopes.iter().any(|c| c == s) } else { client.custom_scopes.iter().any(|c| c == s) };
+    for s in params
+        .get("scope")
+        .map(String::as_str)
+        .unwrap_or("")
+        .split(' ')
+        .filter(|s| !s.is_empty())
+    {
+        let standard =
+            s == "openid" || s == "offline_access" || SCOPE_CLAIMS.iter().any(|(n, _)| *n == s);
+        let ok = if user {
+            standard || client.custom_scopes.iter().any(|c| c == s)
+        } else {
+            client.custom_scopes.iter().any(|c| c == s)
+        };
         if !ok {
-            return Err(OAuthError::invalid_scope(format!("scope `{s}` is not allowed for this client")));
+            return Err(OAuthError::invalid_scope(format!(
+                "scope `{s}` is not allowed for this client"
+            )));
         }
         if !out.iter().any(|x| x == s) {
             out.push(s.to_string());
@@ -188,14 +282,24 @@ fn scopes_for_client(client: &Client, params: &Params, user: bool) -> Result<Vec
 fn audiences(client: &Client, params: &Params) -> Result<Vec<String>, OAuthError> {
     match params.get("resource") {
         None => Ok(client.access_token.allowed_audiences.clone()),
-        Some(r) if client.access_token.allowed_audiences.iter().any(|a| a == r) => Ok(vec![r.clone()]),
-        Some(r) => Err(OAuthError::invalid_target(format!("resource `{r}` is not allowed for this client"))),
+        Some(r) if client.access_token.allowed_audiences.iter().any(|a| a == r) => {
+            Ok(vec![r.clone()])
+        }
+        Some(r) => Err(OAuthError::invalid_target(format!(
+            "resource `{r}` is not allowed for this client"
+        ))),
     }
 }
 
-async fn client_credentials(p: &Provider, client: &Client, params: &Params) -> Result<serde_json::Value, OAuthError> {
+async fn client_credentials(
+    p: &Provider,
+    client: &Client,
+    params: &Params,
+) -> Result<serde_json::Value, OAuthError> {
     if client.is_public() {
-        return Err(OAuthError::unauthorized_client("public clients cannot use client_credentials"));
+        return Err(OAuthError::unauthorized_client(
+            "public clients cannot use client_credentials",
+        ));
     }
     let grant = Grant {
         client_id: client.id.clone(),
@@ -213,9 +317,19 @@ async fn client_credentials(p: &Provider, client: &Client, params: &Params) -> R
 
 /// Resource owner password credentials: only for clients granted `password`, checked against
 /// the client's `local` connectors with the same throttling as the login form.
-async fn password(p: &Provider, rt: &Runtime, client: &Client, params: &Params, ip: std::net::IpAddr) -> Result<serde_json::Value, OAuthError> {
-    let username = params.get("username").ok_or_else(|| OAuthError::invalid_request("username is required"))?;
-    let password = params.get("password").ok_or_else(|| OAuthError::invalid_request("password is required"))?;
+async fn password(
+    p: &Provider,
+    rt: &Runtime,
+    client: &Client,
+    params: &Params,
+    ip: std::net::IpAddr,
+) -> Result<serde_json::Value, OAuthError> {
+    let username = params
+        .get("username")
+        .ok_or_else(|| OAuthError::invalid_request("username is required"))?;
+    let password = params
+        .get("password")
+        .ok_or_else(|| OAuthError::invalid_request("password is required"))?;
     let scopes = scopes_for_client(client, params, true)?;
     let audiences = audiences(client, params)?;
     let store = rt.sessions.store().as_ref();
@@ -225,18 +339,30 @@ async fn password(p: &Provider, rt: &Runtime, client: &Client, params: &Params, 
         };
         if crate::login::throttle::locked(store, &local.throttle, idp, username, ip).await? {
             rt.metrics.login(idp, "throttled");
-            return Err(OAuthError::invalid_grant("too many failed attempts; try again later"));
+            return Err(OAuthError::invalid_grant(
+                "too many failed attempts; try again later",
+            ));
         }
         let Some(mut attrs) = local.verify(username, password).await else {
             continue;
         };
         let _ = crate::login::throttle::succeeded(store, idp, username).await;
-        if let Err(e) = crate::connectors::providers::resolve_attrs(&rt.connectors, &client.attr_providers, &mut attrs).await {
+        if let Err(e) = crate::connectors::providers::resolve_attrs(
+            &rt.connectors,
+            &client.attr_providers,
+            &mut attrs,
+        )
+        .await
+        {
             tracing::error!(client = %client.id, error = %e, "password grant: attributes unavailable");
-            return Err(OAuthError::temporarily_unavailable("the user directory is not reachable; try again shortly"));
+            return Err(OAuthError::temporarily_unavailable(
+                "the user directory is not reachable; try again shortly",
+            ));
         }
         rt.metrics.login(idp, "success");
-        let sub = p.subject(client, &attrs, idp).ok_or_else(|| OAuthError::server_error("the user has no subject attribute"))?;
+        let sub = p
+            .subject(client, &attrs, idp)
+            .ok_or_else(|| OAuthError::server_error("the user has no subject attribute"))?;
         let mut scopes = scopes;
         if !(client.refresh.allow_offline_access && client.grants.refresh_token) {
             scopes.retain(|s| s != "offline_access");
@@ -276,7 +402,10 @@ mod tests {
         let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r7wW1gFWFOEjXk";
         let challenge = "bwWFMyPfdG9qreDhH2lmftFx_dFeLDalzcT1gb_j68g";
         assert!(pkce_ok(challenge, verifier));
-        assert!(!pkce_ok(challenge, "dBjftJeZ4CVP-mB92K27uhbUJU1p1r7wW1gFWFOEjXX"));
+        assert!(!pkce_ok(
+            challenge,
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r7wW1gFWFOEjXX"
+        ));
         assert!(!pkce_ok(challenge, "short"));
     }
 }

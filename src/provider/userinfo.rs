@@ -20,11 +20,15 @@ pub fn bearer(headers: &HeaderMap, form: Option<&params::Params>) -> Result<Stri
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim().to_string())
+            scheme
+                .eq_ignore_ascii_case("bearer")
+                .then(|| token.trim().to_string())
         });
     let from_form = form.and_then(|f| f.get("access_token").cloned());
     match (from_header, from_form) {
-        (Some(_), Some(_)) => Err(OAuthError::invalid_request("send the token once, not in the header and the body")),
+        (Some(_), Some(_)) => Err(OAuthError::invalid_request(
+            "send the token once, not in the header and the body",
+        )),
         (Some(t), None) | (None, Some(t)) if !t.is_empty() => Ok(t),
         _ => Err(OAuthError::missing_token()),
     }
@@ -52,11 +56,15 @@ async fn run(p: &Provider, req: Request<Incoming>) -> Result<Value, OAuthError> 
         _ => return Err(OAuthError::invalid_request("userinfo takes GET or POST")),
     };
     let Some(rec) = p.access_record(&token).await? else {
-        return Err(OAuthError::invalid_token("the access token is invalid, expired or revoked"));
+        return Err(OAuthError::invalid_token(
+            "the access token is invalid, expired or revoked",
+        ));
     };
     let grant = &rec.grant;
     let Some(sub) = &grant.sub else {
-        return Err(OAuthError::invalid_token("this token was issued to a client, not a user"));
+        return Err(OAuthError::invalid_token(
+            "this token was issued to a client, not a user",
+        ));
     };
     if !grant.has_scope("openid") {
         let mut e = OAuthError::invalid_token("the token lacks the openid scope");

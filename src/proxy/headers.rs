@@ -73,7 +73,8 @@ pub fn upstream_headers(
         _ => ip,
     };
     h.remove(&X_FORWARDED_FOR);
-    if let Ok(v) = HeaderValue::from_str(&xff) {
+    // `try_from(String)` validates like `from_str` but keeps the buffer instead of copying it.
+    if let Ok(v) = HeaderValue::try_from(xff) {
         h.insert(X_FORWARDED_FOR.clone(), v);
     }
     h.insert(
@@ -91,14 +92,14 @@ pub fn upstream_headers(
         if let Some(host) = &ctx.host_header {
             h.insert(header::HOST, host.clone());
         }
-    } else if let Ok(v) = HeaderValue::from_str(app.upstream.authority().as_str()) {
-        h.insert(header::HOST, v);
+    } else if let Some(v) = app.upstream.host_header() {
+        h.insert(header::HOST, v.clone());
     }
     for ih in &app.headers {
         let Some(value) = ih.template.render(attrs) else {
             continue;
         };
-        match HeaderValue::from_str(&value) {
+        match HeaderValue::try_from(value) {
             Ok(v) => {
                 h.insert(ih.name.clone(), v);
             }

@@ -44,6 +44,9 @@ pub struct Upstream {
     authority: http::uri::Authority,
     /// Base path without trailing slash ("" for an origin).
     base_path: String,
+    /// `Host` sent upstream (unless the app preserves the client's): the authority, made
+    /// once here rather than per request.
+    host_header: Option<HeaderValue>,
     client: Client<HttpsConnector<HttpConnector>, Body>,
     response_timeout: Duration,
 }
@@ -74,10 +77,12 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(256)
             .build(connector);
+        let host_header = HeaderValue::from_str(authority.as_str()).ok();
         Ok(Self {
             scheme,
             authority,
             base_path: url.path().trim_end_matches('/').to_string(),
+            host_header,
             client,
             response_timeout,
         })
@@ -85,6 +90,11 @@ impl Upstream {
 
     pub fn authority(&self) -> &http::uri::Authority {
         &self.authority
+    }
+
+    /// The authority as a `Host` header value (`None` if it cannot be one).
+    pub fn host_header(&self) -> Option<&HeaderValue> {
+        self.host_header.as_ref()
     }
 
     fn target(&self, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
@@ -181,32 +191,86 @@ fn requested_upgrade<B>(req: &Request<B>) -> Option<HeaderValue> {
         .flatten()
 }
 
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
+/// Parsed once: removing by `HeaderName` skips parsing and validating a `&str` name on every
+/// call (twice per proxied request).
+static HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
 ];
 
 /// Removes hop-by-hop headers (RFC 9110 7.6.1), including those named by `Connection`,
 /// and `Upgrade` (re-added explicitly for upgrades).
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Only the names that are present are collected: usually none (`Connection: keep-alive`
+    // names no header that is there), so nothing is allocated.
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|t| HeaderName::from_bytes(t.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|t| headers.contains_key(*t))
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
     for name in named {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    for name in &HOP_BY_HOP {
         headers.remove(name);
     }
     headers.remove(header::UPGRADE);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn strips_hop_by_hop_and_connection_named_headers() {
+        let mut h = map(&[
+            ("Connection", "keep-alive, X-Secret ,Close"),
+            ("Connection", "x-other"),
+            ("Keep-Alive", "timeout=5"),
+            ("Proxy-Connection", "keep-alive"),
+            ("Proxy-Authenticate", "Basic"),
+            ("Proxy-Authorization", "Basic eA=="),
+            ("TE", "trailers"),
+            ("Trailer", "x-t"),
+            ("Transfer-Encoding", "chunked"),
+            ("Upgrade", "websocket"),
+            ("x-secret", "1"),
+            ("X-Other", "2"),
+            ("close", "3"),
+            ("x-kept", "4"),
+            ("Cookie", "a=b"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-kept", "cookie"]);
+    }
+
+    #[test]
+    fn connection_tokens_that_are_not_header_names_are_ignored() {
+        let mut h = map(&[("connection", "keep-alive, bad token, (x),"), ("x-kept", "1")]);
+        strip_hop_by_hop(&mut h);
+        let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
+        assert_eq!(left, ["x-kept"]);
+    }
 }

@@ -166,8 +166,15 @@ async fn dispatch(
         };
         return (resp, None);
     }
-    if let Some(provider) = rt.provider.as_ref().filter(|p| p.serves(&normalized.decoded)) {
-        return (provider.handle(rt, req, ctx, &normalized.decoded).await, None);
+    if let Some(provider) = rt
+        .provider
+        .as_ref()
+        .filter(|p| p.serves(&normalized.decoded))
+    {
+        return (
+            provider.handle(rt, req, ctx, &normalized.decoded).await,
+            None,
+        );
     }
     let host_port = ctx
         .host_header
@@ -194,25 +201,40 @@ async fn dispatch(
 /// Readiness: every store in use answers (concurrently; each bounded by its own timeout).
 async fn health(rt: &Runtime) -> Response<Body> {
     let pings = rt.stores.iter().map(|(name, store)| async move {
-        store.ping().await.err().map(|e| (name.clone(), e.to_string()))
-    });
-    let down: serde_json::Map<String, serde_json::Value> =
-        futures_util::future::join_all(pings)
+        store
+            .ping()
             .await
-            .into_iter()
-            .flatten()
-            .map(|(name, e)| (name, e.into()))
-            .collect();
+            .err()
+            .map(|e| (name.clone(), e.to_string()))
+    });
+    let down: serde_json::Map<String, serde_json::Value> = futures_util::future::join_all(pings)
+        .await
+        .into_iter()
+        .flatten()
+        .map(|(name, e)| (name, e.into()))
+        .collect();
     // An unavailable upstream IdP does not make the gateway unready (other apps and IdPs keep
     // working); it is reported so probes and operators see it.
-    let idps_down: Vec<&str> = rt.connectors.oidc().filter(|c| !c.available()).map(|c| c.name.as_str()).collect();
+    let idps_down: Vec<&str> = rt
+        .connectors
+        .oidc()
+        .filter(|c| !c.available())
+        .map(|c| c.name.as_str())
+        .collect();
     // LDAP directories: requests that need one fail closed while it is down, so it is reported
     // as down (each ping bounded by the connector's timeoutMillis).
     let directory_pings = rt.connectors.ldap().map(|c| async move {
-        c.ping().await.err().map(|e| (c.name.clone(), serde_json::Value::from(e.to_string())))
+        c.ping()
+            .await
+            .err()
+            .map(|e| (c.name.clone(), serde_json::Value::from(e.to_string())))
     });
     let directories_down: serde_json::Map<String, serde_json::Value> =
-        futures_util::future::join_all(directory_pings).await.into_iter().flatten().collect();
+        futures_util::future::join_all(directory_pings)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
     if down.is_empty() && idps_down.is_empty() && directories_down.is_empty() {
         respond::json(StatusCode::OK, r#"{"status":"up"}"#.to_string())
     } else if down.is_empty() && directories_down.is_empty() {
@@ -223,7 +245,8 @@ async fn health(rt: &Runtime) -> Response<Body> {
     } else {
         respond::json(
             StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"status": "down", "stores": down, "directories": directories_down}).to_string(),
+            serde_json::json!({"status": "down", "stores": down, "directories": directories_down})
+                .to_string(),
         )
     }
 }

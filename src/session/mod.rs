@@ -17,9 +17,9 @@ use sha2::{Digest, Sha256};
 
 use crate::claims::Attributes;
 pub use crate::connectors::oidc::UpstreamTokens;
-use std::collections::BTreeMap;
 use crate::store::{Store, StoreError};
 use cookie::{cookie_values, CookieSpec};
+use std::collections::BTreeMap;
 
 /// Format version of stored sessions, so a rolling upgrade can read older ones.
 const SESSION_FORMAT: u8 = 1;
@@ -86,7 +86,8 @@ impl AttrUpdate {
     pub fn apply(&self, data: &mut SessionData) {
         let prefix = format!("{}.", self.connector);
         let keep = format!("{}.authenticated", self.connector);
-        data.attrs.retain(|k, _| !k.starts_with(&prefix) || *k == keep);
+        data.attrs
+            .retain(|k, _| !k.starts_with(&prefix) || *k == keep);
         if let Some(a) = &self.attrs {
             data.attrs.extend(
                 a.iter()
@@ -234,7 +235,8 @@ impl Sessions {
         connector: &str,
         attrs: Attributes,
     ) -> Result<String, StoreError> {
-        self.login_with_tokens(previous, connector, attrs, None).await
+        self.login_with_tokens(previous, connector, attrs, None)
+            .await
     }
 
     /// `login`, also keeping the upstream IdP's tokens (for refresh and logout at the IdP).

@@ -70,7 +70,12 @@ impl MemoryStore {
 
     /// Makes room for a write of `key`: overwriting is always fine; a new key needs a free
     /// slot, after dropping expired entries if the shard is full.
-    fn room(&self, map: &mut HashMap<String, Entry>, key: &str, now: Instant) -> Result<(), StoreError> {
+    fn room(
+        &self,
+        map: &mut HashMap<String, Entry>,
+        key: &str,
+        now: Instant,
+    ) -> Result<(), StoreError> {
         if map.len() < self.per_shard || map.contains_key(key) {
             return Ok(());
         }
@@ -78,7 +83,9 @@ impl MemoryStore {
         if map.len() < self.per_shard {
             Ok(())
         } else {
-            Err(StoreError::Unavailable("the in-memory store is full".into()))
+            Err(StoreError::Unavailable(
+                "the in-memory store is full".into(),
+            ))
         }
     }
 
@@ -117,7 +124,13 @@ impl Store for MemoryStore {
         let now = Instant::now();
         let mut map = self.shard(key);
         self.room(&mut map, key, now)?;
-        map.insert(key.to_string(), Entry { value, expires: now + ttl });
+        map.insert(
+            key.to_string(),
+            Entry {
+                value,
+                expires: now + ttl,
+            },
+        );
         Ok(())
     }
 
@@ -224,19 +237,36 @@ mod tests {
         let ttl = Duration::from_secs(60);
         let mut refused = 0;
         for i in 0..200 {
-            if s.put(&format!("k{i}"), Bytes::from_static(b"v"), ttl).await.is_err() {
+            if s.put(&format!("k{i}"), Bytes::from_static(b"v"), ttl)
+                .await
+                .is_err()
+            {
                 refused += 1;
             }
         }
         assert!(refused >= 200 - SHARDS, "{refused}");
         // overwriting an existing key still works
-        let kept = (0..200).map(|i| format!("k{i}")).find(|k| futures_util::FutureExt::now_or_never(s.get(k)).unwrap().unwrap().is_some()).unwrap();
+        let kept = (0..200)
+            .map(|i| format!("k{i}"))
+            .find(|k| {
+                futures_util::FutureExt::now_or_never(s.get(k))
+                    .unwrap()
+                    .unwrap()
+                    .is_some()
+            })
+            .unwrap();
         s.put(&kept, Bytes::from_static(b"w"), ttl).await.unwrap();
         assert_eq!(s.get(&kept).await.unwrap().as_deref(), Some(&b"w"[..]));
         // expired entries make room again
         let s = MemoryStore::with_max_entries(SHARDS);
         for i in 0..200 {
-            let _ = s.put(&format!("k{i}"), Bytes::from_static(b"v"), Duration::from_millis(10)).await;
+            let _ = s
+                .put(
+                    &format!("k{i}"),
+                    Bytes::from_static(b"v"),
+                    Duration::from_millis(10),
+                )
+                .await;
         }
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert!(s.put("fresh", Bytes::from_static(b"v"), ttl).await.is_ok());

@@ -525,6 +525,36 @@ fn list<'a>(v: Option<&'a Value>, path: &ConfigPath, ctx: &mut Ctx<'_>) -> &'a [
     }
 }
 
+/// The TLS client configuration for an outbound connection (upstream app, IdP): the CA of
+/// the named profile, or the public web PKI without one. `None` = reported error.
+pub(super) fn client_tls(
+    profile: Option<&str>,
+    path: &ConfigPath,
+    ctx: &mut Ctx<'_>,
+) -> Option<rustls::ClientConfig> {
+    match profile {
+        None => tls::client_config(None, None)
+            .map_err(|e| ctx.diags.error(path, e))
+            .ok(),
+        Some(name) => match ctx.tls.get(name) {
+            None => {
+                let known = ctx.tls.keys().cloned().collect();
+                unknown_ref(ctx, path, "TLS profile", name, known);
+                None
+            }
+            Some(prof) => {
+                let ca = prof.caFile.as_deref().map(|c| resolve_file(ctx.base, c));
+                tls::client_config(ca.as_deref(), prof.minVersion.as_deref())
+                    .map_err(|e| {
+                        ctx.diags
+                            .error(&ConfigPath::root().key("tls").key(name).key("caFile"), e)
+                    })
+                    .ok()
+            }
+        },
+    }
+}
+
 pub(super) fn check_name(
     name: &str,
     path: &ConfigPath,
@@ -820,27 +850,7 @@ fn compile_proxy_app(
             None
         }
     };
-    let client_tls = match cfg.tls.as_deref() {
-        None => tls::client_config(None, None)
-            .map_err(|e| ctx.diags.error(&p.key("tls"), e))
-            .ok(),
-        Some(name) => match ctx.tls.get(name) {
-            None => {
-                let known = ctx.tls.keys().cloned().collect();
-                unknown_ref(ctx, &p.key("tls"), "TLS profile", name, known);
-                None
-            }
-            Some(prof) => {
-                let ca = prof.caFile.as_deref().map(|c| resolve_file(ctx.base, c));
-                tls::client_config(ca.as_deref(), prof.minVersion.as_deref())
-                    .map_err(|e| {
-                        ctx.diags
-                            .error(&ConfigPath::root().key("tls").key(name).key("caFile"), e)
-                    })
-                    .ok()
-            }
-        },
-    };
+    let client_tls = client_tls(cfg.tls.as_deref(), &p.key("tls"), ctx);
     let timeouts = cfg.timeouts.as_ref();
     let connect = Duration::from_millis(
         timeouts

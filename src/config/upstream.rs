@@ -2,13 +2,12 @@
 
 use std::time::Duration;
 
-use super::compile::{resolve_file, unknown_ref, Ctx};
+use super::compile::Ctx;
 use super::model::OidcConnectorConfig;
 use super::source::ConfigPath;
 use crate::connectors::local::Throttle;
 use crate::connectors::oidc::{OidcConnector, OidcSettings, Preset};
 use crate::secrets::SecretString;
-use crate::server::tls;
 
 fn check_url(s: &str, path: &ConfigPath, ctx: &mut Ctx<'_>, what: &str) -> bool {
     match url::Url::parse(s) {
@@ -130,27 +129,7 @@ pub(super) fn compile_oidc_connector(
             true
         }
     };
-    let tls_cfg = match cfg.tls.as_deref() {
-        None => tls::client_config(None, None)
-            .map_err(|e| ctx.diags.error(&p.key("tls"), e))
-            .ok(),
-        Some(name) => match ctx.tls.get(name) {
-            None => {
-                let known = ctx.tls.keys().cloned().collect();
-                unknown_ref(ctx, &p.key("tls"), "TLS profile", name, known);
-                None
-            }
-            Some(prof) => {
-                let ca = prof.caFile.as_deref().map(|c| resolve_file(ctx.base, c));
-                tls::client_config(ca.as_deref(), prof.minVersion.as_deref())
-                    .map_err(|e| {
-                        ctx.diags
-                            .error(&ConfigPath::root().key("tls").key(name).key("caFile"), e)
-                    })
-                    .ok()
-            }
-        },
-    };
+    let tls_cfg = super::compile::client_tls(cfg.tls.as_deref(), &p.key("tls"), ctx);
     let t = cfg.throttle.as_ref();
     let throttle = Throttle {
         max_failures: t.and_then(|t| t.maxFailures).unwrap_or(5).max(1),

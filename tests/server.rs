@@ -243,12 +243,8 @@ async fn health_and_metrics() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let logs = gw.logs();
-    let line = logs
-        .lines()
-        .find(|l| l.contains("req-abc-123"))
-        .expect("access log line");
-    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let line = gw.wait_log("req-abc-123");
+    let v: serde_json::Value = serde_json::from_str(&line).unwrap();
     assert_eq!(v["span"]["request_id"], "req-abc-123");
     assert_eq!(v["app"], "app");
     assert_eq!(v["status"], 200);

@@ -644,6 +644,8 @@ apps:
             assert!(set_cookie(&r, "tessera_session").is_none(), "{forge:?}");
         }
     }
+    // the last refusal is logged before the genuine login's line
+    gw.wait_log("login succeeded");
     let logs = gw.logs();
     assert!(logs.contains("upstream login refused"));
     assert_eq!(

@@ -113,6 +113,29 @@ impl Gateway {
         self.logs.lock().unwrap().join("\n")
     }
 
+    /// Waits (bounded) until a log line containing `needle` has been read from the process:
+    /// the access line is written after the response, so it may trail it slightly.
+    pub fn wait_log(&self, needle: &str) -> String {
+        let start = Instant::now();
+        loop {
+            if let Some(l) = self
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|l| l.contains(needle))
+            {
+                return l.clone();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "no log line with {needle}:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Sends a signal to the process.
     pub fn signal(&self, sig: &str) {
         Command::new("kill")

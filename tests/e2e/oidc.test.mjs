@@ -287,15 +287,9 @@ async function rejectsWith(promise, code) {
   });
 }
 
-// Known gateway bug (the tests that hit it are `todo`, so the suite stays green; drop `todo`
-// once fixed): every response of the gateway, the sign-in page included, carries
-// `Content-Security-Policy: ... form-action 'self' ...` (src/server/respond.rs). Chromium
-// applies form-action to the whole redirect chain of a form submission, so after an
-// authorization request that needs a sign-in, POST /.tessera/login -> 303
-// /oauth2/authorize/resume -> 302 <client redirect_uri on another origin> is blocked
-// (net::ERR_ABORTED): the browser never reaches the RP, the user is left on the sign-in page.
-// The same flow without a browser (authlib test below, tests/provider.rs) works.
-const CSP_BUG = "gateway bug: the sign-in page's CSP `form-action 'self'` blocks the redirect to the client's redirect_uri after POST /.tessera/login (Chromium: net::ERR_ABORTED)";
+// Regression: the sign-in page's CSP once had `form-action 'self'`, which Chromium applies
+// to the whole redirect chain of the form submission (POST /.tessera/login -> 303 resume ->
+// 302 to the client's redirect_uri on another origin) and so blocked the return to the RP.
 
 /** What openid-client validated at the callback; then refresh, userinfo, introspection, revocation, end session. */
 async function rpLifecycle({ page, navigations, gw, upstream, rp }) {
@@ -383,7 +377,7 @@ async function rpLifecycle({ page, navigations, gw, upstream, rp }) {
   assert.deepEqual(rp.errors, []);
 }
 
-test('openid-client RP: sign-in on the gateway page returns to the RP; refresh, userinfo, introspection, revocation, end session', { timeout: TEST_TIMEOUT_MS, todo: CSP_BUG }, async (t) => {
+test('openid-client RP: sign-in on the gateway page returns to the RP; refresh, userinfo, introspection, revocation, end session', { timeout: TEST_TIMEOUT_MS }, async (t) => {
   const { upstream, gw, rp } = await setup(t);
   const { page, navigations } = await newPage(t);
   // Discovery, as the library read it (issuer check included).
@@ -428,7 +422,7 @@ test('openid-client RP: a replayed authorization code is refused and revokes wha
   assert.equal((await oidc.tokenIntrospection(rp.config, s.tokens.refresh_token)).active, false);
 });
 
-test('SSO: signed in through the OIDC app, the proxy app needs no second sign-in', { timeout: TEST_TIMEOUT_MS, todo: CSP_BUG }, async (t) => {
+test('SSO: signed in through the OIDC app, the proxy app needs no second sign-in', { timeout: TEST_TIMEOUT_MS }, async (t) => {
   const { upstream, gw, rp } = await setup(t);
   const { page, navigations } = await newPage(t);
 

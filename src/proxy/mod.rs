@@ -113,7 +113,10 @@ impl ProxyApp {
         // Directory attributes before authorization: fail closed (503) when unavailable.
         if let Some(s) = session.as_mut() {
             let providers = &self.attr_providers;
-            if let Err(e) = crate::connectors::providers::ensure(&rt.connectors, &rt.sessions, providers, s).await {
+            if let Err(e) =
+                crate::connectors::providers::ensure(&rt.connectors, &rt.sessions, providers, s)
+                    .await
+            {
                 return e.response(ctx);
             }
         }

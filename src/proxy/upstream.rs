@@ -268,7 +268,10 @@ mod tests {
 
     #[test]
     fn connection_tokens_that_are_not_header_names_are_ignored() {
-        let mut h = map(&[("connection", "keep-alive, bad token, (x),"), ("x-kept", "1")]);
+        let mut h = map(&[
+            ("connection", "keep-alive, bad token, (x),"),
+            ("x-kept", "1"),
+        ]);
         strip_hop_by_hop(&mut h);
         let left: Vec<&str> = h.keys().map(HeaderName::as_str).collect();
         assert_eq!(left, ["x-kept"]);

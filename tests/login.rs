@@ -75,24 +75,11 @@ async fn cookie_attributes_and_rotation_at_login() {
     let second = set_cookie(&r, "tessera_session").unwrap();
     assert_ne!(first, second);
     assert_eq!(
-        c.get(gw.url("/"))
-            .header("cookie", &first)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status_with_cookie(gw.url("/"), &first).await,
         302,
         "old id is dead"
     );
-    assert_eq!(
-        c.get(gw.url("/"))
-            .header("cookie", &second)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status_with_cookie(gw.url("/"), &second).await, 200);
 }
 
 #[tokio::test]
@@ -137,12 +124,7 @@ async fn session_expiry_sends_the_user_to_login_and_back() {
     let (cookie, _) = login(&gw, "/", "local", "alice", "pw").await;
     let c = client();
     assert_eq!(
-        c.get(gw.url("/docs?page=2"))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status_with_cookie(gw.url("/docs?page=2"), &cookie).await,
         200
     );
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -166,26 +148,9 @@ async fn idle_timeout_ends_unused_sessions() {
     );
     let gw = Gateway::start(&yaml);
     let (cookie, _) = login(&gw, "/", "local", "alice", "pw").await;
-    let c = client();
-    assert_eq!(
-        c.get(gw.url("/"))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(status_with_cookie(gw.url("/"), &cookie).await, 200);
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(
-        c.get(gw.url("/"))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        302
-    );
+    assert_eq!(status_with_cookie(gw.url("/"), &cookie).await, 302);
 }
 
 #[tokio::test]
@@ -206,15 +171,7 @@ async fn logout_deletes_the_session_server_side() {
         .unwrap()
         .contains("Max-Age=0"));
     // replaying the old cookie (as an attacker who copied it would) no longer works
-    assert_eq!(
-        c.get(gw.url("/"))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        302
-    );
+    assert_eq!(status_with_cookie(gw.url("/"), &cookie).await, 302);
     // the global logout page
     let (cookie, _) = login(&gw, "/", "local", "alice", "pw").await;
     let r = c
@@ -225,15 +182,7 @@ async fn logout_deletes_the_session_server_side() {
         .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("You are signed out"));
-    assert_eq!(
-        c.get(gw.url("/"))
-            .header("cookie", &cookie)
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        302
-    );
+    assert_eq!(status_with_cookie(gw.url("/"), &cookie).await, 302);
 }
 
 #[tokio::test]

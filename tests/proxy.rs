@@ -158,18 +158,9 @@ async fn authorization_rules_allow_and_deny() {
     let (bob, _) = login(&gw, "/", "local", "bob", "pw").await;
     let c = client();
     let status = |cookie: &str, path: &str| {
-        let c = c.clone();
         let cookie = cookie.to_string();
         let url = gw.url(path);
-        async move {
-            c.get(url)
-                .header("cookie", cookie)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        }
+        async move { status_with_cookie(url, cookie).await.as_u16() }
     };
     let expect = [
         ("/eq", 403, 200),

@@ -274,12 +274,7 @@ async fn login_at_an_upstream_idp_and_logout_at_both() {
     assert!(r.text().await.unwrap().contains("You are signed out"));
     // both sessions are over
     assert_eq!(
-        c.get(pair.rp.url("/reports"))
-            .header("cookie", &session)
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        status_with_cookie(pair.rp.url("/reports"), &session).await,
         302
     );
     let r = c.get(pair.idp.url("/oauth2/authorize?client_id=gw&response_type=code&scope=openid&redirect_uri=http://127.0.0.1:1/x")).header("cookie", &idp_session).send().await.unwrap();

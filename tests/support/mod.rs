@@ -184,6 +184,20 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// The status of a GET to `url` sent with `cookie`.
+pub async fn status_with_cookie(
+    url: impl reqwest::IntoUrl,
+    cookie: impl AsRef<str>,
+) -> reqwest::StatusCode {
+    client()
+        .get(url)
+        .header("cookie", cookie.as_ref())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 /// `name=value` of the first Set-Cookie for `name`.
 pub fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<String> {
     resp.headers()

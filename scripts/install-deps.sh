@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs, skipping what is already there: Debian packages
 # (chromium for the browser tests, redis-server for the Redis store tests, slapd and
-# ldap-utils for the LDAP tests), npm packages
+# ldap-utils for the LDAP tests, clang + wasi-libc for the C extensions), npm packages
 # into tests/e2e/node_modules, and the Python packages of the authlib relying party into
 # tests/e2e/.pydeps (never system-wide).
 set -euo pipefail
@@ -14,6 +14,9 @@ command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)  # tests/e2e/requirements.txt
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)  # tests/redis.rs
 { [ -x /usr/sbin/slapd ] && command -v ldapsearch >/dev/null 2>&1; } || need_apt+=(slapd ldap-utils)  # tests/ldap.rs
+# C service extensions (extensions/examples/c, extensions/test-guests): clang for wasm32-wasi.
+{ command -v clang >/dev/null 2>&1 && [ -d /usr/include/wasm32-wasi ] && command -v wasm-ld >/dev/null 2>&1; } \
+  || need_apt+=(clang lld wasi-libc libclang-rt-14-dev-wasm32)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing Debian packages: ${need_apt[*]}"
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

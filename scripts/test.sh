@@ -10,8 +10,12 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy --all-targets -- -D warnings"
 cargo clippy --all-targets -- -D warnings
+echo "== service extensions (examples and test guests, built from source)"
+scripts/build-extensions.sh
 echo "== cargo test"
 cargo test --all-targets
+echo "== deploy manifests"
+TESSERA_BIN="${CARGO_TARGET_DIR:-target}/debug/tessera" scripts/validate-deploy.sh
 echo "== end-to-end (browser)"
 target_dir="${CARGO_TARGET_DIR:-target}"
 # The test files are listed, not found: given a directory, node --test also descends into

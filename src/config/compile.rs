@@ -16,6 +16,7 @@ use super::Environment;
 use crate::claims::{AttrRef, Attributes, Template};
 use crate::connectors::local::{check_hash, LocalUser, Throttle};
 use crate::connectors::{Connector, Connectors, LocalConnector};
+use crate::extensions::HookKind;
 use crate::proxy::headers::{reserved, InjectedHeader};
 use crate::proxy::policy::{Authorization, Location, Policy, PolicySet};
 use crate::proxy::rules::parse_rule;
@@ -32,11 +33,14 @@ mod caches;
 /// A store by reference (`None`/`default` = memory, else a cache name), for `session.store`
 /// and `oidcProvider.cache`.
 pub(super) use caches::store_ref;
+mod extensions;
+/// A hook position (`{ funcName, file | extension }`).
+pub(super) use extensions::hook;
 mod ldap;
 /// An app's `attrProviders` (proxy and OIDC apps).
 pub(super) use ldap::compile_attr_providers;
 
-const TOP_LEVEL: [&str; 11] = [
+const TOP_LEVEL: [&str; 12] = [
     "version",
     "http",
     "tls",
@@ -48,9 +52,10 @@ const TOP_LEVEL: [&str; 11] = [
     "connectors",
     "apps",
     "oidcProvider",
+    "serviceExtensions",
 ];
 /// Keys of the contract that later versions implement: named, so the error says so.
-const NOT_YET: &[&str] = &["serviceExtensions"];
+const NOT_YET: &[&str] = &[];
 const CONNECTOR_TYPES: [&str; 7] = [
     "local", "oidc", "okta", "azure", "auth0", "keycloak", "ldap",
 ];
@@ -79,6 +84,10 @@ pub(super) struct Ctx<'a> {
     pub(super) caches: HashMap<String, Option<std::sync::Arc<dyn Store>>>,
     /// The stores something refers to; readiness pings each.
     pub(super) stores_in_use: BTreeMap<String, std::sync::Arc<dyn Store>>,
+    /// Service extensions, loaded once per file.
+    pub(super) extensions: extensions::Registry,
+    /// `serviceExtensions` names: also valid attribute namespaces.
+    pub(super) extension_names: HashSet<String>,
 }
 
 pub fn compile(
@@ -160,6 +169,8 @@ pub fn compile(
         connectors: HashSet::new(),
         caches: HashMap::new(),
         stores_in_use: BTreeMap::new(),
+        extensions: extensions::Registry::default(),
+        extension_names: HashSet::new(),
     };
     caches::compile_caches(section("caches"), env, &mut ctx);
     let session_store = store_ref(
@@ -195,6 +206,23 @@ pub fn compile(
     );
 
     let connectors = compile_connectors(section("connectors"), &mut ctx);
+    match crate::extensions::host::http_client() {
+        Ok(http) => {
+            let services = crate::extensions::Services {
+                secrets: std::sync::Arc::new(env.secrets.clone()),
+                cache: session_store.clone().unwrap_or_else(|| env.store.clone()),
+                connectors: connectors.clone(),
+                metrics: env.metrics.clone(),
+                http,
+            };
+            extensions::compile_service_extensions(
+                section("serviceExtensions"),
+                services,
+                &mut ctx,
+            );
+        }
+        Err(e) => ctx.diags.error(&root.key("serviceExtensions"), e),
+    }
     let (apps, router, oidc_apps) = compile_apps(section("apps"), &connectors, &mut ctx);
     let provider =
         super::oidc::compile_provider(section("oidcProvider"), oidc_apps, &connectors, &mut ctx);
@@ -706,7 +734,7 @@ fn compile_local(
 }
 
 pub(super) fn check_attr_ref(a: &AttrRef, path: &ConfigPath, ctx: &mut Ctx<'_>) {
-    if !ctx.connectors.contains(a.connector()) {
+    if !ctx.connectors.contains(a.connector()) && !ctx.extension_names.contains(a.connector()) {
         let known: Vec<String> = ctx.connectors.iter().cloned().collect();
         let hint = match closest(a.connector(), &known) {
             Some(b) => format!("did you mean `{b}.…`?"),
@@ -879,15 +907,40 @@ fn compile_proxy_app(
     }
     // headers
     let mut headers = Vec::new();
+    let mut header_hooks = Vec::new();
     let mut header_names = HashSet::new();
     for (j, h) in cfg.headers.iter().enumerate() {
         let hp = p.key("headers").index(j);
-        let name = match HeaderName::from_bytes(h.name.as_bytes()) {
+        let (raw, value) = match (&h.name, &h.value, &h.createHeaderSE) {
+            (None, None, Some(se)) => {
+                match hook(
+                    Some(se),
+                    HookKind::CreateHeaders,
+                    &hp.key("createHeaderSE"),
+                    ctx,
+                ) {
+                    Ok(Some(hk)) => header_hooks.push(hk),
+                    _ => ok = false,
+                }
+                continue;
+            }
+            (Some(n), Some(v), None) => (n.as_str(), v),
+            _ => {
+                ctx.diags.error_hint(
+                    &hp,
+                    "a header entry has either `name` and `value`, or `createHeaderSE`",
+                    "e.g. { name: X-User, value: \"{{ okta.email }}\" }",
+                );
+                ok = false;
+                continue;
+            }
+        };
+        let name = match HeaderName::from_bytes(raw.as_bytes()) {
             Ok(n) => n,
             Err(_) => {
                 ctx.diags.error_hint(
                     &hp.key("name"),
-                    format!("`{}` is not a valid header name", h.name),
+                    format!("`{raw}` is not a valid header name"),
                     "use letters, digits and `-`",
                 );
                 ok = false;
@@ -897,10 +950,7 @@ fn compile_proxy_app(
         if reserved(&name) {
             ctx.diags.error(
                 &hp.key("name"),
-                format!(
-                    "`{}` is managed by the gateway and cannot be configured",
-                    h.name
-                ),
+                format!("`{raw}` is managed by the gateway and cannot be configured"),
             );
             ok = false;
             continue;
@@ -908,12 +958,12 @@ fn compile_proxy_app(
         if !header_names.insert(name.clone()) {
             ctx.diags.error(
                 &hp.key("name"),
-                format!("header `{}` is configured twice", h.name),
+                format!("header `{raw}` is configured twice"),
             );
             ok = false;
             continue;
         }
-        match Template::parse(&h.value) {
+        match Template::parse(value) {
             Ok(t) => {
                 for r in t.refs() {
                     check_attr_ref(r, &hp.key("value"), ctx);
@@ -977,8 +1027,17 @@ fn compile_proxy_app(
     };
     let attr_providers = compile_attr_providers(&cfg.attrProviders, p, connectors, ctx);
     ok &= attr_providers.is_some();
+    let load_attrs_se = hook(
+        cfg.loadAttrsSE.as_ref(),
+        HookKind::LoadAttributes,
+        &p.key("loadAttrsSE"),
+        ctx,
+    );
+    ok &= load_attrs_se.is_ok();
     let upstream = upstream?;
     ok.then(|| ProxyApp {
+        load_attrs_se: load_attrs_se.ok().flatten(),
+        header_hooks,
         attr_providers: attr_providers.unwrap_or_default(),
         name: cfg.name,
         upstream,
@@ -1024,7 +1083,28 @@ fn compile_policy(
             ok = false;
         }
     }
-    if !authn.allowUnauthenticated && authn.idps.is_empty() {
+    let is_authenticated_se = hook(
+        authn.isAuthenticatedSE.as_ref(),
+        HookKind::IsAuthenticated,
+        &pp.key("authentication").key("isAuthenticatedSE"),
+        ctx,
+    );
+    let authenticate_se = hook(
+        authn.authenticateSE.as_ref(),
+        HookKind::Authenticate,
+        &pp.key("authentication").key("authenticateSE"),
+        ctx,
+    );
+    ok &= is_authenticated_se.is_ok() && authenticate_se.is_ok();
+    let (is_authenticated_se, authenticate_se) = (
+        is_authenticated_se.ok().flatten(),
+        authenticate_se.ok().flatten(),
+    );
+    if !authn.allowUnauthenticated
+        && authn.idps.is_empty()
+        && authenticate_se.is_none()
+        && is_authenticated_se.is_none()
+    {
         ctx.diags.error_hint(
             &pp.key("authentication"),
             "say how users sign in here",
@@ -1033,16 +1113,25 @@ fn compile_policy(
         ok = false;
     }
     let authz = &pol.authorization;
-    let authorization = match (authz.allowAll, &authz.rules) {
-        (true, Some(_)) => {
+    let authorization = match (authz.allowAll, &authz.rules, &authz.isAuthorizedSE) {
+        (true, Some(_), _) | (true, _, Some(_)) | (_, Some(_), Some(_)) => {
             ctx.diags.error(
                 &pp.key("authorization"),
-                "use either `allowAll: true` or `rules`, not both",
+                "use one of `allowAll: true`, `rules` or `isAuthorizedSE`",
             );
             None
         }
-        (true, None) => Some(Authorization::AllowAll),
-        (false, Some(r)) => {
+        (false, None, Some(se)) => hook(
+            Some(se),
+            HookKind::IsAuthorized,
+            &pp.key("authorization").key("isAuthorizedSE"),
+            ctx,
+        )
+        .ok()
+        .flatten()
+        .map(Authorization::Extension),
+        (true, None, None) => Some(Authorization::AllowAll),
+        (false, Some(r), None) => {
             let rp = pp.key("authorization").key("rules");
             parse_rule(r, &rp, ctx.diags).map(|rule| {
                 for a in rule.refs() {
@@ -1051,11 +1140,11 @@ fn compile_policy(
                 Authorization::Rules(rule)
             })
         }
-        (false, None) => {
+        (false, None, None) => {
             ctx.diags.error_hint(
                 &pp.key("authorization"),
                 "say who may enter",
-                "add `allowAll: true` or `rules:`",
+                "add `allowAll: true`, `rules:` or `isAuthorizedSE:`",
             );
             None
         }
@@ -1069,5 +1158,7 @@ fn compile_policy(
         allow_unauthenticated: authn.allowUnauthenticated,
         idps: authn.idps.clone(),
         authorization: authorization?,
+        is_authenticated_se,
+        authenticate_se,
     })
 }

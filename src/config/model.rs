@@ -31,6 +31,55 @@ pub struct Config {
     pub apps: Vec<AppConfig>,
     /// The built-in OpenID Connect provider for `type: oidc` apps.
     pub oidcProvider: Option<OidcProviderConfig>,
+    /// Service extensions (WebAssembly components) with their settings, referenced by name
+    /// (`extension:`) or by file (`file:`) from hook positions.
+    #[serde(default)]
+    pub serviceExtensions: Vec<ServiceExtensionConfig>,
+}
+
+/// A service extension: a WebAssembly component implementing hooks of the
+/// `tessera:extension` WIT contract (see extensions/README.md).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceExtensionConfig {
+    /// Name, unique; hook positions refer to it with `extension: <name>`. Also allowed as the
+    /// namespace of attributes the extension sets (`<name>.<attribute>`).
+    pub name: String,
+    /// The component (`.wasm`), relative to the configuration file's directory.
+    pub file: String,
+    pub limits: Option<ExtensionLimitsConfig>,
+    /// Hosts (`api.example.com`, `api.example.com:8443`, or `*.example.com`) the extension may
+    /// reach with `http-fetch`; none by default.
+    #[serde(default)]
+    pub allowedHosts: Vec<String>,
+    /// Free-form strings handed to the extension (`host.metadata()`).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// Per-call limits of an extension.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionLimitsConfig {
+    /// Wall-clock deadline of one call, instantiation included (default 50, 1..=60000).
+    pub timeoutMillis: Option<u64>,
+    /// Linear memory cap of one call's instance (default 64, 1..=1024).
+    pub memoryMiB: Option<u64>,
+}
+
+/// A hook position: which hook of which component runs here. Name the component either by
+/// `file` (its settings come from the `serviceExtensions` entry with the same file, if any)
+/// or by `extension` (a `serviceExtensions` name).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HookConfig {
+    /// The hook this position calls, e.g. `IsAuthenticated` (or `is-authenticated`); it must
+    /// be the hook of the position.
+    pub funcName: String,
+    /// A component file (`.wasm`), relative to the configuration file's directory.
+    pub file: Option<String>,
+    /// The name of a `serviceExtensions` entry.
+    pub extension: Option<String>,
 }
 
 /// The listener.
@@ -289,6 +338,8 @@ pub struct ThrottleConfig {
 }
 
 /// An application behind the gateway. `type` selects the kind.
+// Decoded once at start-up and dropped: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum AppConfig {
@@ -322,14 +373,19 @@ pub struct ProxyAppConfig {
     /// Directories consulted after login for more attributes (cached in the session).
     #[serde(default)]
     pub attrProviders: Vec<AttrProviderConfig>,
+    /// An extension's LoadAttributes hook, called after authentication on each request.
+    pub loadAttrsSE: Option<HookConfig>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderConfig {
-    pub name: String,
+    /// Header name (with `value`).
+    pub name: Option<String>,
     /// Text with `{{ connector.attribute }}` placeholders; lists are joined with `,`.
-    pub value: String,
+    pub value: Option<String>,
+    /// Instead of `name`/`value`: an extension's CreateHeaders hook returns the headers.
+    pub createHeaderSE: Option<HookConfig>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -351,6 +407,10 @@ pub struct AuthenticationConfig {
     /// Connectors a user may log in with; several show a picker.
     #[serde(default)]
     pub idps: Vec<String>,
+    /// An extension's IsAuthenticated hook decides whether the request is authenticated.
+    pub isAuthenticatedSE: Option<HookConfig>,
+    /// An extension's Authenticate hook decides how an unauthenticated user logs in.
+    pub authenticateSE: Option<HookConfig>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -362,6 +422,8 @@ pub struct AuthorizationConfig {
     /// A rule tree over session attributes.
     #[schemars(with = "Option<RuleSchema>")]
     pub rules: Option<serde_yaml_ng::Value>,
+    /// An extension's IsAuthorized hook decides (instead of `allowAll`/`rules`).
+    pub isAuthorizedSE: Option<HookConfig>,
 }
 
 /// An authorization rule: `and` / `or` / `not` of rules, or one condition on an attribute.
@@ -427,6 +489,8 @@ pub struct OidcProviderConfig {
     pub endpoints: Option<EndpointsConfig>,
     /// Secret salt for pairwise subjects.
     pub pairwiseSalt: Option<String>,
+    /// An extension's BuildUserInfoClaims hook adds claims to userinfo responses.
+    pub buildUserInfoClaimsSE: Option<HookConfig>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -481,6 +545,10 @@ pub struct OidcAppConfig {
     /// Directories consulted for more attributes before claims are issued.
     #[serde(default)]
     pub attrProviders: Vec<AttrProviderConfig>,
+    /// An extension's BuildIDTokenClaims hook adds claims to ID tokens.
+    pub buildIDTokenClaimsSE: Option<HookConfig>,
+    /// An extension's BuildAccessTokenClaims hook adds claims to access tokens.
+    pub buildAccessTokenClaimsSE: Option<HookConfig>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -489,6 +557,20 @@ pub struct OidcAuthenticationConfig {
     /// Connectors users of this app sign in with (several: a picker).
     #[serde(default)]
     pub idps: Vec<String>,
+    /// An extension's IsAuthenticated hook decides whether the user's session counts.
+    pub isAuthenticatedSE: Option<HookConfig>,
+    /// An extension's Authenticate hook decides how an unauthenticated user logs in.
+    pub authenticateSE: Option<HookConfig>,
+    /// Back-channel flows (the password grant).
+    pub backchannel: Option<BackchannelConfig>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackchannelConfig {
+    /// An extension's BackchannelAuthenticate hook checks password-grant credentials (instead
+    /// of the local connectors).
+    pub authenticateSE: Option<HookConfig>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

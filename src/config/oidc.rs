@@ -13,10 +13,11 @@ use super::source::ConfigPath;
 use crate::claims::oidc::RESERVED;
 use crate::claims::AttrRef;
 use crate::connectors::{Connector, Connectors};
+use crate::extensions::HookKind;
 use crate::provider::keys::{SigningAlg, SigningKey};
 use crate::provider::{
-    AccessTokenFormat, AccessTokenSettings, Client, ClientAuth, Endpoints, GrantTypes, Provider,
-    RefreshSettings,
+    AccessTokenFormat, AccessTokenSettings, Client, ClientAuth, ClientHooks, Endpoints, GrantTypes,
+    Provider, RefreshSettings,
 };
 use crate::secrets::SecretString;
 
@@ -161,7 +162,46 @@ fn compile_client(
             );
         }
     }
-    if (grants.authorization_code || grants.password) && idps.is_empty() {
+    let authn = cfg.authentication.as_ref();
+    let hooks = ClientHooks {
+        is_authenticated: client_hook(
+            authn.and_then(|a| a.isAuthenticatedSE.as_ref()),
+            HookKind::IsAuthenticated,
+            &p.key("authentication").key("isAuthenticatedSE"),
+            ctx,
+        ),
+        authenticate: client_hook(
+            authn.and_then(|a| a.authenticateSE.as_ref()),
+            HookKind::Authenticate,
+            &p.key("authentication").key("authenticateSE"),
+            ctx,
+        ),
+        backchannel: client_hook(
+            authn
+                .and_then(|a| a.backchannel.as_ref())
+                .and_then(|b| b.authenticateSE.as_ref()),
+            HookKind::BackchannelAuthenticate,
+            &p.key("authentication")
+                .key("backchannel")
+                .key("authenticateSE"),
+            ctx,
+        ),
+        id_token_claims: client_hook(
+            cfg.buildIDTokenClaimsSE.as_ref(),
+            HookKind::BuildIdTokenClaims,
+            &p.key("buildIDTokenClaimsSE"),
+            ctx,
+        ),
+        access_token_claims: client_hook(
+            cfg.buildAccessTokenClaimsSE.as_ref(),
+            HookKind::BuildAccessTokenClaims,
+            &p.key("buildAccessTokenClaimsSE"),
+            ctx,
+        ),
+        keep_attributes: false,
+    };
+    let extension_password = hooks.backchannel.is_some();
+    if (grants.authorization_code || (grants.password && !extension_password)) && idps.is_empty() {
         ctx.diags.error_hint(
             &p.key("authentication"),
             "say how users of this app sign in",
@@ -169,6 +209,7 @@ fn compile_client(
         );
     }
     if grants.password
+        && !extension_password
         && !idps.iter().any(|i| {
             matches!(
                 connectors.get(i).map(|c| c.as_ref()),
@@ -179,7 +220,7 @@ fn compile_client(
         ctx.diags.error_hint(
             &p.key("grantTypes"),
             "the password grant needs a `local` connector among authentication.idps",
-            "add one, or remove `password`",
+            "add one, add `authentication.backchannel.authenticateSE`, or remove `password`",
         );
     }
     if grants.authorization_code && cfg.redirectURLs.is_empty() {
@@ -344,7 +385,18 @@ fn compile_client(
         subject_attribute,
         pairwise,
         attr_providers: attr_providers.unwrap_or_default(),
+        hooks,
     })
+}
+
+/// A hook position of an OIDC app (errors reported; the app then fails to compile).
+fn client_hook(
+    cfg: Option<&crate::config::model::HookConfig>,
+    kind: HookKind,
+    p: &ConfigPath,
+    ctx: &mut Ctx<'_>,
+) -> Option<crate::extensions::Hook> {
+    super::compile::hook(cfg, kind, p, ctx).ok().flatten()
 }
 
 /// Endpoint `path` under the issuer's base path.
@@ -481,7 +533,18 @@ pub(super) fn compile_provider(
             clients.insert(id, client);
         }
     }
+    let userinfo_se = client_hook(
+        cfg.buildUserInfoClaimsSE.as_ref(),
+        HookKind::BuildUserInfoClaims,
+        &path.key("buildUserInfoClaimsSE"),
+        ctx,
+    );
     let pairwise_salt = cfg.pairwiseSalt.map(SecretString::new);
+    if userinfo_se.is_some() {
+        for c in clients.values_mut() {
+            c.hooks.keep_attributes = true;
+        }
+    }
     if clients.values().any(|c| c.pairwise) && pairwise_salt.is_none() {
         ctx.diags.error_hint(
             &path,
@@ -492,12 +555,7 @@ pub(super) fn compile_provider(
     if ctx.diags.items.len() > errors_before {
         return None;
     }
-    Some(Provider::new(
-        issuer,
-        endpoints,
-        keys,
-        clients,
-        store?,
-        pairwise_salt,
-    ))
+    let mut provider = Provider::new(issuer, endpoints, keys, clients, store?, pairwise_salt);
+    provider.userinfo_se = userinfo_se;
+    Some(provider)
 }

@@ -45,7 +45,7 @@ impl Connector {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Connectors {
     by_name: HashMap<String, Arc<Connector>>,
 }

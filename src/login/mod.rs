@@ -114,6 +114,18 @@ pub async fn challenge(
     ctx: &RequestCtx,
     return_to: &str,
 ) -> Response<Body> {
+    challenge_with(rt, &app.name, policy_idps(rt, policy), req, ctx, return_to).await
+}
+
+/// `challenge` with the IdPs given (an Authenticate extension's choice).
+pub async fn challenge_with(
+    rt: &Runtime,
+    app: &str,
+    idps: Vec<String>,
+    req: &Request<Incoming>,
+    ctx: &RequestCtx,
+    return_to: &str,
+) -> Response<Body> {
     if req.method() != Method::GET && req.method() != Method::HEAD {
         return respond::error(
             StatusCode::UNAUTHORIZED,
@@ -121,16 +133,7 @@ pub async fn challenge(
             ctx,
         );
     }
-    start_flow(
-        rt,
-        &app.name,
-        policy_idps(rt, policy),
-        return_to,
-        None,
-        req.headers(),
-        ctx,
-    )
-    .await
+    start_flow(rt, app, idps, return_to, None, req.headers(), ctx).await
 }
 
 /// Starts a login for `app` with `idps`, coming back to the same-origin `return_to`.

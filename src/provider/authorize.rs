@@ -19,6 +19,8 @@ use super::grants::{code_key, random_chars, CodeRecord, Grant};
 use super::params::{self, Params};
 use super::{Client, Provider};
 use crate::claims::oidc::{user_claims, SCOPE_CLAIMS};
+use crate::extensions::request::{guest_request, RequestParts};
+use crate::extensions::{AuthenticateAction, HookCall};
 use crate::login;
 use crate::pages::escape;
 use crate::runtime::Runtime;
@@ -345,13 +347,30 @@ async fn process(
         Err(e) => return redirect_error(p, &v, &OAuthError::from(e), ctx),
     };
     let now = now_unix();
-    let idp = session.as_ref().and_then(|s| {
+    let mut idp = session.as_ref().and_then(|s| {
         v.client
             .idps
             .iter()
             .find(|i| s.data.authenticated_by_any(std::slice::from_ref(i)))
             .cloned()
     });
+    // IsAuthenticated may refuse a session the gateway would accept (it cannot create one:
+    // the subject comes from the session).
+    if let (Some(hook), Some(s)) = (&v.client.hooks.is_authenticated, session.as_ref()) {
+        let call = hook_call(rt, v.client, headers, ctx, &s.data.attrs);
+        match hook.is_authenticated(call).await {
+            Ok(c) if c.value => {}
+            Ok(_) => idp = None,
+            Err(_) => {
+                return redirect_error(
+                    p,
+                    &v,
+                    &OAuthError::server_error("an authentication extension failed"),
+                    ctx,
+                )
+            }
+        }
+    }
     let auth_time = session.as_ref().map(|s| s.data.created).unwrap_or(0);
     let wants_login = req.prompt.iter().any(|p| p == "login");
     // A login that happened after the request was made satisfies prompt=login and max_age.
@@ -381,6 +400,51 @@ async fn process(
                 ctx,
             );
         }
+        let mut idps = v.client.idps.clone();
+        if let Some(hook) = &v.client.hooks.authenticate {
+            let attrs = session
+                .as_ref()
+                .map(|s| s.data.attrs.clone())
+                .unwrap_or_default();
+            let call = hook_call(rt, v.client, headers, ctx, &attrs);
+            match hook.authenticate(call).await {
+                Ok(c) => match c.value {
+                    AuthenticateAction::Login(chosen) if idps.contains(&chosen) => {
+                        idps = vec![chosen];
+                    }
+                    AuthenticateAction::Login(chosen) => {
+                        tracing::error!(extension = %hook.extension.name, idp = %chosen, request_id = %ctx.request_id,
+                            "Authenticate chose an IdP this app does not list in `idps`; failing closed");
+                        return redirect_error(
+                            p,
+                            &v,
+                            &OAuthError::server_error("an authentication extension failed"),
+                            ctx,
+                        );
+                    }
+                    AuthenticateAction::Respond(r) => {
+                        return crate::proxy::guest_response(r, ctx);
+                    }
+                    AuthenticateAction::Authenticated => {
+                        // Nothing to authenticate with: there is no signed-in user to name.
+                        return redirect_error(
+                            p,
+                            &v,
+                            &OAuthError::login_required("the user is not signed in"),
+                            ctx,
+                        );
+                    }
+                },
+                Err(_) => {
+                    return redirect_error(
+                        p,
+                        &v,
+                        &OAuthError::server_error("an authentication extension failed"),
+                        ctx,
+                    )
+                }
+            }
+        }
         let id = random_token(24);
         let parked = Parked {
             params: params.clone(),
@@ -394,7 +458,7 @@ async fn process(
         return login::start_flow(
             rt,
             &v.client.app,
-            v.client.idps.clone(),
+            idps,
             &return_to,
             req.login_hint.as_deref(),
             headers,
@@ -470,6 +534,11 @@ async fn issue_code(
                 .collect(),
         ),
         audiences: req.audiences.clone(),
+        attrs: if v.client.hooks.need_attributes() {
+            attrs.clone()
+        } else {
+            Default::default()
+        },
     };
     let code = random_chars(43);
     let record = CodeRecord {
@@ -550,5 +619,32 @@ fn respond_to_client(
             );
             resp
         }
+    }
+}
+
+/// The input of an authorize-time hook: the authorization request as the browser sent it.
+fn hook_call(
+    rt: &Runtime,
+    client: &Client,
+    headers: &http::HeaderMap,
+    ctx: &RequestCtx,
+    attrs: &crate::claims::Attributes,
+) -> HookCall {
+    // The parameters may come from a parked request: the guest sees the authorize endpoint.
+    let uri: http::Uri = rt
+        .provider
+        .as_ref()
+        .map(|p| p.endpoints.authorization.as_str())
+        .unwrap_or("/")
+        .parse()
+        .unwrap_or_default();
+    let parts = RequestParts {
+        method: &http::Method::GET,
+        uri: &uri,
+        headers,
+    };
+    HookCall {
+        request: guest_request(ctx, &client.app, parts, &rt.own_cookie_names(), None),
+        attrs: attrs.clone(),
     }
 }

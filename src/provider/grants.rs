@@ -34,6 +34,9 @@ pub struct Grant {
     /// Hash of the gateway session the grant came from (for logout).
     pub sid: Option<String>,
     pub audiences: Vec<String>,
+    /// The user's attributes, kept only for clients whose token hooks read them.
+    #[serde(default, skip_serializing_if = "crate::claims::Attributes::is_empty")]
+    pub attrs: crate::claims::Attributes,
 }
 
 impl Grant {
@@ -61,6 +64,22 @@ pub struct AccessRecord {
     pub exp: u64,
     pub iat: u64,
     pub family: Option<String>,
+    /// Claims a BuildAccessTokenClaims extension added (shown at introspection).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub ext_claims: Map<String, Value>,
+}
+
+/// The token request as token hooks see it.
+pub struct TokenCall {
+    pub request: crate::extensions::GuestRequest,
+    pub grant_type: String,
+}
+
+/// Claims extensions added, per token.
+#[derive(Default)]
+pub struct ExtensionClaims {
+    pub id_token: Map<String, Value>,
+    pub access_token: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -137,14 +156,19 @@ impl Provider {
         grant: &Grant,
         nonce: Option<&str>,
         refresh_family: Option<String>,
+        call: &TokenCall,
     ) -> Result<Minted, OAuthError> {
+        let ext = self.extension_claims(client, grant, call).await?;
         let now = now_unix();
         let settings = &client.access_token;
         let exp = now + settings.lifetime.as_secs();
         let (access_token, jti) = match settings.format {
             AccessTokenFormat::Jwt => {
                 let jti = random_token(16);
-                (self.jwt_access_token(client, grant, &jti, now, exp)?, jti)
+                (
+                    self.jwt_access_token(client, grant, &jti, now, exp, &ext.access_token)?,
+                    jti,
+                )
             }
             AccessTokenFormat::Opaque => {
                 let t = random_chars(settings.length);
@@ -158,6 +182,7 @@ impl Provider {
             exp,
             iat: now,
             family: refresh_family.clone(),
+            ext_claims: ext.access_token,
         };
         let akey = access_key(&jti);
         self.store
@@ -170,7 +195,14 @@ impl Provider {
             "scope": grant.scope_string(),
         });
         if grant.sub.is_some() && grant.has_scope("openid") {
-            let id_token = self.id_token(client, grant, nonce, Some(&access_token), now)?;
+            let id_token = self.id_token(
+                client,
+                grant,
+                nonce,
+                Some(&access_token),
+                now,
+                &ext.id_token,
+            )?;
             response["id_token"] = json!(id_token);
         }
         if let Some(family) = &refresh_family {
@@ -211,6 +243,7 @@ impl Provider {
         jti: &str,
         now: u64,
         exp: u64,
+        extra: &Map<String, Value>,
     ) -> Result<String, OAuthError> {
         let aud: Value = match grant.audiences.as_slice() {
             [] => json!(client.id),
@@ -230,6 +263,10 @@ impl Provider {
         if let Some(t) = grant.auth_time {
             claims["auth_time"] = json!(t);
         }
+        // Extension claims cannot be reserved ones (refused when the call returned).
+        for (k, v) in extra {
+            claims[k.as_str()] = v.clone();
+        }
         self.sign("at+jwt", &claims)
     }
 
@@ -240,9 +277,12 @@ impl Provider {
         nonce: Option<&str>,
         access_token: Option<&str>,
         now: u64,
+        extra: &Map<String, Value>,
     ) -> Result<String, OAuthError> {
         let requested = grant.requested.as_ref().and_then(|r| r.get("id_token"));
         let mut claims = released(&grant.claims, &grant.scopes, requested);
+        // Merged over the mapped claims; the protocol claims below come last.
+        claims.extend(extra.clone());
         let mut set = |k: &str, v: Value| {
             claims.insert(k.to_string(), v);
         };
@@ -365,5 +405,55 @@ impl Provider {
             .map(|s| s.expose())
             .unwrap_or("");
         Some(hash(&format!("{sector}|{local}|{salt}")))
+    }
+}
+
+impl Provider {
+    /// Runs the client's BuildIDTokenClaims / BuildAccessTokenClaims hooks. A failed call
+    /// fails the token request (`server_error`): no token without the claims it should carry.
+    async fn extension_claims(
+        &self,
+        client: &Client,
+        grant: &Grant,
+        call: &TokenCall,
+    ) -> Result<ExtensionClaims, OAuthError> {
+        let mut out = ExtensionClaims::default();
+        let hooks = [
+            (&client.hooks.id_token_claims, true),
+            (&client.hooks.access_token_claims, false),
+        ];
+        for (hook, for_id_token) in hooks {
+            let Some(hook) = hook else { continue };
+            if for_id_token && !(grant.sub.is_some() && grant.has_scope("openid")) {
+                continue;
+            }
+            let token = crate::extensions::TokenContext {
+                client_id: client.id.clone(),
+                subject: grant.sub.clone().unwrap_or_default(),
+                grant_type: call.grant_type.clone(),
+                scopes: grant.scopes.clone(),
+                audience: if grant.audiences.is_empty() {
+                    vec![client.id.clone()]
+                } else {
+                    grant.audiences.clone()
+                },
+            };
+            let input = crate::extensions::HookCall {
+                request: call.request.clone(),
+                attrs: grant.attrs.clone(),
+            };
+            let claims = hook
+                .build_claims(input, token)
+                .await
+                .map_err(|_| OAuthError::server_error("a claims extension failed"))?
+                .value;
+            let target = if for_id_token {
+                &mut out.id_token
+            } else {
+                &mut out.access_token
+            };
+            target.extend(claims);
+        }
+        Ok(out)
     }
 }

@@ -53,7 +53,7 @@ async fn access_info(p: &Provider, token: &str) -> Result<Option<Value>, OAuthEr
     } else {
         json!(g.audiences)
     };
-    Ok(Some(json!({
+    let mut info = json!({
         "active": true,
         "token_type": "Bearer",
         "scope": g.scope_string(),
@@ -64,7 +64,12 @@ async fn access_info(p: &Provider, token: &str) -> Result<Option<Value>, OAuthEr
         "exp": rec.exp,
         "iat": rec.iat,
         "jti": rec.jti,
-    })))
+    });
+    // Claims a BuildAccessTokenClaims extension added (never reserved ones).
+    for (k, v) in &rec.ext_claims {
+        info[k.as_str()] = v.clone();
+    }
+    Ok(Some(info))
 }
 
 async fn refresh_info(p: &Provider, token: &str) -> Result<Option<Value>, OAuthError> {

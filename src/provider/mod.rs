@@ -105,6 +105,27 @@ pub struct Client {
     pub pairwise: bool,
     /// `attrProviders`: directories whose attributes are merged before claims are issued.
     pub attr_providers: Vec<crate::connectors::providers::AttrProvider>,
+    pub hooks: ClientHooks,
+}
+
+/// The extension hooks of an OIDC app.
+#[derive(Debug, Clone, Default)]
+pub struct ClientHooks {
+    pub is_authenticated: Option<crate::extensions::Hook>,
+    pub authenticate: Option<crate::extensions::Hook>,
+    /// Checks password-grant credentials instead of the local connectors.
+    pub backchannel: Option<crate::extensions::Hook>,
+    pub id_token_claims: Option<crate::extensions::Hook>,
+    pub access_token_claims: Option<crate::extensions::Hook>,
+    /// Set when the provider has a BuildUserInfoClaims hook (it reads grants' attributes).
+    pub keep_attributes: bool,
+}
+
+impl ClientHooks {
+    /// Token and userinfo hooks read the user's attributes, so grants keep a copy of them.
+    pub fn need_attributes(&self) -> bool {
+        self.keep_attributes || self.id_token_claims.is_some() || self.access_token_claims.is_some()
+    }
 }
 
 impl Client {
@@ -123,6 +144,8 @@ pub struct Provider {
     pub clients: HashMap<String, Client>,
     pub store: Arc<dyn Store>,
     pub pairwise_salt: Option<SecretString>,
+    /// `buildUserInfoClaimsSE`.
+    pub userinfo_se: Option<crate::extensions::Hook>,
     discovery_json: String,
     metadata_json: String,
     jwks_json: String,
@@ -159,6 +182,7 @@ impl Provider {
             clients,
             store,
             pairwise_salt,
+            userinfo_se: None,
             discovery_json: String::new(),
             metadata_json: String::new(),
             jwks_json: String::new(),
@@ -227,7 +251,7 @@ impl Provider {
             Endpoint::Authorize => authorize::authorize(self, rt, req, ctx).await,
             Endpoint::Resume => authorize::resume(self, rt, req, ctx).await,
             Endpoint::Token => token::token(self, rt, req, ctx).await,
-            Endpoint::UserInfo => userinfo::userinfo(self, req).await,
+            Endpoint::UserInfo => userinfo::userinfo(self, rt, req, ctx).await,
             Endpoint::Introspect => introspect::introspect(self, req).await,
             Endpoint::Revoke => introspect::revoke(self, req).await,
             Endpoint::EndSession => logout::end_session(self, rt, req, ctx).await,

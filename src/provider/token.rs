@@ -13,12 +13,13 @@ use subtle::ConstantTimeEq;
 use super::errors::{json_no_store, OAuthError};
 use super::grants::{
     code_key, redeemed_key, refresh_key, rotation_answer_key, CodeRecord, Grant, RedeemedCode,
-    RefreshRecord, Rotation,
+    RefreshRecord, Rotation, TokenCall,
 };
 use super::params::{self, Params};
 use super::{Client, Provider};
 use crate::claims::oidc::{user_claims, SCOPE_CLAIMS};
 use crate::connectors::Connector;
+use crate::extensions::request::{guest_request, RequestParts};
 use crate::runtime::Runtime;
 use crate::server::body::Body;
 use crate::server::respond::RequestCtx;
@@ -30,7 +31,7 @@ pub async fn token(
     req: Request<Incoming>,
     ctx: &RequestCtx,
 ) -> Response<Body> {
-    match run(p, rt, req, ctx.peer.ip()).await {
+    match run(p, rt, req, ctx).await {
         Ok(v) => json_no_store(&v),
         Err(e) => {
             tracing::info!(error = e.code, description = %e.description, "token request refused");
@@ -43,8 +44,10 @@ async fn run(
     p: &Provider,
     rt: &Runtime,
     req: Request<Incoming>,
-    peer_ip: std::net::IpAddr,
+    ctx: &RequestCtx,
 ) -> Result<serde_json::Value, OAuthError> {
+    let peer_ip = ctx.peer.ip();
+    let (method, uri) = (req.method().clone(), req.uri().clone());
     let (headers, params) = params::read_form(req).await?;
     let grant_type = params
         .get("grant_type")
@@ -67,11 +70,25 @@ async fn run(
             "this client may not use the {grant_type} grant"
         )));
     }
+    // What token hooks see: the request with its form (client credentials removed).
+    let form: Vec<(String, String)> = params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let parts = RequestParts {
+        method: &method,
+        uri: &uri,
+        headers: &headers,
+    };
+    let call = TokenCall {
+        request: guest_request(ctx, &client.app, parts, &rt.own_cookie_names(), Some(&form)),
+        grant_type: grant_type.clone(),
+    };
     match grant_type.as_str() {
-        "authorization_code" => authorization_code(p, client, &params).await,
-        "refresh_token" => refresh(p, client, &params).await,
-        "client_credentials" => client_credentials(p, client, &params).await,
-        _ => password(p, rt, client, &params, peer_ip).await,
+        "authorization_code" => authorization_code(p, client, &params, &call).await,
+        "refresh_token" => refresh(p, client, &params, &call).await,
+        "client_credentials" => client_credentials(p, client, &params, &call).await,
+        _ => match &client.hooks.backchannel {
+            Some(hook) => extension_password(p, client, &params, hook, &call).await,
+            None => password(p, rt, client, &params, peer_ip, &call).await,
+        },
     }
 }
 
@@ -88,6 +105,7 @@ async fn authorization_code(
     p: &Provider,
     client: &Client,
     params: &Params,
+    call: &TokenCall,
 ) -> Result<serde_json::Value, OAuthError> {
     let code = params
         .get("code")
@@ -132,7 +150,7 @@ async fn authorization_code(
     }
     let family = wants_refresh(client, &rec.grant).then(|| random_token(16));
     let minted = p
-        .mint(client, &rec.grant, rec.nonce.as_deref(), family)
+        .mint(client, &rec.grant, rec.nonce.as_deref(), family, call)
         .await?;
     let marker = RedeemedCode {
         access_key: minted.access_key.clone(),
@@ -158,6 +176,7 @@ async fn refresh(
     p: &Provider,
     client: &Client,
     params: &Params,
+    call: &TokenCall,
 ) -> Result<serde_json::Value, OAuthError> {
     let token = params
         .get("refresh_token")
@@ -219,7 +238,7 @@ async fn refresh(
             }
         }
         let minted = p
-            .mint(client, &grant, None, Some(rec.family.clone()))
+            .mint(client, &grant, None, Some(rec.family.clone()), call)
             .await?;
         let rotated = RefreshRecord {
             rotated: Some(Rotation { at: now_unix() }),
@@ -308,6 +327,7 @@ async fn client_credentials(
     p: &Provider,
     client: &Client,
     params: &Params,
+    call: &TokenCall,
 ) -> Result<serde_json::Value, OAuthError> {
     if client.is_public() {
         return Err(OAuthError::unauthorized_client(
@@ -324,8 +344,9 @@ async fn client_credentials(
         amr: vec![],
         sid: None,
         audiences: audiences(client, params)?,
+        attrs: Default::default(),
     };
-    Ok(p.mint(client, &grant, None, None).await?.response)
+    Ok(p.mint(client, &grant, None, None, call).await?.response)
 }
 
 /// Resource owner password credentials: only for clients granted `password`, checked against
@@ -336,6 +357,7 @@ async fn password(
     client: &Client,
     params: &Params,
     ip: std::net::IpAddr,
+    call: &TokenCall,
 ) -> Result<serde_json::Value, OAuthError> {
     let username = params
         .get("username")
@@ -390,9 +412,14 @@ async fn password(
             amr: vec!["pwd".into()],
             sid: None,
             audiences,
+            attrs: if client.hooks.need_attributes() {
+                attrs
+            } else {
+                Default::default()
+            },
         };
         let family = wants_refresh(client, &grant).then(|| random_token(16));
-        return Ok(p.mint(client, &grant, None, family).await?.response);
+        return Ok(p.mint(client, &grant, None, family, call).await?.response);
     }
     for idp in &client.idps {
         if let Some(Connector::Local(local)) = rt.connectors.get(idp).map(|c| c.as_ref()) {
@@ -403,6 +430,63 @@ async fn password(
         }
     }
     Err(OAuthError::invalid_grant("wrong username or password"))
+}
+
+/// The password grant of a client with `backchannel.authenticateSE`: the extension checks the
+/// credentials and names the subject; the attributes it sets become the user's claims source.
+async fn extension_password(
+    p: &Provider,
+    client: &Client,
+    params: &Params,
+    hook: &crate::extensions::Hook,
+    call: &TokenCall,
+) -> Result<serde_json::Value, OAuthError> {
+    for field in ["username", "password"] {
+        if params.get(field).is_none_or(|v| v.is_empty()) {
+            return Err(OAuthError::invalid_request(format!("{field} is required")));
+        }
+    }
+    let mut scopes = scopes_for_client(client, params, true)?;
+    let audiences = audiences(client, params)?;
+    let input = crate::extensions::HookCall {
+        request: call.request.clone(),
+        attrs: Default::default(),
+    };
+    let called = hook
+        .backchannel_authenticate(input)
+        .await
+        .map_err(|_| OAuthError::invalid_grant("the credentials could not be checked"))?;
+    let subject = match called.value {
+        Ok(s) => s,
+        Err(message) => {
+            tracing::warn!(client = %client.id, extension = %hook.extension.name, reason = %message,
+                "password grant refused by extension");
+            return Err(OAuthError::invalid_grant("wrong username or password"));
+        }
+    };
+    if !(client.refresh.allow_offline_access && client.grants.refresh_token) {
+        scopes.retain(|s| s != "offline_access");
+    }
+    let attrs = called.attrs;
+    let idp = client.idps.first().map(String::as_str).unwrap_or_default();
+    let grant = Grant {
+        client_id: client.id.clone(),
+        sub: Some(subject),
+        scopes,
+        claims: user_claims(&client.claims_mapping, &attrs, idp),
+        requested: None,
+        auth_time: Some(now_unix()),
+        amr: vec!["pwd".into()],
+        sid: None,
+        audiences,
+        attrs: if client.hooks.need_attributes() {
+            attrs
+        } else {
+            Default::default()
+        },
+    };
+    let family = wants_refresh(client, &grant).then(|| random_token(16));
+    Ok(p.mint(client, &grant, None, family, call).await?.response)
 }
 
 #[cfg(test)]

@@ -34,14 +34,31 @@ pub fn bearer(headers: &HeaderMap, form: Option<&params::Params>) -> Result<Stri
     }
 }
 
-pub async fn userinfo(p: &Provider, req: Request<Incoming>) -> Response<Body> {
-    match run(p, req).await {
+pub async fn userinfo(
+    p: &Provider,
+    rt: &crate::runtime::Runtime,
+    req: Request<Incoming>,
+    ctx: &crate::server::respond::RequestCtx,
+) -> Response<Body> {
+    let view = p.userinfo_se.as_ref().map(|_| {
+        let parts = crate::extensions::request::RequestParts {
+            method: req.method(),
+            uri: req.uri(),
+            headers: req.headers(),
+        };
+        crate::extensions::request::guest_request(ctx, "", parts, &rt.own_cookie_names(), Some(&[]))
+    });
+    match run(p, req, view).await {
         Ok(v) => json_no_store(&v),
         Err(e) => e.response(),
     }
 }
 
-async fn run(p: &Provider, req: Request<Incoming>) -> Result<Value, OAuthError> {
+async fn run(
+    p: &Provider,
+    req: Request<Incoming>,
+    view: Option<crate::extensions::GuestRequest>,
+) -> Result<Value, OAuthError> {
     let token = match *req.method() {
         Method::GET => bearer(req.headers(), None)?,
         Method::POST => {
@@ -75,6 +92,29 @@ async fn run(p: &Provider, req: Request<Incoming>) -> Result<Value, OAuthError> 
     }
     let requested = grant.requested.as_ref().and_then(|r| r.get("userinfo"));
     let mut claims = released(&grant.claims, &grant.scopes, requested);
+    if let (Some(hook), Some(mut request)) = (&p.userinfo_se, view) {
+        request.app = p
+            .clients
+            .get(&grant.client_id)
+            .map(|c| c.app.clone())
+            .unwrap_or_default();
+        let token = crate::extensions::TokenContext {
+            client_id: grant.client_id.clone(),
+            subject: sub.clone(),
+            grant_type: "userinfo".into(),
+            scopes: grant.scopes.clone(),
+            audience: grant.audiences.clone(),
+        };
+        let input = crate::extensions::HookCall {
+            request,
+            attrs: grant.attrs.clone(),
+        };
+        let extra = hook
+            .build_claims(input, token)
+            .await
+            .map_err(|_| OAuthError::server_error("a claims extension failed"))?;
+        claims.extend(extra.value);
+    }
     claims.insert("sub".into(), json!(sub));
     Ok(Value::Object(claims))
 }

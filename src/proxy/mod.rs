@@ -12,10 +12,13 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::claims::Attributes;
+use crate::extensions::request::{guest_request, RequestParts};
+use crate::extensions::{AuthenticateAction, Hook, HookCall};
 use crate::login;
 use crate::runtime::Runtime;
 use crate::server::body::Body;
 use crate::server::respond::{self, RequestCtx};
+use crate::session::Session;
 use headers::InjectedHeader;
 use path::NormalizedPath;
 use policy::PolicySet;
@@ -38,6 +41,10 @@ pub struct ProxyApp {
     pub logout: Option<AppLogout>,
     /// `attrProviders`: directories consulted after authentication (cached in the session).
     pub attr_providers: Vec<crate::connectors::providers::AttrProvider>,
+    /// `loadAttrsSE`: an extension adding attributes after authentication.
+    pub load_attrs_se: Option<Hook>,
+    /// `headers[].createHeaderSE`: extensions adding upstream headers.
+    pub header_hooks: Vec<Hook>,
 }
 
 impl ProxyApp {
@@ -72,16 +79,50 @@ impl ProxyApp {
                 );
             }
         };
-        if !policy.allow_unauthenticated
-            && !session
+        // Attributes extensions set when there is no session: this request only.
+        let mut loose = Attributes::new();
+        let authenticated = match &policy.is_authenticated_se {
+            None => session
                 .as_ref()
-                .is_some_and(|s| s.data.authenticated_by_any(&policy.idps))
-        {
+                .is_some_and(|s| s.data.authenticated_by_any(&policy.idps)),
+            Some(h) => {
+                let call = self.hook_call(rt, &req, ctx, session.as_ref(), &loose);
+                match h.is_authenticated(call).await {
+                    Ok(c) => {
+                        absorb(rt, &mut session, &mut loose, c.attrs, c.wrote).await;
+                        c.value
+                    }
+                    Err(_) => return extension_failed(ctx),
+                }
+            }
+        };
+        if !policy.allow_unauthenticated && !authenticated {
             let return_to = match req.uri().query() {
                 Some(q) => format!("{}?{q}", path.raw),
                 None => path.raw.clone(),
             };
-            return login::challenge(rt, self, policy, &req, ctx, &return_to).await;
+            let Some(h) = &policy.authenticate_se else {
+                return login::challenge(rt, self, policy, &req, ctx, &return_to).await;
+            };
+            let call = self.hook_call(rt, &req, ctx, session.as_ref(), &loose);
+            let called = match h.authenticate(call).await {
+                Ok(c) => c,
+                Err(_) => return extension_failed(ctx),
+            };
+            absorb(rt, &mut session, &mut loose, called.attrs, called.wrote).await;
+            match called.value {
+                AuthenticateAction::Login(idp) => {
+                    if !policy.idps.contains(&idp) {
+                        tracing::error!(extension = %h.extension.name, idp = %idp, request_id = %ctx.request_id,
+                            "Authenticate chose an IdP this policy does not list in `idps`; failing closed");
+                        return extension_failed(ctx);
+                    }
+                    return login::challenge_with(rt, &self.name, vec![idp], &req, ctx, &return_to)
+                        .await;
+                }
+                AuthenticateAction::Respond(r) => return guest_response(r, ctx),
+                AuthenticateAction::Authenticated => {}
+            }
         }
         // Upstream tokens past their expiry are refreshed (IdPs with `refreshTokens`).
         let freshness = match session.as_mut().filter(|s| !s.data.tokens.is_empty()) {
@@ -120,9 +161,31 @@ impl ProxyApp {
                 return e.response(ctx);
             }
         }
-        let no_attrs = Attributes::new();
-        let attrs = session.as_ref().map(|s| &s.data.attrs).unwrap_or(&no_attrs);
-        if !policy.authorizes(attrs) {
+        if let Some(h) = &self.load_attrs_se {
+            let call = self.hook_call(rt, &req, ctx, session.as_ref(), &loose);
+            match h.load_attributes(call).await {
+                Ok(c) => absorb(rt, &mut session, &mut loose, c.attrs, c.wrote).await,
+                Err(_) => return extension_failed(ctx),
+            }
+        }
+        let allowed = match (&policy.authorization, session.as_ref()) {
+            (policy::Authorization::Extension(h), s) => {
+                let call = self.hook_call(rt, &req, ctx, s, &loose);
+                match h.is_authorized(call).await {
+                    Ok(c) => {
+                        absorb(rt, &mut session, &mut loose, c.attrs, c.wrote).await;
+                        c.value
+                    }
+                    // Fail closed: a failed check denies.
+                    Err(_) => false,
+                }
+            }
+            (_, s) => policy
+                .authorizes(s.map(|s| &s.data.attrs).unwrap_or(&loose))
+                .unwrap_or(false),
+        };
+        let attrs = session.as_ref().map(|s| &s.data.attrs).unwrap_or(&loose);
+        if !allowed {
             rt.metrics.authz_denied(&self.name);
             tracing::info!(app = %self.name, location = %policy.location_text, "authorization denied");
             return match &self.unauthorized_page {
@@ -134,8 +197,19 @@ impl ProxyApp {
                 ),
             };
         }
-        let headers =
+        let mut headers =
             headers::upstream_headers(self, req.headers(), ctx, attrs, &rt.own_cookie_names());
+        for h in &self.header_hooks {
+            let call = self.hook_call(rt, &req, ctx, session.as_ref(), &loose);
+            match h.create_headers(call).await {
+                Ok(c) => {
+                    for (name, value) in c.value {
+                        headers.insert(name, value);
+                    }
+                }
+                Err(_) => return extension_failed(ctx),
+            }
+        }
         match self.upstream.send(req, &path.raw, headers).await {
             Ok(resp) => resp,
             Err(e) => {
@@ -149,4 +223,92 @@ impl ProxyApp {
             }
         }
     }
+}
+
+impl ProxyApp {
+    /// The input of a hook call: the request and the attributes the user has so far.
+    fn hook_call(
+        &self,
+        rt: &Runtime,
+        req: &Request<Incoming>,
+        ctx: &RequestCtx,
+        session: Option<&Session>,
+        loose: &Attributes,
+    ) -> HookCall {
+        let parts = RequestParts {
+            method: req.method(),
+            uri: req.uri(),
+            headers: req.headers(),
+        };
+        HookCall {
+            request: guest_request(ctx, &self.name, parts, &rt.own_cookie_names(), None),
+            attrs: session.map_or_else(|| loose.clone(), |s| s.data.attrs.clone()),
+        }
+    }
+}
+
+/// Takes the attributes a hook left: into the session (persisted) when there is one, else
+/// into this request's loose attributes.
+async fn absorb(
+    rt: &Runtime,
+    session: &mut Option<Session>,
+    loose: &mut Attributes,
+    attrs: Attributes,
+    wrote: bool,
+) {
+    if !wrote {
+        return;
+    }
+    let Some(s) = session.as_mut() else {
+        *loose = attrs;
+        return;
+    };
+    let changes: Vec<(String, serde_json::Value)> = attrs
+        .iter()
+        .filter(|(k, v)| s.data.attrs.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    s.data.attrs = attrs;
+    if changes.is_empty() {
+        return;
+    }
+    let result = rt
+        .sessions
+        .modify(s, |data| {
+            for (k, v) in &changes {
+                data.attrs.insert(k.clone(), v.clone());
+            }
+        })
+        .await;
+    if let Err(e) = result {
+        // The request goes on with the attributes; only their persistence failed.
+        tracing::warn!(error = %e, "attributes set by an extension were not stored");
+    }
+}
+
+/// A failed extension call on the proxy path: an error page, never the page itself.
+fn extension_failed(ctx: &RequestCtx) -> Response<Body> {
+    respond::error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "A check this page requires could not be completed. Please try again later.",
+        ctx,
+    )
+}
+
+/// The response an Authenticate hook chose (checked when the call returned).
+pub fn guest_response(r: crate::extensions::GuestResponse, ctx: &RequestCtx) -> Response<Body> {
+    let mut resp = Response::new(crate::server::body::full(r.body));
+    *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FORBIDDEN);
+    for (k, v) in r.headers {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(&v),
+        ) {
+            resp.headers_mut().append(n, v);
+        }
+    }
+    if let Ok(v) = http::HeaderValue::from_str(&ctx.request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
 }

@@ -48,6 +48,8 @@ impl Location {
 pub enum Authorization {
     AllowAll,
     Rules(Rule),
+    /// An extension's IsAuthorized hook decides (see `ProxyApp::handle`).
+    Extension(crate::extensions::Hook),
 }
 
 #[derive(Debug, Clone)]
@@ -58,13 +60,18 @@ pub struct Policy {
     /// Connectors that can authenticate a user here.
     pub idps: Vec<String>,
     pub authorization: Authorization,
+    /// Extension hooks replacing the session check / the login decision.
+    pub is_authenticated_se: Option<crate::extensions::Hook>,
+    pub authenticate_se: Option<crate::extensions::Hook>,
 }
 
 impl Policy {
-    pub fn authorizes(&self, attrs: &crate::claims::Attributes) -> bool {
+    /// The static decision; `None` when an extension decides.
+    pub fn authorizes(&self, attrs: &crate::claims::Attributes) -> Option<bool> {
         match &self.authorization {
-            Authorization::AllowAll => true,
-            Authorization::Rules(r) => r.evaluate(attrs),
+            Authorization::AllowAll => Some(true),
+            Authorization::Rules(r) => Some(r.evaluate(attrs)),
+            Authorization::Extension(_) => None,
         }
     }
 }
@@ -116,6 +123,8 @@ mod tests {
             allow_unauthenticated: false,
             idps: vec![],
             authorization: Authorization::AllowAll,
+            is_authenticated_se: None,
+            authenticate_se: None,
         }
     }
 

@@ -41,7 +41,7 @@ impl fmt::Debug for SecretString {
 }
 
 /// Where secret references are looked up.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum SecretProvider {
     Env,
     File {

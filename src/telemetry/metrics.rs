@@ -30,6 +30,19 @@ pub struct UpstreamErrorLabels {
     pub kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExtensionLabels {
+    pub extension: String,
+    pub hook: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExtensionHookLabels {
+    pub extension: String,
+    pub hook: &'static str,
+}
+
 type HistogramFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
 
 /// All metrics of a process; they outlive configuration reloads.
@@ -41,6 +54,13 @@ pub struct Metrics {
     logins: Family<LoginLabels, Counter>,
     authz_denials: Family<AppLabels, Counter>,
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
+    extension_calls: Family<ExtensionLabels, Counter>,
+    extension_latency: Family<ExtensionHookLabels, Histogram, fn() -> Histogram>,
+}
+
+fn extension_histogram() -> Histogram {
+    // 10 µs .. ~1.3 s
+    Histogram::new(exponential_buckets(0.00001, 2.0, 18))
 }
 
 fn latency_histogram() -> Histogram {
@@ -87,8 +107,23 @@ impl Metrics {
             "Failed upstream requests, by app and kind (connect, timeout)",
             upstream_errors.clone(),
         );
+        let extension_calls = Family::<ExtensionLabels, Counter>::default();
+        let extension_latency: Family<ExtensionHookLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(extension_histogram);
+        registry.register(
+            "extension_calls",
+            "Service extension calls, by extension, hook and outcome (ok, timeout, memory, trap, invalid, unavailable)",
+            extension_calls.clone(),
+        );
+        registry.register(
+            "extension_call_duration_seconds",
+            "Time of a service extension call (fresh instance + call), by extension and hook",
+            extension_latency.clone(),
+        );
         Self {
             registry,
+            extension_calls,
+            extension_latency,
             requests,
             latency,
             logins,
@@ -133,6 +168,28 @@ impl Metrics {
     }
 
     /// Prometheus text exposition.
+    pub fn extension_call(
+        &self,
+        extension: &str,
+        hook: &'static str,
+        outcome: &'static str,
+        seconds: f64,
+    ) {
+        self.extension_calls
+            .get_or_create(&ExtensionLabels {
+                extension: extension.to_string(),
+                hook,
+                outcome,
+            })
+            .inc();
+        self.extension_latency
+            .get_or_create(&ExtensionHookLabels {
+                extension: extension.to_string(),
+                hook,
+            })
+            .observe(seconds);
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         let _ = encode(&mut out, &self.registry);

@@ -1,0 +1,13 @@
+# The test guests: name and the hook interfaces its component must export. Sourced by
+# build.sh and regen-bindings.sh. Each has a world of the same name in wit/guests.wit and a
+# source in src/<name>.c.
+GUESTS=(
+  "loop is-authenticated build-id-token-claims"
+  "membomb is-authenticated"
+  "trap is-authenticated"
+  "bad-claims build-id-token-claims build-access-token-claims"
+  "wrong-exports is-authorized"
+  "wasi-import is-authenticated"
+  "proxy-hooks is-authorized load-attributes create-headers is-authenticated authenticate backchannel-authenticate build-userinfo-claims build-access-token-claims"
+  "c-isauth is-authenticated"
+)

@@ -1,0 +1,122 @@
+// Smoke test of the test guests that return (loop and membomb only get instantiated):
+// node smoke-test.mjs. Runs them transpiled in Node with a mock host (../examples/harness.mjs).
+
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { assert, check, errOf, loadComponent, mockHost, request, summary, token } from "../examples/harness.mjs";
+
+const out = join(dirname(fileURLToPath(import.meta.url)), "out");
+const load = (name) => loadComponent(join(out, `${name}.wasm`));
+const header = (headers, url) => request({ headers, url });
+
+{
+  const g = await load("c-isauth");
+  check("c-isauth", () => {
+    assert.equal(g(mockHost({ session: { "local.authenticated": ["true"] } })).isAuthenticated.isAuthenticated(request()), true);
+    assert.equal(g(mockHost()).isAuthenticated.isAuthenticated(request()), false);
+  });
+}
+
+{
+  const g = await load("trap");
+  check("trap", () => assert.throws(() => g(mockHost()).isAuthenticated.isAuthenticated(request()), /unreachable/));
+}
+
+for (const name of ["loop", "membomb"]) {
+  const g = await load(name);
+  check(`${name} instantiates`, () => assert.equal(typeof g(mockHost()).isAuthenticated.isAuthenticated, "function"));
+}
+
+{
+  const g = await load("wrong-exports");
+  check("wrong-exports", () => {
+    const x = g(mockHost());
+    assert.equal(x.isAuthenticated, undefined);
+    assert.equal(x.isAuthorized.isAuthorized(request()), true);
+  });
+}
+
+{
+  const g = await load("bad-claims");
+  check("bad-claims", () => {
+    assert.deepEqual(g(mockHost()).buildIdTokenClaims.buildIdTokenClaims(request(), token), [["groups", "not json"]]);
+    assert.deepEqual(g(mockHost()).buildAccessTokenClaims.buildAccessTokenClaims(request(), token), [["iss", '"https://evil"']]);
+  });
+}
+
+{
+  const g = await load("proxy-hooks");
+  const call = (opts, fn) => fn(g(mockHost(opts)));
+
+  check("proxy-hooks is-authorized", () => {
+    const authz = (session, headers) => call({ session }, (x) => x.isAuthorized.isAuthorized(header(headers)));
+    assert.equal(authz({ "local.groups": ["users", "admins"] }, []), true);
+    assert.equal(authz({ "local.groups": ["admins"] }, []), true);
+    assert.equal(authz({ "local.groups": ["users", "admins-not"] }, []), false);
+    assert.equal(authz({}, [["x-allow", "yes"]]), true);
+    assert.equal(authz({}, [["x-allow", "no"]]), false);
+    assert.equal(authz({}, []), false);
+  });
+
+  check("proxy-hooks load-attributes", () => {
+    const attrs = (url) => call({}, (x) => x.loadAttributes.loadAttributes(request({ url })));
+    assert.deepEqual(attrs("https://app.example:8443/a/b?c=d#e"), [["ext.tier", ["gold"]], ["ext.path", ["/a/b"]]]);
+    assert.deepEqual(attrs("https://app.example"), [["ext.tier", ["gold"]], ["ext.path", ["/"]]]);
+    assert.deepEqual(attrs("http://app.example?x=/y"), [["ext.tier", ["gold"]], ["ext.path", ["/"]]]);
+  });
+
+  check("proxy-hooks create-headers", () => {
+    const headers = (session) => call({ session }, (x) => x.createHeaders.createHeaders(request()));
+    assert.deepEqual(headers({}), [["x-ext-user", "anonymous"], ["x-ext-tier", "none"]]);
+    assert.deepEqual(headers({ "local.username": ["alice"], "ext.tier": ["gold"] }),
+      [["x-ext-user", "alice"], ["x-ext-tier", "gold"]]);
+  });
+
+  check("proxy-hooks is-authenticated", () => {
+    const authn = (headers) => call({}, (x) => x.isAuthenticated.isAuthenticated(header(headers)));
+    assert.equal(authn([["x-ext-auth", "letmein"]]), true);
+    assert.equal(authn([["x-ext-auth", "nope"]]), false);
+    assert.equal(authn([]), false);
+  });
+
+  check("proxy-hooks authenticate", () => {
+    const authn = (headers) => call({}, (x) => x.authenticate.authenticate(header(headers)));
+    assert.deepEqual(authn([]), { tag: "login", val: "local" });
+    assert.deepEqual(authn([["x-ext-deny", ""]]), {
+      tag: "respond",
+      val: { status: 401, headers: [["content-type", "text/plain"]], body: "denied by extension" },
+    });
+  });
+
+  check("proxy-hooks backchannel-authenticate", () => {
+    const form = (f) => request({ method: "POST", form: f });
+    const bc = (f) => call({}, (x) => x.backchannelAuthenticate.backchannelAuthenticate(form(f)));
+    assert.equal(bc([["username", "bot"], ["password", "s3cret"]]), "svc-bot");
+    assert.equal(errOf(() => bc([["username", "bot"], ["password", "s3cret!"]])), "invalid credentials");
+    assert.equal(errOf(() => bc([["password", "s3cret"]])), "invalid credentials");
+  });
+
+  check("proxy-hooks build-userinfo-claims", () => {
+    assert.deepEqual(call({}, (x) => x.buildUserinfoClaims.buildUserinfoClaims(request(), token)),
+      [["ext_claim", '"from-extension"']]);
+  });
+
+  check("proxy-hooks build-access-token-claims", () => {
+    const host = mockHost({ fetch: (url) => ({ status: url.endsWith("/teapot") ? 418 : 200 }) });
+    const claims = (headers, subject = "alice") =>
+      g(host).buildAccessTokenClaims.buildAccessTokenClaims(header(headers), { ...token, subject });
+    assert.deepEqual(claims([]), [["cached_before", "null"]]);
+    assert.equal(host.cache.get("last"), "alice");
+    assert.deepEqual(claims([["x-fetch-url", "https://api.example/teapot"]], 'b"ob'),
+      [["cached_before", '"alice"'], ["fetched_status", "418"]]);
+    assert.equal(host.fetches.at(-1).url, "https://api.example/teapot");
+    assert.equal(host.fetches.at(-1).method, "GET");
+    assert.deepEqual(claims([]), [["cached_before", '"b\\"ob"']]);
+    const denied = mockHost();
+    assert.deepEqual(g(denied).buildAccessTokenClaims.buildAccessTokenClaims(
+      header([["x-fetch-url", "https://elsewhere.example/"]]), token),
+    [["cached_before", "null"], ["fetch_error", '"no outbound hosts allowed"']]);
+  });
+}
+
+summary("test guests");

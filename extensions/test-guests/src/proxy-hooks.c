@@ -1,0 +1,197 @@
+// proxy-hooks.wasm: the proxy hooks and most of the host API, with predictable behaviour
+// (see ../README.md for the table the gateway's tests rely on).
+#include "util.h"
+
+typedef tessera_extension_types_attributes_t attributes_t;
+typedef exports_tessera_extension_create_headers_list_field_t fields_t;
+
+// Whether the comma-separated list `list` has the element `item`.
+static bool list_has(const guest_string_t *list, const char *item) {
+  size_t n = strlen(item), start = 0;
+  for (size_t i = 0; i <= list->len; i++) {
+    if (i == list->len || list->ptr[i] == ',') {
+      if (i - start == n && memcmp(list->ptr + start, item, n) == 0) return true;
+      start = i + 1;
+    }
+  }
+  return false;
+}
+
+// IsAuthorized: a member of `admins` (session local.groups), or header `x-allow: yes`.
+bool exports_tessera_extension_is_authorized_is_authorized(request_t *request) {
+  guest_string_t name = str("local.groups"), groups;
+  bool allowed = false;
+  if (tessera_extension_host_session_get(&name, &groups)) {
+    allowed = list_has(&groups, "admins");
+    guest_string_free(&groups);
+  }
+  const guest_string_t *allow = header(request, "x-allow");
+  allowed = allowed || (allow && str_eq(allow, "yes"));
+  tessera_extension_types_request_free(request);
+  return allowed;
+}
+
+// The path of an absolute URL (`scheme://authority/path?query`): "/path", or "/" if none.
+static guest_string_t url_path(const guest_string_t *url) {
+  const uint8_t *p = url->ptr, *end = url->ptr + url->len;
+  const uint8_t *authority = NULL;
+  for (const uint8_t *q = p; q + 3 <= end; q++) {
+    if (q[0] == ':' && q[1] == '/' && q[2] == '/') {
+      authority = q + 3;
+      break;
+    }
+  }
+  const uint8_t *start = authority ? authority : p;
+  while (start < end && *start != '/' && *start != '?' && *start != '#') start++;
+  const uint8_t *stop = start;
+  while (stop < end && *stop != '?' && *stop != '#') stop++;
+  guest_string_t path;
+  if (stop == start || *start != '/') {
+    guest_string_dup(&path, "/");
+  } else {
+    guest_string_dup_n(&path, (const char *)start, (size_t)(stop - start));
+  }
+  return path;
+}
+
+static void one_value(guest_tuple2_string_list_string_t *attr, const char *name, guest_string_t value) {
+  guest_string_dup(&attr->f0, name);
+  attr->f1.ptr = xmalloc(sizeof *attr->f1.ptr);
+  attr->f1.len = 1;
+  attr->f1.ptr[0] = value;
+}
+
+// LoadAttributes: ext.tier = [gold], ext.path = [path of the request URL].
+void exports_tessera_extension_load_attributes_load_attributes(request_t *request, attributes_t *ret) {
+  ret->ptr = xmalloc(2 * sizeof *ret->ptr);
+  ret->len = 2;
+  guest_string_t gold;
+  guest_string_dup(&gold, "gold");
+  one_value(&ret->ptr[0], "ext.tier", gold);
+  one_value(&ret->ptr[1], "ext.path", url_path(&request->url));
+  tessera_extension_types_request_free(request);
+}
+
+// CreateHeaders: x-ext-user = local.username or "anonymous", x-ext-tier = ext.tier or "none".
+void exports_tessera_extension_create_headers_create_headers(request_t *request, fields_t *ret) {
+  ret->ptr = xmalloc(2 * sizeof *ret->ptr);
+  ret->len = 2;
+  guest_string_dup(&ret->ptr[0].f0, "x-ext-user");
+  ret->ptr[0].f1 = session_or("local.username", "anonymous");
+  guest_string_dup(&ret->ptr[1].f0, "x-ext-tier");
+  ret->ptr[1].f1 = session_or("ext.tier", "none");
+  tessera_extension_types_request_free(request);
+}
+
+// IsAuthenticated: header `x-ext-auth: letmein`.
+bool exports_tessera_extension_is_authenticated_is_authenticated(request_t *request) {
+  const guest_string_t *auth = header(request, "x-ext-auth");
+  bool ok = auth && str_eq(auth, "letmein");
+  tessera_extension_types_request_free(request);
+  return ok;
+}
+
+// Authenticate: with header `x-ext-deny`, a 401 text/plain "denied by extension"; otherwise
+// log in at the `local` connector.
+void exports_tessera_extension_authenticate_authenticate(
+    request_t *request, tessera_extension_types_authenticate_action_t *ret) {
+  if (header(request, "x-ext-deny")) {
+    ret->tag = TESSERA_EXTENSION_TYPES_AUTHENTICATE_ACTION_RESPOND;
+    tessera_extension_types_response_t *r = &ret->val.respond;
+    r->status = 401;
+    r->headers.ptr = xmalloc(sizeof *r->headers.ptr);
+    r->headers.len = 1;
+    guest_string_dup(&r->headers.ptr[0].f0, "content-type");
+    guest_string_dup(&r->headers.ptr[0].f1, "text/plain");
+    guest_string_dup(&r->body, "denied by extension");
+  } else {
+    ret->tag = TESSERA_EXTENSION_TYPES_AUTHENTICATE_ACTION_LOGIN;
+    guest_string_dup(&ret->val.login, "local");
+  }
+  tessera_extension_types_request_free(request);
+}
+
+// BackchannelAuthenticate: ok("svc-" + username) iff the password is "s3cret".
+bool exports_tessera_extension_backchannel_authenticate_backchannel_authenticate(
+    request_t *request, guest_string_t *ret, guest_string_t *err) {
+  const guest_string_t *username = form_field(request, "username");
+  const guest_string_t *password = form_field(request, "password");
+  bool ok = username && password && str_eq(password, "s3cret");
+  if (ok) {
+    buf_t subject = {0};
+    buf_puts(&subject, "svc-");
+    buf_put(&subject, username->ptr, username->len);
+    *ret = (guest_string_t){subject.ptr, subject.len};
+  } else {
+    guest_string_dup(err, "invalid credentials");
+  }
+  tessera_extension_types_request_free(request);
+  return ok;
+}
+
+// BuildUserInfoClaims: ext_claim = "from-extension".
+void exports_tessera_extension_build_userinfo_claims_build_userinfo_claims(
+    request_t *request, token_t *token, claims_t *ret) {
+  claims_alloc(ret, 1);
+  claim_set(ret, 0, "ext_claim", "\"from-extension\"");
+  tessera_extension_types_request_free(request);
+  tessera_extension_types_token_context_free(token);
+}
+
+// BuildAccessTokenClaims: uses the cache and http-fetch.
+//  - cached_before: cache-get("last") as a JSON string, or null; then cache-set("last", subject, 60)
+//    (cache_error: the error, if that fails);
+//  - with header x-fetch-url: GET it; fetched_status: the status (a number), or fetch_error:
+//    the error (a string).
+void exports_tessera_extension_build_access_token_claims_build_access_token_claims(
+    request_t *request, token_t *token, claims_t *ret) {
+  buf_t cached = {0}, fetched = {0}, cache_error = {0};
+
+  guest_string_t key = str("last"), value, err;
+  if (tessera_extension_host_cache_get(&key, &value)) {
+    buf_json_string(&cached, value.ptr, value.len);
+    guest_string_free(&value);
+  } else {
+    buf_puts(&cached, "null");
+  }
+  if (!tessera_extension_host_cache_set(&key, &token->subject, 60, &err)) {
+    buf_json_string(&cache_error, err.ptr, err.len);
+    guest_string_free(&err);
+  }
+
+  const char *fetch_claim = NULL;
+  const guest_string_t *url = header(request, "x-fetch-url");
+  if (url) {
+    tessera_extension_host_http_request_t req = {
+        .method = str("GET"), .url = *url, .headers = {NULL, 0}, .body = {NULL, 0}, .timeout_millis = 0};
+    tessera_extension_host_http_response_t resp;
+    if (tessera_extension_host_http_fetch(&req, &resp, &err)) {
+      char digits[8], *d = digits + sizeof digits;
+      *--d = '\0';
+      unsigned status = resp.status;
+      do *--d = (char)('0' + status % 10); while (status /= 10);
+      buf_puts(&fetched, d);
+      fetch_claim = "fetched_status";
+      tessera_extension_host_http_response_free(&resp);
+    } else {
+      buf_json_string(&fetched, err.ptr, err.len);
+      fetch_claim = "fetch_error";
+      guest_string_free(&err);
+    }
+  }
+
+  claims_alloc(ret, 1 + (fetch_claim != NULL) + (cache_error.len != 0));
+  size_t i = 0;
+  guest_string_dup(&ret->ptr[i].f0, "cached_before");
+  ret->ptr[i++].f1 = (guest_string_t){cached.ptr, cached.len};
+  if (fetch_claim) {
+    guest_string_dup(&ret->ptr[i].f0, fetch_claim);
+    ret->ptr[i++].f1 = (guest_string_t){fetched.ptr, fetched.len};
+  }
+  if (cache_error.len) {
+    guest_string_dup(&ret->ptr[i].f0, "cache_error");
+    ret->ptr[i++].f1 = (guest_string_t){cache_error.ptr, cache_error.len};
+  }
+  tessera_extension_types_request_free(request);
+  tessera_extension_types_token_context_free(token);
+}

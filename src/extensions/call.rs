@@ -1,0 +1,441 @@
+//! One hook call: a fresh instance from the extension's `InstancePre` in a store of its own,
+//! a memory cap, a wall-clock deadline (the guest yields at every epoch tick, so a busy guest
+//! shares its worker thread and is dropped at the deadline), and a checked result.
+
+use std::time::Instant;
+
+use http::HeaderName;
+use serde_json::Value;
+use wasmtime::component::Instance;
+use wasmtime::Store;
+
+use super::host::{HostState, MemoryLimiter};
+use super::load::Indices;
+use super::{AuthenticateAction, GuestRequest, Hook, HookKind, TokenContext};
+use crate::claims::{AttrRef, Attributes};
+
+/// Why a call failed. Every variant means "fail closed".
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("deadline of {0} ms exceeded")]
+    Timeout(u128),
+    #[error("memory limit of {0} MiB reached")]
+    Memory(usize),
+    #[error("trapped: {0}")]
+    Trap(String),
+    #[error("returned an invalid result: {0}")]
+    Invalid(String),
+    #[error("could not be instantiated: {0}")]
+    Unavailable(String),
+}
+
+impl CallError {
+    /// The `outcome` label of `tessera_extension_calls_total`.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            CallError::Timeout(_) => "timeout",
+            CallError::Memory(_) => "memory",
+            CallError::Trap(_) => "trap",
+            CallError::Invalid(_) => "invalid",
+            CallError::Unavailable(_) => "unavailable",
+        }
+    }
+}
+
+/// Claims an extension returned, parsed and checked.
+pub type ClaimsOut = Vec<(String, Value)>;
+
+/// Claims an extension may not set: they carry the token's security properties.
+pub const RESERVED_CLAIMS: [&str; 15] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "auth_time",
+    "nonce",
+    "azp",
+    "at_hash",
+    "c_hash",
+    "sid",
+    "client_id",
+    "cnf",
+];
+
+/// The input of a call: the request under decision and the session's attributes.
+pub struct HookCall {
+    pub request: GuestRequest,
+    pub attrs: Attributes,
+}
+
+/// A successful call's answer, with the attributes as the guest left them.
+pub struct Called<T> {
+    pub value: T,
+    pub attrs: Attributes,
+    /// The guest wrote attributes (`session-set`): the caller persists `attrs` where it can.
+    pub wrote: bool,
+}
+
+enum Ret {
+    Bool(bool),
+    Action(AuthenticateAction),
+    Subject(Result<String, String>),
+    Claims(Vec<(String, String)>),
+    Attributes(Vec<(String, Vec<String>)>),
+    Fields(Vec<(String, String)>),
+}
+
+/// Unpacks the `Ret` variant a hook returns (the dispatcher guarantees it).
+macro_rules! expect {
+    ($r:expr, $p:pat => $v:expr) => {
+        match $r {
+            $p => $v,
+            _ => return Err("internal: unexpected result kind".to_string()),
+        }
+    };
+}
+
+impl Hook {
+    pub async fn is_authenticated(&self, call: HookCall) -> Result<Called<bool>, CallError> {
+        self.run(call, None, |r, _| Ok(expect!(r, Ret::Bool(b) => b)))
+            .await
+    }
+
+    pub async fn is_authorized(&self, call: HookCall) -> Result<Called<bool>, CallError> {
+        self.run(call, None, |r, _| Ok(expect!(r, Ret::Bool(b) => b)))
+            .await
+    }
+
+    pub async fn authenticate(
+        &self,
+        call: HookCall,
+    ) -> Result<Called<AuthenticateAction>, CallError> {
+        self.run(call, None, |r, _| {
+            let action = expect!(r, Ret::Action(a) => a);
+            if let AuthenticateAction::Respond(resp) = &action {
+                if !(100..=599).contains(&resp.status) {
+                    return Err(format!("response status {} is not 100..=599", resp.status));
+                }
+                for (name, value) in &resp.headers {
+                    if HeaderName::from_bytes(name.as_bytes()).is_err()
+                        || http::HeaderValue::from_str(value).is_err()
+                    {
+                        return Err(format!("response header `{name}` is not a valid header"));
+                    }
+                }
+            }
+            Ok(action)
+        })
+        .await
+    }
+
+    /// Ok(Ok(subject)) accepts, Ok(Err(message)) refuses the credentials.
+    pub async fn backchannel_authenticate(
+        &self,
+        call: HookCall,
+    ) -> Result<Called<Result<String, String>>, CallError> {
+        self.run(call, None, |r, _| {
+            let verdict = expect!(r, Ret::Subject(s) => s);
+            if matches!(&verdict, Ok(s) if s.trim().is_empty()) {
+                return Err("accepted the credentials with an empty subject".into());
+            }
+            Ok(verdict)
+        })
+        .await
+    }
+
+    /// BuildIDTokenClaims, BuildAccessTokenClaims or BuildUserInfoClaims (per `self.kind`).
+    /// Malformed JSON and reserved claims refuse the whole answer.
+    pub async fn build_claims(
+        &self,
+        call: HookCall,
+        token: TokenContext,
+    ) -> Result<Called<ClaimsOut>, CallError> {
+        self.run(call, Some(token), |r, _| {
+            let raw = expect!(r, Ret::Claims(c) => c);
+            let mut out = Vec::with_capacity(raw.len());
+            for (name, json) in raw {
+                if RESERVED_CLAIMS.contains(&name.as_str()) {
+                    return Err(format!(
+                        "claim `{name}` is reserved and cannot be set by an extension"
+                    ));
+                }
+                if name.is_empty() {
+                    return Err("a claim has an empty name".into());
+                }
+                match serde_json::from_str::<Value>(&json) {
+                    Ok(v) => out.push((name, v)),
+                    Err(e) => return Err(format!("claim `{name}` is not valid JSON ({e})")),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// LoadAttributes: the returned attributes are merged into the call's attributes (and
+    /// `wrote` is set when they change anything).
+    pub async fn load_attributes(&self, call: HookCall) -> Result<Called<()>, CallError> {
+        self.run(call, None, |r, view| {
+            let loaded = expect!(r, Ret::Attributes(a) => a);
+            for (name, values) in loaded {
+                AttrRef::parse(&name)?;
+                let v = match <[String; 1]>::try_from(values) {
+                    Ok([one]) => Value::String(one),
+                    Err(many) => Value::Array(many.into_iter().map(Value::String).collect()),
+                };
+                if view.attrs.get(&name) != Some(&v) {
+                    view.attrs.insert(name, v);
+                    view.wrote = true;
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// CreateHeaders: names and values checked; the gateway's own headers refused.
+    pub async fn create_headers(
+        &self,
+        call: HookCall,
+    ) -> Result<Called<Vec<(HeaderName, http::HeaderValue)>>, CallError> {
+        self.run(call, None, |r, _| {
+            let fields = expect!(r, Ret::Fields(f) => f);
+            let mut out = Vec::with_capacity(fields.len());
+            for (name, value) in fields {
+                let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else {
+                    return Err(format!("`{name}` is not a valid header name"));
+                };
+                if crate::proxy::headers::reserved(&n) {
+                    return Err(format!("header `{name}` is managed by the gateway"));
+                }
+                let Ok(v) = http::HeaderValue::from_str(&value) else {
+                    return Err(format!("header `{name}` has a value a header cannot carry"));
+                };
+                out.push((n, v));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Runs the call, then `check` on its result; counts and logs the outcome.
+    async fn run<T>(
+        &self,
+        call: HookCall,
+        token: Option<TokenContext>,
+        check: impl FnOnce(Ret, &mut View) -> Result<T, String>,
+    ) -> Result<Called<T>, CallError> {
+        let ext = self.extension.clone();
+        let request_id = call.request.id.clone();
+        let started = Instant::now();
+        let limits = ext.limits;
+        let state = HostState {
+            limiter: MemoryLimiter {
+                max_bytes: limits.memory_bytes,
+                exceeded: false,
+            },
+            ext: ext.clone(),
+            hook: self.kind,
+            request_id: request_id.clone(),
+            attrs: call.attrs,
+            wrote: false,
+            deadline: started + limits.timeout,
+        };
+        let mut store = Store::new(ext.pre.engine(), state);
+        store.limiter(|s| &mut s.limiter);
+        // Yield to the async runtime at every tick; the deadline itself is the timeout below.
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+        let kind = self.kind;
+        let request = call.request;
+        let outcome = tokio::time::timeout(limits.timeout, async {
+            let instance = ext
+                .pre
+                .instantiate_async(&mut store)
+                .await
+                .map_err(Failure::Instantiate)?;
+            invoke(&ext.indices, kind, &mut store, &instance, request, token)
+                .await
+                .map_err(Failure::Call)
+        })
+        .await;
+        let seconds = started.elapsed().as_secs_f64();
+        let result = match outcome {
+            Err(_) => Err(CallError::Timeout(limits.timeout.as_millis())),
+            Ok(Err(_)) if store.data().limiter.exceeded => {
+                Err(CallError::Memory(limits.memory_bytes >> 20))
+            }
+            // Pool exhaustion and traps in start functions end up here.
+            Ok(Err(Failure::Instantiate(e))) => Err(CallError::Unavailable(first_line(&e))),
+            Ok(Err(Failure::Call(e))) => Err(CallError::Trap(first_line(&e))),
+            Ok(Ok(ret)) => {
+                let data = store.into_data();
+                let mut view = View {
+                    attrs: data.attrs,
+                    wrote: data.wrote,
+                };
+                check(ret, &mut view)
+                    .map(|value| Called {
+                        value,
+                        attrs: view.attrs,
+                        wrote: view.wrote,
+                    })
+                    .map_err(CallError::Invalid)
+            }
+        };
+        let outcome = result.as_ref().err().map_or("ok", CallError::outcome);
+        ext.services
+            .metrics
+            .extension_call(&ext.name, kind.func_name(), outcome, seconds);
+        if let Err(e) = &result {
+            tracing::error!(
+                extension = %ext.name,
+                hook = kind.func_name(),
+                request_id = %request_id,
+                outcome,
+                error = %e,
+                elapsed_ms = (seconds * 1000.0) as u64,
+                "extension call failed; failing closed"
+            );
+        }
+        result
+    }
+}
+
+/// The attributes a call left, for `check` to amend.
+pub struct View {
+    pub attrs: Attributes,
+    pub wrote: bool,
+}
+
+enum Failure {
+    Instantiate(wasmtime::Error),
+    Call(wasmtime::Error),
+}
+
+fn first_line(e: &wasmtime::Error) -> String {
+    // The root cause carries the trap message ("wasm trap: unreachable", ...).
+    let root = e.root_cause().to_string();
+    let top = e.to_string();
+    let s = if root == top {
+        top
+    } else {
+        format!("{top}: {root}")
+    };
+    s.lines().next().unwrap_or_default().to_string()
+}
+
+macro_rules! call_hook {
+    ($indices:expr, $field:ident, $method:ident, $store:expr, $instance:expr, $($arg:expr),+) => {{
+        let idx = $indices
+            .$field
+            .as_ref()
+            .ok_or_else(|| wasmtime::format_err!("the component does not export this hook"))?;
+        let guest = idx.load(&mut *$store, $instance)?;
+        guest.$method(&mut *$store, $($arg),+).await?
+    }};
+}
+
+async fn invoke(
+    indices: &Indices,
+    kind: HookKind,
+    store: &mut Store<HostState>,
+    instance: &Instance,
+    req: GuestRequest,
+    token: Option<TokenContext>,
+) -> wasmtime::Result<Ret> {
+    let token = || {
+        token
+            .clone()
+            .ok_or_else(|| wasmtime::format_err!("internal: token context missing"))
+    };
+    Ok(match kind {
+        HookKind::IsAuthenticated => Ret::Bool(call_hook!(
+            indices,
+            is_authenticated,
+            call_is_authenticated,
+            store,
+            instance,
+            &req
+        )),
+        HookKind::IsAuthorized => Ret::Bool(call_hook!(
+            indices,
+            is_authorized,
+            call_is_authorized,
+            store,
+            instance,
+            &req
+        )),
+        HookKind::Authenticate => Ret::Action(call_hook!(
+            indices,
+            authenticate,
+            call_authenticate,
+            store,
+            instance,
+            &req
+        )),
+        HookKind::BackchannelAuthenticate => Ret::Subject(call_hook!(
+            indices,
+            backchannel_authenticate,
+            call_backchannel_authenticate,
+            store,
+            instance,
+            &req
+        )),
+        HookKind::BuildIdTokenClaims => {
+            let t = token()?;
+            Ret::Claims(call_hook!(
+                indices,
+                build_id_token_claims,
+                call_build_id_token_claims,
+                store,
+                instance,
+                &req,
+                &t
+            ))
+        }
+        HookKind::BuildAccessTokenClaims => {
+            let t = token()?;
+            Ret::Claims(call_hook!(
+                indices,
+                build_access_token_claims,
+                call_build_access_token_claims,
+                store,
+                instance,
+                &req,
+                &t
+            ))
+        }
+        HookKind::BuildUserInfoClaims => {
+            let t = token()?;
+            Ret::Claims(call_hook!(
+                indices,
+                build_userinfo_claims,
+                call_build_userinfo_claims,
+                store,
+                instance,
+                &req,
+                &t
+            ))
+        }
+        HookKind::LoadAttributes => Ret::Attributes(call_hook!(
+            indices,
+            load_attributes,
+            call_load_attributes,
+            store,
+            instance,
+            &req
+        )),
+        HookKind::CreateHeaders => Ret::Fields(call_hook!(
+            indices,
+            create_headers,
+            call_create_headers,
+            store,
+            instance,
+            &req
+        )),
+    })
+}

@@ -1,0 +1,315 @@
+//! The host API a guest imports (`tessera:extension/host`), backed by one call's state.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+use wasmtime::ResourceLimiter;
+
+use super::bindings::tessera::extension::host::{self, Level};
+use super::bindings::tessera::extension::types;
+use super::load::Extension;
+use super::HookKind;
+use crate::claims::Attributes;
+use crate::connectors::Connector;
+
+/// Outbound bodies read at most this much.
+const MAX_FETCH_BODY: usize = 1 << 20;
+/// Cache keys and values are bounded so one guest cannot fill the store with a single write.
+const MAX_CACHE_KEY: usize = 256;
+const MAX_CACHE_VALUE: usize = 64 << 10;
+const MAX_CACHE_TTL: u32 = 30 * 24 * 3600;
+
+/// The HTTP client behind `http-fetch` (public web PKI roots, no redirects followed).
+pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+pub fn http_client() -> Result<HttpClient, String> {
+    let tls = crate::server::tls::client_config(None, None)?;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_connect_timeout(Some(Duration::from_secs(5)));
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(connector))
+}
+
+/// The store data of one call.
+pub struct HostState {
+    pub(super) limiter: MemoryLimiter,
+    pub(super) ext: Arc<Extension>,
+    pub(super) hook: HookKind,
+    pub(super) request_id: String,
+    /// The session's attributes as the guest sees them (its writes included).
+    pub(super) attrs: Attributes,
+    /// Whether the guest wrote any attribute.
+    pub(super) wrote: bool,
+    pub(super) deadline: Instant,
+}
+
+/// Caps linear memory (and tables) per instance; remembers a refusal so the failure is
+/// reported as "memory limit", not as a bare trap.
+pub struct MemoryLimiter {
+    pub max_bytes: usize,
+    pub exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            self.exceeded = true;
+            return Err(wasmtime::format_err!(
+                "memory limit of {} MiB reached",
+                self.max_bytes >> 20
+            ));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+impl types::Host for HostState {}
+
+impl host::Host for HostState {
+    async fn log(&mut self, level: Level, message: String, fields: Vec<(String, String)>) {
+        let fields = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let ext = self.ext.name.as_str();
+        let hook = self.hook.func_name();
+        let rid = self.request_id.as_str();
+        match level {
+            Level::Trace => {
+                tracing::trace!(extension = ext, hook, request_id = rid, fields, "{message}")
+            }
+            Level::Debug => {
+                tracing::debug!(extension = ext, hook, request_id = rid, fields, "{message}")
+            }
+            Level::Info => {
+                tracing::info!(extension = ext, hook, request_id = rid, fields, "{message}")
+            }
+            Level::Warn => {
+                tracing::warn!(extension = ext, hook, request_id = rid, fields, "{message}")
+            }
+            Level::Error => {
+                tracing::error!(extension = ext, hook, request_id = rid, fields, "{message}")
+            }
+        }
+    }
+
+    async fn session_get(&mut self, name: String) -> Option<String> {
+        self.attrs
+            .get(&name)
+            .and_then(crate::claims::render_value)
+            .map(|v| v.into_owned())
+    }
+
+    async fn session_values(&mut self, name: String) -> Vec<String> {
+        match self.attrs.get(&name) {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) => items
+                .iter()
+                .filter_map(crate::claims::render_value)
+                .map(|v| v.into_owned())
+                .collect(),
+            Some(v) => crate::claims::render_value(v)
+                .map(|v| vec![v.into_owned()])
+                .unwrap_or_default(),
+        }
+    }
+
+    async fn session_set(&mut self, name: String, value: String) -> Result<(), String> {
+        crate::claims::AttrRef::parse(&name)?;
+        self.attrs.insert(name, Value::String(value));
+        self.wrote = true;
+        Ok(())
+    }
+
+    async fn secret(&mut self, name: String) -> Option<String> {
+        self.ext
+            .services
+            .secrets
+            .resolve(&name)
+            .map(|s| s.expose().to_string())
+    }
+
+    async fn query_attributes(
+        &mut self,
+        connector: String,
+        username: String,
+    ) -> Result<Vec<(String, Vec<String>)>, String> {
+        let Some(c) = self.ext.services.connectors.get(&connector) else {
+            return Err(format!("no connector named `{connector}`"));
+        };
+        let Connector::Ldap(ldap) = c.as_ref() else {
+            return Err(format!("connector `{connector}` cannot look up attributes"));
+        };
+        let found = self
+            .within_deadline(ldap.lookup(&username))
+            .await?
+            .map_err(|e| format!("directory lookup failed: {e}"))?;
+        Ok(found
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| {
+                let values = match v {
+                    Value::Array(items) => items
+                        .iter()
+                        .filter_map(crate::claims::render_value)
+                        .map(|s| s.into_owned())
+                        .collect(),
+                    other => crate::claims::render_value(&other)
+                        .map(|s| vec![s.into_owned()])
+                        .unwrap_or_default(),
+                };
+                (k, values)
+            })
+            .collect())
+    }
+
+    async fn cache_get(&mut self, key: String) -> Option<String> {
+        let k = self.cache_key(&key).ok()?;
+        let store = self.ext.services.cache.clone();
+        match self.within_deadline(store.get(&k)).await {
+            Ok(Ok(v)) => v.and_then(|b| String::from_utf8(b.to_vec()).ok()),
+            Ok(Err(e)) => {
+                tracing::warn!(extension = %self.ext.name, request_id = %self.request_id, error = %e, "extension cache read failed");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    async fn cache_set(
+        &mut self,
+        key: String,
+        value: String,
+        ttl_seconds: u32,
+    ) -> Result<(), String> {
+        let k = self.cache_key(&key)?;
+        if value.len() > MAX_CACHE_VALUE {
+            return Err(format!("value longer than {MAX_CACHE_VALUE} bytes"));
+        }
+        if !(1..=MAX_CACHE_TTL).contains(&ttl_seconds) {
+            return Err(format!("ttl-seconds must be 1..={MAX_CACHE_TTL}"));
+        }
+        let store = self.ext.services.cache.clone();
+        self.within_deadline(store.put(
+            &k,
+            Bytes::from(value),
+            Duration::from_secs(ttl_seconds.into()),
+        ))
+        .await?
+        .map_err(|e| format!("cache unavailable: {e}"))
+    }
+
+    async fn http_fetch(
+        &mut self,
+        request: host::HttpRequest,
+    ) -> Result<host::HttpResponse, String> {
+        let url = url::Url::parse(&request.url).map_err(|e| format!("invalid URL: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err("only http:// and https:// URLs can be fetched".into());
+        }
+        let host = url.host_str().ok_or("the URL has no host")?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = url.port_or_known_default().unwrap_or(80);
+        if !self.ext.allowed_hosts.iter().any(|p| p.matches(host, port)) {
+            tracing::warn!(extension = %self.ext.name, request_id = %self.request_id, host, "outbound request to a host not in allowedHosts refused");
+            return Err(format!(
+                "host `{host}` is not in this extension's allowedHosts"
+            ));
+        }
+        let method = http::Method::from_bytes(request.method.as_bytes())
+            .map_err(|_| format!("invalid method `{}`", request.method))?;
+        let mut builder = http::Request::builder().method(method).uri(url.as_str());
+        for (k, v) in &request.headers {
+            builder = builder.header(k.as_str(), v.as_str());
+        }
+        let req = builder
+            .body(Full::new(Bytes::from(request.body)))
+            .map_err(|e| format!("invalid request: {e}"))?;
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        let limit = match request.timeout_millis {
+            0 => left,
+            ms => left.min(Duration::from_millis(ms.into())),
+        };
+        let client = self.ext.services.http.clone();
+        let fetch = async move {
+            let resp = client
+                .request(req)
+                .await
+                .map_err(|e| format!("request failed: {e}"))?;
+            let status = resp.status().as_u16();
+            let headers = resp
+                .headers()
+                .iter()
+                .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+                .collect();
+            let body = Limited::new(resp.into_body(), MAX_FETCH_BODY)
+                .collect()
+                .await
+                .map_err(|e| format!("reading the response failed: {e}"))?
+                .to_bytes()
+                .to_vec();
+            Ok(host::HttpResponse {
+                status,
+                headers,
+                body,
+            })
+        };
+        tokio::time::timeout(limit, fetch)
+            .await
+            .map_err(|_| "timed out".to_string())?
+    }
+
+    async fn metadata(&mut self) -> Vec<(String, String)> {
+        let mut m = self.ext.metadata.clone();
+        m.push(("extension".into(), self.ext.name.clone()));
+        m.push(("hook".into(), self.hook.func_name().into()));
+        m
+    }
+}
+
+impl HostState {
+    fn cache_key(&self, key: &str) -> Result<String, String> {
+        if key.is_empty() || key.len() > MAX_CACHE_KEY {
+            return Err(format!("cache keys are 1..={MAX_CACHE_KEY} bytes"));
+        }
+        Ok(format!("ext:{}:{key}", self.ext.name))
+    }
+
+    /// Host I/O is bounded by what is left of the call's deadline.
+    async fn within_deadline<F: std::future::Future>(&self, f: F) -> Result<F::Output, String> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        tokio::time::timeout(left, f)
+            .await
+            .map_err(|_| "the call's deadline passed".to_string())
+    }
+}

@@ -11,9 +11,10 @@ use std::sync::Arc;
 use clap::{Parser, Subcommand};
 
 use crate::config::{self, Environment};
-use crate::runtime::Runtime;
+use crate::runtime::{Live, Runtime};
 use crate::secrets::SecretProvider;
-use crate::store::MemoryStore;
+use crate::server::reload::{self, ReloadSetup, Reloader};
+use crate::store::StorePool;
 use crate::telemetry::{self, metrics::Metrics};
 
 /// The embedded default configuration (`config.example.yaml`), used by `tessera demo`.
@@ -126,6 +127,7 @@ fn generate_key(alg: &str, out: &Path) -> ExitCode {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let secrets_url = cli.secret_provider.clone();
     let secrets = match SecretProvider::from_url(cli.secret_provider.as_deref()) {
         Ok(s) => s,
         Err(e) => {
@@ -147,7 +149,7 @@ pub fn main() -> ExitCode {
             command: KeysCommand::Generate { alg, out },
         } => generate_key(&alg, &out),
         Command::Validate { config } => with_tokio(|| async move {
-            match load(&config, &secrets) {
+            match load(&config, &secrets, &Shared::new()) {
                 Ok(rt) => {
                     for w in &rt.warnings {
                         eprintln!("warning: {w}");
@@ -159,24 +161,41 @@ pub fn main() -> ExitCode {
             }
         }),
         Command::Run { config } => with_tokio(|| async move {
-            match load(&config, &secrets) {
-                Ok(rt) => run(rt, None).await,
+            let shared = Shared::new();
+            match load(&config, &secrets, &shared) {
+                Ok(rt) => {
+                    let start = Start {
+                        config: Some(config),
+                        secrets_url,
+                        shared,
+                        demo_upstream: None,
+                    };
+                    run(rt, start).await
+                }
                 Err(code) => code,
             }
         }),
         Command::Demo { config } => with_tokio(|| async move {
+            let shared = Shared::new();
             let rt = match &config {
-                Some(path) => load(path, &secrets),
+                Some(path) => load(path, &secrets, &shared),
                 None => load_text(
                     EXAMPLE_CONFIG,
                     Path::new("config.example.yaml (embedded)"),
                     &secrets,
+                    &shared,
                 ),
             };
             match rt {
                 Ok(rt) => {
-                    let upstream = rt.apps.first().map(|a| a.upstream.authority().to_string());
-                    run(rt, upstream).await
+                    let demo_upstream = rt.apps.first().map(|a| a.upstream.authority().to_string());
+                    let start = Start {
+                        config,
+                        secrets_url,
+                        shared,
+                        demo_upstream,
+                    };
+                    run(rt, start).await
                 }
                 Err(code) => code,
             }
@@ -201,30 +220,63 @@ where
     }
 }
 
-fn environment(secrets: &SecretProvider) -> Environment<'_> {
-    Environment {
-        secrets,
-        store: Arc::new(MemoryStore::new()),
-        metrics: Arc::new(Metrics::new()),
+/// What the process keeps across configuration reloads: made once, before the first load.
+struct Shared {
+    stores: Arc<StorePool>,
+    metrics: Arc<Metrics>,
+}
+
+impl Shared {
+    fn new() -> Self {
+        Self {
+            stores: Arc::new(StorePool::new()),
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
+    fn environment<'a>(&self, secrets: &'a SecretProvider) -> Environment<'a> {
+        Environment {
+            secrets,
+            stores: self.stores.clone(),
+            metrics: self.metrics.clone(),
+        }
     }
 }
 
-fn load(path: &Path, secrets: &SecretProvider) -> Result<Runtime, ExitCode> {
-    config::load_file(path, &environment(secrets)).map_err(|report| {
+/// How `run` was started: the file to reload (none for the embedded demo config).
+struct Start {
+    config: Option<PathBuf>,
+    secrets_url: Option<String>,
+    shared: Shared,
+    demo_upstream: Option<String>,
+}
+
+fn load(path: &Path, secrets: &SecretProvider, shared: &Shared) -> Result<Runtime, ExitCode> {
+    config::load_file(path, &shared.environment(secrets)).map_err(|report| {
         eprintln!("{report}");
         ExitCode::from(2)
     })
 }
 
-fn load_text(text: &str, label: &Path, secrets: &SecretProvider) -> Result<Runtime, ExitCode> {
-    config::load_str(text, label, Path::new("."), &environment(secrets)).map_err(|report| {
+fn load_text(
+    text: &str,
+    label: &Path,
+    secrets: &SecretProvider,
+    shared: &Shared,
+) -> Result<Runtime, ExitCode> {
+    config::load_str(text, label, Path::new("."), &shared.environment(secrets)).map_err(|report| {
         eprintln!("{report}");
         ExitCode::from(2)
     })
 }
 
-async fn run(rt: Runtime, demo_upstream: Option<String>) -> ExitCode {
-    telemetry::init_logging(&rt.logging.level, rt.logging.json);
+async fn run(rt: Runtime, start: Start) -> ExitCode {
+    let telemetry = Arc::new(telemetry::init(
+        &rt.logging.level,
+        rt.logging.json,
+        rt.tracing.as_ref(),
+    ));
+    let demo_upstream = start.demo_upstream;
     for w in &rt.warnings {
         tracing::warn!("{w}");
     }
@@ -271,7 +323,27 @@ async fn run(rt: Runtime, demo_upstream: Option<String>) -> ExitCode {
     }
     let rt = Arc::new(rt);
     crate::connectors::oidc::spawn_refresher(Arc::downgrade(&rt));
-    match crate::server::serve(rt, listener, crate::server::shutdown_signal()).await {
+    start.shared.metrics.config_loaded(false);
+    let live = Arc::new(Live::new(rt));
+    match start.config {
+        Some(path) => {
+            Reloader::new(ReloadSetup {
+                live: live.clone(),
+                path,
+                secrets_url: start.secrets_url,
+                stores: start.shared.stores.clone(),
+                metrics: start.shared.metrics.clone(),
+                telemetry: telemetry.clone(),
+            })
+            .start()
+            .await
+        }
+        None => reload::sighup(None),
+    }
+    let served = crate::server::serve(live, listener, crate::server::shutdown_signal()).await;
+    // Spans still buffered are sent before the process ends.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");

@@ -1,9 +1,13 @@
 //! The compiled runtime: everything a request reads, built once from a validated config
-//! and shared immutably (`Arc`) by all requests.
+//! and shared immutably (`Arc`) by all requests. [`Live`] holds the one in force; a reload
+//! swaps in a new one whole.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+use arc_swap::ArcSwap;
 
 use crate::connectors::Connectors;
 use crate::login::FLOW_COOKIE;
@@ -25,6 +29,13 @@ pub struct Logging {
     pub json: bool,
 }
 
+/// `reload`: whether and how often the configuration's files are checked for changes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReloadSettings {
+    pub watch: bool,
+    pub interval: Duration,
+}
+
 #[derive(Debug)]
 pub struct Runtime {
     pub listen: Listen,
@@ -40,8 +51,39 @@ pub struct Runtime {
     pub metrics: Arc<Metrics>,
     /// The built-in OpenID Connect provider, when `oidcProvider` is configured.
     pub provider: Option<crate::provider::Provider>,
+    /// `telemetry.tracing`: OpenTelemetry export, when configured (read at start only).
+    pub tracing: Option<crate::telemetry::traces::Settings>,
+    pub reload: ReloadSettings,
+    /// Files the configuration refers to (certificates, keys): a change reloads too.
+    pub files: Vec<PathBuf>,
     /// Non-fatal findings of validation (e.g. plain HTTP), logged at start.
     pub warnings: Vec<String>,
+}
+
+/// The runtime in force. Each request loads it once, at its start, and keeps that `Arc` to
+/// its end, so a reload never changes the configuration under a request in flight; the old
+/// runtime is dropped when its last request is done.
+#[derive(Debug)]
+pub struct Live {
+    current: ArcSwap<Runtime>,
+}
+
+impl Live {
+    pub fn new(rt: Arc<Runtime>) -> Self {
+        Self {
+            current: ArcSwap::new(rt),
+        }
+    }
+
+    /// The runtime in force now.
+    pub fn load(&self) -> Arc<Runtime> {
+        self.current.load_full()
+    }
+
+    /// Puts `rt` in force; returns the one it replaces.
+    pub fn swap(&self, rt: Arc<Runtime>) -> Arc<Runtime> {
+        self.current.swap(rt)
+    }
 }
 
 impl Runtime {

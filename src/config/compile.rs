@@ -22,12 +22,13 @@ use crate::proxy::policy::{Authorization, Location, Policy, PolicySet};
 use crate::proxy::rules::parse_rule;
 use crate::proxy::upstream::Upstream;
 use crate::proxy::{AppLogout, ProxyApp};
-use crate::runtime::{Listen, Logging, Runtime};
+use crate::runtime::{Listen, Logging, ReloadSettings, Runtime};
 use crate::server::router::{RoutePattern, Router};
 use crate::server::tls;
 use crate::session::cookie::{CookieSpec, SameSite};
 use crate::session::{SessionSettings, Sessions};
 use crate::store::Store;
+use crate::telemetry::traces::{traces_url, Settings as TracesSettings};
 
 mod caches;
 /// A store by reference (`None`/`default` = memory, else a cache name), for `session.store`
@@ -40,13 +41,14 @@ mod ldap;
 /// An app's `attrProviders` (proxy and OIDC apps).
 pub(super) use ldap::compile_attr_providers;
 
-const TOP_LEVEL: [&str; 12] = [
+const TOP_LEVEL: [&str; 13] = [
     "version",
     "http",
     "tls",
     "logger",
     "health",
     "telemetry",
+    "reload",
     "session",
     "caches",
     "connectors",
@@ -66,7 +68,7 @@ fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 
-pub(super) fn resolve_file(base: &Path, p: &str) -> PathBuf {
+fn resolve_file(base: &Path, p: &str) -> PathBuf {
     let path = Path::new(p);
     if path.is_absolute() {
         path.to_path_buf()
@@ -88,6 +90,20 @@ pub(super) struct Ctx<'a> {
     pub(super) extensions: extensions::Registry,
     /// `serviceExtensions` names: also valid attribute namespaces.
     pub(super) extension_names: HashSet<String>,
+    /// Every file the configuration refers to (certificates, keys), so a reload can be
+    /// triggered when one of them changes.
+    pub(super) files: Vec<PathBuf>,
+}
+
+impl Ctx<'_> {
+    /// `p` resolved against the configuration's directory, and remembered as referenced.
+    pub(super) fn file(&mut self, p: &str) -> PathBuf {
+        let path = resolve_file(self.base, p);
+        if !self.files.contains(&path) {
+            self.files.push(path.clone());
+        }
+        path
+    }
 }
 
 pub fn compile(
@@ -161,6 +177,8 @@ pub fn compile(
         section("telemetry").and_then(|v| decode(v, &root.key("telemetry"), diags));
     let session: Option<SessionConfig> =
         section("session").and_then(|v| decode(v, &root.key("session"), diags));
+    let reload: Option<ReloadConfig> =
+        section("reload").and_then(|v| decode(v, &root.key("reload"), diags));
 
     let mut ctx = Ctx {
         base,
@@ -171,6 +189,7 @@ pub fn compile(
         stores_in_use: BTreeMap::new(),
         extensions: extensions::Registry::default(),
         extension_names: HashSet::new(),
+        files: Vec::new(),
     };
     caches::compile_caches(section("caches"), env, &mut ctx);
     let session_store = store_ref(
@@ -199,6 +218,11 @@ pub fn compile(
                 &mut ctx,
             )
         });
+    let tracing = telemetry
+        .as_ref()
+        .and_then(|t| t.tracing.as_ref())
+        .and_then(|t| compile_tracing(t, &mut ctx));
+    let reload = compile_reload(reload.as_ref(), &mut ctx);
     let settings = compile_session(
         session.as_ref(),
         listen.as_ref().is_some_and(|l| l.tls.is_some()),
@@ -210,7 +234,7 @@ pub fn compile(
         Ok(http) => {
             let services = crate::extensions::Services {
                 secrets: std::sync::Arc::new(env.secrets.clone()),
-                cache: session_store.clone().unwrap_or_else(|| env.store.clone()),
+                cache: session_store.clone().unwrap_or_else(|| env.stores.memory()),
                 connectors: connectors.clone(),
                 metrics: env.metrics.clone(),
                 http,
@@ -245,7 +269,72 @@ pub fn compile(
         router,
         metrics: env.metrics.clone(),
         provider,
+        tracing,
+        reload: reload?,
+        files: std::mem::take(&mut ctx.files),
         warnings,
+    })
+}
+
+/// `telemetry.tracing`: endpoint URL, service name, sampling ratio, collector trust.
+fn compile_tracing(t: &TracingConfig, ctx: &mut Ctx<'_>) -> Option<TracesSettings> {
+    let path = ConfigPath::root().key("telemetry").key("tracing");
+    let mut ok = true;
+    let endpoint = match t.otlpEndpoint.as_deref() {
+        None => None,
+        Some(e) => match traces_url(e) {
+            Ok(u) => Some(u),
+            Err(msg) => {
+                ctx.diags.error_hint(
+                    &path.key("otlpEndpoint"),
+                    msg,
+                    "write the collector's OTLP/HTTP base URL, e.g. http://collector:4318",
+                );
+                ok = false;
+                None
+            }
+        },
+    };
+    let ratio = t.sampleRatio.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&ratio) {
+        ctx.diags.error_hint(
+            &path.key("sampleRatio"),
+            format!("sampleRatio {ratio} is outside 0.0 ..= 1.0"),
+            "1.0 records every trace, 0.1 one in ten",
+        );
+        ok = false;
+    }
+    let service_name = t
+        .serviceName
+        .clone()
+        .or_else(|| std::env::var("OTEL_SERVICE_NAME").ok())
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "tessera".to_string());
+    let tls = client_tls(t.tls.as_deref(), &path.key("tls"), ctx);
+    Some(TracesSettings {
+        endpoint,
+        service_name,
+        sample_ratio: ratio,
+        tls: tls?,
+        tls_profile: t.tls.clone(),
+    })
+    .filter(|_| ok)
+}
+
+/// `reload`: file watching on by default, checked every second.
+fn compile_reload(r: Option<&ReloadConfig>, ctx: &mut Ctx<'_>) -> Option<ReloadSettings> {
+    let interval = r.and_then(|r| r.intervalMillis).unwrap_or(1000);
+    if interval < 100 {
+        ctx.diags.error_hint(
+            &ConfigPath::root().key("reload").key("intervalMillis"),
+            format!("intervalMillis {interval} is too short"),
+            "use at least 100 (the default, 1000, suits most deployments)",
+        );
+        return None;
+    }
+    Some(ReloadSettings {
+        watch: r.and_then(|r| r.watch).unwrap_or(true),
+        interval: Duration::from_millis(interval),
     })
 }
 
@@ -286,11 +375,8 @@ fn compile_listen(
                 let ppath = ConfigPath::root().key("tls").key(name);
                 match (&p.certFile, &p.keyFile) {
                     (Some(c), Some(k)) => {
-                        match tls::server_config(
-                            &resolve_file(ctx.base, c),
-                            &resolve_file(ctx.base, k),
-                            p.minVersion.as_deref(),
-                        ) {
+                        let (cert, key) = (ctx.file(c), ctx.file(k));
+                        match tls::server_config(&cert, &key, p.minVersion.as_deref()) {
                             Ok(cfg) => Some(cfg),
                             Err(e) => {
                                 ctx.diags.error(&ppath.key("certFile"), e);
@@ -571,7 +657,7 @@ pub(super) fn client_tls(
                 None
             }
             Some(prof) => {
-                let ca = prof.caFile.as_deref().map(|c| resolve_file(ctx.base, c));
+                let ca = prof.caFile.as_deref().map(|c| ctx.file(c));
                 tls::client_config(ca.as_deref(), prof.minVersion.as_deref())
                     .map_err(|e| {
                         ctx.diags

@@ -18,14 +18,16 @@ use serde_yaml_ng::Value;
 
 use crate::runtime::Runtime;
 use crate::secrets::SecretProvider;
-use crate::store::Store;
+use crate::store::StorePool;
 use crate::telemetry::metrics::Metrics;
 use source::{ConfigPath, Diagnostics, Position, Report, SpanIndex};
 
-/// What a configuration is compiled against: things that outlive a reload.
+/// What a configuration is compiled against: things that outlive a reload. The stores and
+/// the metrics are made once per process and handed to every compile, so sessions, counters
+/// and Redis connections survive a reload.
 pub struct Environment<'a> {
     pub secrets: &'a SecretProvider,
-    pub store: Arc<dyn Store>,
+    pub stores: Arc<StorePool>,
     pub metrics: Arc<Metrics>,
 }
 

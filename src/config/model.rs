@@ -21,6 +21,8 @@ pub struct Config {
     pub logger: Option<LoggerConfig>,
     pub health: Option<HealthConfig>,
     pub telemetry: Option<TelemetryConfig>,
+    /// Hot reload: SIGHUP always re-reads the file; `watch` also reloads when it changes.
+    pub reload: Option<ReloadConfig>,
     pub session: Option<SessionConfig>,
     /// Shared stores (Redis), named; `session.store` and `oidcProvider.cache` refer to them.
     #[serde(default)]
@@ -128,6 +130,41 @@ pub struct HealthConfig {
 #[serde(deny_unknown_fields)]
 pub struct TelemetryConfig {
     pub metrics: Option<MetricsConfig>,
+    /// OpenTelemetry traces over OTLP/HTTP (protobuf). Off unless this section is present.
+    /// Changing it takes effect at the next restart.
+    pub tracing: Option<TracingConfig>,
+}
+
+/// Where and how spans are exported.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TracingConfig {
+    /// Base URL of the OTLP/HTTP receiver, e.g. `http://collector:4318`; spans are posted to
+    /// `<otlpEndpoint>/v1/traces`. Default: env `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (as is),
+    /// else env `OTEL_EXPORTER_OTLP_ENDPOINT` + `/v1/traces`, else `http://localhost:4318`.
+    pub otlpEndpoint: Option<String>,
+    /// `service.name` of the spans (default: env `OTEL_SERVICE_NAME`, else `tessera`).
+    pub serviceName: Option<String>,
+    /// Share of new traces recorded, 0.0 ..= 1.0 (default 1.0). A request that arrives with
+    /// a W3C `traceparent` follows its caller's sampling decision.
+    pub sampleRatio: Option<f64>,
+    /// TLS profile whose `caFile` is trusted for an `https` endpoint (default: public web PKI).
+    pub tls: Option<String>,
+}
+
+/// Hot reload. A reload re-reads and validates the file (and the secret file); a valid one
+/// replaces the running configuration at once (requests in flight finish on the old one,
+/// sessions are kept), an invalid one is logged and the running configuration stays.
+/// `http.address`, `logger.format` and `telemetry.tracing` need a restart to change.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReloadConfig {
+    /// Reload when the file, or a file it refers to (certificates, keys), changes (default
+    /// true). Changes are found by content, so Kubernetes ConfigMap and Secret volumes
+    /// (symlinks swapped atomically) are followed.
+    pub watch: Option<bool>,
+    /// How often the files are checked, in milliseconds (default 1000, at least 100).
+    pub intervalMillis: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_yaml_ng::Value;
 
-use super::compile::{check_attr_ref, resolve_file, unknown_ref, Ctx};
+use super::compile::{check_attr_ref, unknown_ref, Ctx};
 use super::decode::{closest, decode};
 use super::model::{OidcAppConfig, OidcProviderConfig};
 use super::source::ConfigPath;
@@ -512,7 +512,7 @@ pub(super) fn compile_provider(
             );
             continue;
         };
-        match SigningKey::from_file(&resolve_file(ctx.base, &k.file), alg) {
+        match SigningKey::from_file(&ctx.file(&k.file), alg) {
             Ok(key) => keys.push(key),
             Err(err) => ctx.diags.error(&kp.key("file"), err),
         }

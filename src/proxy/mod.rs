@@ -10,6 +10,7 @@ pub mod upstream;
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
+use tracing::Instrument;
 
 use crate::claims::Attributes;
 use crate::extensions::request::{guest_request, RequestParts};
@@ -19,9 +20,11 @@ use crate::runtime::Runtime;
 use crate::server::body::Body;
 use crate::server::respond::{self, RequestCtx};
 use crate::session::Session;
+use crate::telemetry::access::Decision;
+use crate::telemetry::traces;
 use headers::InjectedHeader;
 use path::NormalizedPath;
-use policy::PolicySet;
+use policy::{Policy, PolicySet};
 use upstream::Upstream;
 
 #[derive(Debug, Clone)]
@@ -47,6 +50,25 @@ pub struct ProxyApp {
     pub header_hooks: Vec<Hook>,
 }
 
+/// The subject of the signed-in user, for the access log: `<idp>.sub` of the first of
+/// `idps` the session is authenticated by, else of any connector it is authenticated by.
+fn subject<'a>(attrs: &'a Attributes, idps: &[String]) -> Option<&'a str> {
+    let authenticated = |idp: &str| {
+        attrs.get(&format!("{idp}.authenticated")) == Some(&serde_json::Value::Bool(true))
+    };
+    let idp = idps
+        .iter()
+        .map(String::as_str)
+        .find(|i| authenticated(i))
+        .or_else(|| {
+            attrs
+                .iter()
+                .filter(|(_, v)| **v == serde_json::Value::Bool(true))
+                .find_map(|(k, _)| k.strip_suffix(".authenticated"))
+        })?;
+    attrs.get(&format!("{idp}.sub")).and_then(|v| v.as_str())
+}
+
 impl ProxyApp {
     pub async fn handle(
         &self,
@@ -57,110 +79,30 @@ impl ProxyApp {
     ) -> Response<Body> {
         if let Some(lo) = &self.logout {
             if path.decoded == lo.location {
+                ctx.access.decide(Decision::Gateway);
                 return login::logout(rt, req.headers(), ctx, Some(&lo.redirect)).await;
             }
         }
         let Some(policy) = self.policies.find(&path.decoded) else {
             rt.metrics.authz_denied(&self.name);
+            ctx.access.decide(Decision::Denied);
             return respond::error(
                 StatusCode::FORBIDDEN,
                 "No access policy covers this page, so it is closed.",
                 ctx,
             );
         };
-        let mut session = match rt.sessions.load(req.headers()).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "session store failed");
-                return respond::error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "Sign-in is temporarily unavailable. Please try again shortly.",
-                    ctx,
-                );
-            }
-        };
+        let span = tracing::debug_span!("authenticate", app = %self.name);
         // Attributes extensions set when there is no session: this request only.
         let mut loose = Attributes::new();
-        let authenticated = match &policy.is_authenticated_se {
-            None => session
-                .as_ref()
-                .is_some_and(|s| s.data.authenticated_by_any(&policy.idps)),
-            Some(h) => {
-                let call = self.hook_call(rt, &req, ctx, session.as_ref(), &loose);
-                match h.is_authenticated(call).await {
-                    Ok(c) => {
-                        absorb(rt, &mut session, &mut loose, c.attrs, c.wrote).await;
-                        c.value
-                    }
-                    Err(_) => return extension_failed(ctx),
-                }
-            }
+        let mut session = match self
+            .authenticate(rt, &req, ctx, policy, &path, &mut loose)
+            .instrument(span)
+            .await
+        {
+            Ok(s) => s,
+            Err(resp) => return resp,
         };
-        if !policy.allow_unauthenticated && !authenticated {
-            let return_to = match req.uri().query() {
-                Some(q) => format!("{}?{q}", path.raw),
-                None => path.raw.clone(),
-            };
-            let Some(h) = &policy.authenticate_se else {
-                return login::challenge(rt, self, policy, &req, ctx, &return_to).await;
-            };
-            let call = self.hook_call(rt, &req, ctx, session.as_ref(), &loose);
-            let called = match h.authenticate(call).await {
-                Ok(c) => c,
-                Err(_) => return extension_failed(ctx),
-            };
-            absorb(rt, &mut session, &mut loose, called.attrs, called.wrote).await;
-            match called.value {
-                AuthenticateAction::Login(idp) => {
-                    if !policy.idps.contains(&idp) {
-                        tracing::error!(extension = %h.extension.name, idp = %idp, request_id = %ctx.request_id,
-                            "Authenticate chose an IdP this policy does not list in `idps`; failing closed");
-                        return extension_failed(ctx);
-                    }
-                    return login::challenge_with(rt, &self.name, vec![idp], &req, ctx, &return_to)
-                        .await;
-                }
-                AuthenticateAction::Respond(r) => return guest_response(r, ctx),
-                AuthenticateAction::Authenticated => {}
-            }
-        }
-        // Upstream tokens past their expiry are refreshed (IdPs with `refreshTokens`).
-        let freshness = match session.as_mut().filter(|s| !s.data.tokens.is_empty()) {
-            Some(s) => login::upstream::refresh_upstream(rt, s, &policy.idps).await,
-            None => login::upstream::Freshness::Fresh,
-        };
-        match freshness {
-            login::upstream::Freshness::Fresh => {}
-            login::upstream::Freshness::Expired => {
-                // The session was ended: the request continues as anonymous.
-                session = None;
-                if !policy.allow_unauthenticated {
-                    let return_to = match req.uri().query() {
-                        Some(q) => format!("{}?{q}", path.raw),
-                        None => path.raw.clone(),
-                    };
-                    return login::challenge(rt, self, policy, &req, ctx, &return_to).await;
-                }
-            }
-            login::upstream::Freshness::Unavailable(e) => {
-                tracing::warn!(error = %e, "upstream token refresh failed");
-                return respond::error(
-                    StatusCode::BAD_GATEWAY,
-                    "Your sign-in could not be renewed right now. Please try again in a moment.",
-                    ctx,
-                );
-            }
-        }
-        // Directory attributes before authorization: fail closed (503) when unavailable.
-        if let Some(s) = session.as_mut() {
-            let providers = &self.attr_providers;
-            if let Err(e) =
-                crate::connectors::providers::ensure(&rt.connectors, &rt.sessions, providers, s)
-                    .await
-            {
-                return e.response(ctx);
-            }
-        }
         if let Some(h) = &self.load_attrs_se {
             let call = self.hook_call(rt, &req, ctx, session.as_ref(), &loose);
             match h.load_attributes(call).await {
@@ -168,9 +110,15 @@ impl ProxyApp {
                 Err(_) => return extension_failed(ctx),
             }
         }
-        let allowed = match (&policy.authorization, session.as_ref()) {
-            (policy::Authorization::Extension(h), s) => {
-                let call = self.hook_call(rt, &req, ctx, s, &loose);
+        if let Some(sub) = subject(
+            session.as_ref().map(|s| &s.data.attrs).unwrap_or(&loose),
+            &policy.idps,
+        ) {
+            ctx.access.user_is(sub);
+        }
+        let allowed = match &policy.authorization {
+            policy::Authorization::Extension(h) => {
+                let call = self.hook_call(rt, &req, ctx, session.as_ref(), &loose);
                 match h.is_authorized(call).await {
                     Ok(c) => {
                         absorb(rt, &mut session, &mut loose, c.attrs, c.wrote).await;
@@ -180,13 +128,16 @@ impl ProxyApp {
                     Err(_) => false,
                 }
             }
-            (_, s) => policy
-                .authorizes(s.map(|s| &s.data.attrs).unwrap_or(&loose))
-                .unwrap_or(false),
+            _ => tracing::debug_span!("authorize").in_scope(|| {
+                policy
+                    .authorizes(session.as_ref().map(|s| &s.data.attrs).unwrap_or(&loose))
+                    .unwrap_or(false)
+            }),
         };
         let attrs = session.as_ref().map(|s| &s.data.attrs).unwrap_or(&loose);
         if !allowed {
             rt.metrics.authz_denied(&self.name);
+            ctx.access.decide(Decision::Denied);
             tracing::info!(app = %self.name, location = %policy.location_text, "authorization denied");
             return match &self.unauthorized_page {
                 Some(page) => respond::redirect(StatusCode::FOUND, page, &[], ctx),
@@ -210,10 +161,26 @@ impl ProxyApp {
                 Err(_) => return extension_failed(ctx),
             }
         }
-        match self.upstream.send(req, &path.raw, headers).await {
-            Ok(resp) => resp,
+        let span = tracing::debug_span!(
+            "upstream",
+            otel.kind = "client",
+            app = %self.name,
+            server.address = %self.upstream.authority(),
+        );
+        traces::inject(&span, &mut headers);
+        match self
+            .upstream
+            .send(req, &path.raw, headers)
+            .instrument(span)
+            .await
+        {
+            Ok(resp) => {
+                ctx.access.decide(Decision::Allowed);
+                resp
+            }
             Err(e) => {
                 rt.metrics.upstream_error(&self.name, e.kind());
+                ctx.access.decide(Decision::Error);
                 tracing::warn!(app = %self.name, error = %e, "upstream request failed");
                 let msg = match e.status() {
                     StatusCode::GATEWAY_TIMEOUT => "The application did not answer in time.",
@@ -222,6 +189,155 @@ impl ProxyApp {
                 respond::error(e.status(), msg, ctx)
             }
         }
+    }
+
+    /// The request's session, checked against the policy: a live session authenticated by one
+    /// of its IdPs (upstream tokens refreshed, directory attributes loaded), or none on a
+    /// public location. `Err` is the answer instead: a login challenge or an error page.
+    async fn authenticate(
+        &self,
+        rt: &Runtime,
+        req: &Request<Incoming>,
+        ctx: &RequestCtx,
+        policy: &Policy,
+        path: &NormalizedPath,
+        loose: &mut Attributes,
+    ) -> Result<Option<Session>, Response<Body>> {
+        let mut session = match rt.sessions.load(req.headers()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "session store failed");
+                ctx.access.decide(Decision::Error);
+                return Err(respond::error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Sign-in is temporarily unavailable. Please try again shortly.",
+                    ctx,
+                ));
+            }
+        };
+        let return_to = || match req.uri().query() {
+            Some(q) => format!("{}?{q}", path.raw),
+            None => path.raw.clone(),
+        };
+        let authenticated = match &policy.is_authenticated_se {
+            None => session
+                .as_ref()
+                .is_some_and(|s| s.data.authenticated_by_any(&policy.idps)),
+            Some(h) => {
+                let call = self.hook_call(rt, req, ctx, session.as_ref(), loose);
+                match h.is_authenticated(call).await {
+                    Ok(c) => {
+                        absorb(rt, &mut session, loose, c.attrs, c.wrote).await;
+                        c.value
+                    }
+                    Err(_) => {
+                        ctx.access.decide(Decision::Error);
+                        return Err(extension_failed(ctx));
+                    }
+                }
+            }
+        };
+        if !policy.allow_unauthenticated && !authenticated {
+            let Some(h) = &policy.authenticate_se else {
+                ctx.access.decide(Decision::LoginRequired);
+                return Err(login::challenge(rt, self, policy, req, ctx, &return_to()).await);
+            };
+            let call = self.hook_call(rt, req, ctx, session.as_ref(), loose);
+            let called = match h.authenticate(call).await {
+                Ok(c) => c,
+                Err(_) => {
+                    ctx.access.decide(Decision::Error);
+                    return Err(extension_failed(ctx));
+                }
+            };
+            absorb(rt, &mut session, loose, called.attrs, called.wrote).await;
+            match called.value {
+                AuthenticateAction::Login(idp) => {
+                    if !policy.idps.contains(&idp) {
+                        tracing::error!(extension = %h.extension.name, idp = %idp, request_id = %ctx.request_id,
+                            "Authenticate chose an IdP this policy does not list in `idps`; failing closed");
+                        ctx.access.decide(Decision::Error);
+                        return Err(extension_failed(ctx));
+                    }
+                    ctx.access.decide(Decision::LoginRequired);
+                    return Err(login::challenge_with(
+                        rt,
+                        &self.name,
+                        vec![idp],
+                        req,
+                        ctx,
+                        &return_to(),
+                    )
+                    .await);
+                }
+                AuthenticateAction::Respond(r) => {
+                    ctx.access.decide(Decision::Denied);
+                    return Err(guest_response(r, ctx));
+                }
+                AuthenticateAction::Authenticated => {}
+            }
+        }
+        // Upstream tokens past their expiry are refreshed (IdPs with `refreshTokens`).
+        let freshness = match session.as_mut().filter(|s| !s.data.tokens.is_empty()) {
+            Some(s) => login::upstream::refresh_upstream(rt, s, &policy.idps).await,
+            None => login::upstream::Freshness::Fresh,
+        };
+        match freshness {
+            login::upstream::Freshness::Fresh => {}
+            login::upstream::Freshness::Expired => {
+                // The session was ended: the request continues as anonymous.
+                session = None;
+                if !policy.allow_unauthenticated {
+                    ctx.access.decide(Decision::LoginRequired);
+                    return Err(login::challenge(rt, self, policy, req, ctx, &return_to()).await);
+                }
+            }
+            login::upstream::Freshness::Unavailable(e) => {
+                tracing::warn!(error = %e, "upstream token refresh failed");
+                ctx.access.decide(Decision::Error);
+                return Err(respond::error(
+                    StatusCode::BAD_GATEWAY,
+                    "Your sign-in could not be renewed right now. Please try again in a moment.",
+                    ctx,
+                ));
+            }
+        }
+        // Directory attributes before authorization: fail closed (503) when unavailable.
+        if let Some(s) = session.as_mut() {
+            let providers = &self.attr_providers;
+            if let Err(e) =
+                crate::connectors::providers::ensure(&rt.connectors, &rt.sessions, providers, s)
+                    .await
+            {
+                ctx.access.decide(Decision::Error);
+                return Err(e.response(ctx));
+            }
+        }
+        Ok(session)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject;
+    use serde_json::json;
+
+    #[test]
+    fn the_subject_comes_from_the_authenticating_idp() {
+        let attrs = [
+            ("ldap.sub", json!("uid=a,dc=x")),
+            ("ldap.authenticated", json!(true)),
+            ("okta.sub", json!("00u1")),
+            ("okta.authenticated", json!(true)),
+            ("okta.email", json!("a@example.com")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert_eq!(subject(&attrs, &["okta".into()]), Some("00u1"));
+        assert_eq!(subject(&attrs, &["ldap".into()]), Some("uid=a,dc=x"));
+        assert!(subject(&attrs, &[]).is_some());
+        assert_eq!(subject(&Default::default(), &["okta".into()]), None);
     }
 }
 

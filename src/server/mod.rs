@@ -1,7 +1,11 @@
 //! Listener: TCP (+ rustls with ALPN h2/http1.1), HTTP/1.1 and HTTP/2 on one port, and
 //! graceful shutdown (stop accepting, let in-flight requests finish within a bound).
+//!
+//! The runtime is read from [`Live`] at each request (and the TLS configuration at each new
+//! connection), so a reload applies to the next request and the next handshake.
 
 pub mod body;
+pub mod reload;
 pub mod respond;
 pub mod router;
 pub mod service;
@@ -19,7 +23,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
-use crate::runtime::Runtime;
+use crate::runtime::{Live, Runtime};
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,21 +33,23 @@ pub async fn bind(rt: &Runtime) -> std::io::Result<TcpListener> {
     TcpListener::bind(rt.listen.address).await
 }
 
+fn scheme_of(rt: &Runtime) -> &'static str {
+    if rt.listen.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    }
+}
+
 /// Serves until `shutdown` completes, then drains connections for at most the configured
 /// shutdown timeout.
 pub async fn serve(
-    rt: Arc<Runtime>,
+    live: Arc<Live>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let local = listener.local_addr()?;
-    let scheme = if rt.listen.tls.is_some() {
-        "https"
-    } else {
-        "http"
-    };
-    tracing::info!(address = %local, scheme, "listening");
-    let acceptor = rt.listen.tls.clone().map(TlsAcceptor::from);
+    tracing::info!(address = %local, scheme = scheme_of(&live.load()), "listening");
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -70,14 +76,20 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
-        let rt = rt.clone();
+        // TLS as configured now: a reloaded certificate serves from the next handshake.
+        let (scheme, acceptor) = {
+            let rt = live.load();
+            (scheme_of(&rt), rt.listen.tls.clone().map(TlsAcceptor::from))
+        };
+        let conn_live = live.clone();
         let svc = service_fn(move |req| {
-            let rt = rt.clone();
+            // One runtime per request, kept to its end (a reload does not change it midway).
+            let rt = conn_live.load();
             async move {
                 Ok::<_, std::convert::Infallible>(service::handle(rt, req, peer, scheme).await)
             }
         });
-        match &acceptor {
+        match acceptor {
             None => {
                 let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc);
                 let conn = graceful.watch(conn.into_owned());
@@ -86,7 +98,6 @@ pub async fn serve(
                 });
             }
             Some(acceptor) => {
-                let acceptor = acceptor.clone();
                 let builder = builder.clone();
                 let watcher = graceful.watcher();
                 tokio::spawn(async move {
@@ -108,7 +119,7 @@ pub async fn serve(
         }
     }
     drop(listener);
-    let bound = rt.listen.shutdown_timeout;
+    let bound = live.load().listen.shutdown_timeout;
     tracing::info!(
         timeout_s = bound.as_secs(),
         "shutting down: draining connections"

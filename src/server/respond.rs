@@ -17,6 +17,8 @@ pub struct RequestCtx {
     pub host: String,
     /// Host header as sent (with port), for X-Forwarded-Host and preserveHost.
     pub host_header: Option<HeaderValue>,
+    /// The decision and user, noted by handlers for the access log line.
+    pub access: crate::telemetry::access::AccessNote,
 }
 
 fn with_common(mut resp: Response<Body>, ctx: &RequestCtx) -> Response<Body> {

@@ -17,6 +17,8 @@ use crate::login;
 use crate::proxy::path;
 use crate::runtime::Runtime;
 use crate::session::cookie::MAX_COOKIE_HEADER;
+use crate::telemetry::access::{AccessNote, Decision};
+use crate::telemetry::traces;
 
 /// Largest single header value accepted.
 const MAX_HEADER_VALUE: usize = 16 * 1024;
@@ -82,13 +84,18 @@ pub async fn handle(
         scheme,
         host,
         host_header,
+        access: AccessNote::default(),
     };
+    // The path only: a query may carry codes or tokens.
     let span = tracing::info_span!(
         "request",
         request_id = %ctx.request_id,
         method = %req.method(),
         path = %req.uri().path(),
+        otel.kind = "server",
     );
+    traces::adopt_parent(&span, req.headers());
+    let request_span = span.clone();
     async move {
         let (mut resp, app_index) = dispatch(&rt, req, &ctx).await;
         if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
@@ -96,11 +103,27 @@ pub async fn handle(
         }
         let app = app_index.map_or("-", |i| rt.apps[i].name.as_str());
         let status = resp.status().as_u16();
+        let decision = match ctx.access.decision() {
+            Decision::Unset if status >= 500 => Decision::Error,
+            Decision::Unset if app_index.is_some() => Decision::Allowed,
+            Decision::Unset => Decision::Gateway,
+            d => d,
+        };
         let elapsed = started.elapsed();
         rt.metrics.request(app, status, elapsed.as_secs_f64());
+        if traces::enabled() {
+            use tracing_opentelemetry::OpenTelemetrySpanExt;
+            request_span.set_attribute("http.response.status_code", i64::from(status));
+            request_span.set_attribute("tessera.app", app.to_string());
+            request_span.set_attribute("tessera.decision", decision.as_str());
+        }
+        // The access line: who (the subject only), what was decided, how it ended.
         tracing::info!(
             target: "tessera::access",
+            request_id = %ctx.request_id,
             app,
+            user = ctx.access.user().unwrap_or("-"),
+            decision = decision.as_str(),
             status,
             client_ip = %ctx.peer.ip(),
             latency_us = elapsed.as_micros() as u64,
@@ -143,48 +166,91 @@ async fn dispatch(
     ctx: &RequestCtx,
 ) -> (Response<Body>, Option<usize>) {
     if let Err(msg) = check_input(&req) {
+        ctx.access.decide(Decision::Invalid);
         return (respond::error(StatusCode::BAD_REQUEST, msg, ctx), None);
     }
     let normalized = match path::normalize(req.uri().path()) {
         Ok(p) => p,
         Err(e) => {
+            ctx.access.decide(Decision::Invalid);
             return (
                 respond::error(StatusCode::BAD_REQUEST, &format!("Bad request: {e}."), ctx),
                 None,
-            )
+            );
         }
     };
-    if normalized.decoded == rt.health_location {
-        return (health(rt).await, None);
+    let target = tracing::debug_span!("route", app = tracing::field::Empty)
+        .in_scope(|| route(rt, ctx, &normalized.decoded));
+    if !matches!(target, Target::App(_) | Target::Nowhere) {
+        ctx.access.decide(Decision::Gateway);
     }
-    if rt.metrics_location.as_deref() == Some(normalized.decoded.as_str()) {
-        let mut resp = Response::new(full(rt.metrics.render()));
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        );
-        return (resp, None);
-    }
-    if normalized.decoded.starts_with(login::PREFIX) {
-        return (login::handle(rt, req, ctx).await, None);
-    }
-    if let Some((idp, is_logout)) = login::upstream::callback_of(rt, &normalized.decoded) {
-        let resp = if is_logout {
-            login::upstream::logout_done(ctx)
-        } else {
-            login::upstream::callback(rt, idp, req, ctx).await
-        };
-        return (resp, None);
-    }
-    if let Some(provider) = rt
-        .provider
-        .as_ref()
-        .filter(|p| p.serves(&normalized.decoded))
-    {
-        return (
+    match target {
+        Target::Health => (health(rt).await, None),
+        Target::Metrics => {
+            let mut resp = Response::new(full(rt.metrics.render()));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            (resp, None)
+        }
+        Target::Login => (login::handle(rt, req, ctx).await, None),
+        Target::IdpLogoutDone => (login::upstream::logout_done(ctx), None),
+        Target::IdpCallback(idp) => (login::upstream::callback(rt, idp, req, ctx).await, None),
+        Target::Provider(provider) => (
             provider.handle(rt, req, ctx, &normalized.decoded).await,
             None,
-        );
+        ),
+        Target::App(i) => {
+            let resp = rt.apps[i].handle(rt, req, ctx, normalized).await;
+            (resp, Some(i))
+        }
+        Target::Nowhere => {
+            ctx.access.decide(Decision::NoRoute);
+            (
+                respond::error(
+                    StatusCode::NOT_FOUND,
+                    "No application is served at this address.",
+                    ctx,
+                ),
+                None,
+            )
+        }
+    }
+}
+
+/// Who answers a request.
+enum Target<'rt> {
+    Health,
+    Metrics,
+    Login,
+    IdpCallback(&'rt crate::connectors::OidcConnector),
+    IdpLogoutDone,
+    Provider(&'rt crate::provider::Provider),
+    App(usize),
+    Nowhere,
+}
+
+/// The gateway's own endpoints first, then the apps by host and path.
+fn route<'rt>(rt: &'rt Runtime, ctx: &RequestCtx, path: &str) -> Target<'rt> {
+    if path == rt.health_location {
+        return Target::Health;
+    }
+    if rt.metrics_location.as_deref() == Some(path) {
+        return Target::Metrics;
+    }
+    if path.starts_with(login::PREFIX) {
+        return Target::Login;
+    }
+    if let Some((idp, is_logout)) = login::upstream::callback_of(rt, path) {
+        return if is_logout {
+            Target::IdpLogoutDone
+        } else {
+            Target::IdpCallback(idp)
+        };
+    }
+    if let Some(provider) = rt.provider.as_ref().filter(|p| p.serves(path)) {
+        return Target::Provider(provider);
     }
     let host_port = ctx
         .host_header
@@ -192,19 +258,12 @@ async fn dispatch(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("")
         .to_ascii_lowercase();
-    match rt.router.route(&ctx.host, &host_port, &normalized.decoded) {
+    match rt.router.route(&ctx.host, &host_port, path) {
         Some(i) => {
-            let resp = rt.apps[i].handle(rt, req, ctx, normalized).await;
-            (resp, Some(i))
+            tracing::Span::current().record("app", rt.apps[i].name.as_str());
+            Target::App(i)
         }
-        None => (
-            respond::error(
-                StatusCode::NOT_FOUND,
-                "No application is served at this address.",
-                ctx,
-            ),
-            None,
-        ),
+        None => Target::Nowhere,
     }
 }
 

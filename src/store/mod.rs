@@ -7,7 +7,9 @@
 pub mod contract;
 mod memory;
 mod redis;
+mod traced;
 
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -15,6 +17,7 @@ use bytes::Bytes;
 
 pub use self::redis::{RedisSettings, RedisStore, RedisTls};
 pub use memory::MemoryStore;
+pub use traced::Traced;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -53,6 +56,56 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn ping(&self) -> Result<(), StoreError>;
 }
 
+/// The stores of a process, kept across configuration reloads: the in-memory store (one per
+/// process, so sessions survive a reload), and one Redis client per distinct connection
+/// setting. A reload that keeps a cache's settings gets the same client and its live
+/// connections; changed settings get a new client, and the old one is dropped with the last
+/// runtime using it (the pool holds it weakly).
+#[derive(Debug)]
+pub struct StorePool {
+    memory: Arc<dyn Store>,
+    redis: Mutex<Vec<(RedisSettings, Weak<dyn Store>)>>,
+}
+
+impl Default for StorePool {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StorePool {
+    /// A pool with a new memory store (its sweeper starts when inside a tokio runtime).
+    pub fn new() -> Self {
+        Self {
+            memory: Arc::new(Traced::new(MemoryStore::new(), "memory")),
+            redis: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The in-memory store (`default`).
+    pub fn memory(&self) -> Arc<dyn Store> {
+        self.memory.clone()
+    }
+
+    /// The Redis store for `settings`: the live one with equal settings, else a new client
+    /// (which connects lazily).
+    pub fn redis(&self, settings: RedisSettings) -> Result<Arc<dyn Store>, String> {
+        let mut clients = self.redis.lock().unwrap_or_else(|e| e.into_inner());
+        clients.retain(|(_, weak)| weak.strong_count() > 0);
+        if let Some(store) = clients
+            .iter()
+            .find(|(s, _)| *s == settings)
+            .and_then(|(_, weak)| weak.upgrade())
+        {
+            return Ok(store);
+        }
+        let store: Arc<dyn Store> =
+            Arc::new(Traced::new(RedisStore::new(settings.clone())?, "redis"));
+        clients.push((settings, Arc::downgrade(&store)));
+        Ok(store)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +114,34 @@ mod tests {
     #[tokio::test]
     async fn memory_store_meets_contract() {
         contract::run(Arc::new(MemoryStore::new())).await;
+    }
+
+    fn settings(prefix: &str) -> RedisSettings {
+        RedisSettings {
+            addresses: vec![("127.0.0.1".into(), 6379)],
+            username: None,
+            password: None,
+            db: 0,
+            tls: None,
+            key_prefix: prefix.into(),
+            timeout: Duration::from_millis(500),
+        }
+    }
+
+    #[tokio::test]
+    async fn pool_reuses_live_redis_clients_with_equal_settings() {
+        let pool = StorePool::new();
+        let a = pool.redis(settings("a:")).unwrap();
+        let again = pool.redis(settings("a:")).unwrap();
+        assert!(Arc::ptr_eq(&a, &again), "same settings, same client");
+        let b = pool.redis(settings("b:")).unwrap();
+        assert!(!Arc::ptr_eq(&a, &b), "other settings, other client");
+        let weak = Arc::downgrade(&a);
+        drop((a, again));
+        assert!(
+            weak.upgrade().is_none(),
+            "the pool does not keep clients alive"
+        );
+        assert!(Arc::ptr_eq(&pool.memory(), &pool.memory()));
     }
 }

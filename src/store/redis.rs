@@ -61,7 +61,7 @@ return n
 "#;
 
 /// TLS towards Redis: trust and an optional client certificate, as PEM.
-#[derive(Clone, Default)]
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct RedisTls {
     /// CA bundle trusted for the server certificate; `None` = the public web PKI roots.
     pub ca_pem: Option<Vec<u8>>,
@@ -69,8 +69,9 @@ pub struct RedisTls {
     pub client_pem: Option<(Vec<u8>, Vec<u8>)>,
 }
 
-/// Everything needed to reach one Redis deployment.
-#[derive(Clone)]
+/// Everything needed to reach one Redis deployment. Equal settings mean the same client:
+/// a configuration reload that keeps them keeps the connections (`StorePool`).
+#[derive(Clone, PartialEq, Eq)]
 pub struct RedisSettings {
     /// `(host, port)`; several = the seed nodes of a Redis Cluster.
     pub addresses: Vec<(String, u16)>,

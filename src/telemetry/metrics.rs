@@ -1,9 +1,11 @@
-//! Prometheus metrics. Names and labels are documented in the README's metrics table.
+//! Prometheus metrics. Names, types and labels are documented in `docs/operations-metrics.md`
+//! (a test checks that every metric exposed is documented there, and the reverse).
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
@@ -43,6 +45,11 @@ pub struct ExtensionHookLabels {
     pub hook: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReloadLabels {
+    pub outcome: &'static str,
+}
+
 type HistogramFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
 
 /// All metrics of a process; they outlive configuration reloads.
@@ -56,6 +63,9 @@ pub struct Metrics {
     upstream_errors: Family<UpstreamErrorLabels, Counter>,
     extension_calls: Family<ExtensionLabels, Counter>,
     extension_latency: Family<ExtensionHookLabels, Histogram, fn() -> Histogram>,
+    reloads: Family<ReloadLabels, Counter>,
+    last_reload_success: Gauge<f64, std::sync::atomic::AtomicU64>,
+    last_reload_successful: Gauge,
 }
 
 fn extension_histogram() -> Histogram {
@@ -120,10 +130,34 @@ impl Metrics {
             "Time of a service extension call (fresh instance + call), by extension and hook",
             extension_latency.clone(),
         );
+        let reloads = Family::<ReloadLabels, Counter>::default();
+        let last_reload_success = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        let last_reload_successful = Gauge::default();
+        registry.register(
+            "config_reloads",
+            "Configuration reloads, by outcome (success, failure)",
+            reloads.clone(),
+        );
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "Unix time of the last configuration loaded (at start or by a reload)",
+            last_reload_success.clone(),
+        );
+        registry.register(
+            "config_last_reload_successful",
+            "1 if the last configuration reload (or the start) succeeded, else 0",
+            last_reload_successful.clone(),
+        );
+        for outcome in ["success", "failure"] {
+            let _ = reloads.get_or_create(&ReloadLabels { outcome });
+        }
         Self {
             registry,
             extension_calls,
             extension_latency,
+            reloads,
+            last_reload_success,
+            last_reload_successful,
             requests,
             latency,
             logins,
@@ -165,6 +199,29 @@ impl Metrics {
                 kind,
             })
             .inc();
+    }
+
+    /// A configuration was loaded: at start (`counted` false) or by a reload.
+    pub fn config_loaded(&self, counted: bool) {
+        if counted {
+            self.reloads
+                .get_or_create(&ReloadLabels { outcome: "success" })
+                .inc();
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.last_reload_success.set(now);
+        self.last_reload_successful.set(1);
+    }
+
+    /// A reload was rejected; the running configuration stays.
+    pub fn config_rejected(&self) {
+        self.reloads
+            .get_or_create(&ReloadLabels { outcome: "failure" })
+            .inc();
+        self.last_reload_successful.set(0);
     }
 
     /// Prometheus text exposition.

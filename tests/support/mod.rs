@@ -35,6 +35,8 @@ pub struct Gateway {
     pub addr: SocketAddr,
     pub logs: Arc<Mutex<Vec<String>>>,
     pub dir: tempfile::TempDir,
+    /// The configuration file given with `--config`.
+    pub config: PathBuf,
 }
 
 impl Gateway {
@@ -51,6 +53,7 @@ impl Gateway {
     }
 
     pub fn start_file(path: PathBuf, dir: tempfile::TempDir, env: &[(&str, &str)]) -> Gateway {
+        let config = path.clone();
         let mut cmd = Command::new(BIN);
         cmd.args(["run", "--config"]).arg(&path);
         cmd.env_remove("RUST_LOG")
@@ -98,6 +101,7 @@ impl Gateway {
             addr,
             logs,
             dir,
+            config,
         }
     }
 
@@ -134,6 +138,48 @@ impl Gateway {
             );
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Waits (up to `timeout`) until at least `n` log lines contain `needle`; returns them.
+    pub fn wait_logs(&self, needle: &str, n: usize, timeout: Duration) -> Vec<String> {
+        let start = Instant::now();
+        loop {
+            let found: Vec<String> = self
+                .logs
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|l| l.contains(needle))
+                .cloned()
+                .collect();
+            if found.len() >= n {
+                return found;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "fewer than {n} log lines with {needle}:\n{}",
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// How many log lines so far contain `needle`.
+    pub fn count_logs(&self, needle: &str) -> usize {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Replaces the configuration file atomically (write aside, rename), as tools that
+    /// update configuration files do.
+    pub fn rewrite_config(&self, yaml: &str) {
+        let aside = self.config.with_extension("yaml.new");
+        std::fs::write(&aside, yaml).unwrap();
+        std::fs::rename(&aside, &self.config).unwrap();
     }
 
     /// Sends a signal to the process.

@@ -10,12 +10,12 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_yaml_ng::Value;
 
-use super::{check_name, list, resolve_file, tagged, unknown_ref, Ctx};
+use super::{check_name, list, tagged, unknown_ref, Ctx};
 use crate::config::decode::decode;
 use crate::config::model::RedisCacheEntry;
 use crate::config::source::ConfigPath;
 use crate::config::Environment;
-use crate::store::{RedisSettings, RedisStore, RedisTls, Store};
+use crate::store::{RedisSettings, RedisTls, Store};
 
 /// The name of the in-memory store.
 pub const DEFAULT_STORE: &str = "default";
@@ -28,7 +28,7 @@ const DEFAULT_TIMEOUT_MILLIS: u64 = 500;
 /// Nothing connects here: Redis stores connect on first use.
 pub(super) fn compile_caches(v: Option<&Value>, env: &Environment<'_>, ctx: &mut Ctx<'_>) {
     ctx.caches
-        .insert(DEFAULT_STORE.to_string(), Some(env.store.clone()));
+        .insert(DEFAULT_STORE.to_string(), Some(env.stores.memory()));
     let path = ConfigPath::root().key("caches");
     let mut seen = HashSet::new();
     for (i, item) in list(v, &path, ctx).iter().enumerate() {
@@ -59,8 +59,15 @@ pub(super) fn compile_caches(v: Option<&Value>, env: &Environment<'_>, ctx: &mut
         if !check_name(&cfg.name, &p.key("name"), &mut seen, "cache", ctx) {
             continue;
         }
-        let store =
-            compile_redis(&cfg, &p.key("redis"), ctx).map(|s| Arc::new(s) as Arc<dyn Store>);
+        let store = compile_redis(&cfg, &p.key("redis"), ctx).and_then(|settings| {
+            env.stores
+                .redis(settings)
+                .map_err(|e| {
+                    ctx.diags
+                        .error(&p, format!("cannot set up the Redis client: {e}"))
+                })
+                .ok()
+        });
         ctx.caches.insert(cfg.name, store);
     }
 }
@@ -91,7 +98,12 @@ pub(in crate::config) fn store_ref(
     }
 }
 
-fn compile_redis(entry: &RedisCacheEntry, p: &ConfigPath, ctx: &mut Ctx<'_>) -> Option<RedisStore> {
+/// Checks a Redis cache's settings; the client itself comes from the `StorePool`.
+fn compile_redis(
+    entry: &RedisCacheEntry,
+    p: &ConfigPath,
+    ctx: &mut Ctx<'_>,
+) -> Option<RedisSettings> {
     let cfg = &entry.redis;
     let mut ok = true;
     let mut addresses = Vec::new();
@@ -168,7 +180,7 @@ fn compile_redis(entry: &RedisCacheEntry, p: &ConfigPath, ctx: &mut Ctx<'_>) -> 
     if !ok {
         return None;
     }
-    let settings = RedisSettings {
+    Some(RedisSettings {
         addresses,
         username: cfg.username.clone(),
         password: cfg.password.clone(),
@@ -179,15 +191,7 @@ fn compile_redis(entry: &RedisCacheEntry, p: &ConfigPath, ctx: &mut Ctx<'_>) -> 
             .clone()
             .unwrap_or_else(|| DEFAULT_PREFIX.to_string()),
         timeout: Duration::from_millis(timeout),
-    };
-    match RedisStore::new(settings) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            ctx.diags
-                .error(p, format!("cannot set up the Redis client: {e}"));
-            None
-        }
-    }
+    })
 }
 
 /// `host:port`, `host` (port 6379), `[v6]:port` or `[v6]`.
@@ -271,7 +275,7 @@ fn redis_tls(name: &str, path: &ConfigPath, ctx: &mut Ctx<'_>) -> Option<RedisTl
     let mut ok = true;
     let ca_pem = match ca_file {
         None => None,
-        Some(f) => match read_pem(&resolve_file(ctx.base, &f), Pem::Certs) {
+        Some(f) => match read_pem(&ctx.file(&f), Pem::Certs) {
             Ok(b) => Some(b),
             Err(e) => {
                 ctx.diags.error(&ppath.key("caFile"), e);
@@ -283,9 +287,9 @@ fn redis_tls(name: &str, path: &ConfigPath, ctx: &mut Ctx<'_>) -> Option<RedisTl
     let client_pem = match (cert_file, key_file) {
         (None, None) => None,
         (Some(c), Some(k)) => {
-            let cert = read_pem(&resolve_file(ctx.base, &c), Pem::Certs)
+            let cert = read_pem(&ctx.file(&c), Pem::Certs)
                 .map_err(|e| ctx.diags.error(&ppath.key("certFile"), e));
-            let key = read_pem(&resolve_file(ctx.base, &k), Pem::Key)
+            let key = read_pem(&ctx.file(&k), Pem::Key)
                 .map_err(|e| ctx.diags.error(&ppath.key("keyFile"), e));
             match (cert, key) {
                 (Ok(c), Ok(k)) => Some((c, k)),

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{check_attr_ref, resolve_file, unknown_ref, Ctx};
+use super::{check_attr_ref, unknown_ref, Ctx};
 use crate::claims::AttrRef;
 use crate::config::model::{AttrProviderConfig, LdapConnectorConfig, ThrottleConfig};
 use crate::config::source::ConfigPath;
@@ -104,7 +104,7 @@ pub(super) fn compile_ldap(
                         "use an ldaps:// URL or `startTLS: true`",
                     );
                 }
-                let ca = prof.caFile.as_deref().map(|c| resolve_file(ctx.base, c));
+                let ca = prof.caFile.as_deref().map(|c| ctx.file(c));
                 tls::client_config(ca.as_deref(), prof.minVersion.as_deref())
                     .map_err(|e| {
                         ctx.diags

@@ -577,3 +577,50 @@ async fn sigterm_under_load_completes_in_flight_requests_and_refuses_new_connect
     let done = tokio::task::block_in_place(|| g.wait_logs("\"decision\":\"allowed\"", N, TEN_S));
     assert_eq!(done.len(), N);
 }
+
+/// Ids of the connections Redis has from anyone but `own`.
+fn redis_client_ids(own: &mut ::redis::Connection) -> Vec<u64> {
+    let me: u64 = ::redis::cmd("CLIENT").arg("ID").query(own).unwrap();
+    let list: String = ::redis::cmd("CLIENT").arg("LIST").query(own).unwrap();
+    let mut ids: Vec<u64> = list
+        .lines()
+        .filter_map(|l| l.strip_prefix("id="))
+        .filter_map(|l| l.split(' ').next()?.parse().ok())
+        .filter(|id| *id != me)
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_keeps_the_redis_client_and_its_sessions() {
+    let server = support::redis::RedisServer::start();
+    let up = upstream().await;
+    let with_redis = |tag: &str| {
+        format!(
+            "{}session: {{ store: shared }}\ncaches:\n  - name: shared\n    type: redis\n    redis: {{ addresses: [\"{}\"], timeoutMillis: 500 }}\n",
+            tagged_config(up, tag, "{ watch: false }"),
+            server.address()
+        )
+    };
+    let gw = Gateway::start(&with_redis("v1"));
+    let (cookie, _) = login(&gw, "/", "local", "alice", "pw").await;
+    assert_eq!(email_header(&gw, &cookie).await, "v1 alice@example.com");
+    let mut own = server.connect();
+    let before = redis_client_ids(&mut own);
+    assert_eq!(before.len(), 1, "one multiplexed connection: {before:?}");
+    for i in 2..=4 {
+        gw.rewrite_config(&with_redis(&format!("v{i}")));
+        gw.signal("HUP");
+        gw.wait_logs("config reloaded", i - 1, TEN_S);
+        assert_eq!(
+            email_header(&gw, &cookie).await,
+            format!("v{i} alice@example.com")
+        );
+    }
+    assert_eq!(
+        redis_client_ids(&mut own),
+        before,
+        "the same connection serves after the reloads"
+    );
+}

@@ -624,3 +624,36 @@ async fn a_reload_keeps_the_redis_client_and_its_sessions() {
         "the same connection serves after the reloads"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_log_level_follows_a_reload() {
+    let up = upstream().await;
+    let gw = Gateway::start(&tagged_config(up, "v1", "{ watch: false }"));
+    let quiet = edit(
+        &tagged_config(up, "v2", "{ watch: false }"),
+        "logger: { level: info, format: json }",
+        "logger: { level: warn, format: json }",
+    );
+    gw.rewrite_config(&quiet);
+    gw.signal("HUP");
+    // at warn, `config reloaded` (info) is not logged any more: the metric says it is done
+    let done = r#"tessera_config_reloads_total{outcome="success"} 1"#;
+    let start = std::time::Instant::now();
+    while !metrics(&gw).await.contains(done) {
+        assert!(start.elapsed() < TEN_S, "no reload");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = client()
+        .get(gw.url("/public"))
+        .header("x-request-id", "after-warn")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // the access line is written before the response: an error logged afterwards is a
+    // barrier, after which it would have been read
+    gw.rewrite_config("version: 1\napps: [\n");
+    gw.signal("HUP");
+    gw.wait_logs("config reload rejected", 1, TEN_S);
+    assert_eq!(gw.count_logs("after-warn"), 0, "{}", gw.logs());
+}

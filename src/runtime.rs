@@ -58,6 +58,31 @@ pub struct Runtime {
     pub files: Vec<PathBuf>,
     /// Non-fatal findings of validation (e.g. plain HTTP), logged at start.
     pub warnings: Vec<String>,
+    /// Tasks working for this runtime (IdP discovery refresh): aborted when it is dropped.
+    pub background: Background,
+}
+
+/// Background tasks tied to one runtime's life.
+#[derive(Debug, Default)]
+pub struct Background(std::sync::Mutex<Vec<tokio::task::AbortHandle>>);
+
+impl Background {
+    pub fn add(&self, task: tokio::task::AbortHandle) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(task);
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for task in self
+            .0
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
+            task.abort();
+        }
+    }
 }
 
 /// The runtime in force. Each request loads it once, at its start, and keeps that `Arc` to

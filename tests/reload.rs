@@ -577,3 +577,83 @@ async fn sigterm_under_load_completes_in_flight_requests_and_refuses_new_connect
     let done = tokio::task::block_in_place(|| g.wait_logs("\"decision\":\"allowed\"", N, TEN_S));
     assert_eq!(done.len(), N);
 }
+
+/// Ids of the connections Redis has from anyone but `own`.
+fn redis_client_ids(own: &mut ::redis::Connection) -> Vec<u64> {
+    let me: u64 = ::redis::cmd("CLIENT").arg("ID").query(own).unwrap();
+    let list: String = ::redis::cmd("CLIENT").arg("LIST").query(own).unwrap();
+    let mut ids: Vec<u64> = list
+        .lines()
+        .filter_map(|l| l.strip_prefix("id="))
+        .filter_map(|l| l.split(' ').next()?.parse().ok())
+        .filter(|id| *id != me)
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reload_keeps_the_redis_client_and_its_sessions() {
+    let server = support::redis::RedisServer::start();
+    let up = upstream().await;
+    let with_redis = |tag: &str| {
+        format!(
+            "{}session: {{ store: shared }}\ncaches:\n  - name: shared\n    type: redis\n    redis: {{ addresses: [\"{}\"], timeoutMillis: 500 }}\n",
+            tagged_config(up, tag, "{ watch: false }"),
+            server.address()
+        )
+    };
+    let gw = Gateway::start(&with_redis("v1"));
+    let (cookie, _) = login(&gw, "/", "local", "alice", "pw").await;
+    assert_eq!(email_header(&gw, &cookie).await, "v1 alice@example.com");
+    let mut own = server.connect();
+    let before = redis_client_ids(&mut own);
+    assert_eq!(before.len(), 1, "one multiplexed connection: {before:?}");
+    for i in 2..=4 {
+        gw.rewrite_config(&with_redis(&format!("v{i}")));
+        gw.signal("HUP");
+        gw.wait_logs("config reloaded", i - 1, TEN_S);
+        assert_eq!(
+            email_header(&gw, &cookie).await,
+            format!("v{i} alice@example.com")
+        );
+    }
+    assert_eq!(
+        redis_client_ids(&mut own),
+        before,
+        "the same connection serves after the reloads"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_log_level_follows_a_reload() {
+    let up = upstream().await;
+    let gw = Gateway::start(&tagged_config(up, "v1", "{ watch: false }"));
+    let quiet = edit(
+        &tagged_config(up, "v2", "{ watch: false }"),
+        "logger: { level: info, format: json }",
+        "logger: { level: warn, format: json }",
+    );
+    gw.rewrite_config(&quiet);
+    gw.signal("HUP");
+    // at warn, `config reloaded` (info) is not logged any more: the metric says it is done
+    let done = r#"tessera_config_reloads_total{outcome="success"} 1"#;
+    let start = std::time::Instant::now();
+    while !metrics(&gw).await.contains(done) {
+        assert!(start.elapsed() < TEN_S, "no reload");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let r = client()
+        .get(gw.url("/public"))
+        .header("x-request-id", "after-warn")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // the access line is written before the response: an error logged afterwards is a
+    // barrier, after which it would have been read
+    gw.rewrite_config("version: 1\napps: [\n");
+    gw.signal("HUP");
+    gw.wait_logs("config reload rejected", 1, TEN_S);
+    assert_eq!(gw.count_logs("after-warn"), 0, "{}", gw.logs());
+}

@@ -273,6 +273,7 @@ pub fn compile(
         reload: reload?,
         files: std::mem::take(&mut ctx.files),
         warnings,
+        background: Default::default(),
     })
 }
 

@@ -628,9 +628,14 @@ pub async fn discover_all(connectors: &super::Connectors) -> Result<(), String> 
 }
 
 /// Keeps discovery documents and keys fresh (and retries unavailable IdPs) while the
-/// runtime lives.
-pub fn spawn_refresher(rt: std::sync::Weak<crate::runtime::Runtime>) {
-    tokio::spawn(async move {
+/// runtime lives. It holds the runtime weakly (strongly only during a refresh), and the runtime
+/// aborts it when dropped: a runtime replaced by a reload leaves no task behind once its last
+/// request is done.
+pub fn spawn_refresher(
+    rt: std::sync::Weak<crate::runtime::Runtime>,
+) -> tokio::task::JoinHandle<()> {
+    let weak = rt.clone();
+    let task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(30));
         tick.tick().await;
         loop {
@@ -645,4 +650,8 @@ pub fn spawn_refresher(rt: std::sync::Weak<crate::runtime::Runtime>) {
             }
         }
     });
+    if let Some(rt) = weak.upgrade() {
+        rt.background.add(task.abort_handle());
+    }
+    task
 }

@@ -412,6 +412,43 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_replaced_runtime_is_dropped_and_its_refresher_ends() {
+        let secrets = SecretProvider::Env;
+        let env = Environment {
+            secrets: &secrets,
+            stores: Arc::new(StorePool::new()),
+            metrics: Arc::new(Metrics::new()),
+        };
+        let compile = || {
+            let yaml = "version: 1\nhttp: { address: \"127.0.0.1:0\" }\n";
+            Arc::new(config::load_str(yaml, Path::new("t.yaml"), Path::new("."), &env).unwrap())
+        };
+        let first = compile();
+        let refresher = crate::connectors::oidc::spawn_refresher(Arc::downgrade(&first));
+        let weak = Arc::downgrade(&first);
+        let live = Live::new(first);
+        let second = compile();
+        let _second_refresher = crate::connectors::oidc::spawn_refresher(Arc::downgrade(&second));
+        drop(live.swap(second));
+        assert!(
+            weak.upgrade().is_none(),
+            "nothing keeps the old runtime alive"
+        );
+        let ended = tokio::time::timeout(Duration::from_secs(5), refresher)
+            .await
+            .expect("the old runtime's refresher is still running")
+            .unwrap_err();
+        assert!(
+            ended.is_cancelled(),
+            "the old runtime's refresher was stopped"
+        );
+        assert!(Arc::ptr_eq(
+            &live.load().sessions.store().clone(),
+            &env.stores.memory()
+        ));
+    }
+
+    #[tokio::test]
     async fn a_missing_file_is_waited_for() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tessera.yaml");

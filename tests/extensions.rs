@@ -378,7 +378,9 @@ apps:
             "no {outcome} in metrics:\n{metrics}"
         );
     }
-    assert!(metrics.contains("tessera_extension_call_duration_seconds"));
+    // The names documented in docs/operations-metrics.md.
+    assert!(metrics.contains("# TYPE tessera_extension_calls counter"));
+    assert!(metrics.contains("# TYPE tessera_extension_call_duration_seconds histogram"));
 }
 
 struct Op {

@@ -4,6 +4,8 @@
 
 use std::time::Instant;
 
+use tracing::Instrument;
+
 use http::HeaderName;
 use serde_json::Value;
 use wasmtime::component::Instance;
@@ -251,6 +253,7 @@ impl Hook {
         store.epoch_deadline_async_yield_and_update(1);
         let kind = self.kind;
         let request = call.request;
+        let span = crate::telemetry::traces::extension_span(&ext.name, kind.func_name());
         let outcome = tokio::time::timeout(limits.timeout, async {
             let instance = ext
                 .pre
@@ -261,6 +264,7 @@ impl Hook {
                 .await
                 .map_err(Failure::Call)
         })
+        .instrument(span)
         .await;
         let seconds = started.elapsed().as_secs_f64();
         let result = match outcome {

@@ -317,30 +317,6 @@ impl ProxyApp {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::subject;
-    use serde_json::json;
-
-    #[test]
-    fn the_subject_comes_from_the_authenticating_idp() {
-        let attrs = [
-            ("ldap.sub", json!("uid=a,dc=x")),
-            ("ldap.authenticated", json!(true)),
-            ("okta.sub", json!("00u1")),
-            ("okta.authenticated", json!(true)),
-            ("okta.email", json!("a@example.com")),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
-        assert_eq!(subject(&attrs, &["okta".into()]), Some("00u1"));
-        assert_eq!(subject(&attrs, &["ldap".into()]), Some("uid=a,dc=x"));
-        assert!(subject(&attrs, &[]).is_some());
-        assert_eq!(subject(&Default::default(), &["okta".into()]), None);
-    }
-}
-
 impl ProxyApp {
     /// The input of a hook call: the request and the attributes the user has so far.
     fn hook_call(
@@ -427,4 +403,28 @@ pub fn guest_response(r: crate::extensions::GuestResponse, ctx: &RequestCtx) -> 
         resp.headers_mut().insert("x-request-id", v);
     }
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::subject;
+    use serde_json::json;
+
+    #[test]
+    fn the_subject_comes_from_the_authenticating_idp() {
+        let attrs = [
+            ("ldap.sub", json!("uid=a,dc=x")),
+            ("ldap.authenticated", json!(true)),
+            ("okta.sub", json!("00u1")),
+            ("okta.authenticated", json!(true)),
+            ("okta.email", json!("a@example.com")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert_eq!(subject(&attrs, &["okta".into()]), Some("00u1"));
+        assert_eq!(subject(&attrs, &["ldap".into()]), Some("uid=a,dc=x"));
+        assert!(subject(&attrs, &[]).is_some());
+        assert_eq!(subject(&Default::default(), &["okta".into()]), None);
+    }
 }

@@ -770,3 +770,35 @@ fn load_for_test(file: &str) -> std::sync::Arc<tessera::extensions::Extension> {
         .unwrap(),
     )
 }
+
+#[tokio::test]
+async fn a_reload_naming_a_component_without_the_hook_is_rejected_and_the_old_one_serves() {
+    let up = upstream().await;
+    let with = |file: &str| {
+        proxy_config(
+            up,
+            &format!("{{ idps: [local], isAuthenticatedSE: {{ funcName: IsAuthenticated, file: \"{file}\" }} }}"),
+            "",
+        )
+        .replace("logger:", "reload: { watch: false }\nlogger:")
+    };
+    let gw = Gateway::start(&with(&guest("proxy-hooks")));
+    let c = client();
+    let allowed = || {
+        c.get(gw.url("/page"))
+            .header("x-ext-auth", "letmein")
+            .send()
+    };
+    assert_eq!(allowed().await.unwrap().status(), 200);
+
+    gw.rewrite_config(&with(&guest("wrong-exports")));
+    gw.signal("HUP");
+    let line = gw.wait_log("config reload rejected");
+    assert!(
+        line.contains("does not export the IsAuthenticated hook") && line.contains("tessera.yaml:"),
+        "{line}"
+    );
+    // The old configuration (and its component) keeps serving.
+    assert_eq!(allowed().await.unwrap().status(), 200);
+    assert_eq!(gw.count_logs("config reload rejected"), 1);
+}

@@ -63,6 +63,6 @@ pub fn guest_request(
         headers,
         form,
         app: app.to_string(),
-        client_ip: ctx.peer.ip().to_string(),
+        client_ip: ctx.client_ip.to_string(),
     }
 }

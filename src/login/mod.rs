@@ -440,7 +440,7 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Respo
         );
     }
     let store = rt.sessions.store().as_ref();
-    let ip = ctx.peer.ip();
+    let ip = ctx.client_ip;
     match throttle::locked(store, &password_throttle, idp, username, ip).await {
         Ok(true) => {
             rt.metrics.login(idp, "throttled");

@@ -46,7 +46,7 @@ async fn run(
     req: Request<Incoming>,
     ctx: &RequestCtx,
 ) -> Result<serde_json::Value, OAuthError> {
-    let peer_ip = ctx.peer.ip();
+    let peer_ip = ctx.client_ip;
     let (method, uri) = (req.method().clone(), req.uri().clone());
     let (headers, params) = params::read_form(req).await?;
     let grant_type = params

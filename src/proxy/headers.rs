@@ -67,7 +67,7 @@ pub fn upstream_headers(
             h.remove(header::COOKIE);
         }
     }
-    let ip = ctx.peer.ip().to_string();
+    let ip = ctx.client_ip.to_string();
     let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
         Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
         _ => ip,

@@ -10,7 +10,11 @@ use crate::pages;
 #[derive(Debug, Clone)]
 pub struct RequestCtx {
     pub request_id: String,
+    /// The TCP peer (a proxy in front of the gateway, or the client itself).
     pub peer: std::net::SocketAddr,
+    /// The client's address: the peer's, or the one a trusted proxy reported
+    /// (`http.trustedProxies`). Use this, not `peer`, for logs, throttling and extensions.
+    pub client_ip: std::net::IpAddr,
     /// "http" or "https", as the client connected.
     pub scheme: &'static str,
     /// Host the client asked for (without port), lowercased.

@@ -81,6 +81,7 @@ pub async fn handle(
     let ctx = RequestCtx {
         request_id: request_id(&req),
         peer,
+        client_ip: peer.ip(),
         scheme,
         host,
         host_header,
@@ -125,7 +126,7 @@ pub async fn handle(
             user = ctx.access.user().unwrap_or("-"),
             decision = decision.as_str(),
             status,
-            client_ip = %ctx.peer.ip(),
+            client_ip = %ctx.client_ip,
             latency_us = elapsed.as_micros() as u64,
             "request"
         );

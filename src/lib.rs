@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod connectors;
 pub mod demo;
+pub mod edge;
 pub mod extensions;
 pub mod login;
 pub mod pages;

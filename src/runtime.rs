@@ -60,6 +60,8 @@ pub struct Runtime {
     pub warnings: Vec<String>,
     /// Tasks working for this runtime (IdP discovery refresh): aborted when it is dropped.
     pub background: Background,
+    /// The trust boundary's settings (trusted proxies, cookie security).
+    pub edge: crate::edge::EdgeSettings,
 }
 
 /// Background tasks tied to one runtime's life.

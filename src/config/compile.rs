@@ -31,6 +31,7 @@ use crate::store::Store;
 use crate::telemetry::traces::{traces_url, Settings as TracesSettings};
 
 mod caches;
+mod edge;
 /// A store by reference (`None`/`default` = memory, else a cache name), for `session.store`
 /// and `oidcProvider.cache`.
 pub(super) use caches::store_ref;
@@ -223,9 +224,23 @@ pub fn compile(
         .and_then(|t| t.tracing.as_ref())
         .and_then(|t| compile_tracing(t, &mut ctx));
     let reload = compile_reload(reload.as_ref(), &mut ctx);
+    let secure_cookies = edge::secure_cookies(
+        session
+            .as_ref()
+            .and_then(|s| s.cookie.as_ref())
+            .and_then(|c| c.secure.as_deref()),
+        &mut ctx,
+    );
     let settings = compile_session(
         session.as_ref(),
         listen.as_ref().is_some_and(|l| l.tls.is_some()),
+        secure_cookies == Some(crate::edge::SecureCookies::Always),
+        &mut ctx,
+    );
+    let trusted_proxies = edge::trusted_proxies(
+        http.as_ref()
+            .map(|h| h.trustedProxies.as_slice())
+            .unwrap_or_default(),
         &mut ctx,
     );
 
@@ -252,9 +267,10 @@ pub fn compile(
         super::oidc::compile_provider(section("oidcProvider"), oidc_apps, &connectors, &mut ctx);
 
     let listen = listen?;
-    if listen.tls.is_none() {
+    let secure_cookies = secure_cookies?;
+    if listen.tls.is_none() && secure_cookies == crate::edge::SecureCookies::Auto {
         warnings.push(
-            "serving plain HTTP: cookies are not marked Secure; use a TLS profile outside development".to_string(),
+            "serving plain HTTP: cookies are Secure only for requests a trusted proxy reports as HTTPS; use a TLS profile, or session.cookie.secure: always behind a TLS-terminating proxy".to_string(),
         );
     }
     Some(Runtime {
@@ -274,6 +290,10 @@ pub fn compile(
         files: std::mem::take(&mut ctx.files),
         warnings,
         background: Default::default(),
+        edge: crate::edge::EdgeSettings {
+            trusted_proxies: trusted_proxies?,
+            secure_cookies,
+        },
     })
 }
 
@@ -485,6 +505,7 @@ fn location_setting(
 fn compile_session(
     s: Option<&SessionConfig>,
     tls_on: bool,
+    always_secure: bool,
     ctx: &mut Ctx<'_>,
 ) -> Option<SessionSettings> {
     let path = ConfigPath::root().key("session");
@@ -527,11 +548,11 @@ fn compile_session(
             }
         },
     };
-    if same_site == SameSite::None && !tls_on {
+    if same_site == SameSite::None && !tls_on && !always_secure {
         ctx.diags.error_hint(
             &path.key("cookie").key("sameSite"),
             "sameSite None needs TLS (browsers drop such cookies unless Secure)",
-            "use Lax, or configure http.tls",
+            "use Lax, configure http.tls, or set session.cookie.secure: always behind TLS",
         );
         ok = false;
     }
@@ -554,7 +575,7 @@ fn compile_session(
             path: "/",
             domain,
             same_site,
-            secure: tls_on,
+            secure: tls_on || always_secure,
         },
         max_lifetime: Duration::from_secs(max),
         idle_timeout: Duration::from_secs(idle),
@@ -912,7 +933,11 @@ fn compile_apps(
                     ),
                     None => {
                         patterns.insert(r.clone(), cfg.name.clone());
-                        app_routes.push(r);
+                        app_routes.push(if cfg.caseInsensitivePaths {
+                            r.case_insensitive()
+                        } else {
+                            r
+                        });
                     }
                 },
             }
@@ -996,10 +1021,25 @@ fn compile_proxy_app(
     let mut headers = Vec::new();
     let mut header_hooks = Vec::new();
     let mut header_names = HashSet::new();
+    // Headers a createHeaderSE hook sets (`name` beside it): protected like identity headers.
+    let mut hook_header_names: Vec<HeaderName> = Vec::new();
     for (j, h) in cfg.headers.iter().enumerate() {
         let hp = p.key("headers").index(j);
         let (raw, value) = match (&h.name, &h.value, &h.createHeaderSE) {
-            (None, None, Some(se)) => {
+            (name, None, Some(se)) => {
+                if let Some(raw) = name {
+                    match HeaderName::from_bytes(raw.as_bytes()) {
+                        Ok(n) if !reserved(&n) => hook_header_names.push(n),
+                        _ => {
+                            ctx.diags.error_hint(
+                                &hp.key("name"),
+                                format!("`{raw}` cannot be a header a hook sets"),
+                                "use letters, digits and `-`; not a header the gateway manages",
+                            );
+                            ok = false;
+                        }
+                    }
+                }
                 match hook(
                     Some(se),
                     HookKind::CreateHeaders,
@@ -1015,7 +1055,7 @@ fn compile_proxy_app(
             _ => {
                 ctx.diags.error_hint(
                     &hp,
-                    "a header entry has either `name` and `value`, or `createHeaderSE`",
+                    "a header entry has either `name` and `value`, or `createHeaderSE` (with an optional `name`)",
                     "e.g. { name: X-User, value: \"{{ okta.email }}\" }",
                 );
                 ok = false;
@@ -1081,7 +1121,10 @@ fn compile_proxy_app(
     for (j, pol) in cfg.policies.iter().enumerate() {
         let pp = p.key("policies").index(j);
         match compile_policy(pol, &pp, connectors, ctx) {
-            Some(policy) => {
+            Some(mut policy) => {
+                if cfg.caseInsensitivePaths {
+                    policy.location = policy.location.folded();
+                }
                 if !locations.insert(pol.location.trim().to_string()) {
                     ctx.diags.error(
                         &pp.key("location"),
@@ -1107,7 +1150,11 @@ fn compile_proxy_app(
             let redirect = l.redirectURL.clone().unwrap_or_else(|| "/".into());
             ok &= check_target(&redirect, &p.key("logout").key("redirectURL"), ctx);
             Some(AppLogout {
-                location: l.location.clone(),
+                location: if cfg.caseInsensitivePaths {
+                    crate::edge::path::fold_case(&l.location)
+                } else {
+                    l.location.clone()
+                },
                 redirect,
             })
         }
@@ -1121,8 +1168,20 @@ fn compile_proxy_app(
         ctx,
     );
     ok &= load_attrs_se.is_ok();
+    let paths = edge::path_rules(&cfg, p, ctx);
+    let upgrades = edge::upgrades(&cfg, p, ctx);
+    let protected = crate::edge::names::ProtectedNames::with_trust_headers(
+        headers
+            .iter()
+            .map(|h: &InjectedHeader| h.name.as_str())
+            .chain(hook_header_names.iter().map(|n: &HeaderName| n.as_str())),
+    );
     let upstream = upstream?;
+    let (paths, upgrades) = (paths?, upgrades?);
     ok.then(|| ProxyApp {
+        paths,
+        upgrades,
+        protected,
         load_attrs_se: load_attrs_se.ok().flatten(),
         header_hooks,
         attr_providers: attr_providers.unwrap_or_default(),

@@ -94,6 +94,11 @@ pub struct HttpConfig {
     pub tls: Option<String>,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT (default 10).
     pub shutdownTimeoutSeconds: Option<u64>,
+    /// Proxies (CIDR ranges or addresses) whose `X-Forwarded-For` and `X-Forwarded-Proto`
+    /// are believed: the client address and scheme for logs, throttling, upstream headers
+    /// and cookies. Empty (default): the TCP peer is the client, whatever it sends.
+    #[serde(default)]
+    pub trustedProxies: Vec<String>,
 }
 
 /// Certificates and trust for one TLS use.
@@ -193,8 +198,12 @@ pub struct CookieConfig {
     pub name: Option<String>,
     /// Cookie domain; empty = host-only cookie (default).
     pub domain: Option<String>,
-    /// Lax (default) | Strict | None (None requires TLS).
+    /// Lax (default) | Strict | None (None requires TLS or `secure: always`).
     pub sameSite: Option<String>,
+    /// `auto` (default): `Secure` when the client reached the gateway over HTTPS (its own TLS,
+    /// or `X-Forwarded-Proto: https` from a trusted proxy); `always`: every cookie is
+    /// `Secure` (a gateway behind a TLS-terminating ingress).
+    pub secure: Option<String>,
 }
 
 /// A shared store. `type` selects the kind.
@@ -412,12 +421,27 @@ pub struct ProxyAppConfig {
     pub attrProviders: Vec<AttrProviderConfig>,
     /// An extension's LoadAttributes hook, called after authentication on each request.
     pub loadAttrsSE: Option<HookConfig>,
+    /// `;` path parameters (`/admin;jsessionid=1`): `refuse` (default, 400) or `strip` (removed
+    /// before matching; the upstream receives the path without them).
+    pub pathParameters: Option<String>,
+    /// Match policies on, and forward, the lowercase path (for case-insensitive upstreams
+    /// such as IIS). Locations and route prefixes are compared lowercase too.
+    #[serde(default)]
+    pub caseInsensitivePaths: bool,
+    /// Accept path segments ending in `.` or white space (refused by default: Windows servers
+    /// strip them, so `/admin.` would reach `/admin`).
+    #[serde(default)]
+    pub allowTrailingDotOrSpace: bool,
+    /// Protocols a client may upgrade to on GET (default `[websocket]`); others (`h2c`) are
+    /// never forwarded.
+    pub upgrades: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HeaderConfig {
-    /// Header name (with `value`).
+    /// Header name (with `value`; with `createHeaderSE`, a header the hook sets, so the
+    /// client's copies are removed even when the hook does not return it).
     pub name: Option<String>,
     /// Text with `{{ connector.attribute }}` placeholders; lists are joined with `,`.
     pub value: Option<String>,

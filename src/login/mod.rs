@@ -310,7 +310,7 @@ async fn direct_login(
         .and_then(|rd| sanitize_return(rd, &ctx.host))
         .unwrap_or_else(|| "/".to_string());
     let path_only = return_to.split('?').next().unwrap_or("/");
-    let normalized = crate::proxy::path::normalize(path_only)
+    let normalized = crate::edge::path::canonicalize(path_only)
         .map(|p| p.decoded)
         .unwrap_or_else(|_| "/".to_string());
     let host_port = ctx

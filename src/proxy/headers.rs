@@ -1,6 +1,7 @@
 //! The headers an upstream receives: the client's, minus hop-by-hop headers, the gateway's
-//! own cookies and any client-sent copy of an identity header; plus the identity headers
-//! rendered from the session and the `X-Forwarded-*` set.
+//! own cookies and any client-sent copy (in any spelling) of an identity or trust header;
+//! plus the identity headers rendered from the session and the `X-Forwarded-*` set.
+//! And on the way back: no upstream may set the gateway's own cookies.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -51,9 +52,8 @@ pub fn upstream_headers(
 ) -> HeaderMap {
     let mut h = incoming.clone();
     strip_hop_by_hop(&mut h);
-    for ih in &app.headers {
-        h.remove(&ih.name);
-    }
+    // Identity and trust headers, in every spelling a framework reads as the same name.
+    app.protected.strip(&mut h);
     match without_cookie(incoming, own_cookies) {
         Some(c) => match HeaderValue::from_str(&c) {
             Ok(v) => {
@@ -67,12 +67,11 @@ pub fn upstream_headers(
             h.remove(header::COOKIE);
         }
     }
-    let ip = ctx.client_ip.to_string();
-    let xff = match h.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prior) if !prior.trim().is_empty() => format!("{prior}, {ip}"),
-        _ => ip,
+    // The client, or the hops a trusted proxy vouched for: never what a client wrote itself.
+    let xff = match &ctx.forwarded_for {
+        Some(chain) => chain.clone(),
+        None => ctx.client_ip.to_string(),
     };
-    h.remove(&X_FORWARDED_FOR);
     // `try_from(String)` validates like `from_str` but keeps the buffer instead of copying it.
     if let Ok(v) = HeaderValue::try_from(xff) {
         h.insert(X_FORWARDED_FOR.clone(), v);
@@ -81,7 +80,6 @@ pub fn upstream_headers(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(ctx.scheme),
     );
-    h.remove(&X_FORWARDED_HOST);
     if let Some(host) = &ctx.host_header {
         h.insert(X_FORWARDED_HOST.clone(), host.clone());
     }
@@ -110,4 +108,61 @@ pub fn upstream_headers(
         }
     }
     h
+}
+
+/// Removes `Set-Cookie` headers that would set one of the gateway's own cookies (an upstream
+/// could otherwise plant a session or login-flow cookie of its choosing). True if any was.
+pub fn drop_own_set_cookies(h: &mut HeaderMap, own: &[&str]) -> bool {
+    let is_own = |v: &HeaderValue| {
+        let name = v
+            .as_bytes()
+            .split(|&b| b == b'=')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        own.iter().any(|o| o.as_bytes() == name)
+    };
+    if !h.get_all(header::SET_COOKIE).iter().any(is_own) {
+        return false;
+    }
+    let kept: Vec<HeaderValue> = h
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter(|v| !is_own(v))
+        .cloned()
+        .collect();
+    h.remove(header::SET_COOKIE);
+    for v in kept {
+        h.append(header::SET_COOKIE, v);
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_cookies_set_by_an_upstream_are_dropped() {
+        let mut h = HeaderMap::new();
+        for v in [
+            "a=1; Path=/",
+            "tessera_session=evil; Path=/; HttpOnly",
+            " tessera_flow =x",
+            "tessera_sessionx=ok",
+        ] {
+            h.append(header::SET_COOKIE, HeaderValue::from_str(v).unwrap());
+        }
+        assert!(drop_own_set_cookies(
+            &mut h,
+            &["tessera_session", "tessera_flow"]
+        ));
+        let left: Vec<&str> = h
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(left, ["a=1; Path=/", "tessera_sessionx=ok"]);
+        assert!(!drop_own_set_cookies(&mut h, &["tessera_session"]));
+    }
 }

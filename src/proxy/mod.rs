@@ -3,7 +3,6 @@
 //! upstream call.
 
 pub mod headers;
-pub mod path;
 pub mod policy;
 pub mod rules;
 pub mod upstream;
@@ -13,6 +12,8 @@ use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::claims::Attributes;
+use crate::edge::names::ProtectedNames;
+use crate::edge::path::{CanonicalPath, PathRules};
 use crate::extensions::request::{guest_request, RequestParts};
 use crate::extensions::{AuthenticateAction, Hook, HookCall};
 use crate::login;
@@ -23,7 +24,6 @@ use crate::session::Session;
 use crate::telemetry::access::Decision;
 use crate::telemetry::traces;
 use headers::InjectedHeader;
-use path::NormalizedPath;
 use policy::{Policy, PolicySet};
 use upstream::Upstream;
 
@@ -48,6 +48,14 @@ pub struct ProxyApp {
     pub load_attrs_se: Option<Hook>,
     /// `headers[].createHeaderSE`: extensions adding upstream headers.
     pub header_hooks: Vec<Hook>,
+    /// Which paths the app accepts and how it sees them (`pathParameters`,
+    /// `caseInsensitivePaths`, `allowTrailingDotOrSpace`).
+    pub paths: PathRules,
+    /// Protocols a client may upgrade to (lowercase; `websocket` by default).
+    pub upgrades: Vec<String>,
+    /// Header names no client copy of reaches the upstream, in any spelling: the identity
+    /// headers and the trust headers.
+    pub protected: ProtectedNames,
 }
 
 /// The subject of the signed-in user, for the access log: `<idp>.sub` of the first of
@@ -75,8 +83,15 @@ impl ProxyApp {
         rt: &Runtime,
         req: Request<Incoming>,
         ctx: &RequestCtx,
-        path: NormalizedPath,
+        path: CanonicalPath,
     ) -> Response<Body> {
+        let path = match self.paths.apply(path) {
+            Ok(p) => p,
+            Err(e) => {
+                ctx.access.decide(Decision::Invalid);
+                return respond::error(StatusCode::BAD_REQUEST, &format!("Bad request: {e}."), ctx);
+            }
+        };
         if let Some(lo) = &self.logout {
             if path.decoded == lo.location {
                 ctx.access.decide(Decision::Gateway);
@@ -104,7 +119,7 @@ impl ProxyApp {
             Err(resp) => return resp,
         };
         if let Some(h) = &self.load_attrs_se {
-            let call = self.hook_call(rt, &req, ctx, session.as_ref(), &loose);
+            let call = self.hook_call(rt, &req, ctx, &path, session.as_ref(), &loose);
             match h.load_attributes(call).await {
                 Ok(c) => absorb(rt, &mut session, &mut loose, c.attrs, c.wrote).await,
                 Err(_) => return extension_failed(ctx),
@@ -118,7 +133,7 @@ impl ProxyApp {
         }
         let allowed = match &policy.authorization {
             policy::Authorization::Extension(h) => {
-                let call = self.hook_call(rt, &req, ctx, session.as_ref(), &loose);
+                let call = self.hook_call(rt, &req, ctx, &path, session.as_ref(), &loose);
                 match h.is_authorized(call).await {
                     Ok(c) => {
                         absorb(rt, &mut session, &mut loose, c.attrs, c.wrote).await;
@@ -151,10 +166,11 @@ impl ProxyApp {
         let mut headers =
             headers::upstream_headers(self, req.headers(), ctx, attrs, &rt.own_cookie_names());
         for h in &self.header_hooks {
-            let call = self.hook_call(rt, &req, ctx, session.as_ref(), &loose);
+            let call = self.hook_call(rt, &req, ctx, &path, session.as_ref(), &loose);
             match h.create_headers(call).await {
                 Ok(c) => {
                     for (name, value) in c.value {
+                        crate::edge::names::strip_variants(&mut headers, &name);
                         headers.insert(name, value);
                     }
                 }
@@ -170,11 +186,15 @@ impl ProxyApp {
         traces::inject(&span, &mut headers);
         match self
             .upstream
-            .send(req, &path.raw, headers)
+            .send(req, &path.forward, headers, &self.upgrades)
             .instrument(span)
             .await
         {
-            Ok(resp) => {
+            Ok(mut resp) => {
+                if headers::drop_own_set_cookies(resp.headers_mut(), &rt.own_cookie_names()) {
+                    tracing::warn!(app = %self.name,
+                        "the upstream set a cookie named like the gateway's own; it was dropped");
+                }
                 ctx.access.decide(Decision::Allowed);
                 resp
             }
@@ -200,7 +220,7 @@ impl ProxyApp {
         req: &Request<Incoming>,
         ctx: &RequestCtx,
         policy: &Policy,
-        path: &NormalizedPath,
+        path: &CanonicalPath,
         loose: &mut Attributes,
     ) -> Result<Option<Session>, Response<Body>> {
         let mut session = match rt.sessions.load(req.headers()).await {
@@ -216,15 +236,15 @@ impl ProxyApp {
             }
         };
         let return_to = || match req.uri().query() {
-            Some(q) => format!("{}?{q}", path.raw),
-            None => path.raw.clone(),
+            Some(q) => format!("{}?{q}", path.forward),
+            None => path.forward.clone(),
         };
         let authenticated = match &policy.is_authenticated_se {
             None => session
                 .as_ref()
                 .is_some_and(|s| s.data.authenticated_by_any(&policy.idps)),
             Some(h) => {
-                let call = self.hook_call(rt, req, ctx, session.as_ref(), loose);
+                let call = self.hook_call(rt, req, ctx, path, session.as_ref(), loose);
                 match h.is_authenticated(call).await {
                     Ok(c) => {
                         absorb(rt, &mut session, loose, c.attrs, c.wrote).await;
@@ -242,7 +262,7 @@ impl ProxyApp {
                 ctx.access.decide(Decision::LoginRequired);
                 return Err(login::challenge(rt, self, policy, req, ctx, &return_to()).await);
             };
-            let call = self.hook_call(rt, req, ctx, session.as_ref(), loose);
+            let call = self.hook_call(rt, req, ctx, path, session.as_ref(), loose);
             let called = match h.authenticate(call).await {
                 Ok(c) => c,
                 Err(_) => {
@@ -324,12 +344,19 @@ impl ProxyApp {
         rt: &Runtime,
         req: &Request<Incoming>,
         ctx: &RequestCtx,
+        path: &CanonicalPath,
         session: Option<&Session>,
         loose: &Attributes,
     ) -> HookCall {
+        // The guest sees the canonical path, as the policy and the upstream do.
+        let pq = match req.uri().query() {
+            Some(q) => format!("{}?{q}", path.forward),
+            None => path.forward.clone(),
+        };
+        let uri = http::Uri::try_from(pq).unwrap_or_else(|_| http::Uri::from_static("/"));
         let parts = RequestParts {
             method: req.method(),
-            uri: req.uri(),
+            uri: &uri,
             headers: req.headers(),
         };
         HookCall {

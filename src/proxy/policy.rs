@@ -4,8 +4,8 @@
 
 use regex::Regex;
 
-use super::path::under_prefix;
 use super::rules::Rule;
+use crate::edge::path::under_prefix;
 
 #[derive(Debug, Clone)]
 pub enum Location {
@@ -41,6 +41,19 @@ impl Location {
         Err(format!(
             "location `{s}` must be a path starting with `/` or a regex starting with `~`"
         ))
+    }
+}
+
+impl Location {
+    /// The location of a `caseInsensitivePaths` app, which matches lowercase paths: prefixes
+    /// folded, regexes made case-insensitive.
+    pub fn folded(self) -> Self {
+        match self {
+            Location::Prefix(p) => Location::Prefix(crate::edge::path::fold_case(&p)),
+            Location::Regex(re) => Regex::new(&format!("(?i){}", re.as_str()))
+                .map(Location::Regex)
+                .unwrap_or(Location::Regex(re)),
+        }
     }
 }
 

@@ -112,15 +112,17 @@ impl Upstream {
             .build()
     }
 
-    /// Sends the (already rewritten) request to the upstream at `path`. WebSocket and other
-    /// HTTP/1.1 upgrades are joined end to end when the upstream answers 101.
+    /// Sends the (already rewritten) request to the upstream at `path`. An upgrade to one of
+    /// `upgrades` (WebSocket by default) is joined end to end when the upstream answers 101;
+    /// any other upgrade request is forwarded as a plain request.
     pub async fn send(
         &self,
         mut req: Request<Incoming>,
         path: &str,
         headers: HeaderMap,
+        upgrades: &[String],
     ) -> Result<Response<Body>, UpstreamError> {
-        let upgrade = requested_upgrade(&req);
+        let upgrade = requested_upgrade(&req, upgrades);
         let client_side = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
         let uri = self
             .target(path, req.uri().query())
@@ -157,6 +159,10 @@ impl Upstream {
                 let (parts, _) = resp.into_parts();
                 return Ok(Response::from_parts(parts, empty()));
             }
+            // Switching protocols unasked would hand the client a connection no policy sees.
+            return Err(UpstreamError::Unreachable(
+                "the upstream switched protocols although no upgrade was forwarded".into(),
+            ));
         }
         strip_hop_by_hop(resp.headers_mut());
         Ok(resp.map(|b| b.map_err(Into::into).boxed()))
@@ -174,9 +180,20 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// The protocol a client asks to upgrade to (HTTP/1.1 `Connection: upgrade` + `Upgrade`).
-fn requested_upgrade<B>(req: &Request<B>) -> Option<HeaderValue> {
-    if req.version() != Version::HTTP_11 {
+/// The protocol a client asks to upgrade to (HTTP/1.1 GET, `Connection: upgrade` +
+/// `Upgrade` naming one protocol of `allowed`). Anything else — `h2c`, several protocols, a
+/// POST — is no upgrade: the hop-by-hop headers are dropped and the request goes on as is.
+fn requested_upgrade<B>(req: &Request<B>, allowed: &[String]) -> Option<HeaderValue> {
+    if req.version() != Version::HTTP_11 || req.method() != http::Method::GET {
+        return None;
+    }
+    let mut values = req.headers().get_all(header::UPGRADE).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return None;
+    };
+    let proto = value.to_str().ok()?.trim();
+    let name = proto.split('/').next().unwrap_or_default();
+    if proto.contains(',') || !allowed.iter().any(|a| a.eq_ignore_ascii_case(name)) {
         return None;
     }
     let wants = req
@@ -193,7 +210,7 @@ fn requested_upgrade<B>(req: &Request<B>) -> Option<HeaderValue> {
 
 /// Parsed once: removing by `HeaderName` skips parsing and validating a `&str` name on every
 /// call (twice per proxied request).
-static HOP_BY_HOP: [HeaderName; 8] = [
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -202,6 +219,8 @@ static HOP_BY_HOP: [HeaderName; 8] = [
     header::TE,
     header::TRAILER,
     header::TRANSFER_ENCODING,
+    // The h2c upgrade's settings: meaningful only to the connection they arrived on.
+    HeaderName::from_static("http2-settings"),
 ];
 
 /// Removes hop-by-hop headers (RFC 9110 7.6.1), including those named by `Connection`,

@@ -15,7 +15,10 @@ pub struct RequestCtx {
     /// The client's address: the peer's, or the one a trusted proxy reported
     /// (`http.trustedProxies`). Use this, not `peer`, for logs, throttling and extensions.
     pub client_ip: std::net::IpAddr,
-    /// "http" or "https", as the client connected.
+    /// The trusted hop chain (client first, the peer last) when the peer is a trusted proxy,
+    /// for the upstream's `X-Forwarded-For`.
+    pub forwarded_for: Option<String>,
+    /// "http" or "https", as the client connected (to the gateway, or to a trusted proxy).
     pub scheme: &'static str,
     /// Host the client asked for (without port), lowercased.
     pub host: String,

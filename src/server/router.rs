@@ -1,14 +1,16 @@
 //! Host + path routing: which app serves a request. Host-specific patterns win over
 //! host-less ones; among those, the longest path prefix wins (on segment boundaries).
 
-use crate::proxy::path::under_prefix;
+use crate::edge::path::under_prefix;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RoutePattern {
     /// Lowercased host (optionally `host:port`); `None` = any host.
     pub host: Option<String>,
-    /// Path prefix, no trailing slash except for `/`.
+    /// Path prefix, no trailing slash except for `/` (lowercase when case-insensitive).
     pub prefix: String,
+    /// Of a `caseInsensitivePaths` app: compared with the lowercase path.
+    pub case_insensitive: bool,
 }
 
 impl RoutePattern {
@@ -49,7 +51,17 @@ impl RoutePattern {
         Ok(Self {
             host: host.map(|h| h.to_ascii_lowercase()),
             prefix,
+            case_insensitive: false,
         })
+    }
+
+    /// The pattern of a `caseInsensitivePaths` app.
+    pub fn case_insensitive(self) -> Self {
+        Self {
+            prefix: crate::edge::path::fold_case(&self.prefix),
+            case_insensitive: true,
+            ..self
+        }
     }
 
     fn matches(&self, host: &str, host_with_port: &str, path: &str) -> bool {
@@ -63,7 +75,12 @@ impl RoutePattern {
                 None => h == host,
             },
         };
-        host_ok && under_prefix(path, &self.prefix)
+        host_ok
+            && if self.case_insensitive && self.prefix != "/" {
+                under_prefix(&crate::edge::path::fold_case(path), &self.prefix)
+            } else {
+                under_prefix(path, &self.prefix)
+            }
     }
 }
 
@@ -137,5 +154,14 @@ mod tests {
             Some("app.example.com")
         );
         assert_eq!(RoutePattern::parse("/x/").unwrap().prefix, "/x");
+    }
+
+    #[test]
+    fn case_insensitive_patterns_match_any_case() {
+        let p = |s| RoutePattern::parse(s).unwrap();
+        let r = Router::new(vec![(p("/"), 0), (p("/Legacy").case_insensitive(), 1)]);
+        assert_eq!(r.route("h", "h", "/LEGACY/x"), Some(1));
+        assert_eq!(r.route("h", "h", "/legacy"), Some(1));
+        assert_eq!(r.route("h", "h", "/legacyx"), Some(0));
     }
 }

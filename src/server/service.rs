@@ -13,8 +13,10 @@ use tracing::Instrument;
 
 use super::body::{full, Body};
 use super::respond::{self, RequestCtx};
+use crate::edge::forwarded;
+use crate::edge::path::{self, PathRules};
+use crate::edge::SecureCookies;
 use crate::login;
-use crate::proxy::path;
 use crate::runtime::Runtime;
 use crate::session::cookie::MAX_COOKIE_HEADER;
 use crate::telemetry::access::{AccessNote, Decision};
@@ -64,6 +66,8 @@ fn host_of(req: &Request<Incoming>) -> (String, Option<HeaderValue>) {
                 Some(i) if !h[i..].contains(']') => &h[..i],
                 _ => h,
             }
+            // `app.example.com.` is the same name as `app.example.com` (DNS root).
+            .trim_end_matches('.')
             .to_ascii_lowercase()
         })
         .unwrap_or_default();
@@ -78,11 +82,13 @@ pub async fn handle(
 ) -> Response<Body> {
     let started = Instant::now();
     let (host, host_header) = host_of(&req);
+    let origin = forwarded::origin(peer.ip(), scheme, req.headers(), &rt.edge.trusted_proxies);
     let ctx = RequestCtx {
         request_id: request_id(&req),
         peer,
-        client_ip: peer.ip(),
-        scheme,
+        client_ip: origin.client_ip,
+        forwarded_for: origin.chain,
+        scheme: origin.scheme,
         host,
         host_header,
         access: AccessNote::default(),
@@ -102,6 +108,7 @@ pub async fn handle(
         if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
             resp.headers_mut().insert("x-request-id", v);
         }
+        secure_own_cookies(&rt, &ctx, &mut resp);
         let app = app_index.map_or("-", |i| rt.apps[i].name.as_str());
         let status = resp.status().as_u16();
         let decision = match ctx.access.decision() {
@@ -170,18 +177,22 @@ async fn dispatch(
         ctx.access.decide(Decision::Invalid);
         return (respond::error(StatusCode::BAD_REQUEST, msg, ctx), None);
     }
-    let normalized = match path::normalize(req.uri().path()) {
+    // The one place the path is decoded: everything after sees only the canonical path.
+    let canonical = match path::canonicalize(req.uri().path()) {
         Ok(p) => p,
-        Err(e) => {
-            ctx.access.decide(Decision::Invalid);
-            return (
-                respond::error(StatusCode::BAD_REQUEST, &format!("Bad request: {e}."), ctx),
-                None,
-            );
-        }
+        Err(e) => return (bad_path(e, ctx), None),
     };
     let target = tracing::debug_span!("route", app = tracing::field::Empty)
-        .in_scope(|| route(rt, ctx, &normalized.decoded));
+        .in_scope(|| route(rt, ctx, &canonical.decoded));
+    // An app applies its own path rules; everything else takes the strict ones.
+    let canonical = match target {
+        Target::App(_) => canonical,
+        _ => match PathRules::STRICT.apply(canonical) {
+            Ok(p) => p,
+            Err(e) => return (bad_path(e, ctx), None),
+        },
+    };
+    let normalized = canonical;
     if !matches!(target, Target::App(_) | Target::Nowhere) {
         ctx.access.decide(Decision::Gateway);
     }
@@ -217,6 +228,48 @@ async fn dispatch(
                 None,
             )
         }
+    }
+}
+
+fn bad_path(e: path::PathError, ctx: &RequestCtx) -> Response<Body> {
+    ctx.access.decide(Decision::Invalid);
+    respond::error(StatusCode::BAD_REQUEST, &format!("Bad request: {e}."), ctx)
+}
+
+/// `session.cookie.secure: auto` behind a trusted proxy that terminates TLS: the gateway's
+/// own cookies are marked `Secure` when the client's connection was HTTPS. (With the
+/// gateway's own TLS, or `always`, they are built `Secure` already; upstream cookies are the
+/// upstream's business, and it can never set the gateway's names.)
+fn secure_own_cookies(rt: &Runtime, ctx: &RequestCtx, resp: &mut Response<Body>) {
+    if ctx.scheme != "https"
+        || rt.sessions.settings.cookie.secure
+        || rt.edge.secure_cookies != SecureCookies::Auto
+        || !resp.headers().contains_key(header::SET_COOKIE)
+    {
+        return;
+    }
+    let own = rt.own_cookie_names();
+    let values: Vec<HeaderValue> = resp
+        .headers_mut()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .map(|v| {
+            let text = v.to_str().unwrap_or_default();
+            let name = text.split('=').next().unwrap_or_default().trim();
+            let already = text
+                .split(';')
+                .skip(1)
+                .any(|a| a.trim().eq_ignore_ascii_case("secure"));
+            if own.contains(&name) && !already {
+                HeaderValue::from_str(&format!("{text}; Secure")).unwrap_or_else(|_| v.clone())
+            } else {
+                v.clone()
+            }
+        })
+        .collect();
+    resp.headers_mut().remove(header::SET_COOKIE);
+    for v in values {
+        resp.headers_mut().append(header::SET_COOKIE, v);
     }
 }
 

@@ -138,3 +138,63 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use http::HeaderValue;
+    use proptest::prelude::*;
+
+    fn pair() -> impl Strategy<Value = String> {
+        (
+            prop::sample::select(vec![
+                "tessera_session",
+                "tessera_flow",
+                "a",
+                "b",
+                "tessera_sessionx",
+                " tessera_session",
+                "tessera_session ",
+            ]),
+            "[a-zA-Z0-9=\"]{0,6}",
+        )
+            .prop_map(|(k, v)| format!("{k}={v}"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+        /// Invariants: the gateway's cookies never survive `without_cookie`, in any position
+        /// or spacing; every other pair survives, in order; `cookie_values` finds exactly the
+        /// gateway cookie's pairs.
+        #[test]
+        fn own_cookies_never_reach_the_upstream(
+            lines in prop::collection::vec(prop::collection::vec(pair(), 0..6), 1..3),
+            sep in prop::sample::select(vec![";", "; ", " ;  "]),
+        ) {
+            let own = ["tessera_session", "tessera_flow"];
+            let mut h = HeaderMap::new();
+            for l in &lines {
+                h.append(COOKIE, HeaderValue::from_str(&l.join(sep)).unwrap());
+            }
+            let is_own = |p: &str| own.contains(&p.split_once('=').map(|(k, _)| k.trim()).unwrap_or(p));
+            let expected: Vec<String> = lines
+                .iter()
+                .flatten()
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty() && !is_own(p))
+                .collect();
+            let kept = without_cookie(&h, &own);
+            match kept {
+                None => prop_assert!(expected.is_empty()),
+                Some(k) => {
+                    let got: Vec<&str> = k.split("; ").collect();
+                    prop_assert_eq!(got, expected.iter().map(String::as_str).collect::<Vec<_>>());
+                }
+            }
+            let found = cookie_values(&h, "tessera_session").count();
+            let want = lines.iter().flatten().filter(|p| p.split_once('=').map(|(k, _)| k.trim()) == Some("tessera_session")).count();
+            prop_assert_eq!(found, want);
+        }
+    }
+}

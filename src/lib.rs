@@ -1,5 +1,5 @@
 //! Tessera: an identity orchestrator. See `README.md` for the tour and
-//! `../shared/design/architecture.md` for the layout.
+//! `docs/architecture.md` for how it is built.
 
 pub mod claims;
 pub mod cli;

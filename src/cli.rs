@@ -348,7 +348,8 @@ async fn run(rt: Runtime, start: Start) -> ExitCode {
         }
         None => reload::sighup(None),
     }
-    let served = crate::server::serve(live, listener, admin, crate::server::shutdown_signal()).await;
+    let served =
+        crate::server::serve(live, listener, admin, crate::server::shutdown_signal()).await;
     // Spans still buffered are sent before the process ends.
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     match served {

@@ -303,7 +303,10 @@ async fn shutdown_is_bounded() {
 fn with_http(yaml: &str, extra: &str) -> String {
     let plain = "http: { address: \"127.0.0.1:0\" }";
     assert!(yaml.contains(plain));
-    yaml.replace(plain, &format!("http: {{ address: \"127.0.0.1:0\", {extra} }}"))
+    yaml.replace(
+        plain,
+        &format!("http: {{ address: \"127.0.0.1:0\", {extra} }}"),
+    )
 }
 
 /// Reads one HTTP/1.1 response (head and a `Content-Length` body) from a raw connection.
@@ -326,7 +329,11 @@ async fn read_response(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
             .await
             .expect("no complete response within 10 s")
             .unwrap();
-        assert!(n > 0, "closed mid-response: {}", String::from_utf8_lossy(&buf));
+        assert!(
+            n > 0,
+            "closed mid-response: {}",
+            String::from_utf8_lossy(&buf)
+        );
         buf.extend_from_slice(&chunk[..n]);
     }
 }
@@ -403,7 +410,10 @@ async fn a_dripping_sign_in_form_gets_408_at_the_body_timeout() {
         "{took:?}"
     );
     // still serving
-    assert_eq!(client().get(gw.url("/")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client().get(gw.url("/")).send().await.unwrap().status(),
+        200
+    );
 }
 
 #[tokio::test]
@@ -424,7 +434,10 @@ async fn a_dripping_token_request_gets_408_json_at_the_body_timeout() {
     let gw = Gateway::start(&with_http(&yaml, "limits: { bodyReadTimeoutSeconds: 1 }"));
     let (answer, took) = drip_post(gw.addr, "/oauth2/token").await;
     let (head, body) = answer.split_once("\r\n\r\n").unwrap();
-    assert!(head.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{head}");
+    assert!(
+        head.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{head}"
+    );
     assert!(
         head.to_ascii_lowercase()
             .contains("\r\ncontent-type: application/json"),
@@ -461,7 +474,8 @@ async fn silent_slow_and_idle_clients_are_closed_at_the_header_timeout() {
         &config(up, "", OPEN),
         "limits: { headerReadTimeoutSeconds: 1 }",
     ));
-    let in_bounds = |took: Duration| took >= Duration::from_millis(900) && took < Duration::from_secs(3);
+    let in_bounds =
+        |took: Duration| took >= Duration::from_millis(900) && took < Duration::from_secs(3);
     // connects and never sends a byte (hyper alone waits forever for the first bytes)
     let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     let (got, took) = read_until_closed(&mut s, Duration::from_secs(8)).await;
@@ -499,16 +513,25 @@ async fn silent_slow_and_idle_clients_are_closed_at_the_header_timeout() {
         frame_types.push(rest[3]);
         rest = &rest[(9 + len).min(rest.len())..];
     }
-    assert!(frame_types.contains(&0x7), "a GOAWAY frame: {frame_types:?}");
+    assert!(
+        frame_types.contains(&0x7),
+        "a GOAWAY frame: {frame_types:?}"
+    );
     // still serving
-    assert_eq!(client().get(gw.url("/")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client().get(gw.url("/")).send().await.unwrap().status(),
+        200
+    );
 }
 
 #[tokio::test]
 async fn connections_over_the_cap_get_503_and_a_freed_slot_is_served() {
     use tokio::io::AsyncWriteExt;
     let up = upstream().await;
-    let gw = Gateway::start(&with_http(&config(up, "", OPEN), "limits: { maxConnections: 2 }"));
+    let gw = Gateway::start(&with_http(
+        &config(up, "", OPEN),
+        "limits: { maxConnections: 2 }",
+    ));
     let mut held = Vec::new();
     for i in 0..2 {
         let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
@@ -591,17 +614,26 @@ async fn the_admin_listener_serves_metrics_and_the_main_one_does_not() {
     let admin = gw.admin_addr();
     std::fs::write(
         &gw.config,
-        std::fs::read_to_string(&gw.config)
-            .unwrap()
-            .replace("adminAddress: \"127.0.0.1:0\"", "adminAddress: \"127.0.0.1:1\""),
+        std::fs::read_to_string(&gw.config).unwrap().replace(
+            "adminAddress: \"127.0.0.1:0\"",
+            "adminAddress: \"127.0.0.1:1\"",
+        ),
     )
     .unwrap();
     gw.signal("HUP");
     gw.wait_log("http.adminAddress changed to 127.0.0.1:1: the admin listener stays on");
     gw.wait_log("config reloaded");
-    let r = c.get(format!("http://{admin}/metrics")).send().await.unwrap();
+    let r = c
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    assert!(r.text().await.unwrap().contains("tessera_http_requests_total"));
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("tessera_http_requests_total"));
     assert_eq!(
         Echo::from(c.get(gw.url("/metrics")).send().await.unwrap())
             .await
@@ -628,7 +660,11 @@ async fn public_status_names_nothing_and_the_admin_status_names_what_is_down() {
         let r = client().get(gw.url("/status")).send().await.unwrap();
         assert_eq!(r.status(), 503);
         assert_eq!(r.headers()["content-type"], "application/json");
-        assert_eq!(r.text().await.unwrap(), r#"{"status":"down"}"#, "admin: {admin}");
+        assert_eq!(
+            r.text().await.unwrap(),
+            r#"{"status":"down"}"#,
+            "admin: {admin}"
+        );
         gw.wait_log("readiness: down");
         if admin {
             let r = client().get(gw.admin_url("/status")).send().await.unwrap();

@@ -386,7 +386,9 @@ async fn read_form(
         Err(e) => {
             let message = match e {
                 ReadError::TooLarge => "The sign-in form is too large.",
-                ReadError::TimedOut => "The sign-in form took too long to arrive. Please try again.",
+                ReadError::TimedOut => {
+                    "The sign-in form took too long to arrive. Please try again."
+                }
                 ReadError::Incomplete => "The sign-in form was cut off. Please try again.",
             };
             return Err(respond::error(e.status(), message, ctx));

@@ -6,10 +6,10 @@
 //! When the user must sign in, the request is parked in the store and the gateway's login
 //! flow brings the browser back to `resume`, which finishes it.
 
+use crate::server::body::read_limited;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use crate::server::body::read_limited;
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -79,7 +79,7 @@ async fn read_params(req: Request<Incoming>) -> Result<Params, (StatusCode, Stri
         });
     if !is_form {
         return Err(bad(
-            "a POST to the authorization endpoint must be a form".into(),
+            "a POST to the authorization endpoint must be a form".into()
         ));
     }
     let (_, bytes) = read_limited(req, 64 * 1024)

@@ -2,8 +2,8 @@
 //! `post_logout_redirect_uri` matched exactly against the client's `logoutRedirectURLs`,
 //! `state` passed back, the gateway session ended.
 
-use http::{Method, Request, Response, StatusCode};
 use crate::server::body::read_limited;
+use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use super::params::{self, Params};
@@ -41,11 +41,7 @@ pub async fn end_session(
     let (headers, params) = match read(req).await {
         Ok(x) => x,
         Err((status, e)) => {
-            return respond::error(
-                status,
-                &format!("Invalid logout request: {e}."),
-                ctx,
-            )
+            return respond::error(status, &format!("Invalid logout request: {e}."), ctx)
         }
     };
     // The hint may be expired (that is the normal case at logout) but must be ours.

@@ -12,8 +12,8 @@ use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
 
 use super::errors::OAuthError;
-use crate::server::body::read_limited;
 use super::{Client, ClientAuth, Provider};
+use crate::server::body::read_limited;
 
 const MAX_BODY: usize = 64 * 1024;
 const MAX_PARAM: usize = 8 * 1024;

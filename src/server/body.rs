@@ -171,7 +171,9 @@ mod tests {
         assert_eq!(err.status(), http::StatusCode::PAYLOAD_TOO_LARGE);
         // sent (no length announced)
         let body = dripping(vec![b"0123456789"; 7], Duration::from_millis(1));
-        let err = read_limited(request(body, None, None), 64).await.unwrap_err();
+        let err = read_limited(request(body, None, None), 64)
+            .await
+            .unwrap_err();
         assert_eq!(err, ReadError::TooLarge);
         // exactly the cap is fine
         let body = dripping(vec![b"0123456789"; 6], Duration::from_millis(1));

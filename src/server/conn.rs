@@ -289,6 +289,10 @@ mod tests {
         let ended = Instant::now();
         a.idle_for(t).await;
         assert!(ended.elapsed() >= t - Duration::from_millis(5));
-        assert!(ended.elapsed() < Duration::from_millis(600), "{:?}", ended.elapsed());
+        assert!(
+            ended.elapsed() < Duration::from_millis(600),
+            "{:?}",
+            ended.elapsed()
+        );
     }
 }

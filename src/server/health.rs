@@ -134,7 +134,10 @@ mod tests {
             text(Readiness::default().public()).await,
             (200, r#"{"status":"up"}"#.into())
         );
-        assert_eq!(text(down().public()).await, (503, r#"{"status":"down"}"#.into()));
+        assert_eq!(
+            text(down().public()).await,
+            (503, r#"{"status":"down"}"#.into())
+        );
         // an IdP down does not make the gateway unready, and is not named
         let mut idp = Readiness::default();
         idp.idps_down.push("okta".into());

@@ -248,7 +248,8 @@ impl Reloader {
             ));
         }
         if new.listen.admin != self.bound_admin {
-            let show = |a: Option<SocketAddr>| a.map_or_else(|| "none".to_string(), |a| a.to_string());
+            let show =
+                |a: Option<SocketAddr>| a.map_or_else(|| "none".to_string(), |a| a.to_string());
             out.push(format!(
                 "http.adminAddress changed to {}: the admin listener stays {} until Tessera is restarted",
                 show(new.listen.admin),

@@ -28,11 +28,7 @@ fn bounded(
     }
     ctx.diags.error_hint(
         &ConfigPath::root().key("http").key("limits").key(key),
-        format!(
-            "{key} {v} is outside {} ..= {}",
-            range.start(),
-            range.end()
-        ),
+        format!("{key} {v} is outside {} ..= {}", range.start(), range.end()),
         hint,
     );
     None

@@ -311,6 +311,14 @@ async fn run(rt: Runtime, start: Start) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let admin = match crate::server::bind_admin(&rt).await {
+        Ok(l) => l,
+        Err(e) => {
+            let addr = rt.listen.admin.map(|a| a.to_string()).unwrap_or_default();
+            eprintln!("error: cannot listen on {addr} (http.adminAddress): {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     if demo_upstream.is_some() {
         if let Ok(addr) = listener.local_addr() {
             let url = crate::server::display_address(addr, rt.listen.tls.is_some());
@@ -340,7 +348,8 @@ async fn run(rt: Runtime, start: Start) -> ExitCode {
         }
         None => reload::sighup(None),
     }
-    let served = crate::server::serve(live, listener, crate::server::shutdown_signal()).await;
+    let served =
+        crate::server::serve(live, listener, admin, crate::server::shutdown_signal()).await;
     // Spans still buffered are sent before the process ends.
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
     match served {

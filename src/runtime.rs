@@ -21,6 +21,12 @@ pub struct Listen {
     pub address: SocketAddr,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub shutdown_timeout: Duration,
+    /// `http.limits`, read at each new connection (header timeout, connection cap) and by
+    /// each request whose body the gateway reads.
+    pub limits: crate::server::conn::Limits,
+    /// `http.adminAddress`: the operators' listener (metrics, detailed status), when set.
+    /// Bound at start; a reload that changes it warns that it needs a restart.
+    pub admin: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]

@@ -332,7 +332,11 @@ async fn login_with_ldap_binds_as_the_user() {
 async fn directory_down_fails_closed() {
     let mut slapd = Slapd::start();
     let up = upstream().await;
-    let gw = Gateway::start_with(&config(up, &slapd), &[SECRET_ENV]);
+    let yaml = config(up, &slapd).replace(
+        "http: { address: \"127.0.0.1:0\" }",
+        "http: { address: \"127.0.0.1:0\", adminAddress: \"127.0.0.1:0\" }",
+    );
+    let gw = Gateway::start_with(&yaml, &[SECRET_ENV]);
     let r = client().get(gw.url("/status")).send().await.unwrap();
     assert_eq!(r.status(), 200);
 
@@ -362,8 +366,11 @@ async fn directory_down_fails_closed() {
         .unwrap()
         .contains("The directory is not reachable"));
     gw.wait_log("login failed: directory unavailable");
-    // readiness reports it
+    // readiness reports it: down in public, with the directory's name on the admin listener
     let r = client().get(gw.url("/status")).send().await.unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.text().await.unwrap(), r#"{"status":"down"}"#);
+    let r = client().get(gw.admin_url("/status")).send().await.unwrap();
     assert_eq!(r.status(), 503);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["status"], "down");
@@ -406,7 +413,7 @@ async fn ldaps_and_starttls_with_a_configured_ca() {
     };
     let yaml = format!(
         r#"version: 1
-http: {{ address: "127.0.0.1:0" }}
+http: {{ address: "127.0.0.1:0", adminAddress: "127.0.0.1:0" }}
 logger: {{ level: info, format: json }}
 tls:
   ldapCA: {{ caFile: "{ca}" }}
@@ -440,7 +447,7 @@ connectors:
         );
     }
     let v: Value = client()
-        .get(gw.url("/status"))
+        .get(gw.admin_url("/status"))
         .send()
         .await
         .unwrap()

@@ -284,7 +284,12 @@ async fn bad_login_requests_get_400() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 400, "oversized form");
+    assert_eq!(r.status(), 413, "oversized form");
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("The sign-in form is too large."));
     let r = c
         .post(gw.url("/.tessera/login"))
         .header("cookie", &s.flow_cookie)

@@ -298,3 +298,382 @@ async fn shutdown_is_bounded() {
         "the stuck request was cut off"
     );
 }
+
+/// `config(...)` with more `http` settings.
+fn with_http(yaml: &str, extra: &str) -> String {
+    let plain = "http: { address: \"127.0.0.1:0\" }";
+    assert!(yaml.contains(plain));
+    yaml.replace(
+        plain,
+        &format!("http: {{ address: \"127.0.0.1:0\", {extra} }}"),
+    )
+}
+
+/// Reads one HTTP/1.1 response (head and a `Content-Length` body) from a raw connection.
+async fn read_response(s: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if buf.len() >= end + 4 + len {
+                return String::from_utf8_lossy(&buf[..end + 4 + len]).into_owned();
+            }
+        }
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .expect("no complete response within 10 s")
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed mid-response: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// Reads until the gateway closes the connection; returns what arrived and when it closed.
+async fn read_until_closed(s: &mut tokio::net::TcpStream, limit: Duration) -> (Vec<u8>, Duration) {
+    use tokio::io::AsyncReadExt;
+    let started = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = match tokio::time::timeout(limit, s.read(&mut chunk)).await {
+            Err(_) => panic!(
+                "still open after {limit:?}; received {:?}",
+                String::from_utf8_lossy(&buf)
+            ),
+            Ok(Err(_)) => 0, // a reset is a close too
+            Ok(Ok(n)) => n,
+        };
+        if n == 0 {
+            return (buf, started.elapsed());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// POSTs a form announcing 200 bytes and sends one byte every 100 ms; returns the answer
+/// and how long after the head it came.
+async fn drip_post(addr: std::net::SocketAddr, path: &str) -> (String, Duration) {
+    use tokio::io::AsyncWriteExt;
+    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    wr.write_all(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 200\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let dripper = tokio::spawn(async move {
+        for _ in 0..200 {
+            if wr.write_all(b"a").await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let answer = read_response(&mut rd).await;
+    let took = started.elapsed();
+    dripper.abort();
+    (answer, took)
+}
+
+#[tokio::test]
+async fn a_dripping_sign_in_form_gets_408_at_the_body_timeout() {
+    let up = upstream().await;
+    let gw = Gateway::start(&with_http(
+        &config(up, "", OPEN),
+        "limits: { bodyReadTimeoutSeconds: 1 }",
+    ));
+    let (answer, took) = drip_post(gw.addr, "/.tessera/login").await;
+    assert!(
+        answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{answer}"
+    );
+    assert!(
+        answer.contains("The sign-in form took too long to arrive. Please try again."),
+        "{answer}"
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    // still serving
+    assert_eq!(
+        client().get(gw.url("/")).send().await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn a_dripping_token_request_gets_408_json_at_the_body_timeout() {
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("es256.pem");
+    std::fs::write(
+        &key,
+        tessera::provider::keys::generate_pem(tessera::provider::keys::SigningAlg::Es256).unwrap(),
+    )
+    .unwrap();
+    let up = upstream().await;
+    let yaml = format!(
+        "{}  - name: webapp\n    type: oidc\n    clientID: webapp\n    clientSecret: s3cret-s3cret-s3cret\n    redirectURLs: [\"https://rp.example.com/cb\"]\n    grantTypes: [client_credentials]\n    authentication: {{ idps: [local] }}\noidcProvider:\n  issuer: http://localhost:1234\n  signingKeys: [{{ file: {}, alg: ES256 }}]\n",
+        config(up, "", OPEN),
+        key.display()
+    );
+    let gw = Gateway::start(&with_http(&yaml, "limits: { bodyReadTimeoutSeconds: 1 }"));
+    let (answer, took) = drip_post(gw.addr, "/oauth2/token").await;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(
+        head.starts_with("HTTP/1.1 408 Request Timeout\r\n"),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("\r\ncontent-type: application/json"),
+        "{head}"
+    );
+    let v: serde_json::Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "error": "invalid_request",
+            "error_description": "the request body did not arrive in time",
+        })
+    );
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+    // an ordinary token request still works
+    let r = client()
+        .post(gw.url("/oauth2/token"))
+        .basic_auth("webapp", Some("s3cret-s3cret-s3cret"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn silent_slow_and_idle_clients_are_closed_at_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let up = upstream().await;
+    let gw = Gateway::start(&with_http(
+        &config(up, "", OPEN),
+        "limits: { headerReadTimeoutSeconds: 1 }",
+    ));
+    let in_bounds =
+        |took: Duration| took >= Duration::from_millis(900) && took < Duration::from_secs(3);
+    // connects and never sends a byte (hyper alone waits forever for the first bytes)
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (got, took) = read_until_closed(&mut s, Duration::from_secs(8)).await;
+    assert_eq!(got, b"", "silent");
+    assert!(in_bounds(took), "silent: {took:?}");
+    // starts a request head and never finishes it
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /x HTTP/1.1\r\nHost: localhost\r\nX-Slow: 1\r\n")
+        .await
+        .unwrap();
+    let (got, took) = read_until_closed(&mut s, Duration::from_secs(8)).await;
+    assert_eq!(got, b"", "partial head");
+    assert!(in_bounds(took), "partial head: {took:?}");
+    // one request, then an idle keep-alive connection
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"GET /kept HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_response(&mut s).await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    let (got, took) = read_until_closed(&mut s, Duration::from_secs(8)).await;
+    assert_eq!(got, b"", "idle keep-alive");
+    assert!(in_bounds(took), "idle keep-alive: {took:?}");
+    // an HTTP/2 (prior knowledge) connection with no stream: GOAWAY, then closed
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        .await
+        .unwrap();
+    let (got, took) = read_until_closed(&mut s, Duration::from_secs(8)).await;
+    assert!(in_bounds(took), "idle h2: {took:?}");
+    let mut frame_types = Vec::new();
+    let mut rest = &got[..];
+    while rest.len() >= 9 {
+        let len = (usize::from(rest[0]) << 16) | (usize::from(rest[1]) << 8) | usize::from(rest[2]);
+        frame_types.push(rest[3]);
+        rest = &rest[(9 + len).min(rest.len())..];
+    }
+    assert!(
+        frame_types.contains(&0x7),
+        "a GOAWAY frame: {frame_types:?}"
+    );
+    // still serving
+    assert_eq!(
+        client().get(gw.url("/")).send().await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_get_503_and_a_freed_slot_is_served() {
+    use tokio::io::AsyncWriteExt;
+    let up = upstream().await;
+    let gw = Gateway::start(&with_http(
+        &config(up, "", OPEN),
+        "limits: { maxConnections: 2 }",
+    ));
+    let mut held = Vec::new();
+    for i in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+        s.write_all(format!("GET /held{i} HTTP/1.1\r\nHost: localhost\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let answer = read_response(&mut s).await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+        held.push(s);
+    }
+    let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let _ = s
+        .write_all(b"GET /third HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
+    let (got, _) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nretry-after: 1\r\nconnection: close\r\ncache-control: no-store\r\ncontent-length: 52\r\n\r\nThe gateway is at its connection limit; retry soon.\n"
+    );
+    gw.wait_log("connection limit reached");
+    // one held connection closes: its slot serves the next client
+    drop(held.pop());
+    let started = std::time::Instant::now();
+    let echo = loop {
+        let r = client().get(gw.url("/again")).send().await;
+        match r {
+            Ok(r) if r.status() == 200 => break Echo::from(r).await,
+            other => {
+                assert!(
+                    started.elapsed() < Duration::from_secs(3),
+                    "no slot freed: {other:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    assert_eq!(echo.path(), "/again");
+}
+
+#[tokio::test]
+async fn the_admin_listener_serves_metrics_and_the_main_one_does_not() {
+    let up = upstream().await;
+    let gw = Gateway::start(&with_http(
+        &config(up, "", OPEN),
+        "adminAddress: \"127.0.0.1:0\"",
+    ));
+    let c = client();
+    assert_eq!(c.get(gw.url("/hello")).send().await.unwrap().status(), 200);
+    // main listener: /metrics is an ordinary path, here routed to the app
+    let r = c.get(gw.url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let echo = Echo::from(r).await;
+    assert_eq!(echo.path(), "/metrics", "the upstream received it");
+    // admin listener: the Prometheus text
+    let r = c.get(gw.admin_url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let m = r.text().await.unwrap();
+    assert!(m.contains("# TYPE tessera_http_requests counter"), "{m}");
+    assert!(
+        m.contains("tessera_http_requests_total{app=\"app\",status=\"200\"} 2"),
+        "{m}"
+    );
+    // status on both; nothing else on the admin listener
+    for url in [gw.url("/status"), gw.admin_url("/status")] {
+        let r = c.get(&url).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{url}");
+        assert_eq!(r.text().await.unwrap(), r#"{"status":"up"}"#, "{url}");
+    }
+    let r = c.get(gw.admin_url("/hello")).send().await.unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(r.text().await.unwrap(), r#"{"error":"not found"}"#);
+    let r = c.post(gw.admin_url("/metrics")).send().await.unwrap();
+    assert_eq!(r.status(), 405);
+
+    // a reload cannot move the admin listener: it warns, and the metrics stay where they are
+    let admin = gw.admin_addr();
+    std::fs::write(
+        &gw.config,
+        std::fs::read_to_string(&gw.config).unwrap().replace(
+            "adminAddress: \"127.0.0.1:0\"",
+            "adminAddress: \"127.0.0.1:1\"",
+        ),
+    )
+    .unwrap();
+    gw.signal("HUP");
+    gw.wait_log("http.adminAddress changed to 127.0.0.1:1: the admin listener stays on");
+    gw.wait_log("config reloaded");
+    let r = c
+        .get(format!("http://{admin}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r
+        .text()
+        .await
+        .unwrap()
+        .contains("tessera_http_requests_total"));
+    assert_eq!(
+        Echo::from(c.get(gw.url("/metrics")).send().await.unwrap())
+            .await
+            .path(),
+        "/metrics"
+    );
+}
+
+#[tokio::test]
+async fn public_status_names_nothing_and_the_admin_status_names_what_is_down() {
+    let up = upstream().await;
+    // a store that refuses connections (nothing listens on port 1)
+    let yaml = format!(
+        "{}session: {{ store: shared }}\ncaches:\n  - name: shared\n    type: redis\n    redis: {{ addresses: [\"127.0.0.1:1\"], timeoutMillis: 300 }}\n",
+        config(up, "", OPEN)
+    );
+    for admin in [false, true] {
+        let yaml = if admin {
+            with_http(&yaml, "adminAddress: \"127.0.0.1:0\"")
+        } else {
+            yaml.clone()
+        };
+        let gw = Gateway::start(&yaml);
+        let r = client().get(gw.url("/status")).send().await.unwrap();
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["content-type"], "application/json");
+        assert_eq!(
+            r.text().await.unwrap(),
+            r#"{"status":"down"}"#,
+            "admin: {admin}"
+        );
+        gw.wait_log("readiness: down");
+        if admin {
+            let r = client().get(gw.admin_url("/status")).send().await.unwrap();
+            assert_eq!(r.status(), 503);
+            let v: serde_json::Value = r.json().await.unwrap();
+            assert_eq!(v["status"], "down");
+            let err = v["stores"]["shared"].as_str().unwrap();
+            assert!(err.contains("redis"), "{v}");
+            assert_eq!(v["directories"], serde_json::json!({}));
+        }
+    }
+}

@@ -382,7 +382,7 @@ async fn unreachable_idp_refuses_start_or_degrades() {
     let yaml = |mode: &str| {
         format!(
             r#"version: 1
-http: {{ address: "127.0.0.1:0" }}
+http: {{ address: "127.0.0.1:0", adminAddress: "127.0.0.1:0" }}
 logger: {{ level: info, format: json }}
 connectors:
   - name: corp
@@ -417,7 +417,11 @@ apps:
     );
     // degrade: starts, reports the IdP, and a login through it answers 502
     let gw = Gateway::start(&yaml("degrade"));
+    // public status: up, naming nothing; the admin listener names the IdP
     let r = client().get(gw.url("/status")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), r#"{"status":"up"}"#);
+    let r = client().get(gw.admin_url("/status")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(
         r.json::<Value>().await.unwrap()["unavailableIdps"],

@@ -39,6 +39,7 @@ mod extensions;
 /// A hook position (`{ funcName, file | extension }`).
 pub(super) use extensions::hook;
 mod ldap;
+mod listen;
 /// An app's `attrProviders` (proxy and OIDC apps).
 pub(super) use ldap::compile_attr_providers;
 
@@ -199,7 +200,11 @@ pub fn compile(
         &mut ctx,
     );
     let mut warnings = Vec::new();
-    let listen = compile_listen(http.as_ref(), &mut ctx, &mut warnings);
+    let metrics_served = telemetry
+        .as_ref()
+        .and_then(|t| t.metrics.as_ref())
+        .is_some_and(|m| m.location.is_some());
+    let listen = compile_listen(http.as_ref(), metrics_served, &mut ctx, &mut warnings);
     let logging = compile_logging(logger.as_ref(), &mut ctx);
     let health_location = location_setting(
         health.as_ref().and_then(|h| h.location.as_deref()),
@@ -375,8 +380,9 @@ fn parse_address(s: &str) -> Result<SocketAddr, String> {
 
 fn compile_listen(
     http: Option<&HttpConfig>,
+    metrics_served: bool,
     ctx: &mut Ctx<'_>,
-    _warnings: &mut Vec<String>,
+    warnings: &mut Vec<String>,
 ) -> Option<Listen> {
     let path = ConfigPath::root().key("http");
     let tls_cfg = match http.and_then(|h| h.tls.as_deref()) {
@@ -441,12 +447,16 @@ fn compile_listen(
             return None;
         }
     };
+    let limits = listen::compile_limits(http, ctx);
+    let admin = listen::compile_admin(http, address, metrics_served, ctx, warnings);
     Some(Listen {
         address,
         tls: tls_cfg,
         shutdown_timeout: Duration::from_secs(
             http.and_then(|h| h.shutdownTimeoutSeconds).unwrap_or(10),
         ),
+        limits: limits?,
+        admin: admin?,
     })
 }
 

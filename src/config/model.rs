@@ -94,11 +94,36 @@ pub struct HttpConfig {
     pub tls: Option<String>,
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT (default 10).
     pub shutdownTimeoutSeconds: Option<u64>,
+    /// Limits on what one client may hold: header and body read timeouts, concurrent
+    /// connections.
+    pub limits: Option<HttpLimitsConfig>,
+    /// `host:port` of a separate plain-HTTP listener for operators: it serves the metrics
+    /// and the detailed health status (stores, directories, IdPs), and the main listener no
+    /// longer serves the metrics. Bind it to loopback or an internal interface, e.g.
+    /// `127.0.0.1:9090`. Changing it takes effect at the next restart.
+    pub adminAddress: Option<String>,
     /// Proxies (CIDR ranges or addresses) whose `X-Forwarded-For` and `X-Forwarded-Proto`
     /// are believed: the client address and scheme for logs, throttling, upstream headers
     /// and cookies. Empty (default): the TCP peer is the client, whatever it sends.
     #[serde(default)]
     pub trustedProxies: Vec<String>,
+}
+
+/// `http.limits`: bounds on slow or numerous clients.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpLimitsConfig {
+    /// Seconds a client has to send a request's headers (HTTP/1.1), and how long a
+    /// connection may stay idle between requests (default 10, 1 ..= 300).
+    pub headerReadTimeoutSeconds: Option<u64>,
+    /// Seconds a client has to send the whole body of a request the gateway reads itself
+    /// (sign-in form, the provider's token, introspection, revocation, authorization and
+    /// end-session endpoints); over it the answer is 408 (default 10, 1 ..= 300). Bodies
+    /// streamed to an upstream app are not subject to it.
+    pub bodyReadTimeoutSeconds: Option<u64>,
+    /// Concurrent client connections (default 10000); at the cap a new connection gets an
+    /// immediate 503 with `Retry-After` and is closed.
+    pub maxConnections: Option<u64>,
 }
 
 /// Certificates and trust for one TLS use.

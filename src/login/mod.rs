@@ -20,7 +20,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderMap};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -381,15 +380,18 @@ async fn read_form(
             ctx,
         ));
     }
-    let (parts, body) = req.into_parts();
-    let bytes = match Limited::new(body, MAX_FORM_BYTES).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => {
-            return Err(respond::error(
-                StatusCode::BAD_REQUEST,
-                "The sign-in form is too large or was cut off.",
-                ctx,
-            ))
+    use crate::server::body::{read_limited, ReadError};
+    let (parts, bytes) = match read_limited(req, MAX_FORM_BYTES).await {
+        Ok(x) => x,
+        Err(e) => {
+            let message = match e {
+                ReadError::TooLarge => "The sign-in form is too large.",
+                ReadError::TimedOut => {
+                    "The sign-in form took too long to arrive. Please try again."
+                }
+                ReadError::Incomplete => "The sign-in form was cut off. Please try again.",
+            };
+            return Err(respond::error(e.status(), message, ctx));
         }
     };
     match fields(&bytes) {

@@ -6,10 +6,10 @@
 //! When the user must sign in, the request is parked in the store and the gateway's login
 //! flow brings the browser back to `resume`, which finishes it.
 
+use crate::server::body::read_limited;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -57,13 +57,16 @@ fn parked_key(id: &str) -> String {
     format!("oidc:authreq:{id}")
 }
 
-async fn read_params(req: Request<Incoming>) -> Result<Params, String> {
+/// The parameters, or the status and text of the refusal (400; 408/413 for a body that
+/// came too slowly or too large).
+async fn read_params(req: Request<Incoming>) -> Result<Params, (StatusCode, String)> {
+    let bad = |e: String| (StatusCode::BAD_REQUEST, e);
     let query = req.uri().query().unwrap_or("").to_string();
     if req.method() == Method::GET || req.method() == Method::HEAD {
-        return params::parse(query.as_bytes()).map_err(|e| e.description);
+        return params::parse(query.as_bytes()).map_err(|e| bad(e.description));
     }
     if req.method() != Method::POST {
-        return Err("the authorization endpoint takes GET or POST".into());
+        return Err(bad("the authorization endpoint takes GET or POST".into()));
     }
     let is_form = req
         .headers()
@@ -75,14 +78,14 @@ async fn read_params(req: Request<Incoming>) -> Result<Params, String> {
                 .eq_ignore_ascii_case("application/x-www-form-urlencoded")
         });
     if !is_form {
-        return Err("a POST to the authorization endpoint must be a form".into());
+        return Err(bad(
+            "a POST to the authorization endpoint must be a form".into()
+        ));
     }
-    let bytes = Limited::new(req.into_body(), 64 * 1024)
-        .collect()
+    let (_, bytes) = read_limited(req, 64 * 1024)
         .await
-        .map_err(|_| "the request is too large".to_string())?
-        .to_bytes();
-    params::parse(&bytes).map_err(|e| e.description)
+        .map_err(|e| (e.status(), e.message().to_string()))?;
+    params::parse(&bytes).map_err(|e| bad(e.description))
 }
 
 fn bad_request_page(ctx: &RequestCtx, message: &str) -> Response<Body> {
@@ -98,7 +101,9 @@ pub async fn authorize(
     let headers = req.headers().clone();
     let params = match read_params(req).await {
         Ok(p) => p,
-        Err(e) => return bad_request_page(ctx, &format!("Invalid authorization request: {e}.")),
+        Err((status, e)) => {
+            return respond::error(status, &format!("Invalid authorization request: {e}."), ctx)
+        }
     };
     process(p, rt, params, &headers, ctx, None).await
 }

@@ -2,8 +2,8 @@
 //! `post_logout_redirect_uri` matched exactly against the client's `logoutRedirectURLs`,
 //! `state` passed back, the gateway session ended.
 
+use crate::server::body::read_limited;
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use super::params::{self, Params};
@@ -13,21 +13,22 @@ use crate::runtime::Runtime;
 use crate::server::body::Body;
 use crate::server::respond::{self, RequestCtx};
 
-async fn read(req: Request<Incoming>) -> Result<(http::HeaderMap, Params), String> {
-    let (parts, body) = req.into_parts();
-    let raw = if parts.method == Method::POST {
-        Limited::new(body, 64 * 1024)
-            .collect()
+/// The parameters, or the status and text of the refusal (400; 408/413 for a body that
+/// came too slowly or too large).
+async fn read(req: Request<Incoming>) -> Result<(http::HeaderMap, Params), (StatusCode, String)> {
+    let bad = |e: String| (StatusCode::BAD_REQUEST, e);
+    let (parts, raw) = if req.method() == Method::POST {
+        read_limited(req, 64 * 1024)
             .await
-            .map_err(|_| "the request is too large".to_string())?
-            .to_bytes()
-            .to_vec()
-    } else if parts.method == Method::GET {
-        parts.uri.query().unwrap_or("").as_bytes().to_vec()
+            .map_err(|e| (e.status(), e.message().to_string()))?
+    } else if req.method() == Method::GET {
+        let (parts, _) = req.into_parts();
+        let query = bytes::Bytes::copy_from_slice(parts.uri.query().unwrap_or("").as_bytes());
+        (parts, query)
     } else {
-        return Err("use GET or POST".into());
+        return Err(bad("use GET or POST".into()));
     };
-    let p = params::parse(&raw).map_err(|e| e.description)?;
+    let p = params::parse(&raw).map_err(|e| bad(e.description))?;
     Ok((parts.headers, p))
 }
 
@@ -39,12 +40,8 @@ pub async fn end_session(
 ) -> Response<Body> {
     let (headers, params) = match read(req).await {
         Ok(x) => x,
-        Err(e) => {
-            return respond::error(
-                StatusCode::BAD_REQUEST,
-                &format!("Invalid logout request: {e}."),
-                ctx,
-            )
+        Err((status, e)) => {
+            return respond::error(status, &format!("Invalid logout request: {e}."), ctx)
         }
     };
     // The hint may be expired (that is the normal case at logout) but must be ours.

@@ -8,12 +8,12 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::header::{self, HeaderMap};
 use http::{Method, Request};
-use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
 
 use super::errors::OAuthError;
 use super::{Client, ClientAuth, Provider};
+use crate::server::body::read_limited;
 
 const MAX_BODY: usize = 64 * 1024;
 const MAX_PARAM: usize = 8 * 1024;
@@ -62,12 +62,11 @@ pub async fn read_form(req: Request<Incoming>) -> Result<(HeaderMap, Params), OA
             "the body must be application/x-www-form-urlencoded",
         ));
     }
-    let (parts, body) = req.into_parts();
-    let bytes = Limited::new(body, MAX_BODY)
-        .collect()
-        .await
-        .map_err(|_| OAuthError::invalid_request("the request body is too large or was cut off"))?
-        .to_bytes();
+    let (parts, bytes) = read_limited(req, MAX_BODY).await.map_err(|e| OAuthError {
+        // 408 for a body that did not arrive in time, 413 for one over the cap
+        status: e.status(),
+        ..OAuthError::invalid_request(e.message())
+    })?;
     if let Some(q) = parts.uri.query() {
         // Credentials and grant parameters belong in the body, never in the URL.
         if !parse(q.as_bytes())?.is_empty() {

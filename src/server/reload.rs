@@ -6,7 +6,8 @@
 //! the running configuration stays.
 //!
 //! **Restart-only settings.** The listener stays bound to the address it started on: a
-//! changed `http.address` is reported in a warning (the rest of the reload applies). The log
+//! changed `http.address` or `http.adminAddress` is reported in a warning (the rest of the
+//! reload applies; the metrics stay where the listeners that exist serve them). The log
 //! format and `telemetry.tracing` are fixed at start too (warned the same way). Certificates
 //! *are* reloaded: each new connection takes the TLS configuration in force, so a rotated
 //! certificate is served from the next handshake.
@@ -74,6 +75,8 @@ pub struct Reloader {
     telemetry: Arc<Telemetry>,
     /// `http.address` as configured at start (the listener's address until restart).
     bound: SocketAddr,
+    /// `http.adminAddress` as configured at start (likewise until restart).
+    bound_admin: Option<SocketAddr>,
     started_json: bool,
     started_tracing: Option<crate::telemetry::traces::Settings>,
     pending: Mutex<Option<Source>>,
@@ -102,6 +105,7 @@ impl Reloader {
         let rt = setup.live.load();
         Arc::new(Self {
             bound: rt.listen.address,
+            bound_admin: rt.listen.admin,
             started_json: rt.logging.json,
             started_tracing: rt.tracing.clone(),
             live: setup.live,
@@ -162,8 +166,11 @@ impl Reloader {
         };
         let duration_ms = started.elapsed().as_millis() as u64;
         match result {
-            Ok(rt) => {
+            Ok(mut rt) => {
                 let restart = self.restart_needed(&old, &rt);
+                // The listeners stay as bound: where the metrics are served (main or admin
+                // listener) follows the admin listener that exists, not the new setting.
+                rt.listen.admin = self.bound_admin;
                 for w in &restart {
                     tracing::warn!(source = source.as_str(), "{w}");
                 }
@@ -238,6 +245,18 @@ impl Reloader {
             out.push(format!(
                 "http.address changed to {}: the listener stays on {} until Tessera is restarted",
                 new.listen.address, self.bound
+            ));
+        }
+        if new.listen.admin != self.bound_admin {
+            let show =
+                |a: Option<SocketAddr>| a.map_or_else(|| "none".to_string(), |a| a.to_string());
+            out.push(format!(
+                "http.adminAddress changed to {}: the admin listener stays {} until Tessera is restarted",
+                show(new.listen.admin),
+                match self.bound_admin {
+                    Some(a) => format!("on {a}"),
+                    None => "off".to_string(),
+                }
             ));
         }
         if new.logging.json != self.started_json && new.logging.json != old.logging.json {

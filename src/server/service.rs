@@ -197,7 +197,7 @@ async fn dispatch(
         ctx.access.decide(Decision::Gateway);
     }
     match target {
-        Target::Health => (health(rt).await, None),
+        Target::Health => (super::health::public(rt).await, None),
         Target::Metrics => {
             let mut resp = Response::new(full(rt.metrics.render()));
             resp.headers_mut().insert(
@@ -290,7 +290,9 @@ fn route<'rt>(rt: &'rt Runtime, ctx: &RequestCtx, path: &str) -> Target<'rt> {
     if path == rt.health_location {
         return Target::Health;
     }
-    if rt.metrics_location.as_deref() == Some(path) {
+    // With an admin listener the metrics are served there only; here the path is an
+    // ordinary one (routed to an app, or 404).
+    if rt.listen.admin.is_none() && rt.metrics_location.as_deref() == Some(path) {
         return Target::Metrics;
     }
     if path.starts_with(login::PREFIX) {
@@ -318,58 +320,5 @@ fn route<'rt>(rt: &'rt Runtime, ctx: &RequestCtx, path: &str) -> Target<'rt> {
             Target::App(i)
         }
         None => Target::Nowhere,
-    }
-}
-
-/// Readiness: every store in use answers (concurrently; each bounded by its own timeout).
-async fn health(rt: &Runtime) -> Response<Body> {
-    let pings = rt.stores.iter().map(|(name, store)| async move {
-        store
-            .ping()
-            .await
-            .err()
-            .map(|e| (name.clone(), e.to_string()))
-    });
-    let down: serde_json::Map<String, serde_json::Value> = futures_util::future::join_all(pings)
-        .await
-        .into_iter()
-        .flatten()
-        .map(|(name, e)| (name, e.into()))
-        .collect();
-    // An unavailable upstream IdP does not make the gateway unready (other apps and IdPs keep
-    // working); it is reported so probes and operators see it.
-    let idps_down: Vec<&str> = rt
-        .connectors
-        .oidc()
-        .filter(|c| !c.available())
-        .map(|c| c.name.as_str())
-        .collect();
-    // LDAP directories: requests that need one fail closed while it is down, so it is reported
-    // as down (each ping bounded by the connector's timeoutMillis).
-    let directory_pings = rt.connectors.ldap().map(|c| async move {
-        c.ping()
-            .await
-            .err()
-            .map(|e| (c.name.clone(), serde_json::Value::from(e.to_string())))
-    });
-    let directories_down: serde_json::Map<String, serde_json::Value> =
-        futures_util::future::join_all(directory_pings)
-            .await
-            .into_iter()
-            .flatten()
-            .collect();
-    if down.is_empty() && idps_down.is_empty() && directories_down.is_empty() {
-        respond::json(StatusCode::OK, r#"{"status":"up"}"#.to_string())
-    } else if down.is_empty() && directories_down.is_empty() {
-        respond::json(
-            StatusCode::OK,
-            serde_json::json!({"status": "up", "unavailableIdps": idps_down}).to_string(),
-        )
-    } else {
-        respond::json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"status": "down", "stores": down, "directories": directories_down})
-                .to_string(),
-        )
     }
 }

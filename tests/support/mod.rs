@@ -109,6 +109,18 @@ impl Gateway {
         format!("http://{}{}", self.addr, path)
     }
 
+    /// The admin listener's address (`http.adminAddress`), from its start log line.
+    pub fn admin_addr(&self) -> SocketAddr {
+        let line = self.wait_log("admin listener ready");
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        v["address"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// A URL on the admin listener.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin_addr(), path)
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

@@ -1331,13 +1331,15 @@ async fn end_session_without_a_valid_hint_asks_to_confirm() {
     assert!(signed_in(&op, &bob).await);
 }
 
-const INTROSPECTING_CLIENTS: &str = r#"  - name: other
+const OTHER_CLIENT: &str = r#"  - name: other
     type: oidc
     clientID: other-client
     clientSecret: other-secret-other-secret
     redirectURLs: []
     grantTypes: [client_credentials]
-  - name: api
+"#;
+
+const RESOURCE_SERVERS: &str = r#"  - name: api
     type: oidc
     clientID: api-client
     clientSecret: api-secret-api-secret-api
@@ -1353,63 +1355,89 @@ const INTROSPECTING_CLIENTS: &str = r#"  - name: other
     introspection: { tokensOf: ["*"] }
 "#;
 
-/// Issue #12 finding 12: a client introspects its own tokens; another client's are
-/// `active: false` unless it is a resource server listed for them (RFC 7662 section 4).
+const WEBAPP: (&str, &str) = ("webapp", SECRET);
+const OTHER: (&str, &str) = ("other-client", "other-secret-other-secret");
+
+/// Tokens for the introspection tests: webapp's access and refresh tokens (alice), and
+/// an access token of `other` (client credentials).
+async fn three_tokens(op: &Op) -> (String, String, String) {
+    let body = code_flow(op, "openid offline_access").await;
+    let (s, other, _) = token(op, &[("grant_type", "client_credentials")], Some(OTHER)).await;
+    assert_eq!(s, 200, "{other}");
+    (
+        body["access_token"].as_str().unwrap().to_string(),
+        body["refresh_token"].as_str().unwrap().to_string(),
+        other["access_token"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn introspect_as(op: &Op, who: (&str, &str), token: &str) -> Value {
+    let r = client()
+        .post(op.gw.url("/oauth2/introspect"))
+        .basic_auth(who.0, Some(who.1))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().await.unwrap()
+}
+
+/// Issue #12 finding 12: a client introspects its own tokens; another client's access and
+/// refresh tokens are `{"active": false}` (RFC 7662 section 4), nothing about them leaks.
 #[tokio::test]
-async fn introspection_is_limited_to_own_and_listed_clients_tokens() {
+async fn introspection_of_another_clients_tokens_is_inactive() {
     for access_type in ["jwt", "opaque"] {
-        let op = provider(INTROSPECTING_CLIENTS, access_type, 10);
-        let body = code_flow(&op, "openid offline_access").await;
-        let at = body["access_token"].as_str().unwrap().to_string();
-        let rt = body["refresh_token"].as_str().unwrap().to_string();
-        let (s, other, _) = token(
-            &op,
-            &[("grant_type", "client_credentials")],
-            Some(("other-client", "other-secret-other-secret")),
-        )
-        .await;
-        assert_eq!(s, 200, "{other}");
-        let other_at = other["access_token"].as_str().unwrap().to_string();
-        let intro = |who: (&'static str, &'static str), token: String| {
-            let url = op.gw.url("/oauth2/introspect");
-            async move {
-                let r = client()
-                    .post(url)
-                    .basic_auth(who.0, Some(who.1))
-                    .form(&[("token", token)])
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 200);
-                r.json::<Value>().await.unwrap()
-            }
-        };
-        let webapp = ("webapp", SECRET);
-        let other = ("other-client", "other-secret-other-secret");
-        let api = ("api-client", "api-secret-api-secret-api");
-        let every = ("every-client", "every-secret-every-secret");
+        let op = provider(OTHER_CLIENT, access_type, 10);
+        let (at, rt, other_at) = three_tokens(&op).await;
         let inactive = serde_json::json!({"active": false});
         // its own tokens: active
-        let i = intro(webapp, at.clone()).await;
-        assert_eq!((&i["active"], &i["client_id"]), (&Value::Bool(true), &Value::from("webapp")), "{access_type}");
-        let i = intro(webapp, rt.clone()).await;
-        assert_eq!((&i["active"], &i["token_type"]), (&Value::Bool(true), &Value::from("refresh_token")));
-        let i = intro(other, other_at.clone()).await;
-        assert_eq!((&i["active"], &i["client_id"]), (&Value::Bool(true), &Value::from("other-client")));
-        // another client's: inactive, nothing about the token leaks
-        assert_eq!(intro(other, at.clone()).await, inactive, "{access_type}");
-        assert_eq!(intro(other, rt.clone()).await, inactive);
-        assert_eq!(intro(webapp, other_at.clone()).await, inactive);
-        // a resource server listed for webapp: webapp's tokens only
-        let i = intro(api, at.clone()).await;
-        assert_eq!((&i["active"], &i["client_id"], &i["sub"]), (&Value::Bool(true), &Value::from("webapp"), &Value::from("alice")));
-        let i = intro(api, rt.clone()).await;
-        assert_eq!((&i["active"], &i["client_id"]), (&Value::Bool(true), &Value::from("webapp")));
-        assert_eq!(intro(api, other_at.clone()).await, inactive);
-        // `*`: every client's
-        assert_eq!(intro(every, at.clone()).await["active"], true);
-        assert_eq!(intro(every, rt.clone()).await["active"], true);
-        assert_eq!(intro(every, other_at.clone()).await["active"], true);
+        let i = introspect_as(&op, WEBAPP, &at).await;
+        assert_eq!(i["active"], true, "{access_type}");
+        assert_eq!(i["client_id"], "webapp");
+        let i = introspect_as(&op, WEBAPP, &rt).await;
+        assert_eq!(i["active"], true);
+        assert_eq!(i["token_type"], "refresh_token");
+        let i = introspect_as(&op, OTHER, &other_at).await;
+        assert_eq!(i["active"], true);
+        assert_eq!(i["client_id"], "other-client");
+        // another client's: inactive
+        assert_eq!(introspect_as(&op, OTHER, &at).await, inactive, "{access_type}");
+        assert_eq!(introspect_as(&op, OTHER, &rt).await, inactive);
+        assert_eq!(introspect_as(&op, WEBAPP, &other_at).await, inactive);
+        // with a token_type_hint too
+        let r = client()
+            .post(op.gw.url("/oauth2/introspect"))
+            .basic_auth(OTHER.0, Some(OTHER.1))
+            .form(&[("token", rt.as_str()), ("token_type_hint", "refresh_token")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.json::<Value>().await.unwrap(), inactive);
+    }
+}
+
+/// `introspection.tokensOf` makes a client a resource server for the apps it lists (or all
+/// with `*`): it sees their access and refresh tokens, and still no others.
+#[tokio::test]
+async fn listed_resource_servers_may_introspect() {
+    let op = provider(&format!("{OTHER_CLIENT}{RESOURCE_SERVERS}"), "jwt", 10);
+    let (at, rt, other_at) = three_tokens(&op).await;
+    let api = ("api-client", "api-secret-api-secret-api");
+    let every = ("every-client", "every-secret-every-secret");
+    let i = introspect_as(&op, api, &at).await;
+    assert_eq!(i["active"], true);
+    assert_eq!(i["client_id"], "webapp");
+    assert_eq!(i["sub"], "alice");
+    let i = introspect_as(&op, api, &rt).await;
+    assert_eq!(i["active"], true);
+    assert_eq!(i["client_id"], "webapp");
+    assert_eq!(
+        introspect_as(&op, api, &other_at).await,
+        serde_json::json!({"active": false})
+    );
+    for token in [&at, &rt, &other_at] {
+        assert_eq!(introspect_as(&op, every, token).await["active"], true);
     }
 }
 

@@ -250,7 +250,11 @@ async fn logout_needs_the_confirmation_pages_csrf_token() {
                 .unwrap();
             assert_eq!(r.status(), 403, "{path} {body}");
             assert!(full_set_cookie(&r, "tessera_session").is_none());
-            assert!(r.text().await.unwrap().contains("did not come from the sign-out page"));
+            assert!(r
+                .text()
+                .await
+                .unwrap()
+                .contains("did not come from the sign-out page"));
         }
         let r = c
             .post(gw.url(path))

@@ -559,7 +559,10 @@ async fn text_logs_escape_attacker_controlled_text() {
     assert!(line.contains(&format!("user={escaped}")), "{line}");
     assert!(line.contains(" WARN "), "{line}");
     let line = wait("login failed: wrong username or password");
-    assert!(line.contains(r#"user="bob\nFAKE level=ERROR\r\u{1b}[31m""#), "{line}");
+    assert!(
+        line.contains(r#"user="bob\nFAKE level=ERROR\r\u{1b}[31m""#),
+        "{line}"
+    );
     let line = wait("is repeated");
     assert!(line.contains("token request refused"), "{line}");
     assert!(
@@ -584,6 +587,9 @@ async fn text_logs_escape_attacker_controlled_text() {
             ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&level),
             "not a log line: {l:?}"
         );
-        assert!(!l.contains(['\r', '\u{1b}']), "raw control character in {l:?}");
+        assert!(
+            !l.contains(['\r', '\u{1b}']),
+            "raw control character in {l:?}"
+        );
     }
 }

@@ -1223,10 +1223,19 @@ async fn end_session_without_a_valid_hint_asks_to_confirm() {
     assert!(r.headers().get("location").is_none());
     assert!(full_set_cookie(&r, "tessera_session").is_none());
     let html = r.text().await.unwrap();
-    assert!(html.contains("<strong>webapp</strong> asks to sign you out"), "{html}");
-    assert!(html.contains("<form method=\"post\" action=\"/oauth2/logout\">"), "{html}");
+    assert!(
+        html.contains("<strong>webapp</strong> asks to sign you out"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<form method=\"post\" action=\"/oauth2/logout\">"),
+        "{html}"
+    );
     assert_eq!(hidden(&html, "client_id"), "webapp");
-    assert_eq!(hidden(&html, "post_logout_redirect_uri"), "https://rp.example.com/bye");
+    assert_eq!(
+        hidden(&html, "post_logout_redirect_uri"),
+        "https://rp.example.com/bye"
+    );
     assert_eq!(hidden(&html, "state"), "a&amp;b");
     let csrf = hidden(&html, "csrf");
     assert!(signed_in(&op, &alice).await);
@@ -1280,7 +1289,10 @@ async fn end_session_without_a_valid_hint_asks_to_confirm() {
     assert_eq!(r.status(), 200);
     let bob_html = r.text().await.unwrap();
     assert_eq!(hidden(&bob_html, "client_id"), "webapp");
-    assert_eq!(hidden(&bob_html, "post_logout_redirect_uri"), "https://rp.example.com/bye");
+    assert_eq!(
+        hidden(&bob_html, "post_logout_redirect_uri"),
+        "https://rp.example.com/bye"
+    );
     assert!(!bob_html.contains("name=\"id_token_hint\""));
     assert!(signed_in(&op, &bob).await);
     // alice's token does not end bob's session either
@@ -1307,14 +1319,22 @@ async fn end_session_without_a_valid_hint_asks_to_confirm() {
         .await
         .unwrap();
     assert_eq!(r.status(), 303);
-    assert_eq!(r.headers()["location"], "https://rp.example.com/bye?state=a%26b");
-    assert!(full_set_cookie(&r, "tessera_session").unwrap().contains("Max-Age=0"));
+    assert_eq!(
+        r.headers()["location"],
+        "https://rp.example.com/bye?state=a%26b"
+    );
+    assert!(full_set_cookie(&r, "tessera_session")
+        .unwrap()
+        .contains("Max-Age=0"));
     assert!(!signed_in(&op, &alice).await);
     assert!(signed_in(&op, &bob).await);
     // no session: nothing to confirm, straight back to the RP (or the signed-out page)
     let r = c.get(&url).header("cookie", &alice).send().await.unwrap();
     assert_eq!(r.status(), 302);
-    assert_eq!(r.headers()["location"], "https://rp.example.com/bye?state=a%26b");
+    assert_eq!(
+        r.headers()["location"],
+        "https://rp.example.com/bye?state=a%26b"
+    );
     let r = c.get(op.gw.url("/oauth2/logout")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("You are signed out"));
@@ -1402,7 +1422,11 @@ async fn introspection_of_another_clients_tokens_is_inactive() {
         assert_eq!(i["active"], true);
         assert_eq!(i["client_id"], "other-client");
         // another client's: inactive
-        assert_eq!(introspect_as(&op, OTHER, &at).await, inactive, "{access_type}");
+        assert_eq!(
+            introspect_as(&op, OTHER, &at).await,
+            inactive,
+            "{access_type}"
+        );
         assert_eq!(introspect_as(&op, OTHER, &rt).await, inactive);
         assert_eq!(introspect_as(&op, WEBAPP, &other_at).await, inactive);
         // with a token_type_hint too

@@ -147,9 +147,8 @@ pub fn logout_confirm_page(f: &LogoutForm<'_>) -> String {
                 escape(app)
             );
         }
-        None => body.push_str(
-            "<p>You will be signed out of every application that uses this sign-in.</p>",
-        ),
+        None => body
+            .push_str("<p>You will be signed out of every application that uses this sign-in.</p>"),
     }
     let _ = write!(
         body,

@@ -119,7 +119,8 @@ pub async fn end_session(
     let redirect = match params.get("post_logout_redirect_uri") {
         None => None,
         Some(uri) => {
-            let registered = client.is_some_and(|c| c.logout_redirect_uris.iter().any(|u| u == uri));
+            let registered =
+                client.is_some_and(|c| c.logout_redirect_uris.iter().any(|u| u == uri));
             if !registered {
                 return respond::error(
                     StatusCode::BAD_REQUEST,

@@ -202,8 +202,7 @@ mod tests {
         /// Keys and values with every kind of character the encoding must carry: `&`, `=`,
         /// `+`, `%`, spaces, control characters, non-ASCII.
         fn text(max: usize) -> impl Strategy<Value = String> {
-            proptest::string::string_regex(&format!(r"(.|[&=+% \n\r\x00]){{1,{max}}}"))
-                .unwrap()
+            proptest::string::string_regex(&format!(r"(.|[&=+% \n\r\x00]){{1,{max}}}")).unwrap()
         }
 
         proptest! {

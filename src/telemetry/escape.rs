@@ -186,7 +186,9 @@ mod tests {
     fn text_format_escapes_every_field_and_the_message() {
         let out = log_all(false);
         assert_eq!(out.lines().count(), 1, "one event, one line: {out:?}");
-        assert!(!out.trim_end_matches('\n').contains(['\n', '\r', '\u{1b}', '\u{202e}']));
+        assert!(!out
+            .trim_end_matches('\n')
+            .contains(['\n', '\r', '\u{1b}', '\u{202e}']));
         let e = r"bob\nFAKE level=ERROR\r\t\u{1b}[31m\u{202e}x";
         for needle in [
             format!("message {e}"),

@@ -159,13 +159,8 @@ async fn logout_deletes_the_session_server_side() {
     let gw = Gateway::start(&config(up, "", DEFAULT_POLICIES));
     let c = client();
     let (cookie, _) = login(&gw, "/", "local", "alice", "pw").await;
-    let r = c
-        .get(gw.url("/logout"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 302);
+    let r = logout(&gw, "/logout", &cookie).await;
+    assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/public");
     assert!(full_set_cookie(&r, "tessera_session")
         .unwrap()
@@ -174,15 +169,150 @@ async fn logout_deletes_the_session_server_side() {
     assert_eq!(status_with_cookie(gw.url("/"), &cookie).await, 302);
     // the global logout page
     let (cookie, _) = login(&gw, "/", "local", "alice", "pw").await;
-    let r = c
-        .post(gw.url("/.tessera/logout"))
-        .header("cookie", &cookie)
+    let r = logout(&gw, "/.tessera/logout", &cookie).await;
+    assert_eq!(r.status(), 200);
+    assert!(full_set_cookie(&r, "tessera_session")
+        .unwrap()
+        .contains("Max-Age=0"));
+    assert!(r.text().await.unwrap().contains("You are signed out"));
+    assert_eq!(status_with_cookie(gw.url("/"), &cookie).await, 302);
+    let _ = c;
+}
+
+/// Issue #12 finding 10: a GET (a link, an image, a cross-site navigation) never ends a
+/// session; only a POST carrying the session's CSRF token from the confirmation page does.
+#[tokio::test]
+async fn logout_needs_the_confirmation_pages_csrf_token() {
+    let up = upstream().await;
+    let gw = Gateway::start(&config(up, "", DEFAULT_POLICIES));
+    let c = client();
+    let (cookie, _) = login(&gw, "/", "local", "alice", "pw").await;
+    let (other, _) = login(&gw, "/", "local", "alice", "pw").await;
+    let still_signed_in = |cookie: String| {
+        let gw = &gw;
+        async move {
+            let r = c_get(gw, "/still", &cookie).await;
+            assert_eq!(r.status(), 200, "the session must still be alive");
+            let echo = Echo::from(r).await;
+            assert_eq!(echo.path(), "/still");
+            assert_eq!(echo.one("x-user").as_deref(), Some("alice"));
+        }
+    };
+    for path in ["/logout", "/.tessera/logout"] {
+        // a cross-site GET (with the cookie, as SameSite=Lax sends it on navigations)
+        let r = c
+            .get(gw.url(path))
+            .header("cookie", &cookie)
+            .header("sec-fetch-site", "cross-site")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(full_set_cookie(&r, "tessera_session").is_none(), "{path}");
+        assert_eq!(r.headers()["cache-control"], "no-store");
+        let html = r.text().await.unwrap();
+        assert!(html.contains("<h1>Sign out?</h1>"), "{html}");
+        assert!(
+            html.contains(&format!("<form method=\"post\" action=\"{path}\">")),
+            "{html}"
+        );
+        let token = hidden(&html, "csrf");
+        assert_eq!(token.len(), 43);
+        still_signed_in(cookie.clone()).await;
+        // HEAD does not sign out either
+        let r = c
+            .head(gw.url(path))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        // POSTs without the token, with a wrong one, with another session's, as JSON
+        let other_token = {
+            let html = c_get(&gw, path, &other).await.text().await.unwrap();
+            hidden(&html, "csrf")
+        };
+        assert_ne!(other_token, token, "the token is bound to the session");
+        for body in [
+            String::new(),
+            "csrf=".to_string(),
+            "csrf=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".to_string(),
+            format!("csrf={other_token}"),
+            format!("csrf={token}&csrf={token}"),
+        ] {
+            let r = c
+                .post(gw.url(path))
+                .header("cookie", &cookie)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 403, "{path} {body}");
+            assert!(full_set_cookie(&r, "tessera_session").is_none());
+            assert!(r
+                .text()
+                .await
+                .unwrap()
+                .contains("did not come from the sign-out page"));
+        }
+        let r = c
+            .post(gw.url(path))
+            .header("cookie", &cookie)
+            .header("content-type", "text/plain")
+            .body(format!("csrf={token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{path}: a text/plain body is no form");
+        let r = c
+            .put(gw.url(path))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 405, "{path}");
+        still_signed_in(cookie.clone()).await;
+    }
+    // the confirmation page's token ends the session (and only this one)
+    let r = logout(&gw, "/logout", &cookie).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/public");
+    assert_eq!(status_with_cookie(gw.url("/"), &cookie).await, 302);
+    still_signed_in(other.clone()).await;
+}
+
+/// Without a session there is nothing to confirm: the app's logout location redirects and
+/// the gateway's shows the signed-out page, as before.
+#[tokio::test]
+async fn logout_without_a_session_needs_no_confirmation() {
+    let up = upstream().await;
+    let gw = Gateway::start(&config(up, "", DEFAULT_POLICIES));
+    let r = client().get(gw.url("/logout")).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "/public");
+    let r = client()
+        .get(gw.url("/.tessera/logout"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
     assert!(r.text().await.unwrap().contains("You are signed out"));
-    assert_eq!(status_with_cookie(gw.url("/"), &cookie).await, 302);
+    let r = client()
+        .post(gw.url("/.tessera/logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+async fn c_get(gw: &Gateway, path: &str, cookie: &str) -> reqwest::Response {
+    client()
+        .get(gw.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]

@@ -390,3 +390,206 @@ async fn spans_of_a_proxied_request_reach_the_otlp_endpoint_and_the_upstream_joi
         .and_then(|a| a.value.as_ref()?.value.clone());
     assert_eq!(status, Some(any_value::Value::IntValue(200)));
 }
+
+/// A gateway started with `logger.format: text` (the support `Gateway` reads JSON lines):
+/// the child, its address and every stderr line read so far.
+struct TextGateway {
+    child: std::process::Child,
+    addr: String,
+    lines: Arc<Mutex<Vec<String>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for TextGateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_text_gateway(yaml: &str) -> TextGateway {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tessera.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let mut child = std::process::Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .env_remove("TESSERA_HTTP_ADDRESS")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        // split on '\n' only, and keep what is not UTF-8: the test must see lines exactly
+        for line in std::io::BufReader::new(stderr).split(b'\n') {
+            let Ok(line) = line else { break };
+            let line = String::from_utf8_lossy(&line).into_owned();
+            if let Some(a) = line
+                .split_once(" listening address=")
+                .map(|(_, rest)| rest.split(' ').next().unwrap_or("").to_string())
+            {
+                let _ = tx.send(a);
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .unwrap_or_else(|_| panic!("no listening line:\n{}", lines.lock().unwrap().join("\n")));
+    TextGateway {
+        child,
+        addr,
+        lines,
+        _dir: dir,
+    }
+}
+
+/// Issue #12 finding 13: attacker-controlled text (usernames of the login form and of the
+/// password grant, OAuth parameter names in error descriptions, paths) cannot split or forge
+/// lines of the text log: every line is a well-formed event, and the injected text is on the
+/// line of its event, escaped.
+#[tokio::test]
+async fn text_logs_escape_attacker_controlled_text() {
+    let up = support::upstream().await;
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("es256.pem");
+    std::fs::write(
+        &key,
+        tessera::provider::keys::generate_pem(tessera::provider::keys::SigningAlg::Es256).unwrap(),
+    )
+    .unwrap();
+    let yaml = config(up, "", DEFAULT_POLICIES)
+        .replace("format: json", "format: text")
+        .replace(
+            "apps:\n",
+            &format!(
+                "oidcProvider:\n  issuer: http://localhost:1234\n  signingKeys: [{{ file: {}, alg: ES256 }}]\napps:\n",
+                key.display()
+            ),
+        )
+        + r#"  - name: rp
+    type: oidc
+    clientID: rp
+    clientSecret: rp-secret-rp-secret-rp
+    redirectURLs: []
+    grantTypes: [password]
+    authentication: { idps: [local] }
+"#;
+    let gw = start_text_gateway(&yaml);
+    let url = |p: &str| format!("http://{}{p}", gw.addr);
+    let c = client();
+    let evil = "bob\nFAKE level=ERROR\r\u{1b}[31m";
+
+    // the login form, with a wrong password (the username is logged)
+    let r = c.get(url("/home")).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let flow_cookie = set_cookie(&r, "tessera_login").unwrap();
+    let login = url(r.headers()["location"].to_str().unwrap());
+    let html = c
+        .get(format!("{login}&idp=local"))
+        .header("cookie", &flow_cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let r = c
+        .post(url("/.tessera/login"))
+        .header("cookie", &flow_cookie)
+        .form(&[
+            ("flow", hidden(&html, "flow").as_str()),
+            ("csrf", hidden(&html, "csrf").as_str()),
+            ("idp", "local"),
+            ("username", evil),
+            ("password", "wrong"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // the password grant (the username is logged as text)
+    let r = c
+        .post(url("/oauth2/token"))
+        .basic_auth("rp", Some("rp-secret-rp-secret-rp"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", evil),
+            ("password", "wrong"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // a repeated parameter whose name carries the payload (logged in the description)
+    let r = c
+        .post(url("/oauth2/token"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("x%0AFAKE+level%3DERROR=1&x%0AFAKE+level%3DERROR=2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    // a path with an encoded newline
+    let r = c.get(url("/public/a%0aFAKE")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+
+    let escaped = r"bob\nFAKE level=ERROR\r\u{1b}[31m";
+    let wait = |needle: &str| {
+        let start = Instant::now();
+        loop {
+            if let Some(l) = gw.lines.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return l.clone();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "no line with {needle}:\n{}",
+                gw.lines.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    let line = wait("password grant: wrong username or password");
+    assert!(line.contains(&format!("user={escaped}")), "{line}");
+    assert!(line.contains(" WARN "), "{line}");
+    let line = wait("login failed: wrong username or password");
+    assert!(
+        line.contains(r#"user="bob\nFAKE level=ERROR\r\u{1b}[31m""#),
+        "{line}"
+    );
+    let line = wait("is repeated");
+    assert!(line.contains("token request refused"), "{line}");
+    assert!(
+        line.contains(r"description=parameter `x\nFAKE level=ERROR` is repeated"),
+        "{line}"
+    );
+    let line = wait("/public/a%0aFAKE");
+    assert!(line.contains("INFO"), "{line}");
+
+    // every line is one well-formed event: timestamp, level, then the rest
+    let lines = gw.lines.lock().unwrap().clone();
+    for l in &lines {
+        let mut parts = l.split_whitespace();
+        let ts = parts.next().unwrap_or("");
+        let level = parts.next().unwrap_or("");
+        assert!(
+            ts.len() >= 20 && ts.starts_with("20") && ts.ends_with('Z'),
+            "not a log line: {l:?} in\n{}",
+            lines.join("\n")
+        );
+        assert!(
+            ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&level),
+            "not a log line: {l:?}"
+        );
+        assert!(
+            !l.contains(['\r', '\u{1b}']),
+            "raw control character in {l:?}"
+        );
+    }
+}

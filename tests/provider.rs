@@ -40,6 +40,9 @@ connectors:
       - username: alice
         passwordHash: "{hash}"
         attributes: {{ email: alice@example.com, given_name: Alice, groups: [admins], phone_number: "+100" }}
+      - username: bob
+        passwordHash: "{hash}"
+        attributes: {{ email: bob@example.com }}
 oidcProvider:
   issuer: http://localhost:1234
   signingKeys: [{{ file: {key}, alg: ES256 }}]
@@ -1156,4 +1159,376 @@ async fn end_session_with_hint_and_registered_redirect() {
         .to_str()
         .unwrap()
         .starts_with("/.tessera/login"));
+}
+
+/// Is the gateway session behind `cookie` still alive? (The sign-out page asks for a
+/// confirmation only while there is a session to end.)
+async fn signed_in(op: &Op, cookie: &str) -> bool {
+    let html = client()
+        .get(op.gw.url("/.tessera/logout"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    html.contains("Sign out?")
+}
+
+/// An ID token of `webapp` for alice, and alice's session cookie.
+async fn alice_id_token(op: &Op) -> (String, String) {
+    let (verifier, challenge) = pkce();
+    let (loc, session) = browser_authorize(
+        op,
+        &[
+            ("client_id", "webapp"),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ],
+        None,
+    )
+    .await;
+    let (_, body, _) = token(
+        op,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &query_of(&loc)["code"]),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ],
+        Some(("webapp", SECRET)),
+    )
+    .await;
+    (body["id_token"].as_str().unwrap().to_string(), session)
+}
+
+/// Issue #12 finding 10: without a valid `id_token_hint` for the session's user, the end
+/// session endpoint asks the user to confirm (RP-Initiated Logout 1.0 sections 2 and 6), with
+/// a CSRF-protected POST that keeps the validated redirect and state.
+#[tokio::test]
+async fn end_session_without_a_valid_hint_asks_to_confirm() {
+    let op = provider("", "jwt", 10);
+    let c = client();
+    let (alice_hint, alice) = alice_id_token(&op).await;
+    let url = op.gw.url(
+        "/oauth2/logout?client_id=webapp&post_logout_redirect_uri=https://rp.example.com/bye&state=a%26b",
+    );
+    // a cross-site GET without a hint: the confirmation page, the session lives on
+    let r = c.get(&url).header("cookie", &alice).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("location").is_none());
+    assert!(full_set_cookie(&r, "tessera_session").is_none());
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("<strong>webapp</strong> asks to sign you out"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<form method=\"post\" action=\"/oauth2/logout\">"),
+        "{html}"
+    );
+    assert_eq!(hidden(&html, "client_id"), "webapp");
+    assert_eq!(
+        hidden(&html, "post_logout_redirect_uri"),
+        "https://rp.example.com/bye"
+    );
+    assert_eq!(hidden(&html, "state"), "a&amp;b");
+    let csrf = hidden(&html, "csrf");
+    assert!(signed_in(&op, &alice).await);
+    // the RP's own form POST without a hint: the same confirmation
+    let r = c
+        .post(op.gw.url("/oauth2/logout"))
+        .header("cookie", &alice)
+        .form(&[("client_id", "webapp")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("Sign out?"));
+    assert!(signed_in(&op, &alice).await);
+    // a forged confirmation: 403, still signed in
+    for bad in ["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", &csrf[1..]] {
+        let r = c
+            .post(op.gw.url("/oauth2/logout"))
+            .header("cookie", &alice)
+            .form(&[
+                ("client_id", "webapp"),
+                ("post_logout_redirect_uri", "https://rp.example.com/bye"),
+                ("csrf", bad),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        assert!(r.headers().get("location").is_none());
+    }
+    // the token in a GET does not count (it would leak through URLs)
+    let r = c
+        .get(format!("{url}&csrf={csrf}"))
+        .header("cookie", &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(signed_in(&op, &alice).await);
+    // the hint of another user (bob's session, alice's ID token): confirmation as well,
+    // the client taken from the hint
+    let (bob, _) = login(&op.gw, "/portal", "local", "bob", "pw").await;
+    let r = c
+        .get(op.gw.url(&format!(
+            "/oauth2/logout?id_token_hint={alice_hint}&post_logout_redirect_uri=https://rp.example.com/bye"
+        )))
+        .header("cookie", &bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let bob_html = r.text().await.unwrap();
+    assert_eq!(hidden(&bob_html, "client_id"), "webapp");
+    assert_eq!(
+        hidden(&bob_html, "post_logout_redirect_uri"),
+        "https://rp.example.com/bye"
+    );
+    assert!(!bob_html.contains("name=\"id_token_hint\""));
+    assert!(signed_in(&op, &bob).await);
+    // alice's token does not end bob's session either
+    let r = c
+        .post(op.gw.url("/oauth2/logout"))
+        .header("cookie", &bob)
+        .form(&[("client_id", "webapp"), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert!(signed_in(&op, &bob).await);
+    // the confirmation form as the browser sends it: signed out, back to the RP with state
+    let r = c
+        .post(op.gw.url("/oauth2/logout"))
+        .header("cookie", &alice)
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("client_id", "webapp"),
+            ("post_logout_redirect_uri", "https://rp.example.com/bye"),
+            ("state", "a&b"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(
+        r.headers()["location"],
+        "https://rp.example.com/bye?state=a%26b"
+    );
+    assert!(full_set_cookie(&r, "tessera_session")
+        .unwrap()
+        .contains("Max-Age=0"));
+    assert!(!signed_in(&op, &alice).await);
+    assert!(signed_in(&op, &bob).await);
+    // no session: nothing to confirm, straight back to the RP (or the signed-out page)
+    let r = c.get(&url).header("cookie", &alice).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(
+        r.headers()["location"],
+        "https://rp.example.com/bye?state=a%26b"
+    );
+    let r = c.get(op.gw.url("/oauth2/logout")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("You are signed out"));
+    // an unregistered redirect is refused before any confirmation
+    let r = c
+        .get(op.gw.url(
+            "/oauth2/logout?client_id=webapp&post_logout_redirect_uri=https://evil.example.com/",
+        ))
+        .header("cookie", &bob)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(signed_in(&op, &bob).await);
+}
+
+const OTHER_CLIENT: &str = r#"  - name: other
+    type: oidc
+    clientID: other-client
+    clientSecret: other-secret-other-secret
+    redirectURLs: []
+    grantTypes: [client_credentials]
+"#;
+
+const RESOURCE_SERVERS: &str = r#"  - name: api
+    type: oidc
+    clientID: api-client
+    clientSecret: api-secret-api-secret-api
+    redirectURLs: []
+    grantTypes: [client_credentials]
+    introspection: { tokensOf: [webapp] }
+  - name: gateway-rs
+    type: oidc
+    clientID: every-client
+    clientSecret: every-secret-every-secret
+    redirectURLs: []
+    grantTypes: [client_credentials]
+    introspection: { tokensOf: ["*"] }
+"#;
+
+const WEBAPP: (&str, &str) = ("webapp", SECRET);
+const OTHER: (&str, &str) = ("other-client", "other-secret-other-secret");
+
+/// Tokens for the introspection tests: webapp's access and refresh tokens (alice), and
+/// an access token of `other` (client credentials).
+async fn three_tokens(op: &Op) -> (String, String, String) {
+    let body = code_flow(op, "openid offline_access").await;
+    let (s, other, _) = token(op, &[("grant_type", "client_credentials")], Some(OTHER)).await;
+    assert_eq!(s, 200, "{other}");
+    (
+        body["access_token"].as_str().unwrap().to_string(),
+        body["refresh_token"].as_str().unwrap().to_string(),
+        other["access_token"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn introspect_as(op: &Op, who: (&str, &str), token: &str) -> Value {
+    let r = client()
+        .post(op.gw.url("/oauth2/introspect"))
+        .basic_auth(who.0, Some(who.1))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().await.unwrap()
+}
+
+/// Issue #12 finding 12: a client introspects its own tokens; another client's access and
+/// refresh tokens are `{"active": false}` (RFC 7662 section 4), nothing about them leaks.
+#[tokio::test]
+async fn introspection_of_another_clients_tokens_is_inactive() {
+    for access_type in ["jwt", "opaque"] {
+        let op = provider(OTHER_CLIENT, access_type, 10);
+        let (at, rt, other_at) = three_tokens(&op).await;
+        let inactive = serde_json::json!({"active": false});
+        // its own tokens: active
+        let i = introspect_as(&op, WEBAPP, &at).await;
+        assert_eq!(i["active"], true, "{access_type}");
+        assert_eq!(i["client_id"], "webapp");
+        let i = introspect_as(&op, WEBAPP, &rt).await;
+        assert_eq!(i["active"], true);
+        assert_eq!(i["token_type"], "refresh_token");
+        let i = introspect_as(&op, OTHER, &other_at).await;
+        assert_eq!(i["active"], true);
+        assert_eq!(i["client_id"], "other-client");
+        // another client's: inactive
+        assert_eq!(
+            introspect_as(&op, OTHER, &at).await,
+            inactive,
+            "{access_type}"
+        );
+        assert_eq!(introspect_as(&op, OTHER, &rt).await, inactive);
+        assert_eq!(introspect_as(&op, WEBAPP, &other_at).await, inactive);
+        // with a token_type_hint too
+        let r = client()
+            .post(op.gw.url("/oauth2/introspect"))
+            .basic_auth(OTHER.0, Some(OTHER.1))
+            .form(&[("token", rt.as_str()), ("token_type_hint", "refresh_token")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.json::<Value>().await.unwrap(), inactive);
+    }
+}
+
+/// `introspection.tokensOf` makes a client a resource server for the apps it lists (or all
+/// with `*`): it sees their access and refresh tokens, and still no others.
+#[tokio::test]
+async fn listed_resource_servers_may_introspect() {
+    let op = provider(&format!("{OTHER_CLIENT}{RESOURCE_SERVERS}"), "jwt", 10);
+    let (at, rt, other_at) = three_tokens(&op).await;
+    let api = ("api-client", "api-secret-api-secret-api");
+    let every = ("every-client", "every-secret-every-secret");
+    let i = introspect_as(&op, api, &at).await;
+    assert_eq!(i["active"], true);
+    assert_eq!(i["client_id"], "webapp");
+    assert_eq!(i["sub"], "alice");
+    let i = introspect_as(&op, api, &rt).await;
+    assert_eq!(i["active"], true);
+    assert_eq!(i["client_id"], "webapp");
+    assert_eq!(
+        introspect_as(&op, api, &other_at).await,
+        serde_json::json!({"active": false})
+    );
+    for token in [&at, &rt, &other_at] {
+        assert_eq!(introspect_as(&op, every, token).await["active"], true);
+    }
+}
+
+/// `introspection.tokensOf` names apps: unknown names, `*` among names and unknown keys are
+/// errors, each at its position.
+#[test]
+fn introspection_configuration_errors_are_positioned() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("es256.pem");
+    std::fs::write(
+        &key,
+        tessera::provider::keys::generate_pem(tessera::provider::keys::SigningAlg::Es256).unwrap(),
+    )
+    .unwrap();
+    let yaml = format!(
+        r#"version: 1
+http: {{ address: "127.0.0.1:0" }}
+oidcProvider:
+  issuer: http://localhost:1234
+  signingKeys: [{{ file: {key}, alg: ES256 }}]
+apps:
+  - name: webapp
+    type: oidc
+    clientID: webapp
+    clientSecret: {SECRET}
+    redirectURLs: []
+    grantTypes: [client_credentials]
+  - name: api
+    type: oidc
+    clientID: api
+    clientSecret: {SECRET}
+    redirectURLs: []
+    grantTypes: [client_credentials]
+    introspection: {{ tokensOf: [webap, nobody] }}
+  - name: api2
+    type: oidc
+    clientID: api2
+    clientSecret: {SECRET}
+    redirectURLs: []
+    grantTypes: [client_credentials]
+    introspection: {{ tokensOf: ["*", webapp], clients: [] }}
+"#,
+        key = key.display()
+    );
+    let path = dir.path().join("t.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(&path)
+        .env_remove("TESSERA_HTTP_ADDRESS")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stderr)
+        .unwrap()
+        .replace(&path.display().to_string(), "t.yaml");
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    assert_eq!(
+        text,
+        "t.yaml:19:33: unknown OIDC app `webap`
+    hint: did you mean `webapp`?
+t.yaml:19:40: unknown OIDC app `nobody`
+    hint: defined: api, api2, webapp
+t.yaml:26:22: `*` already means every app
+    hint: write `tokensOf: [\"*\"]` alone, or list app names
+t.yaml:26:47: unknown key `clients`
+    hint: valid keys here: tokensOf
+4 problems in t.yaml
+"
+    );
 }

@@ -247,13 +247,8 @@ async fn login_at_an_upstream_idp_and_logout_at_both() {
     assert_eq!(r.status(), 400);
     assert!(r.text().await.unwrap().contains("already used"));
     // logout ends the local session and goes to the IdP's end_session endpoint
-    let r = c
-        .get(pair.rp.url("/logout"))
-        .header("cookie", &session)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 302);
+    let r = logout(&pair.rp, "/logout", &session).await;
+    assert_eq!(r.status(), 303);
     let end = location(&r);
     assert!(end.starts_with(&pair.idp.url("/oauth2/logout?")), "{end}");
     let q = query_of(&end);

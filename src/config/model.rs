@@ -635,6 +635,18 @@ pub struct OidcAppConfig {
     pub buildIDTokenClaimsSE: Option<HookConfig>,
     /// An extension's BuildAccessTokenClaims hook adds claims to access tokens.
     pub buildAccessTokenClaimsSE: Option<HookConfig>,
+    /// Token introspection by this client as a resource server. Without it, a client's
+    /// introspection answers `active: true` only for its own tokens.
+    pub introspection: Option<IntrospectionConfig>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IntrospectionConfig {
+    /// Names of the `type: oidc` apps whose access and refresh tokens this client may
+    /// introspect (RFC 7662 section 4), besides its own; `["*"]`: every app's.
+    #[serde(default)]
+    pub tokensOf: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -8,7 +8,7 @@ use serde_yaml_ng::Value;
 
 use super::compile::{check_attr_ref, unknown_ref, Ctx};
 use super::decode::{closest, decode};
-use super::model::{OidcAppConfig, OidcProviderConfig};
+use super::model::{IntrospectionConfig, OidcAppConfig, OidcProviderConfig};
 use super::source::ConfigPath;
 use crate::claims::oidc::RESERVED;
 use crate::claims::AttrRef;
@@ -17,7 +17,7 @@ use crate::extensions::HookKind;
 use crate::provider::keys::{SigningAlg, SigningKey};
 use crate::provider::{
     AccessTokenFormat, AccessTokenSettings, Client, ClientAuth, ClientHooks, Endpoints, GrantTypes,
-    Provider, RefreshSettings,
+    Introspects, Provider, RefreshSettings,
 };
 use crate::secrets::SecretString;
 
@@ -76,10 +76,47 @@ fn seconds(v: Option<u64>, default: u64, path: &ConfigPath, ctx: &mut Ctx<'_>) -
     Duration::from_secs(n.max(1))
 }
 
+/// `introspection.tokensOf`: app names resolved to client IDs (`client_ids`: the client ID
+/// of every `type: oidc` app, by name). Unknown names are errors.
+fn compile_introspects(
+    cfg: Option<&IntrospectionConfig>,
+    p: &ConfigPath,
+    client_ids: &HashMap<String, String>,
+    ctx: &mut Ctx<'_>,
+) -> Introspects {
+    let Some(cfg) = cfg else {
+        return Introspects::Own;
+    };
+    let p = p.key("introspection").key("tokensOf");
+    if cfg.tokensOf.iter().any(|n| n == "*") {
+        if cfg.tokensOf.len() > 1 {
+            ctx.diags.error_hint(
+                &p,
+                "`*` already means every app",
+                "write `tokensOf: [\"*\"]` alone, or list app names",
+            );
+        }
+        return Introspects::All;
+    }
+    let mut ids = Vec::new();
+    for (i, name) in cfg.tokensOf.iter().enumerate() {
+        match client_ids.get(name) {
+            Some(id) => ids.push(id.clone()),
+            None => {
+                let mut known: Vec<String> = client_ids.keys().cloned().collect();
+                known.sort();
+                unknown_ref(ctx, &p.index(i), "OIDC app", name, known);
+            }
+        }
+    }
+    Introspects::Clients(ids)
+}
+
 fn compile_client(
     cfg: OidcAppConfig,
     p: &ConfigPath,
     connectors: &Connectors,
+    client_ids: &HashMap<String, String>,
     ctx: &mut Ctx<'_>,
 ) -> Option<Client> {
     let errors_before = ctx.diags.items.len();
@@ -366,6 +403,7 @@ fn compile_client(
     };
     let attr_providers =
         super::compile::compile_attr_providers(&cfg.attrProviders, p, connectors, ctx);
+    let introspects = compile_introspects(cfg.introspection.as_ref(), p, client_ids, ctx);
     if ctx.diags.items.len() > errors_before {
         return None;
     }
@@ -386,6 +424,7 @@ fn compile_client(
         pairwise,
         attr_providers: attr_providers.unwrap_or_default(),
         hooks,
+        introspects,
     })
 }
 
@@ -519,10 +558,14 @@ pub(super) fn compile_provider(
     }
     // `None`: the reference was wrong and is already reported.
     let store = super::compile::store_ref(cfg.cache.as_deref(), &path.key("cache"), ctx);
+    let client_ids: HashMap<String, String> = apps
+        .iter()
+        .map(|(_, a)| (a.name.clone(), a.clientID.clone()))
+        .collect();
     let mut clients = HashMap::new();
     for (p, app) in apps {
         let id = app.clientID.clone();
-        if let Some(client) = compile_client(app, &p, connectors, ctx) {
+        if let Some(client) = compile_client(app, &p, connectors, &client_ids, ctx) {
             if clients.contains_key(&id) {
                 ctx.diags.error(
                     &p.key("clientID"),

@@ -210,7 +210,9 @@ pub async fn handle(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> R
     match (req.method().clone(), req.uri().path()) {
         (Method::GET | Method::HEAD, LOGIN_PATH) => login_page(rt, &req, ctx).await,
         (Method::POST, LOGIN_PATH) => submit(rt, req, ctx).await,
-        (Method::GET | Method::POST, LOGOUT_PATH) => logout(rt, req.headers(), ctx, None).await,
+        (Method::GET | Method::HEAD | Method::POST, LOGOUT_PATH) => {
+            logout(rt, req, ctx, LOGOUT_PATH, None).await
+        }
         (_, LOGIN_PATH | LOGOUT_PATH) => respond::error(
             StatusCode::METHOD_NOT_ALLOWED,
             "Method not allowed here.",
@@ -509,33 +511,89 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Respo
     upstream::finish_login(rt, idp, attrs, None, flow_id, &flow, &headers, ctx).await
 }
 
-/// Ends the session server-side and clears the cookie; then redirects (app logout) or
-/// shows the signed-out page.
+/// Sign-out at `/.tessera/logout` or an app's `logout.location` (`action`, where the
+/// confirmation form posts back to). A GET only shows the confirmation page: a link, an
+/// image or a cross-site navigation must not end a session. A POST ends it when it carries
+/// the session's CSRF token (which only that page has), and is refused with 403 otherwise.
+/// Without a session there is nothing to protect: the browser is shown the signed-out page
+/// (or sent to `redirect`) directly.
 pub async fn logout(
     rt: &Runtime,
-    headers: &HeaderMap,
+    req: Request<Incoming>,
     ctx: &RequestCtx,
+    action: &str,
     redirect: Option<&str>,
 ) -> Response<Body> {
-    let session = match rt.sessions.load(headers).await {
+    let session = match rt.sessions.load(req.headers()).await {
         Ok(s) => s,
         Err(e) => return store_down(ctx, e),
     };
-    let clear = match rt.sessions.end(session.as_ref()).await {
+    let Some(session) = session else {
+        return end_session(rt, None, ctx, redirect, StatusCode::FOUND).await;
+    };
+    match *req.method() {
+        Method::GET | Method::HEAD => {
+            let csrf = session.csrf_token();
+            let page = pages::logout_confirm_page(&pages::LogoutForm {
+                action,
+                csrf: &csrf,
+                app: None,
+                fields: &[],
+            });
+            respond::html(StatusCode::OK, page, ctx)
+        }
+        Method::POST => {
+            // A body that is not a form (or too large) carries no token: refused like one
+            // with a wrong token.
+            let confirmed = match read_form(req, ctx).await {
+                Ok((_, f)) => session.csrf_matches(f.get("csrf").map(String::as_str)),
+                Err(_) => false,
+            };
+            if !confirmed {
+                tracing::warn!("sign-out without the confirmation page's CSRF token refused");
+                return logout_refused(ctx);
+            }
+            end_session(rt, Some(&session), ctx, redirect, StatusCode::SEE_OTHER).await
+        }
+        _ => respond::error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed here.",
+            ctx,
+        ),
+    }
+}
+
+/// 403 for a sign-out POST that did not come from the confirmation page.
+pub fn logout_refused(ctx: &RequestCtx) -> Response<Body> {
+    respond::error(
+        StatusCode::FORBIDDEN,
+        "This sign-out request did not come from the sign-out page, so you are still signed in. Open the sign-out page again and confirm there.",
+        ctx,
+    )
+}
+
+/// Ends `session` server-side and clears the cookie; then goes to the IdP's logout (when
+/// the session came from an OIDC IdP that supports it), to `redirect` (app logout) or shows
+/// the signed-out page. `status` is the redirect status (303 after a POST).
+async fn end_session(
+    rt: &Runtime,
+    session: Option<&crate::session::Session>,
+    ctx: &RequestCtx,
+    redirect: Option<&str>,
+    status: StatusCode,
+) -> Response<Body> {
+    let clear = match rt.sessions.end(session).await {
         Ok(c) => c,
         Err(e) => return store_down(ctx, e),
     };
     if session.is_some() {
         tracing::info!("logout");
     }
-    if let Some(idp_url) = session
-        .as_ref()
-        .and_then(|s| upstream::idp_logout_url(rt, s))
-    {
-        return respond::redirect(StatusCode::FOUND, &idp_url, &[clear], ctx);
+    if let Some(idp_url) = session.and_then(|s| upstream::idp_logout_url(rt, s)) {
+        return respond::redirect(status, &idp_url, &[clear], ctx);
     }
     match redirect {
-        Some(to) => respond::redirect(StatusCode::FOUND, to, &[clear], ctx),
+        Some(to) => respond::redirect(status, to, &[clear], ctx),
         None => {
             let mut resp = respond::html(StatusCode::OK, pages::logged_out_page(), ctx);
             respond::add_cookies(&mut resp, &[clear]);
@@ -546,7 +604,60 @@ pub async fn logout(
 
 #[cfg(test)]
 mod tests {
-    use super::sanitize_return;
+    use super::{fields, sanitize_return};
+    use proptest::collection::{btree_map, vec};
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    fn encode<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+        form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish()
+    }
+
+    /// Keys and values with the characters the encoding must carry (`&`, `=`, `+`, `%`,
+    /// spaces, newlines, NUL, non-ASCII); empty values included.
+    fn text(min: usize) -> impl Strategy<Value = String> {
+        proptest::string::string_regex(&format!(r"(.|[&=+% \n\r\x00]){{{min},24}}")).unwrap()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+        /// The login and logout forms' parser never panics, whatever the bytes.
+        #[test]
+        fn form_fields_never_panic(raw in vec(any::<u8>(), 0..512)) {
+            let _ = fields(&raw);
+        }
+
+        /// Serialising a map and parsing it back yields the same map (empty values too: the
+        /// login form keeps them, unlike the OAuth parameters).
+        #[test]
+        fn form_fields_round_trip(map in btree_map(text(1), text(0), 0..8)) {
+            let raw = encode(map.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let parsed: BTreeMap<String, String> =
+                fields(raw.as_bytes()).map_err(TestCaseError::fail)?.into_iter().collect();
+            prop_assert_eq!(parsed, map);
+        }
+
+        /// A field given twice is refused, wherever the copies are and whatever their values
+        /// (a second `csrf` or `username` must never pick which one counts).
+        #[test]
+        fn repeated_form_field_is_refused(
+            map in btree_map(text(1), text(0), 1..6),
+            pick in any::<prop::sample::Index>(),
+            other in text(0),
+            at in any::<prop::sample::Index>(),
+        ) {
+            let keys: Vec<&String> = map.keys().collect();
+            let key = keys[pick.index(keys.len())].as_str();
+            let mut pairs: Vec<(&str, &str)> =
+                map.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            pairs.insert(at.index(pairs.len() + 1), (key, other.as_str()));
+            let err = fields(encode(pairs).as_bytes()).unwrap_err();
+            prop_assert!(err.contains("is repeated"), "{}", err);
+        }
+    }
 
     #[test]
     fn return_urls_stay_on_this_host() {

@@ -126,6 +126,52 @@ pub fn picker_page(app: &str, choices: &[(String, String)]) -> String {
     layout("Choose how to sign in", &body)
 }
 
+/// The sign-out confirmation: a form that POSTs `fields` (hidden) and the session's CSRF
+/// token to `action`, so that a link or a cross-site GET cannot end a session.
+pub struct LogoutForm<'a> {
+    pub action: &'a str,
+    pub csrf: &'a str,
+    /// The application asking for the sign-out (RP-initiated logout), if known.
+    pub app: Option<&'a str>,
+    /// Extra hidden fields (`client_id`, `post_logout_redirect_uri`, `state`).
+    pub fields: &'a [(&'a str, &'a str)],
+}
+
+pub fn logout_confirm_page(f: &LogoutForm<'_>) -> String {
+    let mut body = String::from("<h1>Sign out?</h1>");
+    match f.app {
+        Some(app) => {
+            let _ = write!(
+                body,
+                "<p><strong>{}</strong> asks to sign you out of every application that uses this sign-in.</p>",
+                escape(app)
+            );
+        }
+        None => body
+            .push_str("<p>You will be signed out of every application that uses this sign-in.</p>"),
+    }
+    let _ = write!(
+        body,
+        "<form method=\"post\" action=\"{}\">\
+<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        escape(f.action),
+        escape(f.csrf)
+    );
+    for (name, value) in f.fields {
+        let _ = write!(
+            body,
+            "<input type=\"hidden\" name=\"{}\" value=\"{}\">",
+            escape(name),
+            escape(value)
+        );
+    }
+    body.push_str(
+        "<button type=\"submit\">Sign out</button></form>\
+<p class=\"rid\">If you did not ask to sign out, close this page: you stay signed in.</p>",
+    );
+    layout("Sign out?", &body)
+}
+
 pub fn logged_out_page() -> String {
     layout(
         "Signed out",
@@ -143,5 +189,14 @@ mod tests {
         assert!(!page.contains("<script>x"));
         assert!(page.contains("&lt;script&gt;"));
         assert!(page.contains("id&quot;&gt;&lt;b&gt;"));
+        let page = logout_confirm_page(&LogoutForm {
+            action: "/out\"><x>",
+            csrf: "t<",
+            app: Some("<app>"),
+            fields: &[("state", "\"><script>")],
+        });
+        assert!(!page.contains("<script>") && !page.contains("<x>") && !page.contains("<app>"));
+        assert!(page.contains("name=\"csrf\" value=\"t&lt;\""));
+        assert!(page.contains("name=\"state\" value=\"&quot;&gt;&lt;script&gt;\""));
     }
 }

@@ -1,4 +1,6 @@
 //! Token introspection (RFC 7662) and revocation (RFC 7009), for authenticated clients.
+//! A client introspects its own tokens, and those of the apps its `introspection.tokensOf`
+//! lists; any other token is answered `{"active": false}`.
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -20,7 +22,7 @@ pub async fn introspect(p: &Provider, req: Request<Incoming>) -> Response<Body> 
 
 async fn run_introspect(p: &Provider, req: Request<Incoming>) -> Result<Value, OAuthError> {
     let (headers, form) = params::read_form(req).await?;
-    params::authenticate(p, &headers, &form, false)?;
+    let caller = params::authenticate(p, &headers, &form, false)?;
     let token = form
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
@@ -37,10 +39,26 @@ async fn run_introspect(p: &Provider, req: Request<Incoming>) -> Result<Value, O
             refresh_info(p, token).await?
         };
         if let Some(v) = found {
+            // RFC 7662 section 4: another client's token is answered as inactive (not as an
+            // error, which would tell the caller that the token exists), unless the caller is
+            // a resource server allowed to see that client's tokens.
+            let owner = v["client_id"].as_str().unwrap_or_default();
+            if !caller.may_introspect(owner) {
+                tracing::info!(
+                    client = %caller.id,
+                    token_client = owner,
+                    "introspection of another client's token answered inactive"
+                );
+                return Ok(inactive());
+            }
             return Ok(v);
         }
     }
-    Ok(json!({"active": false}))
+    Ok(inactive())
+}
+
+fn inactive() -> Value {
+    json!({"active": false})
 }
 
 async fn access_info(p: &Provider, token: &str) -> Result<Option<Value>, OAuthError> {

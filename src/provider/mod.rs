@@ -106,6 +106,21 @@ pub struct Client {
     /// `attrProviders`: directories whose attributes are merged before claims are issued.
     pub attr_providers: Vec<crate::connectors::providers::AttrProvider>,
     pub hooks: ClientHooks,
+    /// Whose tokens this client may introspect besides its own (`introspection.tokensOf`).
+    pub introspects: Introspects,
+}
+
+/// Whose tokens a client may introspect besides its own (RFC 7662 section 4: a resource
+/// server sees only tokens meant for it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Introspects {
+    /// Its own tokens only (the default).
+    #[default]
+    Own,
+    /// Also the tokens of these client IDs.
+    Clients(Vec<String>),
+    /// Every client's tokens (`tokensOf: ["*"]`).
+    All,
 }
 
 /// The extension hooks of an OIDC app.
@@ -131,6 +146,16 @@ impl ClientHooks {
 impl Client {
     pub fn is_public(&self) -> bool {
         matches!(self.auth, ClientAuth::Public)
+    }
+
+    /// May this client learn about a token issued to `token_client`?
+    pub fn may_introspect(&self, token_client: &str) -> bool {
+        self.id == token_client
+            || match &self.introspects {
+                Introspects::Own => false,
+                Introspects::Clients(ids) => ids.iter().any(|id| id == token_client),
+                Introspects::All => true,
+            }
     }
 }
 

@@ -178,4 +178,82 @@ mod tests {
     fn basic_credentials_are_form_decoded() {
         assert_eq!(form_decode("a%3Ab+c"), "a:b c");
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::collection::{btree_map, vec};
+        use proptest::prelude::*;
+        use std::collections::BTreeMap;
+
+        fn config() -> ProptestConfig {
+            ProptestConfig {
+                cases: 512,
+                ..ProptestConfig::default()
+            }
+        }
+
+        fn encode<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+            form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(pairs)
+                .finish()
+        }
+
+        /// Keys and values with every kind of character the encoding must carry: `&`, `=`,
+        /// `+`, `%`, spaces, control characters, non-ASCII.
+        fn text(max: usize) -> impl Strategy<Value = String> {
+            proptest::string::string_regex(&format!(r"(.|[&=+% \n\r\x00]){{1,{max}}}")).unwrap()
+        }
+
+        proptest! {
+            #![proptest_config(config())]
+
+            /// Parsing never panics, whatever the bytes; every accepted parameter has a
+            /// non-empty value within the size bounds.
+            #[test]
+            fn never_panics_and_respects_bounds(raw in vec(any::<u8>(), 0..512)) {
+                if let Ok(p) = parse(&raw) {
+                    for (k, v) in &p {
+                        prop_assert!(!v.is_empty());
+                        prop_assert!(k.len() <= 256 && v.len() <= MAX_PARAM);
+                    }
+                }
+            }
+
+            /// Serialising a map (distinct keys, non-empty values) and parsing it yields
+            /// the same map.
+            #[test]
+            fn form_round_trip(map in btree_map(text(24), text(48), 0..8)) {
+                let raw = encode(map.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+                let parsed: BTreeMap<String, String> = parse(raw.as_bytes())
+                    .map_err(|e| TestCaseError::fail(e.description))?
+                    .into_iter()
+                    .collect();
+                prop_assert_eq!(parsed, map);
+            }
+
+            /// A parameter given twice with values is refused (`invalid_request`) wherever
+            /// the copies are, whatever the values (even identical ones); an empty copy
+            /// counts as omitted (RFC 6749 3.1).
+            #[test]
+            fn repeated_parameter_is_refused(
+                map in btree_map(text(24), text(48), 1..6),
+                pick in any::<prop::sample::Index>(),
+                other in text(48),
+                at in any::<prop::sample::Index>(),
+            ) {
+                let keys: Vec<&String> = map.keys().collect();
+                let key = keys[pick.index(keys.len())].as_str();
+                let mut pairs: Vec<(&str, &str)> =
+                    map.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                let pos = at.index(pairs.len() + 1);
+                pairs.insert(pos, (key, other.as_str()));
+                let err = parse(encode(pairs.iter().copied()).as_bytes()).unwrap_err();
+                prop_assert_eq!(err.code, "invalid_request");
+                prop_assert!(err.description.contains("repeated"));
+                // the same repetition with an empty value is no repetition
+                pairs[pos] = (key, "");
+                prop_assert!(parse(encode(pairs.iter().copied()).as_bytes()).is_ok());
+            }
+        }
+    }
 }

@@ -95,7 +95,7 @@ impl ProxyApp {
         if let Some(lo) = &self.logout {
             if path.decoded == lo.location {
                 ctx.access.decide(Decision::Gateway);
-                return login::logout(rt, req.headers(), ctx, Some(&lo.redirect)).await;
+                return login::logout(rt, req, ctx, &lo.location, Some(&lo.redirect)).await;
             }
         }
         let Some(policy) = self.policies.find(&path.decoded) else {

@@ -135,6 +135,20 @@ impl Session {
     pub fn store_key(&self) -> String {
         store_key(&self.id)
     }
+
+    /// The CSRF token of forms that act on this session (sign-out confirmation). It is
+    /// derived from the secret session id, so only a page the gateway rendered for this
+    /// browser can carry it, and it dies with the session. Domain-separated from the store
+    /// key, which is logged.
+    pub fn csrf_token(&self) -> String {
+        URL_SAFE_NO_PAD.encode(Sha256::digest(format!("tessera-csrf\0{}", self.id)))
+    }
+
+    /// Does `given` equal this session's CSRF token (compared in constant time)?
+    pub fn csrf_matches(&self, given: Option<&str>) -> bool {
+        use subtle::ConstantTimeEq;
+        given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(self.csrf_token().as_bytes())))
+    }
 }
 
 pub fn now_unix() -> u64 {

@@ -1,6 +1,7 @@
 //! Logs (tracing), metrics (Prometheus) and traces (OpenTelemetry over OTLP).
 
 pub mod access;
+pub mod escape;
 pub mod metrics;
 pub mod traces;
 
@@ -64,7 +65,11 @@ pub fn init(level: &str, json: bool, traces: Option<&traces::Settings>) -> Telem
             .with_filter(log_filter)
             .boxed()
     } else {
-        fmt.compact().with_filter(log_filter).boxed()
+        // Attacker-controlled text must not split or forge lines: see `escape`.
+        fmt.compact()
+            .fmt_fields(escape::EscapedFields)
+            .with_filter(log_filter)
+            .boxed()
     };
     let mut export_error = None;
     let tracer = traces.and_then(|s| match traces::provider(s) {

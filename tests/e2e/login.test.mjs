@@ -273,10 +273,21 @@ test('the app logout location ends the session', { timeout: TEST_TIMEOUT_MS }, a
   await page.goto(`${gw.url}/home?again=1`);
   assert.equal(page.url(), `${gw.url}/home?again=1`, 'session works before logout');
 
-  const out = await page.goto(`${gw.url}/logout`);
+  // A GET only asks for confirmation (a cross-site link must not sign anyone out).
+  const confirm = await page.goto(`${gw.url}/logout`);
+  assert.equal(confirm.status(), 200);
+  assert.equal(page.url(), `${gw.url}/logout`);
+  assert.equal(await page.title(), 'Sign out?');
+  assert.ok(await sessionCookie(context), 'still signed in before confirming');
+  const [out] = await Promise.all([
+    page.waitForNavigation(),
+    page.getByRole('button', { name: 'Sign out' }).click(),
+  ]);
   assert.equal(page.url(), `${gw.url}/public`);
   assert.equal(out.status(), 200);
-  assert.equal(out.request().redirectedFrom()?.url(), `${gw.url}/logout`);
+  const post = out.request().redirectedFrom();
+  assert.equal(post?.url(), `${gw.url}/logout`);
+  assert.equal(post?.method(), 'POST');
   assert.equal(await sessionCookie(context), undefined, 'session cookie cleared');
   const pub = upstream.requestsFor('/public');
   assert.equal(pub.length, 1);

@@ -184,6 +184,9 @@ test('logout ends the Tessera session and the IdP session', { timeout: TEST_TIME
   await page.waitForURL(`${gw.url}/inbox`);
 
   await page.goto(`${gw.url}/logout`);
+  // Tessera asks for confirmation first (a GET alone never signs out)
+  assert.equal(await page.title(), 'Sign out?');
+  await page.getByRole('button', { name: 'Sign out' }).click();
   // oidc-provider asks for confirmation of the RP-initiated logout
   await page.getByRole('button', { name: 'Yes, sign me out' }).click();
   await page.waitForURL(`${gw.url}/corp/logged-out`);

@@ -529,3 +529,24 @@ pub const DEFAULT_POLICIES: &str = r#"      - location: /public
         authentication: { idps: [local] }
         authorization: { allowAll: true }
 "#;
+
+/// Signs out as a browser does: GET the sign-out `path` (the confirmation page), then POST
+/// its form with the CSRF token. Returns the POST's response.
+pub async fn logout(gw: &Gateway, path: &str, cookie: &str) -> reqwest::Response {
+    let c = client();
+    let page = c
+        .get(gw.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200, "sign-out confirmation page at {path}");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Sign out?"), "{html}");
+    c.post(gw.url(path))
+        .header("cookie", cookie)
+        .form(&[("csrf", hidden(&html, "csrf"))])
+        .send()
+        .await
+        .unwrap()
+}

@@ -886,7 +886,10 @@ async fn extensions_read_only_the_secrets_their_configuration_lists() {
     };
     // Listed (exactly, or by pattern): read.
     assert_eq!(secret("demo.token").await.as_deref(), Some("tok-123"));
-    assert_eq!(secret("users.bob.sha256").await.as_deref(), Some("bob-digest"));
+    assert_eq!(
+        secret("users.bob.sha256").await.as_deref(),
+        Some("bob-digest")
+    );
     // Not listed: "not found", as if it did not exist, although the environment has it.
     for name in [
         "aws.secret_access_key",
@@ -963,7 +966,8 @@ async fn extensions_write_only_their_own_namespace() {
     );
     assert_eq!(get_as(&gw, &bob, &[]).await.status(), 403);
     // LoadAttributes in its own namespace is merged as before.
-    let echo = Echo::from(get_as(&gw, &bob, &[("x-allow", "yes"), ("x-load", "ext.note")]).await).await;
+    let echo =
+        Echo::from(get_as(&gw, &bob, &[("x-allow", "yes"), ("x-load", "ext.note")]).await).await;
     assert_eq!(echo.one("x-note").as_deref(), Some("admins"));
     assert_eq!(echo.one("x-groups").as_deref(), Some("staff"));
 }
@@ -989,7 +993,9 @@ fn extension_names_and_secret_lists_are_checked_at_load() {
     );
     assert!(
         out.contains(":14:")
-            && out.contains("`*.key` is not a secret name: the first segment must be a name, not `*`"),
+            && out.contains(
+                "`*.key` is not a secret name: the first segment must be a name, not `*`"
+            ),
         "{out}"
     );
     assert!(
@@ -1031,7 +1037,10 @@ fn a_component_named_only_by_file_reads_no_secret_and_writes_no_attribute() {
             request: plain_request(&[("x-secret", "path"), ("x-set", "test.note=hi")]),
             attrs: Default::default(),
         };
-        let out = rt.block_on(hook.create_headers(call)).ok().expect("call");
+        let out = match rt.block_on(hook.create_headers(call)) {
+            Ok(out) => out,
+            Err(e) => panic!("the call failed: {e}"),
+        };
         let get = |n: &str| {
             out.value
                 .iter()

@@ -318,12 +318,18 @@ mod tests {
         );
         a.insert("ldap.dn".into(), json!("uid=a,dc=x"));
         a.insert("ldap.nested".into(), json!([["x", "y"], {"k": 1}]));
-        assert_eq!(render("{{ ldap.ou }}", &a).as_deref(), Some("\"staff,admins\""));
+        assert_eq!(
+            render("{{ ldap.ou }}", &a).as_deref(),
+            Some("\"staff,admins\"")
+        );
         assert_eq!(
             render("{{ ldap.groups }}", &a).as_deref(),
             Some(r#""staff,admins","a\"b","c\\d"," pad","",plain,7"#)
         );
-        assert_eq!(render("{{ ldap.dn }}", &a).as_deref(), Some("\"uid=a,dc=x\""));
+        assert_eq!(
+            render("{{ ldap.dn }}", &a).as_deref(),
+            Some("\"uid=a,dc=x\"")
+        );
         assert_eq!(
             render("{{ ldap.nested }}", &a).as_deref(),
             Some(r#""[\"x\",\"y\"]","{\"k\":1}""#)
@@ -335,15 +341,28 @@ mod tests {
         let mut a = Attributes::new();
         a.insert(
             "ldap.groups".into(),
-            json!(["staff", "evil\r\nX-Admin: 1", "admins", "nul\u{0}", "tab\t", "del\u{7f}"]),
+            json!([
+                "staff",
+                "evil\r\nX-Admin: 1",
+                "admins",
+                "nul\u{0}",
+                "tab\t",
+                "del\u{7f}"
+            ]),
         );
         a.insert("ldap.mail".into(), json!("a@x\nb"));
         a.insert("ldap.empty".into(), json!([]));
-        assert_eq!(render("{{ ldap.groups }}", &a).as_deref(), Some("staff,admins"));
+        assert_eq!(
+            render("{{ ldap.groups }}", &a).as_deref(),
+            Some("staff,admins")
+        );
         // A scalar with CR/LF: nothing left to send.
         assert_eq!(render("{{ ldap.mail }}", &a), None);
         assert_eq!(render("{{ ldap.empty }}", &a), None);
-        assert_eq!(render("m={{ ldap.mail }};g={{ ldap.groups }}", &a).as_deref(), Some("m=;g=staff,admins"));
+        assert_eq!(
+            render("m={{ ldap.mail }};g={{ ldap.groups }}", &a).as_deref(),
+            Some("m=;g=staff,admins")
+        );
         // Literals are checked once, at parse time.
         let e = Template::parse("a\r\nb: {{ ldap.mail }}").unwrap_err();
         assert!(e.contains("control character"), "{e}");

@@ -85,10 +85,7 @@ impl MemoryLimiter {
     /// Grants growing one memory or table from `current` to `desired` bytes if the total stays
     /// within the cap.
     fn grow(&mut self, current: usize, desired: usize) -> wasmtime::Result<bool> {
-        let total = self
-            .used
-            .saturating_sub(current)
-            .saturating_add(desired);
+        let total = self.used.saturating_sub(current).saturating_add(desired);
         if total > self.max_bytes {
             self.exceeded = true;
             return Err(wasmtime::format_err!(

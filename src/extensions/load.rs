@@ -92,7 +92,9 @@ impl SecretPattern {
     pub fn parse(s: &str) -> Result<Self, String> {
         let t = s.trim();
         let bad = |why: &str| {
-            format!("`{s}` is not a secret name: {why} (write `okta.clientSecret` or `users.*.sha256`)")
+            format!(
+                "`{s}` is not a secret name: {why} (write `okta.clientSecret` or `users.*.sha256`)"
+            )
         };
         let mut segments = Vec::new();
         for seg in t.split('.') {

@@ -422,7 +422,10 @@ mod tests {
                 text().prop_map(|t| Rule::Contains(attr(), t)),
                 text().prop_map(|t| Rule::ContainsText(attr(), t)),
                 proptest::collection::vec(text(), 0..3).prop_map(|s| Rule::In(attr(), s)),
-                "[ab]\\*?".prop_map(|t| Rule::Matches(attr(), Regex::new(&format!("^(?:{t})$")).unwrap())),
+                "[ab]\\*?".prop_map(|t| Rule::Matches(
+                    attr(),
+                    Regex::new(&format!("^(?:{t})$")).unwrap()
+                )),
             ]
         }
 

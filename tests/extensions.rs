@@ -415,6 +415,7 @@ serviceExtensions:
   - name: auth
     file: "{file}"
     limits: {{ timeoutMillis: {timeout_ms}, memoryMiB: 256 }}
+    secrets: ["users.*.sha256"]
 oidcProvider:
   issuer: http://localhost:1234
   signingKeys: [{{ file: {key}, alg: ES256 }}]
@@ -748,18 +749,29 @@ fn malformed_claims_json_is_refused() {
 
 fn load_for_test(file: &str) -> std::sync::Arc<tessera::extensions::Extension> {
     use tessera::extensions::load::Settings;
+    load_with(
+        file,
+        Settings {
+            name: "test".into(),
+            limits: Default::default(),
+            allowed_hosts: vec![],
+            metadata: vec![],
+            secrets: vec![],
+            namespace: Some("test".into()),
+        },
+    )
+}
+
+fn load_with(
+    file: &str,
+    settings: tessera::extensions::load::Settings,
+) -> std::sync::Arc<tessera::extensions::Extension> {
     let services = tessera::extensions::Services {
         secrets: std::sync::Arc::new(tessera::secrets::SecretProvider::Env),
         cache: std::sync::Arc::new(tessera::store::MemoryStore::new()),
         connectors: Default::default(),
         metrics: std::sync::Arc::new(tessera::telemetry::metrics::Metrics::new()),
         http: tessera::extensions::host::http_client().unwrap(),
-    };
-    let settings = Settings {
-        name: "test".into(),
-        limits: Default::default(),
-        allowed_hosts: vec![],
-        metadata: vec![],
     };
     std::sync::Arc::new(
         tessera::extensions::Extension::load(
@@ -801,4 +813,324 @@ async fn a_reload_naming_a_component_without_the_hook_is_rejected_and_the_old_on
     // The old configuration (and its component) keeps serving.
     assert_eq!(allowed().await.unwrap().status(), 200);
     assert_eq!(gw.count_logs("config reload rejected"), 1);
+}
+
+/// Issue #12 finding 14: a proxy app decided by `proxy-hooks.wasm` configured as extension
+/// `ext`, which may read the secrets `demo.token` and `users.*.sha256` and write only `ext.*`.
+/// bob (group staff) is not an admin; the environment holds secrets no line lists.
+async fn confined_gateway() -> Gateway {
+    let up = upstream().await;
+    let file = guest("proxy-hooks");
+    let hash = pw_hash();
+    let yaml = format!(
+        r#"version: 1
+http: {{ address: "127.0.0.1:0" }}
+logger: {{ level: info, format: json }}
+connectors:
+  - name: local
+    type: local
+    users:
+      - username: bob
+        passwordHash: "{hash}"
+        attributes: {{ groups: [staff] }}
+serviceExtensions:
+  - name: ext
+    file: "{file}"
+    limits: {{ timeoutMillis: 2000 }}
+    secrets: [demo.token, "users.*.sha256"]
+apps:
+  - name: app
+    type: proxy
+    routePatterns: ["/"]
+    upstream: http://{up}
+    loadAttrsSE: {{ funcName: LoadAttributes, extension: ext }}
+    headers:
+      - {{ name: X-Groups, value: "{{{{ local.groups }}}}" }}
+      - {{ name: X-Note, value: "{{{{ ext.note }}}}" }}
+      - createHeaderSE: {{ funcName: CreateHeaders, extension: ext }}
+    policies:
+      - location: /
+        authentication: {{ idps: [local] }}
+        authorization:
+          isAuthorizedSE: {{ funcName: IsAuthorized, extension: ext }}
+"#
+    );
+    Gateway::start_with(
+        &yaml,
+        &[
+            ("DEMO_TOKEN", "tok-123"),
+            ("USERS_BOB_SHA256", "bob-digest"),
+            ("AWS_SECRET_ACCESS_KEY", "aws-leak"),
+        ],
+    )
+}
+
+async fn get_as(gw: &Gateway, cookie: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut r = client().get(gw.url("/page")).header("cookie", cookie);
+    for (k, v) in headers {
+        r = r.header(*k, *v);
+    }
+    r.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn extensions_read_only_the_secrets_their_configuration_lists() {
+    let gw = confined_gateway().await;
+    let (bob, _) = login(&gw, "/", "local", "bob", "pw").await;
+    let secret = |name: &'static str| {
+        let (gw, bob) = (&gw, bob.clone());
+        async move {
+            let r = get_as(gw, &bob, &[("x-allow", "yes"), ("x-secret", name)]).await;
+            Echo::from(r).await.one("x-ext-secret")
+        }
+    };
+    // Listed (exactly, or by pattern): read.
+    assert_eq!(secret("demo.token").await.as_deref(), Some("tok-123"));
+    assert_eq!(
+        secret("users.bob.sha256").await.as_deref(),
+        Some("bob-digest")
+    );
+    // Not listed: "not found", as if it did not exist, although the environment has it.
+    for name in [
+        "aws.secret_access_key",
+        "AWS_SECRET_ACCESS_KEY",
+        "demo.token.x",
+        "users.sha256",
+    ] {
+        assert_eq!(secret(name).await.as_deref(), Some("absent"), "{name}");
+    }
+    assert_eq!(
+        secret("aws.secret_access_key").await.as_deref(),
+        Some("absent")
+    );
+    // Each refused name is logged once (4 names, 5 refusals), with the extension and the name.
+    let lines = gw.wait_logs(
+        "secret not listed for this extension",
+        4,
+        Duration::from_secs(5),
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("\"extension\":\"ext\"") && l.contains("aws.secret_access_key")),
+        "{lines:?}"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(gw.count_logs("secret not listed for this extension"), 4);
+    assert!(!gw.logs().contains("aws-leak"));
+}
+
+#[tokio::test]
+async fn extensions_write_only_their_own_namespace() {
+    let gw = confined_gateway().await;
+    let (bob, _) = login(&gw, "/", "local", "bob", "pw").await;
+
+    // IsAuthorized tries session-set("local.groups", "admins") and then checks for admins:
+    // the write is refused, bob stays staff, 403.
+    let r = get_as(&gw, &bob, &[("x-set", "local.groups=admins")]).await;
+    assert_eq!(r.status(), 403);
+    // The same from CreateHeaders (authorized by header): the guest gets the refusal, the
+    // upstream gets bob's own groups.
+    let r = get_as(
+        &gw,
+        &bob,
+        &[("x-allow", "yes"), ("x-set", "local.groups=admins")],
+    )
+    .await;
+    let echo = Echo::from(r).await;
+    assert_eq!(echo.one("x-groups").as_deref(), Some("staff"));
+    let err = echo.one("x-ext-set").unwrap_or_default();
+    assert_eq!(
+        err,
+        "attribute `local.groups` is outside this extension's namespace: extension `ext` may set only `ext.<name>`"
+    );
+    // Nothing was stored: still denied.
+    assert_eq!(get_as(&gw, &bob, &[]).await.status(), 403);
+    gw.wait_log("session-set outside the extension's namespace refused");
+
+    // Its own namespace: written, stored with the session, seen by templates.
+    let r = get_as(&gw, &bob, &[("x-allow", "yes"), ("x-set", "ext.note=hi")]).await;
+    assert_eq!(Echo::from(r).await.one("x-ext-set").as_deref(), Some("ok"));
+    let echo = Echo::from(get_as(&gw, &bob, &[("x-allow", "yes")]).await).await;
+    assert_eq!(echo.one("x-note").as_deref(), Some("hi"));
+
+    // LoadAttributes returning `local.groups`: an invalid answer, the request fails closed
+    // (500, the upstream is not reached) and nothing is merged.
+    let r = get_as(&gw, &bob, &[("x-load", "local.groups")]).await;
+    assert_eq!(r.status(), 500);
+    let line = gw.wait_log("\"outcome\":\"invalid\"");
+    assert!(
+        line.contains("\"hook\":\"LoadAttributes\"")
+            && line.contains("attribute `local.groups` is outside this extension's namespace"),
+        "{line}"
+    );
+    assert_eq!(get_as(&gw, &bob, &[]).await.status(), 403);
+    // LoadAttributes in its own namespace is merged as before.
+    let echo =
+        Echo::from(get_as(&gw, &bob, &[("x-allow", "yes"), ("x-load", "ext.note")]).await).await;
+    assert_eq!(echo.one("x-note").as_deref(), Some("admins"));
+    assert_eq!(echo.one("x-groups").as_deref(), Some("staff"));
+}
+
+#[test]
+fn extension_names_and_secret_lists_are_checked_at_load() {
+    let up: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let file = guest("proxy-hooks");
+    let (code, out) = validate(&proxy_config(
+        up,
+        "{ idps: [local] }",
+        &format!(
+            "serviceExtensions:\n  - {{ name: local, file: \"{file}\" }}\n  - {{ name: ok, file: \"{}\", secrets: [demo.token, \"*.key\", \"a.b*\"] }}",
+            guest("trap")
+        ),
+    ));
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(":13:")
+            && out.contains("`local` is also the name of connector `local`")
+            && out.contains("give it a name no connector has"),
+        "{out}"
+    );
+    assert!(
+        out.contains(":14:")
+            && out.contains(
+                "`*.key` is not a secret name: the first segment must be a name, not `*`"
+            ),
+        "{out}"
+    );
+    assert!(
+        out.contains("`a.b*` is not a secret name: `*` must be a whole segment"),
+        "{out}"
+    );
+    assert!(!out.contains("demo.token"), "{out}");
+}
+
+/// A request view for library-level hook calls.
+fn plain_request(headers: &[(&str, &str)]) -> tessera::extensions::GuestRequest {
+    tessera::extensions::GuestRequest {
+        id: "rid".into(),
+        method: "GET".into(),
+        url: "http://x/page".into(),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        form: vec![],
+        app: "a".into(),
+        client_ip: "127.0.0.1".into(),
+    }
+}
+
+#[test]
+fn a_component_named_only_by_file_reads_no_secret_and_writes_no_attribute() {
+    use tessera::extensions::load::{SecretPattern, Settings};
+    use tessera::extensions::{HookCall, HookKind};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    // `path` reads the environment variable PATH, which every process has.
+    let path = std::env::var("PATH").unwrap();
+    let headers = |ext| {
+        let hook = tessera::extensions::Hook {
+            extension: ext,
+            kind: HookKind::CreateHeaders,
+        };
+        let call = HookCall {
+            request: plain_request(&[("x-secret", "path"), ("x-set", "test.note=hi")]),
+            attrs: Default::default(),
+        };
+        let out = match rt.block_on(hook.create_headers(call)) {
+            Ok(out) => out,
+            Err(e) => panic!("the call failed: {e}"),
+        };
+        let get = |n: &str| {
+            out.value
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.to_str().unwrap().to_string())
+        };
+        (get("x-ext-secret"), get("x-ext-set"), out.attrs)
+    };
+    let settings = |namespace: Option<&str>, secrets: &[&str]| Settings {
+        name: namespace.unwrap_or("ext/hooks.wasm").into(),
+        limits: Default::default(),
+        allowed_hosts: vec![],
+        metadata: vec![],
+        secrets: secrets
+            .iter()
+            .map(|s| SecretPattern::parse(s).unwrap())
+            .collect(),
+        namespace: namespace.map(str::to_string),
+    };
+    let file = guest("proxy-hooks");
+
+    let (secret, set, attrs) = headers(load_with(&file, settings(None, &[])));
+    assert_eq!(secret.as_deref(), Some("absent"));
+    assert_eq!(
+        set.as_deref(),
+        Some("attribute `test.note` refused: `ext/hooks.wasm` is named only by `file`, so it has no attribute namespace; declare it in serviceExtensions and set `<its name>.<name>`")
+    );
+    assert!(attrs.is_empty());
+
+    // Declared as `test` with `secrets: [path]`: both allowed.
+    let (secret, set, attrs) = headers(load_with(&file, settings(Some("test"), &["path"])));
+    assert_eq!(secret.as_deref(), Some(path.as_str()));
+    assert_eq!(set.as_deref(), Some("ok"));
+    assert_eq!(attrs.get("test.note"), Some(&Value::String("hi".into())));
+}
+
+#[test]
+fn the_memory_cap_covers_all_memories_of_a_component_together() {
+    use tessera::extensions::load::Settings;
+    use tessera::extensions::{HookCall, HookKind, Limits};
+    // Core modules with a memory of 24 pages (1.5 MiB) each; the cap is 2 MiB. One fits,
+    // two together do not, although each alone is under the cap.
+    let dir = tempfile::tempdir().unwrap();
+    let component = |modules: usize| {
+        let mut wat = String::from("(component\n");
+        for i in 0..modules {
+            wat += &format!("  (core module $m{i} (memory (export \"m\") 24))\n");
+            wat += &format!("  (core instance (instantiate $m{i}))\n");
+        }
+        wat += ")\n";
+        let path = dir.path().join(format!("mem{modules}.wat"));
+        std::fs::write(&path, wat).unwrap();
+        path.display().to_string()
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let outcome = |file: String| {
+        let ext = load_with(
+            &file,
+            Settings {
+                name: "mem".into(),
+                limits: Limits {
+                    timeout: Duration::from_secs(5),
+                    memory_bytes: 2 << 20,
+                },
+                allowed_hosts: vec![],
+                metadata: vec![],
+                secrets: vec![],
+                namespace: Some("mem".into()),
+            },
+        );
+        let hook = tessera::extensions::Hook {
+            extension: ext,
+            kind: HookKind::IsAuthenticated,
+        };
+        let call = HookCall {
+            request: plain_request(&[]),
+            attrs: Default::default(),
+        };
+        let err = rt
+            .block_on(hook.is_authenticated(call))
+            .err()
+            .expect("these components export no hook");
+        (err.outcome(), err.to_string())
+    };
+    // One memory: instantiated (then fails for want of the hook, not for memory).
+    let (one, msg) = outcome(component(1));
+    assert_eq!(one, "trap", "{msg}");
+    assert!(msg.contains("does not export this hook"), "{msg}");
+    // Two memories: refused at instantiation by the cap on their sum.
+    let (two, msg) = outcome(component(2));
+    assert_eq!(two, "memory", "{msg}");
+    assert_eq!(msg, "memory limit of 2 MiB reached");
 }

@@ -136,7 +136,7 @@ async fn authorization_rules_allow_and_deny() {
           rules:
             and:
               - { attribute: local.groups, contains: staff }
-              - { attribute: local.email, contains: alice }
+              - { attribute: local.email, containsText: alice }
       - location: /or
         authentication: { idps: [local] }
         authorization:

@@ -47,8 +47,9 @@ for (const file of files) {
       const host = mockHost({ secrets: { "users.alice.sha256": sha256(password) } });
       const subject = run(host, (x) => x.backchannelAuthenticate.backchannelAuthenticate(form("alice", password)));
       assert.equal(subject, "alice", `password of ${password.length} chars`);
-      assert.deepEqual(host.session.get("okta.authenticated"), ["true"]);
-      assert.deepEqual(host.session.get("okta.username"), ["alice"]);
+      assert.deepEqual(host.session.get("auth.authenticated"), ["true"]);
+      assert.deepEqual(host.session.get("auth.username"), ["alice"]);
+      assert.equal(host.session.get("okta.authenticated"), undefined);
       assert.ok(host.logs.some((l) => l.level === "info"), "logs the outcome");
       if (password) assert.ok(!JSON.stringify(host.logs).includes(password), "no password in the log");
     }

@@ -70,6 +70,17 @@ for (const name of ["loop", "membomb"]) {
     assert.deepEqual(headers({}), [["x-ext-user", "anonymous"], ["x-ext-tier", "none"]]);
     assert.deepEqual(headers({ "local.username": ["alice"], "ext.tier": ["gold"] }),
       [["x-ext-user", "alice"], ["x-ext-tier", "gold"]]);
+    const host = mockHost({ secrets: { "demo.token": "tok" } });
+    const withHeaders = (h) => g(host).createHeaders.createHeaders(header(h));
+    assert.deepEqual(withHeaders([["x-secret", "demo.token"], ["x-set", "ext.note=hi"]]),
+      [["x-ext-user", "anonymous"], ["x-ext-tier", "none"], ["x-ext-secret", "tok"], ["x-ext-set", "ok"]]);
+    assert.deepEqual(host.session.get("ext.note"), ["hi"]);
+    assert.deepEqual(withHeaders([["x-secret", "nope"]]).at(-1), ["x-ext-secret", "absent"]);
+  });
+
+  check("proxy-hooks load-attributes x-load", () => {
+    const attrs = call({}, (x) => x.loadAttributes.loadAttributes(request({ headers: [["x-load", "local.groups"]] })));
+    assert.deepEqual(attrs.at(-1), ["local.groups", ["admins"]]);
   });
 
   check("proxy-hooks is-authenticated", () => {

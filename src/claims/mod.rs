@@ -1,11 +1,29 @@
 //! Session attributes and the expressions that read them: `connector.attribute` references
 //! (rules, mappings) and `{{ connector.attribute }}` templates (header values).
+//!
+//! Header values (`Template::render_header`) use one documented list format, so an upstream
+//! can always tell one value from several:
+//! - every placeholder's value is a list of items: a list attribute's elements, or the single
+//!   value of a scalar (a scalar and a one-element list render the same: LDAP gives one value
+//!   as a string and several as a list, and the upstream must not care);
+//! - items are joined by `,` (no space), as before;
+//! - an item that is empty, contains `,`, `"` or `\`, or starts or ends with white space is sent
+//!   as an RFC 9110 quoted-string (`"staff,admins"`, with `\"` and `\\` escapes); any other
+//!   item is sent as is, so a plain list is byte-identical to a plain `,` join;
+//! - an item with a control character (CR, LF, NUL, TAB, DEL, C1) cannot be carried: it alone
+//!   is left out, with a warning naming the header and the attribute (never the value); the
+//!   other items are still sent;
+//! - a header whose placeholders all have no (kept) item is not sent.
+//!
+//! Rules and claims keep comparing and mapping raw values (`render_value`): only the header
+//! rendering quotes.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 pub mod oidc;
 
+use http::{HeaderName, HeaderValue};
 use serde_json::Value;
 
 /// A user's attributes, keyed `<connector>.<name>` (`local.email`, `okta.groups`).
@@ -87,6 +105,13 @@ impl Template {
     pub fn parse(s: &str) -> Result<Self, String> {
         let mut parts = Vec::new();
         let mut rest = s;
+        if s.chars().any(char::is_control) {
+            // The template is a header value: a control character could never be sent.
+            return Err(format!(
+                "`{}` contains a control character, which a header value cannot carry",
+                s.escape_debug()
+            ));
+        }
         while let Some(start) = rest.find("{{") {
             if start > 0 {
                 parts.push(Part::Literal(rest[..start].to_string()));
@@ -115,8 +140,11 @@ impl Template {
         })
     }
 
-    /// Renders with `attrs`; `None` when every placeholder is missing (nothing to say).
-    pub fn render(&self, attrs: &Attributes) -> Option<String> {
+    /// Renders the value of header `header` with `attrs` in the documented list format (see the
+    /// module doc); `None` when no placeholder has a kept item (nothing to say). The result is
+    /// always a valid header value: literals were checked at parse time, items with control
+    /// characters are left out (logged, without the value) and the rest are quoted as needed.
+    pub fn render_header(&self, header: &HeaderName, attrs: &Attributes) -> Option<HeaderValue> {
         let mut out = String::new();
         let mut any_placeholder = false;
         let mut any_value = false;
@@ -125,21 +153,142 @@ impl Template {
                 Part::Literal(s) => out.push_str(s),
                 Part::Attr(a) => {
                     any_placeholder = true;
-                    if let Some(v) = a.get(attrs).and_then(render_value) {
-                        any_value = true;
-                        out.push_str(&v);
+                    let Some(v) = a.get(attrs) else { continue };
+                    let (kept, dropped) = push_list(&mut out, v);
+                    any_value |= kept > 0;
+                    if dropped > 0 {
+                        tracing::warn!(
+                            header = %header,
+                            attribute = a.key(),
+                            dropped,
+                            "identity header: attribute values with control characters left out (the other values are sent)"
+                        );
                     }
                 }
             }
         }
-        (any_value || !any_placeholder).then_some(out)
+        if any_placeholder && !any_value {
+            return None;
+        }
+        // Cannot fail (see above); `try_from(String)` keeps the buffer instead of copying it.
+        HeaderValue::try_from(out).ok()
+    }
+}
+
+/// The items of a value in a header: a list's elements, or the value itself (null: none).
+/// Nested lists and objects become one item each, as JSON text.
+fn header_items(v: &Value) -> Vec<Cow<'_, str>> {
+    match v {
+        Value::Array(items) => items.iter().filter_map(header_item).collect(),
+        other => header_item(other).into_iter().collect(),
+    }
+}
+
+fn header_item(v: &Value) -> Option<Cow<'_, str>> {
+    match v {
+        Value::Array(_) => Some(Cow::Owned(v.to_string())),
+        other => render_value(other),
+    }
+}
+
+/// Appends the items of `v` to `out` (comma-separated, quoted as needed); returns how many
+/// items were written and how many were left out for carrying a control character.
+fn push_list(out: &mut String, v: &Value) -> (usize, usize) {
+    let (mut kept, mut dropped) = (0, 0);
+    for item in header_items(v) {
+        if item.chars().any(char::is_control) {
+            dropped += 1;
+            continue;
+        }
+        if kept > 0 {
+            out.push(',');
+        }
+        push_item(out, &item);
+        kept += 1;
+    }
+    (kept, dropped)
+}
+
+/// One list item: as is when it cannot be misread, else as an RFC 9110 quoted-string.
+fn push_item(out: &mut String, item: &str) {
+    let plain = !item.is_empty()
+        && !item.contains([',', '"', '\\'])
+        && !item.starts_with(char::is_whitespace)
+        && !item.ends_with(char::is_whitespace);
+    if plain {
+        out.push_str(item);
+        return;
+    }
+    out.push('"');
+    for c in item.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+}
+
+/// Splits a header value rendered from a single placeholder back into its items, per the
+/// documented format (RFC 9110 list with quoted-strings); `None` if it is not well-formed.
+#[cfg(test)]
+pub(crate) fn split_header_list(s: &str) -> Option<Vec<String>> {
+    let ows = |c: char| c == ' ' || c == '\t';
+    let mut items = Vec::new();
+    let mut rest = s;
+    loop {
+        rest = rest.trim_start_matches(ows);
+        if rest.is_empty() {
+            return Some(items);
+        }
+        if let Some(q) = rest.strip_prefix('"') {
+            let mut item = String::new();
+            let mut chars = q.char_indices();
+            let end = loop {
+                match chars.next()? {
+                    (_, '\\') => item.push(chars.next()?.1),
+                    (i, '"') => break i + 1,
+                    (_, c) => item.push(c),
+                }
+            };
+            items.push(item);
+            rest = q[end..].trim_start_matches(ows);
+            match rest.strip_prefix(',') {
+                Some(r) => rest = r,
+                None if rest.is_empty() => return Some(items),
+                None => return None,
+            }
+        } else {
+            let (item, next) = match rest.find(',') {
+                Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+                None => (rest, None),
+            };
+            let item = item.trim_end_matches(ows);
+            // RFC 9110 §5.6.1: empty elements do not count.
+            if !item.is_empty() {
+                items.push(item.to_string());
+            }
+            match next {
+                Some(r) => rest = r,
+                None => return Some(items),
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
     use serde_json::json;
+
+    fn render(t: &str, a: &Attributes) -> Option<String> {
+        let h = HeaderName::from_static("x-test");
+        Template::parse(t)
+            .unwrap()
+            .render_header(&h, a)
+            .map(|v| v.to_str().unwrap().to_string())
+    }
 
     #[test]
     fn templates_render_lists_and_skip_missing() {
@@ -147,20 +296,76 @@ mod tests {
         a.insert("okta.email".into(), json!("a@x.org"));
         a.insert("okta.groups".into(), json!(["admins", "staff"]));
         a.insert("okta.n".into(), json!(3));
-        let t = Template::parse("{{ okta.email }}").unwrap();
-        assert_eq!(t.render(&a).as_deref(), Some("a@x.org"));
-        let t = Template::parse("g={{okta.groups}};n={{ okta.n }}").unwrap();
-        assert_eq!(t.render(&a).as_deref(), Some("g=admins,staff;n=3"));
+        assert_eq!(render("{{ okta.email }}", &a).as_deref(), Some("a@x.org"));
         assert_eq!(
-            Template::parse("{{ okta.missing }}").unwrap().render(&a),
-            None
+            render("g={{okta.groups}};n={{ okta.n }}", &a).as_deref(),
+            Some("g=admins,staff;n=3")
         );
-        assert_eq!(
-            Template::parse("static").unwrap().render(&a).as_deref(),
-            Some("static")
-        );
+        assert_eq!(render("{{ okta.missing }}", &a), None);
+        assert_eq!(render("static", &a).as_deref(), Some("static"));
         assert!(Template::parse("{{ okta.email").is_err());
         assert!(Template::parse("{{ email }}").is_err());
+    }
+
+    #[test]
+    fn list_items_that_could_be_misread_are_quoted() {
+        let mut a = Attributes::new();
+        // One LDAP value `staff,admins` (a string) is not two groups.
+        a.insert("ldap.ou".into(), json!("staff,admins"));
+        a.insert(
+            "ldap.groups".into(),
+            json!(["staff,admins", "a\"b", "c\\d", " pad", "", "plain", 7, null]),
+        );
+        a.insert("ldap.dn".into(), json!("uid=a,dc=x"));
+        a.insert("ldap.nested".into(), json!([["x", "y"], {"k": 1}]));
+        assert_eq!(
+            render("{{ ldap.ou }}", &a).as_deref(),
+            Some("\"staff,admins\"")
+        );
+        assert_eq!(
+            render("{{ ldap.groups }}", &a).as_deref(),
+            Some(r#""staff,admins","a\"b","c\\d"," pad","",plain,7"#)
+        );
+        assert_eq!(
+            render("{{ ldap.dn }}", &a).as_deref(),
+            Some("\"uid=a,dc=x\"")
+        );
+        assert_eq!(
+            render("{{ ldap.nested }}", &a).as_deref(),
+            Some(r#""[\"x\",\"y\"]","{\"k\":1}""#)
+        );
+    }
+
+    #[test]
+    fn only_items_with_control_characters_are_left_out() {
+        let mut a = Attributes::new();
+        a.insert(
+            "ldap.groups".into(),
+            json!([
+                "staff",
+                "evil\r\nX-Admin: 1",
+                "admins",
+                "nul\u{0}",
+                "tab\t",
+                "del\u{7f}"
+            ]),
+        );
+        a.insert("ldap.mail".into(), json!("a@x\nb"));
+        a.insert("ldap.empty".into(), json!([]));
+        assert_eq!(
+            render("{{ ldap.groups }}", &a).as_deref(),
+            Some("staff,admins")
+        );
+        // A scalar with CR/LF: nothing left to send.
+        assert_eq!(render("{{ ldap.mail }}", &a), None);
+        assert_eq!(render("{{ ldap.empty }}", &a), None);
+        assert_eq!(
+            render("m={{ ldap.mail }};g={{ ldap.groups }}", &a).as_deref(),
+            Some("m=;g=staff,admins")
+        );
+        // Literals are checked once, at parse time.
+        let e = Template::parse("a\r\nb: {{ ldap.mail }}").unwrap_err();
+        assert!(e.contains("control character"), "{e}");
     }
 
     #[test]
@@ -169,5 +374,82 @@ mod tests {
         assert_eq!(r.connector(), "okta");
         assert!(AttrRef::parse(".x").is_err());
         assert!(AttrRef::parse("a b.c").is_err());
+    }
+
+    /// Attribute values as sessions hold them: strings (any characters, control characters
+    /// and the list format's own `,` `"` `\` included), numbers, booleans, null, and lists of
+    /// those.
+    fn scalar() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            4 => "[ -~]{0,8}".prop_map(Value::from),
+            4 => "[a,\"\\\\ \r\n\t\u{0}\u{7f}\u{85}é]{0,6}".prop_map(Value::from),
+            1 => any::<i64>().prop_map(Value::from),
+            1 => any::<bool>().prop_map(Value::from),
+            1 => Just(Value::Null),
+        ]
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        prop_oneof![
+            scalar(),
+            proptest::collection::vec(scalar(), 0..6).prop_map(Value::Array),
+        ]
+    }
+
+    /// The items the documented format keeps for `v`, as text.
+    fn kept(v: &Value) -> Vec<String> {
+        header_items(v)
+            .into_iter()
+            .filter(|s| !s.chars().any(char::is_control))
+            .map(Cow::into_owned)
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1024))]
+
+        /// Invariant: whatever the attribute values, a rendered header is a valid header value
+        /// with no CR, LF or NUL (it can neither split the request nor be refused by hyper).
+        #[test]
+        fn rendered_headers_are_always_valid(v in value(), w in value()) {
+            let mut a = Attributes::new();
+            a.insert("x.v".into(), v);
+            a.insert("x.w".into(), w);
+            let t = Template::parse("pre {{ x.v }};{{ x.w }} post").unwrap();
+            if let Some(h) = t.render_header(&HeaderName::from_static("x-test"), &a) {
+                prop_assert!(!h.as_bytes().iter().any(|b| matches!(b, b'\r' | b'\n' | 0)));
+                prop_assert!(HeaderValue::from_bytes(h.as_bytes()).is_ok());
+            }
+        }
+
+        /// Invariant: splitting a header rendered from one placeholder by the documented format
+        /// gives back exactly the kept items, in order (none is merged, split or altered), and
+        /// the header is absent exactly when no item is kept.
+        #[test]
+        fn rendered_lists_split_back_into_the_kept_items(v in value()) {
+            let mut a = Attributes::new();
+            a.insert("x.v".into(), v.clone());
+            let t = Template::parse("{{ x.v }}").unwrap();
+            let rendered = t.render_header(&HeaderName::from_static("x-test"), &a);
+            let want = kept(&v);
+            match rendered {
+                None => prop_assert!(want.is_empty()),
+                Some(h) => {
+                    let text = std::str::from_utf8(h.as_bytes()).unwrap();
+                    prop_assert_eq!(split_header_list(text), Some(want));
+                }
+            }
+        }
+
+        /// Invariant: a list of plain items (no `,` `"` `\`, no edge white space, not empty)
+        /// renders byte-identical to a plain `,` join, as before the format was introduced.
+        #[test]
+        fn plain_lists_are_unchanged(items in proptest::collection::vec("[a-zA-Z0-9=._-]{1,8}", 1..6)) {
+            let mut a = Attributes::new();
+            a.insert("x.v".into(), json!(items));
+            let t = Template::parse("{{ x.v }}").unwrap();
+            let h = t.render_header(&HeaderName::from_static("x-test"), &a).unwrap();
+            prop_assert_eq!(h.to_str().unwrap(), items.join(","));
+        }
     }
 }

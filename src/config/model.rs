@@ -44,8 +44,9 @@ pub struct Config {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceExtensionConfig {
-    /// Name, unique; hook positions refer to it with `extension: <name>`. Also allowed as the
-    /// namespace of attributes the extension sets (`<name>.<attribute>`).
+    /// Name, unique, and not the name of a connector; hook positions refer to it with
+    /// `extension: <name>`. It is also the only namespace the extension may write attributes
+    /// in (`<name>.<attribute>`, with `session-set` or LoadAttributes).
     pub name: String,
     /// The component (`.wasm`), relative to the configuration file's directory.
     pub file: String,
@@ -57,6 +58,12 @@ pub struct ServiceExtensionConfig {
     /// Free-form strings handed to the extension (`host.metadata()`).
     #[serde(default)]
     pub metadata: BTreeMap<String, String>,
+    /// Secrets the extension may read with `host.secret`, by name as in `<name>` references
+    /// (`okta.clientSecret`). `*` stands for one or more whole name segments, never the first
+    /// (`users.*.sha256`). None by default: any other name reads as "not found" (and is logged
+    /// once). A component named only by `file` in a hook position may read no secret.
+    #[serde(default)]
+    pub secrets: Vec<String>,
 }
 
 /// Per-call limits of an extension.
@@ -65,7 +72,8 @@ pub struct ServiceExtensionConfig {
 pub struct ExtensionLimitsConfig {
     /// Wall-clock deadline of one call, instantiation included (default 50, 1..=60000).
     pub timeoutMillis: Option<u64>,
-    /// Linear memory cap of one call's instance (default 64, 1..=1024).
+    /// Memory cap of one call's instance, all its linear memories and tables together
+    /// (default 64, 1..=1024).
     pub memoryMiB: Option<u64>,
 }
 
@@ -532,8 +540,11 @@ pub enum RuleSchema {
         attribute: String,
         /// The attribute (a single value) equals this.
         equals: Option<String>,
-        /// A list attribute has this element; a string attribute has this substring.
+        /// List membership: an element of the attribute (a single value counts as a
+        /// one-element list) equals this exactly. Never a substring test.
         contains: Option<String>,
+        /// Substring test: the attribute (or one of its elements) contains this text.
+        containsText: Option<String>,
         /// The attribute (or one of its elements) is one of these.
         #[serde(rename = "in")]
         in_: Option<Vec<String>>,

@@ -178,12 +178,21 @@ impl Hook {
     }
 
     /// LoadAttributes: the returned attributes are merged into the call's attributes (and
-    /// `wrote` is set when they change anything).
+    /// `wrote` is set when they change anything). An attribute outside the extension's own
+    /// namespace (a connector's, `local.groups`) makes the whole answer invalid: the call
+    /// fails closed (500 on the proxy path), nothing is merged.
     pub async fn load_attributes(&self, call: HookCall) -> Result<Called<()>, CallError> {
-        self.run(call, None, |r, view| {
+        let ext = self.extension.clone();
+        self.run(call, None, move |r, view| {
             let loaded = expect!(r, Ret::Attributes(a) => a);
+            // Checked before anything is merged: a refused answer writes nothing.
+            let mut checked = Vec::with_capacity(loaded.len());
             for (name, values) in loaded {
-                AttrRef::parse(&name)?;
+                let attr = AttrRef::parse(&name)?;
+                ext.may_write(&attr)?;
+                checked.push((attr.key().to_string(), values));
+            }
+            for (name, values) in checked {
                 let v = match <[String; 1]>::try_from(values) {
                     Ok([one]) => Value::String(one),
                     Err(many) => Value::Array(many.into_iter().map(Value::String).collect()),
@@ -235,10 +244,7 @@ impl Hook {
         let started = Instant::now();
         let limits = ext.limits;
         let state = HostState {
-            limiter: MemoryLimiter {
-                max_bytes: limits.memory_bytes,
-                exceeded: false,
-            },
+            limiter: MemoryLimiter::new(limits.memory_bytes),
             ext: ext.clone(),
             hook: self.kind,
             request_id: request_id.clone(),

@@ -58,37 +58,66 @@ pub struct HostState {
     pub(super) deadline: Instant,
 }
 
-/// Caps linear memory (and tables) per instance; remembers a refusal so the failure is
-/// reported as "memory limit", not as a bare trap.
+/// Bytes a table element is counted as (a pointer; wasmtime's tables hold pointers).
+const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
+
+/// Caps the memory of one call's instance: every linear memory and table of the component
+/// together (a component holds several core modules, each may have its own memory, so a
+/// per-memory cap would let it use a multiple of the limit). Remembers a refusal so the
+/// failure is reported as "memory limit", not as a bare trap.
 pub struct MemoryLimiter {
     pub max_bytes: usize,
+    /// Bytes of all memories and tables granted so far (creation counts: wasmtime asks for a
+    /// new memory's or table's initial size with `current` = 0).
+    pub used: usize,
     pub exceeded: bool,
+}
+
+impl MemoryLimiter {
+    pub fn new(max_bytes: usize) -> Self {
+        MemoryLimiter {
+            max_bytes,
+            used: 0,
+            exceeded: false,
+        }
+    }
+
+    /// Grants growing one memory or table from `current` to `desired` bytes if the total stays
+    /// within the cap.
+    fn grow(&mut self, current: usize, desired: usize) -> wasmtime::Result<bool> {
+        let total = self.used.saturating_sub(current).saturating_add(desired);
+        if total > self.max_bytes {
+            self.exceeded = true;
+            return Err(wasmtime::format_err!(
+                "memory limit of {} MiB reached (all memories and tables of the component together)",
+                self.max_bytes >> 20
+            ));
+        }
+        self.used = total;
+        Ok(true)
+    }
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.max_bytes {
-            self.exceeded = true;
-            return Err(wasmtime::format_err!(
-                "memory limit of {} MiB reached",
-                self.max_bytes >> 20
-            ));
-        }
-        Ok(true)
+        self.grow(current, desired)
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
+        self.grow(
+            current.saturating_mul(TABLE_ELEMENT_BYTES),
+            desired.saturating_mul(TABLE_ELEMENT_BYTES),
+        )
     }
 }
 
@@ -144,14 +173,39 @@ impl host::Host for HostState {
         }
     }
 
+    /// Writes only in the extension's own namespace: never a connector's attributes (which
+    /// rules, headers and the session's login state trust). Refused: an error to the guest,
+    /// nothing written, a warning (once per name).
     async fn session_set(&mut self, name: String, value: String) -> Result<(), String> {
-        crate::claims::AttrRef::parse(&name)?;
-        self.attrs.insert(name, Value::String(value));
+        let attr = crate::claims::AttrRef::parse(&name)?;
+        if let Err(e) = self.ext.may_write(&attr) {
+            if self.ext.first_refusal(format!("attribute:{}", attr.key())) {
+                tracing::warn!(extension = %self.ext.name, hook = self.hook.func_name(), request_id = %self.request_id,
+                    attribute = attr.key(), "session-set outside the extension's namespace refused");
+            }
+            return Err(e);
+        }
+        self.attrs
+            .insert(attr.key().to_string(), Value::String(value));
         self.wrote = true;
         Ok(())
     }
 
+    /// Only the secrets the extension's configuration lists (`secrets`); any other name
+    /// answers "not found", as a missing secret does, and is logged once.
     async fn secret(&mut self, name: String) -> Option<String> {
+        if !self.ext.may_read_secret(&name) {
+            if self.ext.first_refusal(format!("secret:{name}")) {
+                let hint = if self.ext.namespace.is_some() {
+                    "list it in this extension's serviceExtensions `secrets`"
+                } else {
+                    "a component named only by `file` may read no secret: declare it in serviceExtensions with `secrets`"
+                };
+                tracing::warn!(extension = %self.ext.name, hook = self.hook.func_name(), request_id = %self.request_id,
+                    secret = ?name, hint, "secret not listed for this extension: answered as not found");
+            }
+            return None;
+        }
         self.ext
             .services
             .secrets

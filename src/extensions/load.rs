@@ -1,9 +1,9 @@
 //! Loading a component: read, compile (or reuse cached code), check it against the contract,
 //! and prepare the `InstancePre` every call instantiates from.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{HasSelf, InstancePre, Linker};
 
@@ -11,6 +11,7 @@ use super::bindings::exports::tessera::extension as ex;
 use super::bindings::AllHooks;
 use super::host::{HostState, HttpClient};
 use super::{engine, HookKind, Limits, PACKAGE};
+use crate::claims::AttrRef;
 use crate::connectors::Connectors;
 use crate::secrets::SecretProvider;
 use crate::store::Store;
@@ -78,6 +79,64 @@ impl HostPattern {
     }
 }
 
+/// A secret an extension may read: `okta.clientSecret`, or with `*` standing for one or more
+/// whole segments, never the first (`users.*.sha256`). Names are compared as written, before
+/// the provider maps them (`env://`: `users.alice.sha256` -> `USERS_ALICE_SHA256`); a fixed
+/// first segment keeps every match under one prefix of environment variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretPattern {
+    segments: Vec<Option<String>>,
+}
+
+impl SecretPattern {
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let bad = |why: &str| {
+            format!(
+                "`{s}` is not a secret name: {why} (write `okta.clientSecret` or `users.*.sha256`)"
+            )
+        };
+        let mut segments = Vec::new();
+        for seg in t.split('.') {
+            match seg {
+                "" => return Err(bad("it has an empty segment")),
+                "*" => segments.push(None),
+                _ if seg.contains('*') => {
+                    return Err(bad("`*` must be a whole segment"));
+                }
+                _ if seg.chars().any(|c| c.is_control() || c.is_whitespace()) => {
+                    return Err(bad("it contains white space or a control character"));
+                }
+                _ => segments.push(Some(seg.to_string())),
+            }
+        }
+        if segments.first().is_some_and(Option::is_none) {
+            return Err(bad("the first segment must be a name, not `*`"));
+        }
+        Ok(Self { segments })
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        let parts: Vec<&str> = name.split('.').collect();
+        !parts.iter().any(|p| p.is_empty()) && matches_from(&self.segments, &parts)
+    }
+}
+
+/// `*` takes one or more segments (backtracking; patterns are a few segments long).
+fn matches_from(pattern: &[Option<String>], name: &[&str]) -> bool {
+    match pattern.split_first() {
+        None => name.is_empty(),
+        Some((Some(lit), rest)) => name
+            .split_first()
+            .is_some_and(|(n, tail)| n == lit && matches_from(rest, tail)),
+        Some((None, rest)) => (1..=name.len()).any(|k| matches_from(rest, &name[k..])),
+    }
+}
+
+/// How many refusals an extension logs (each name once); a guest asking for ever new names
+/// must not grow memory or flood the log.
+const MAX_REFUSALS_LOGGED: usize = 256;
+
 /// A loaded component with its settings.
 pub struct Extension {
     /// The `serviceExtensions` name, or the file as written for a component named only by
@@ -87,6 +146,13 @@ pub struct Extension {
     pub limits: Limits,
     pub allowed_hosts: Vec<HostPattern>,
     pub metadata: Vec<(String, String)>,
+    /// The secrets `host.secret` may read; empty: none.
+    pub secrets: Vec<SecretPattern>,
+    /// The attribute namespace the extension may write (`<namespace>.<name>`): its
+    /// `serviceExtensions` name; `None` for a component named only by file (it may write none).
+    pub namespace: Option<String>,
+    /// Refusals already logged (`secret:<name>`, `attribute:<name>`), to log each once.
+    refusals_logged: Mutex<HashSet<String>>,
     pub(super) pre: InstancePre<HostState>,
     pub(super) indices: Indices,
     pub(super) services: Arc<Services>,
@@ -142,6 +208,9 @@ pub struct Settings {
     pub limits: Limits,
     pub allowed_hosts: Vec<HostPattern>,
     pub metadata: Vec<(String, String)>,
+    pub secrets: Vec<SecretPattern>,
+    /// `Some(name)` for a `serviceExtensions` entry; `None` for a component named by file only.
+    pub namespace: Option<String>,
 }
 
 impl Extension {
@@ -179,6 +248,9 @@ impl Extension {
             limits: settings.limits,
             allowed_hosts: settings.allowed_hosts,
             metadata: settings.metadata,
+            secrets: settings.secrets,
+            namespace: settings.namespace,
+            refusals_logged: Mutex::new(HashSet::new()),
             pre,
             indices,
             services,
@@ -187,6 +259,37 @@ impl Extension {
 
     pub fn exports(&self, kind: HookKind) -> bool {
         self.indices.has(kind)
+    }
+
+    /// Whether the configuration lets this extension read secret `name`.
+    pub fn may_read_secret(&self, name: &str) -> bool {
+        self.secrets.iter().any(|p| p.matches(name))
+    }
+
+    /// Whether this extension may write attribute `attr` (its own namespace only); the error
+    /// says why not, for the guest and the log.
+    pub fn may_write(&self, attr: &AttrRef) -> Result<(), String> {
+        match &self.namespace {
+            Some(ns) if attr.connector() == ns => Ok(()),
+            Some(ns) => Err(format!(
+                "attribute `{}` is outside this extension's namespace: extension `{ns}` may set only `{ns}.<name>`",
+                attr.key()
+            )),
+            None => Err(format!(
+                "attribute `{}` refused: `{}` is named only by `file`, so it has no attribute namespace; declare it in serviceExtensions and set `<its name>.<name>`",
+                attr.key(),
+                self.name
+            )),
+        }
+    }
+
+    /// True the first time `what` is refused (bounded), so each refusal is logged once.
+    pub(super) fn first_refusal(&self, what: String) -> bool {
+        let mut seen = self
+            .refusals_logged
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        seen.len() < MAX_REFUSALS_LOGGED && seen.insert(what)
     }
 
     /// The hooks this component exports, for error messages.
@@ -204,6 +307,7 @@ impl std::fmt::Debug for Extension {
             .field("name", &self.name)
             .field("file", &self.file)
             .field("limits", &self.limits)
+            .field("namespace", &self.namespace)
             .finish_non_exhaustive()
     }
 }
@@ -238,4 +342,29 @@ fn check_kind(bytes: &[u8]) -> Result<(), String> {
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SecretPattern;
+
+    #[test]
+    fn secret_patterns() {
+        let p = SecretPattern::parse("users.*.sha256").unwrap();
+        assert!(p.matches("users.alice.sha256"));
+        assert!(p.matches("users.alice.smith.sha256"));
+        assert!(!p.matches("users.sha256"));
+        assert!(!p.matches("users..sha256"));
+        assert!(!p.matches("users.alice.sha256.x"));
+        assert!(!p.matches("aws.secret_access_key"));
+        let exact = SecretPattern::parse("okta.secret").unwrap();
+        assert!(exact.matches("okta.secret"));
+        assert!(!exact.matches("OKTA.secret"));
+        assert!(!exact.matches("okta.secret.x"));
+        let tail = SecretPattern::parse("hr.*").unwrap();
+        assert!(tail.matches("hr.a") && tail.matches("hr.a.b") && !tail.matches("hr"));
+        for bad in ["*", "*.x", "a..b", "a.b*", "", "a. b"] {
+            assert!(SecretPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

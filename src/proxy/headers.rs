@@ -94,17 +94,9 @@ pub fn upstream_headers(
         h.insert(header::HOST, v.clone());
     }
     for ih in &app.headers {
-        let Some(value) = ih.template.render(attrs) else {
-            continue;
-        };
-        match HeaderValue::try_from(value) {
-            Ok(v) => {
-                h.insert(ih.name.clone(), v);
-            }
-            Err(_) => tracing::warn!(
-                header = %ih.name,
-                "identity header not sent: its value has characters a header cannot carry"
-            ),
+        // Always a valid value: items a header cannot carry are left out (and logged).
+        if let Some(v) = ih.template.render_header(&ih.name, attrs) {
+            h.insert(ih.name.clone(), v);
         }
     }
     h

@@ -1,11 +1,15 @@
 //! Authorization rules over session attributes: `and` / `or` / `not` trees of conditions
-//! (`equals`, `contains`, `in`, `matches`). Parsed by hand from YAML so every mistake is
-//! reported at its own position.
+//! (`equals`, `contains`, `containsText`, `in`, `matches`). Parsed by hand from YAML so every
+//! mistake is reported at its own position.
 //!
-//! Semantics (documented in the README):
+//! Semantics (documented in the README). A single value counts as a one-element list: LDAP
+//! gives one value as a string and several as a list, and a rule must mean the same for both.
 //! - a missing attribute satisfies no condition (so `not` of it is true);
 //! - `equals`: a single-valued attribute equals the text (a list never equals);
-//! - `contains`: a list has the element, or a string has the substring;
+//! - `contains`: list membership: an element (or the single value) equals the text exactly.
+//!   Never a substring test: `contains: admins` does not match `sysadmins-readonly`;
+//! - `containsText`: an element (or the single value) has the text as a substring, for the
+//!   rare rule that really means it (the unmistakable name is the point);
 //! - `in`: the attribute, or any element of a list attribute, is one of the values;
 //! - `matches`: the attribute, or any element, *fully* matches the regex.
 
@@ -23,6 +27,7 @@ pub enum Rule {
     Not(Box<Rule>),
     Equals(AttrRef, String),
     Contains(AttrRef, String),
+    ContainsText(AttrRef, String),
     In(AttrRef, Vec<String>),
     Matches(AttrRef, Regex),
 }
@@ -37,13 +42,8 @@ impl Rule {
                 Some(Value::Array(_)) | None => false,
                 Some(v) => render_value(v).is_some_and(|s| s == *want),
             },
-            Rule::Contains(a, want) => match a.get(attrs) {
-                Some(Value::Array(items)) => items
-                    .iter()
-                    .any(|i| render_value(i).is_some_and(|s| s == *want)),
-                Some(Value::String(s)) => s.contains(want.as_str()),
-                _ => false,
-            },
+            Rule::Contains(a, want) => any_scalar(a.get(attrs), |s| s == want),
+            Rule::ContainsText(a, want) => any_scalar(a.get(attrs), |s| s.contains(want.as_str())),
             Rule::In(a, set) => any_scalar(a.get(attrs), |s| set.iter().any(|w| w == s)),
             Rule::Matches(a, re) => any_scalar(a.get(attrs), |s| re.is_match(s)),
         }
@@ -54,25 +54,32 @@ impl Rule {
         match self {
             Rule::And(rs) | Rule::Or(rs) => rs.iter().flat_map(|r| r.refs()).collect(),
             Rule::Not(r) => r.refs(),
-            Rule::Equals(a, _) | Rule::Contains(a, _) | Rule::In(a, _) | Rule::Matches(a, _) => {
-                vec![a]
-            }
+            Rule::Equals(a, _)
+            | Rule::Contains(a, _)
+            | Rule::ContainsText(a, _)
+            | Rule::In(a, _)
+            | Rule::Matches(a, _) => vec![a],
         }
     }
 }
 
-/// The attribute's value, or any element of a list, satisfies `pred`.
+/// The attribute's value, or any element of a list, satisfies `pred`. Only scalar elements
+/// count: a nested list or object is not compared as text (its rendering would join items).
 fn any_scalar(v: Option<&Value>, pred: impl Fn(&str) -> bool) -> bool {
+    let scalar = |v: &Value| match v {
+        Value::String(_) | Value::Number(_) | Value::Bool(_) => {
+            render_value(v).is_some_and(|s| pred(&s))
+        }
+        Value::Array(_) | Value::Object(_) | Value::Null => false,
+    };
     match v {
-        Some(Value::Array(items)) => items
-            .iter()
-            .any(|i| render_value(i).is_some_and(|s| pred(&s))),
-        Some(Value::Object(_)) | Some(Value::Null) | None => false,
-        Some(v) => render_value(v).is_some_and(|s| pred(&s)),
+        Some(Value::Array(items)) => items.iter().any(scalar),
+        Some(v) => scalar(v),
+        None => false,
     }
 }
 
-const OPERATORS: [&str; 4] = ["equals", "contains", "in", "matches"];
+const OPERATORS: [&str; 5] = ["equals", "contains", "containsText", "in", "matches"];
 
 /// Parses a rule tree; problems go to `diags` and yield `None`.
 pub fn parse_rule(v: &Yaml, path: &ConfigPath, diags: &mut Diagnostics) -> Option<Rule> {
@@ -193,7 +200,7 @@ fn parse_condition(
                     ops.join(" and ")
                 )
             },
-            "use exactly one of equals, contains, in, matches",
+            "use exactly one of equals, contains, containsText, in, matches",
         );
         return None;
     }
@@ -226,6 +233,7 @@ fn parse_condition(
             match op {
                 "equals" => attr.map(|a| Rule::Equals(a, text)),
                 "contains" => attr.map(|a| Rule::Contains(a, text)),
+                "containsText" => attr.map(|a| Rule::ContainsText(a, text)),
                 _ => match Regex::new(&format!("^(?:{text})$")) {
                     Ok(re) => attr.map(|a| Rule::Matches(a, re)),
                     Err(e) => {
@@ -289,7 +297,14 @@ mod tests {
         assert!(!rule("{attribute: idp.groups, equals: admins}").evaluate(&a));
         assert!(rule("{attribute: idp.groups, contains: admins}").evaluate(&a));
         assert!(!rule("{attribute: idp.groups, contains: admin}").evaluate(&a));
-        assert!(rule("{attribute: idp.email, contains: '@example'}").evaluate(&a));
+        // `contains` is membership, never a substring test (a single value is a one-element
+        // list); `containsText` is the substring test, by name.
+        assert!(!rule("{attribute: idp.email, contains: '@example'}").evaluate(&a));
+        assert!(rule("{attribute: idp.email, contains: alice@example.com}").evaluate(&a));
+        assert!(rule("{attribute: idp.email, containsText: '@example'}").evaluate(&a));
+        assert!(rule("{attribute: idp.groups, containsText: dmin}").evaluate(&a));
+        assert!(!rule("{attribute: idp.groups, containsText: nobody}").evaluate(&a));
+        assert!(rule("{attribute: idp.level, contains: 3}").evaluate(&a));
         assert!(rule("{attribute: idp.level, in: [2, 3]}").evaluate(&a));
         assert!(rule("{attribute: idp.groups, in: [x, staff]}").evaluate(&a));
         assert!(!rule("{attribute: idp.groups, in: [x]}").evaluate(&a));
@@ -298,6 +313,24 @@ mod tests {
         assert!(!rule("{attribute: idp.email, matches: 'example'}").evaluate(&a));
         assert!(!rule("{attribute: idp.missing, equals: x}").evaluate(&a));
         assert!(rule("{not: {attribute: idp.missing, equals: x}}").evaluate(&a));
+    }
+
+    #[test]
+    fn contains_is_membership_not_a_substring() {
+        // Issue #12 finding 9: a user whose single group is `sysadmins-readonly` passed
+        // `contains: admins`.
+        let mut a = Attributes::new();
+        a.insert("ldap.groups".into(), json!("sysadmins-readonly"));
+        a.insert("ldap.list".into(), json!(["sysadmins-readonly", "staff"]));
+        let r = rule("{attribute: ldap.groups, contains: admins}");
+        assert!(!r.evaluate(&a));
+        assert!(!rule("{attribute: ldap.list, contains: admins}").evaluate(&a));
+        a.insert("ldap.groups".into(), json!("admins"));
+        assert!(r.evaluate(&a), "a single value is a one-element list");
+        a.insert("ldap.groups".into(), json!([["admins"]]));
+        assert!(!r.evaluate(&a), "nested lists are not flattened");
+        let t = rule("{attribute: ldap.list, containsText: admins}");
+        assert!(t.evaluate(&a));
     }
 
     #[test]
@@ -341,6 +374,134 @@ mod tests {
             "unknown key `atribute` in rule",
         );
         check("or: []", "needs at least one rule");
+        check(
+            "{attribute: a.b, containstext: x}",
+            "unknown key `containstext` in rule",
+        );
         check("[x]", "a rule must be a mapping");
+    }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+        use serde_json::json;
+
+        const ATTR: &str = "x.a";
+
+        fn attr() -> AttrRef {
+            AttrRef::parse(ATTR).unwrap()
+        }
+
+        /// Short texts over a small alphabet, so that equal and substring cases are common.
+        fn text() -> impl Strategy<Value = String> {
+            "[ab,]{0,3}"
+        }
+
+        fn scalar() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                6 => text().prop_map(Value::from),
+                1 => (0i64..3).prop_map(Value::from),
+                1 => any::<bool>().prop_map(Value::from),
+                1 => Just(Value::Null),
+            ]
+        }
+
+        /// An attribute value: a scalar, a list of scalars, or a list with nested values.
+        fn value() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                scalar(),
+                proptest::collection::vec(scalar(), 0..5).prop_map(Value::Array),
+                proptest::collection::vec(scalar(), 0..3)
+                    .prop_map(|v| Value::Array(vec![Value::Array(v), json!({"k": "a"})])),
+            ]
+        }
+
+        fn leaf() -> impl Strategy<Value = Rule> {
+            prop_oneof![
+                text().prop_map(|t| Rule::Equals(attr(), t)),
+                text().prop_map(|t| Rule::Contains(attr(), t)),
+                text().prop_map(|t| Rule::ContainsText(attr(), t)),
+                proptest::collection::vec(text(), 0..3).prop_map(|s| Rule::In(attr(), s)),
+                "[ab]\\*?".prop_map(|t| Rule::Matches(
+                    attr(),
+                    Regex::new(&format!("^(?:{t})$")).unwrap()
+                )),
+            ]
+        }
+
+        fn tree() -> impl Strategy<Value = Rule> {
+            leaf().prop_recursive(3, 16, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 1..4).prop_map(Rule::And),
+                    proptest::collection::vec(inner.clone(), 1..4).prop_map(Rule::Or),
+                    inner.prop_map(|r| Rule::Not(Box::new(r))),
+                ]
+            })
+        }
+
+        fn with(v: Value) -> Attributes {
+            let mut a = Attributes::new();
+            a.insert(ATTR.into(), v);
+            a
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Invariant: `contains X` on a list holds iff some (scalar) element's text equals X
+            /// exactly — never because X is a substring of an element or of the joined list.
+            #[test]
+            fn contains_is_exact_membership(items in proptest::collection::vec(scalar(), 0..5), want in text()) {
+                let expected = items.iter().any(|i| match i {
+                    Value::String(s) => *s == want,
+                    Value::Number(n) => n.to_string() == want,
+                    Value::Bool(b) => b.to_string() == want,
+                    _ => false,
+                });
+                let a = with(Value::Array(items));
+                prop_assert_eq!(Rule::Contains(attr(), want).evaluate(&a), expected);
+            }
+
+            /// Invariant: a single value and the one-element list of it decide every operator
+            /// but `equals` (which, by definition, a list never satisfies) alike.
+            #[test]
+            fn a_scalar_is_a_one_element_list(v in scalar(), r in leaf()) {
+                prop_assume!(!matches!(r, Rule::Equals(..)));
+                prop_assert_eq!(r.evaluate(&with(v.clone())), r.evaluate(&with(json!([v]))));
+            }
+
+            /// Invariant: not(not r) == r, for every rule and value.
+            #[test]
+            fn double_negation(r in tree(), v in value()) {
+                let a = with(v);
+                let nn = Rule::Not(Box::new(Rule::Not(Box::new(r.clone()))));
+                prop_assert_eq!(nn.evaluate(&a), r.evaluate(&a));
+            }
+
+            /// Invariant: `and` is `all` and `or` is `any` of the parts; De Morgan holds.
+            #[test]
+            fn and_or_are_all_any(rs in proptest::collection::vec(tree(), 1..4), v in value()) {
+                let a = with(v);
+                let each: Vec<bool> = rs.iter().map(|r| r.evaluate(&a)).collect();
+                prop_assert_eq!(Rule::And(rs.clone()).evaluate(&a), each.iter().all(|b| *b));
+                prop_assert_eq!(Rule::Or(rs.clone()).evaluate(&a), each.iter().any(|b| *b));
+                let negated: Vec<Rule> = rs.iter().cloned().map(|r| Rule::Not(Box::new(r))).collect();
+                prop_assert_eq!(
+                    Rule::Not(Box::new(Rule::Or(rs))).evaluate(&a),
+                    Rule::And(negated).evaluate(&a)
+                );
+            }
+
+            /// Invariant: a missing (or null) attribute satisfies no leaf condition, whatever
+            /// its operand; so `not` of any leaf over it holds.
+            #[test]
+            fn a_missing_attribute_satisfies_no_leaf(r in leaf(), other in value()) {
+                let mut a = Attributes::new();
+                a.insert("y.other".into(), other);
+                prop_assert!(!r.evaluate(&a));
+                prop_assert!(!r.evaluate(&with(Value::Null)));
+                prop_assert!(Rule::Not(Box::new(r)).evaluate(&a));
+            }
+        }
     }
 }

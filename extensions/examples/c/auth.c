@@ -20,6 +20,9 @@ typedef tessera_extension_types_token_context_t token_t;
 typedef tessera_extension_types_claims_t claims_t;
 
 #define IDP "okta"
+// The extension's own attribute namespace: its serviceExtensions name (configure it as
+// `name: auth`). Tessera lets an extension set attributes only there (never `okta.*`).
+#define NS "auth"
 
 // A borrowed WIT string for a C string.
 static auth_string_t str(const char *s) { return (auth_string_t){(uint8_t *)s, strlen(s)}; }
@@ -149,8 +152,8 @@ static bool backchannel(const request_t *request, auth_string_t *ret, auth_strin
   auth_string_free(&stored);
   if (!match) return refuse(username, "wrong password", err);
 
-  if (!set_attribute(IDP ".authenticated", &(auth_string_t){(uint8_t *)"true", 4}, err) ||
-      !set_attribute(IDP ".username", username, err)) {
+  if (!set_attribute(NS ".authenticated", &(auth_string_t){(uint8_t *)"true", 4}, err) ||
+      !set_attribute(NS ".username", username, err)) {
     return false;
   }
   tessera_extension_host_field_t fields[] = {{str("username"), *username}};

@@ -10,6 +10,9 @@
 import host from "tessera:extension/host@0.1.0";
 
 const IDP = "okta";
+// The extension's own attribute namespace: its serviceExtensions name (configure it as
+// `name: auth`). Tessera lets an extension set attributes only there (never `okta.*`).
+const NS = "auth";
 
 // ---- IsAuthenticated: the user logged in at okta in this session. ----
 export const isAuthenticated = {
@@ -51,8 +54,8 @@ export const backchannelAuthenticate = {
     if (!constantTimeEqual(sha256Hex(password), expected.trim().toLowerCase())) {
       fail("wrong password");
     }
-    host.sessionSet(`${IDP}.authenticated`, "true");
-    host.sessionSet(`${IDP}.username`, username);
+    host.sessionSet(`${NS}.authenticated`, "true");
+    host.sessionSet(`${NS}.username`, username);
     host.log("info", "password grant accepted", [["username", username]]);
     return username;
   },

@@ -26,6 +26,9 @@ from wit_world.imports.types import (
 )
 
 IDP = "okta"
+# The extension's own attribute namespace: its serviceExtensions name (configure it as
+# `name: auth`). Tessera lets an extension set attributes only there (never `okta.*`).
+NS = "auth"
 USERNAME = re.compile(r"[A-Za-z0-9._@+-]{1,256}")
 
 
@@ -71,8 +74,8 @@ class BackchannelAuthenticate(exports.BackchannelAuthenticate):
         actual = hashlib.sha256(password.encode()).hexdigest().encode()
         if not hmac.compare_digest(actual, expected.strip().lower().encode()):
             raise fail("wrong password")
-        host.session_set(f"{IDP}.authenticated", "true")
-        host.session_set(f"{IDP}.username", username)
+        host.session_set(f"{NS}.authenticated", "true")
+        host.session_set(f"{NS}.username", username)
         host.log(host.Level.INFO, "password grant accepted", [("username", username)])
         return username
 

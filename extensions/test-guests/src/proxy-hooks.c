@@ -17,8 +17,26 @@ static bool list_has(const guest_string_t *list, const char *item) {
   return false;
 }
 
-// IsAuthorized: a member of `admins` (session local.groups), or header `x-allow: yes`.
+// With header `x-set: NAME=VALUE`: session-set(NAME, VALUE); `err` gets the error (to free),
+// if any. Returns false when there is no such header or the write was refused.
+static bool try_set(const request_t *request, guest_string_t *err) {
+  *err = (guest_string_t){NULL, 0};
+  const guest_string_t *set = header(request, "x-set");
+  if (!set) return false;
+  size_t eq = 0;
+  while (eq < set->len && set->ptr[eq] != '=') eq++;
+  guest_string_t name = {set->ptr, eq};
+  guest_string_t value = eq < set->len ? (guest_string_t){set->ptr + eq + 1, set->len - eq - 1}
+                                       : (guest_string_t){set->ptr + eq, 0};
+  return tessera_extension_host_session_set(&name, &value, err);
+}
+
+// IsAuthorized: a member of `admins` (session local.groups), or header `x-allow: yes`. With
+// header `x-set: NAME=VALUE`, first tries session-set(NAME, VALUE) (ignoring a refusal).
 bool exports_tessera_extension_is_authorized_is_authorized(request_t *request) {
+  guest_string_t set_err;
+  try_set(request, &set_err);
+  if (set_err.len) guest_string_free(&set_err);
   guest_string_t name = str("local.groups"), groups;
   bool allowed = false;
   if (tessera_extension_host_session_get(&name, &groups)) {
@@ -61,25 +79,56 @@ static void one_value(guest_tuple2_string_list_string_t *attr, const char *name,
   attr->f1.ptr[0] = value;
 }
 
-// LoadAttributes: ext.tier = [gold], ext.path = [path of the request URL].
+// LoadAttributes: ext.tier = [gold], ext.path = [path of the request URL]; with header
+// `x-load: NAME`, also NAME = [admins].
 void exports_tessera_extension_load_attributes_load_attributes(request_t *request, attributes_t *ret) {
-  ret->ptr = xmalloc(2 * sizeof *ret->ptr);
-  ret->len = 2;
+  const guest_string_t *extra = header(request, "x-load");
+  ret->ptr = xmalloc(3 * sizeof *ret->ptr);
+  ret->len = extra ? 3 : 2;
   guest_string_t gold;
   guest_string_dup(&gold, "gold");
   one_value(&ret->ptr[0], "ext.tier", gold);
   one_value(&ret->ptr[1], "ext.path", url_path(&request->url));
+  if (extra) {
+    guest_string_t admins, name;
+    guest_string_dup(&admins, "admins");
+    guest_string_dup_n(&name, (const char *)extra->ptr, extra->len);
+    ret->ptr[2].f0 = name;
+    ret->ptr[2].f1.ptr = xmalloc(sizeof *ret->ptr[2].f1.ptr);
+    ret->ptr[2].f1.len = 1;
+    ret->ptr[2].f1.ptr[0] = admins;
+  }
   tessera_extension_types_request_free(request);
 }
 
 // CreateHeaders: x-ext-user = local.username or "anonymous", x-ext-tier = ext.tier or "none".
+// With header `x-secret: NAME`: x-ext-secret = secret(NAME) or "absent". With header
+// `x-set: NAME=VALUE`: x-ext-set = "ok" or the error of session-set(NAME, VALUE).
 void exports_tessera_extension_create_headers_create_headers(request_t *request, fields_t *ret) {
-  ret->ptr = xmalloc(2 * sizeof *ret->ptr);
-  ret->len = 2;
-  guest_string_dup(&ret->ptr[0].f0, "x-ext-user");
-  ret->ptr[0].f1 = session_or("local.username", "anonymous");
-  guest_string_dup(&ret->ptr[1].f0, "x-ext-tier");
-  ret->ptr[1].f1 = session_or("ext.tier", "none");
+  ret->ptr = xmalloc(4 * sizeof *ret->ptr);
+  size_t n = 0;
+  guest_string_dup(&ret->ptr[n].f0, "x-ext-user");
+  ret->ptr[n++].f1 = session_or("local.username", "anonymous");
+  guest_string_dup(&ret->ptr[n].f0, "x-ext-tier");
+  ret->ptr[n++].f1 = session_or("ext.tier", "none");
+  const guest_string_t *secret_name = header(request, "x-secret");
+  if (secret_name) {
+    guest_string_t name = *secret_name, value;
+    if (!tessera_extension_host_secret(&name, &value)) guest_string_dup(&value, "absent");
+    guest_string_dup(&ret->ptr[n].f0, "x-ext-secret");
+    ret->ptr[n++].f1 = value;
+  }
+  if (header(request, "x-set")) {
+    guest_string_t err;
+    guest_string_dup(&ret->ptr[n].f0, "x-ext-set");
+    if (try_set(request, &err)) {
+      guest_string_dup(&ret->ptr[n].f1, "ok");
+    } else {
+      ret->ptr[n].f1 = err;
+    }
+    n++;
+  }
+  ret->len = n;
   tessera_extension_types_request_free(request);
 }
 

@@ -12,7 +12,7 @@ use super::{check_name, resolve_file, unknown_ref, Ctx};
 use crate::config::decode::decode;
 use crate::config::model::{HookConfig, ServiceExtensionConfig};
 use crate::config::source::ConfigPath;
-use crate::extensions::load::{HostPattern, Settings};
+use crate::extensions::load::{HostPattern, SecretPattern, Settings};
 use crate::extensions::{engine, Extension, Hook, HookKind, Limits, Services};
 
 /// Components by file, loaded on first reference; `None` = failed (already reported).
@@ -46,6 +46,20 @@ pub(in crate::config) fn compile_service_extensions(
             "service extension",
             ctx,
         ) {
+            continue;
+        }
+        // The name is the extension's attribute namespace: it must not be a connector's, or
+        // the extension could write that connector's attributes (`local.groups`).
+        if let Some(c) = ctx
+            .connectors
+            .iter()
+            .find(|c| c.eq_ignore_ascii_case(&cfg.name))
+        {
+            ctx.diags.error_hint(
+                &p.key("name"),
+                format!("`{}` is also the name of connector `{c}`", cfg.name),
+                "an extension writes attributes only under its own name (`<name>.<attribute>`); give it a name no connector has",
+            );
             continue;
         }
         let file = resolve_file(ctx.base, &cfg.file);
@@ -104,10 +118,22 @@ fn settings(cfg: &ServiceExtensionConfig, p: &ConfigPath, ctx: &mut Ctx<'_>) -> 
             }
         }
     }
+    let mut secrets = Vec::new();
+    for (j, name) in cfg.secrets.iter().enumerate() {
+        match SecretPattern::parse(name) {
+            Ok(p) => secrets.push(p),
+            Err(e) => {
+                ctx.diags.error(&p.key("secrets").index(j), e);
+                ok = false;
+            }
+        }
+    }
     ok.then(|| Settings {
         name: cfg.name.clone(),
         limits,
         allowed_hosts,
+        secrets,
+        namespace: Some(cfg.name.clone()),
         metadata: cfg
             .metadata
             .iter()
@@ -126,7 +152,8 @@ fn load(file: &PathBuf, at: &ConfigPath, ctx: &mut Ctx<'_>) -> Option<Arc<Extens
         .settings
         .remove(file)
         .unwrap_or_else(|| Settings {
-            // Named only by file: default limits, no outbound hosts, no metadata.
+            // Named only by file: default limits, no outbound hosts, no metadata, no secrets,
+            // no attribute namespace (declare it in serviceExtensions for those).
             name: file
                 .strip_prefix(ctx.base)
                 .unwrap_or(file)
@@ -135,6 +162,8 @@ fn load(file: &PathBuf, at: &ConfigPath, ctx: &mut Ctx<'_>) -> Option<Arc<Extens
             limits: Limits::default(),
             allowed_hosts: Vec::new(),
             metadata: Vec::new(),
+            secrets: Vec::new(),
+            namespace: None,
         });
     let loaded = match Extension::load(file, settings, services) {
         Ok(e) => Some(Arc::new(e)),

@@ -14,7 +14,7 @@ use super::model::*;
 use super::source::{ConfigPath, Diagnostics};
 use super::Environment;
 use crate::claims::{AttrRef, Attributes, Template};
-use crate::connectors::local::{check_hash, LocalUser, Throttle};
+use crate::connectors::local::{check_hash, LocalUser};
 use crate::connectors::{Connector, Connectors, LocalConnector};
 use crate::extensions::HookKind;
 use crate::proxy::headers::{reserved, InjectedHeader};
@@ -40,6 +40,9 @@ pub(super) use extensions::hook;
 mod ldap;
 /// An app's `attrProviders` (proxy and OIDC apps).
 pub(super) use ldap::compile_attr_providers;
+mod limits;
+/// A connector's `throttle`.
+pub(super) use limits::throttle;
 
 const TOP_LEVEL: [&str; 13] = [
     "version",
@@ -223,6 +226,8 @@ pub fn compile(
         .and_then(|t| t.tracing.as_ref())
         .and_then(|t| compile_tracing(t, &mut ctx));
     let reload = compile_reload(reload.as_ref(), &mut ctx);
+    let login_flows = limits::login_flows(session.as_ref(), &mut ctx);
+    let memory_bytes = limits::memory_store_bytes(session.as_ref(), &mut ctx);
     let settings = compile_session(
         session.as_ref(),
         listen.as_ref().is_some_and(|l| l.tls.is_some()),
@@ -274,6 +279,8 @@ pub fn compile(
         files: std::mem::take(&mut ctx.files),
         warnings,
         background: Default::default(),
+        login_flows,
+        memory_budget: Some((env.stores.memory_budget(), memory_bytes)),
     })
 }
 
@@ -812,11 +819,9 @@ fn compile_local(
             ok = false;
         }
     }
-    let t = cfg.throttle.as_ref();
-    let throttle = Throttle {
-        max_failures: t.and_then(|t| t.maxFailures).unwrap_or(5).max(1),
-        window: Duration::from_secs(t.and_then(|t| t.windowSeconds).unwrap_or(900).max(1)),
-    };
+    let errors_before = ctx.diags.items.len();
+    let throttle = throttle(cfg.throttle.as_ref(), &p.key("throttle"), ctx);
+    ok &= ctx.diags.items.len() == errors_before;
     ok.then(|| LocalConnector::new(cfg.name, users, throttle))
 }
 

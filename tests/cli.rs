@@ -23,7 +23,14 @@ fn tessera(args: &[&str]) -> std::process::Output {
 /// it; `validate` and `run` must both print it and exit with 2.
 #[test]
 fn broken_configs_report_every_problem_with_positions() {
-    for name in ["many-errors", "files", "syntax", "empty", "oidc-errors"] {
+    for name in [
+        "many-errors",
+        "files",
+        "syntax",
+        "empty",
+        "oidc-errors",
+        "limits-errors",
+    ] {
         let file = format!("tests/configs/{name}.yaml");
         let expected = std::fs::read_to_string(format!(
             "{}/tests/configs/{name}.expected",

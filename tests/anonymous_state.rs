@@ -98,7 +98,10 @@ async fn one_client_ip_may_start_a_bounded_number_of_flows() {
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "60");
     assert!(r.headers().get("location").is_none());
-    assert!(r.headers().get("set-cookie").is_none(), "no flow was started");
+    assert!(
+        r.headers().get("set-cookie").is_none(),
+        "no flow was started"
+    );
     let body = r.text().await.unwrap();
     assert!(
         body.contains("Too many sign-ins were started from your network"),
@@ -231,7 +234,10 @@ async fn an_oversized_authorization_request_is_refused_not_parked() {
     assert_eq!(q["error"], "invalid_request");
     assert_eq!(q["state"], "xyz");
     assert!(q["error_description"].contains("too large"), "{loc}");
-    assert!(r.headers().get("set-cookie").is_none(), "nothing was started");
+    assert!(
+        r.headers().get("set-cookie").is_none(),
+        "nothing was started"
+    );
     // much of it is the state itself: not echoed, an error page
     let r = c
         .get(authorize(&gw, &[("state", &big), ("nonce", &big)]))

@@ -36,7 +36,12 @@ async fn open_form(gw: &Gateway) -> (String, String, String) {
     (s.flow_cookie, hidden(&html, "flow"), hidden(&html, "csrf"))
 }
 
-async fn post_form(gw_url: String, form: (String, String, String), user: String, pw: String) -> u16 {
+async fn post_form(
+    gw_url: String,
+    form: (String, String, String),
+    user: String,
+    pw: String,
+) -> u16 {
     let (cookie, flow, csrf) = form;
     client()
         .post(gw_url)
@@ -93,10 +98,17 @@ async fn a_parallel_burst_of_guesses_gets_five_checks_and_the_right_password_is_
     statuses.sort_unstable();
     let mut expected = vec![401u16; 5];
     expected.extend(vec![429u16; WRONG - 5]);
-    assert_eq!(statuses, expected, "five checks, the rest refused unchecked");
+    assert_eq!(
+        statuses, expected,
+        "five checks, the rest refused unchecked"
+    );
     assert_eq!(right, 429, "the right password in the burst is refused");
     // observable: exactly five verifications happened
-    gw.wait_logs("too many failed attempts", WRONG - 5 + 1, Duration::from_secs(10));
+    gw.wait_logs(
+        "too many failed attempts",
+        WRONG - 5 + 1,
+        Duration::from_secs(10),
+    );
     assert_eq!(
         gw.count_logs("login failed: wrong username or password"),
         5,
@@ -123,14 +135,23 @@ async fn one_ip_may_fail_for_a_bounded_number_of_users_who_keep_their_own_budget
     // failures for two users from this IP
     for user in ["u1", "u2"] {
         let f = open_form(&gw).await;
-        assert_eq!(post_form(url.clone(), f, user.into(), "x".into()).await, 401);
+        assert_eq!(
+            post_form(url.clone(), f, user.into(), "x".into()).await,
+            401
+        );
     }
     // a third user from the same IP: spraying, refused without a check
     let f = open_form(&gw).await;
-    assert_eq!(post_form(url.clone(), f, "alice".into(), "pw".into()).await, 429);
+    assert_eq!(
+        post_form(url.clone(), f, "alice".into(), "pw".into()).await,
+        429
+    );
     // a user already counted keeps trying within its own budget
     let f = open_form(&gw).await;
-    assert_eq!(post_form(url.clone(), f, "u1".into(), "x".into()).await, 401);
+    assert_eq!(
+        post_form(url.clone(), f, "u1".into(), "x".into()).await,
+        401
+    );
     assert_eq!(gw.count_logs("login failed: wrong username or password"), 3);
 }
 
@@ -202,7 +223,10 @@ async fn the_password_grant_reserves_before_it_verifies() {
     let mut descriptions = Vec::new();
     for b in burst {
         let (status, body) = b.await.unwrap();
-        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant"))
+        );
         descriptions.push(body["error_description"].as_str().unwrap().to_string());
     }
     let wrong = descriptions
@@ -215,7 +239,11 @@ async fn the_password_grant_reserves_before_it_verifies() {
         .count();
     assert_eq!((wrong, throttled), (5, WRONG - 5), "{descriptions:?}");
     assert_eq!(
-        (status, right["error"].as_str(), right["error_description"].as_str()),
+        (
+            status,
+            right["error"].as_str(),
+            right["error_description"].as_str()
+        ),
         (
             400,
             Some("invalid_grant"),
@@ -223,7 +251,11 @@ async fn the_password_grant_reserves_before_it_verifies() {
         ),
         "the right password in the burst is refused"
     );
-    gw.wait_logs("password grant refused: too many failed attempts", WRONG - 5 + 1, Duration::from_secs(10));
+    gw.wait_logs(
+        "password grant refused: too many failed attempts",
+        WRONG - 5 + 1,
+        Duration::from_secs(10),
+    );
     assert_eq!(
         gw.count_logs("password grant: wrong username or password"),
         5,

@@ -126,7 +126,10 @@ mod tests {
         let a = ip_key("2001:db8:0:1::1".parse().unwrap());
         assert_eq!(a, ip_key("2001:db8:0:1:ffff::2".parse().unwrap()));
         assert_ne!(a, ip_key("2001:db8:0:2::1".parse().unwrap()));
-        assert_eq!(ip_key("::ffff:10.0.0.1".parse().unwrap()), "flows:ip:10.0.0.1");
+        assert_eq!(
+            ip_key("::ffff:10.0.0.1".parse().unwrap()),
+            "flows:ip:10.0.0.1"
+        );
     }
 
     proptest! {

@@ -493,30 +493,31 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Respo
         _ => (username::fold(username), None),
     };
     // Reserve the attempt before verifying: a burst gets at most `maxFailures` checks.
-    let reservation =
-        match throttle::reserve(store, &password_throttle, idp, &throttle_user, ip).await {
-            Ok(Some(r)) => r,
-            Ok(None) => {
-                rt.metrics.login(idp, "throttled");
-                tracing::warn!(idp, user = username, client_ip = %ip, "login refused: too many failed attempts");
-                let mut resp = form(
-                    ctx,
-                    &flow,
-                    flow_id,
-                    idp,
-                    username,
-                    Some("Too many failed attempts. Wait a few minutes, then try again."),
-                    StatusCode::TOO_MANY_REQUESTS,
-                );
-                if let Ok(v) =
-                    http::HeaderValue::from_str(&password_throttle.window.as_secs().to_string())
-                {
-                    resp.headers_mut().insert(header::RETRY_AFTER, v);
-                }
-                return resp;
+    let reservation = match throttle::reserve(store, &password_throttle, idp, &throttle_user, ip)
+        .await
+    {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            rt.metrics.login(idp, "throttled");
+            tracing::warn!(idp, user = username, client_ip = %ip, "login refused: too many failed attempts");
+            let mut resp = form(
+                ctx,
+                &flow,
+                flow_id,
+                idp,
+                username,
+                Some("Too many failed attempts. Wait a few minutes, then try again."),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+            if let Ok(v) =
+                http::HeaderValue::from_str(&password_throttle.window.as_secs().to_string())
+            {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
-            Err(e) => return store_down(ctx, e),
-        };
+            return resp;
+        }
+        Err(e) => return store_down(ctx, e),
+    };
     let verified = match (connector, &entry) {
         (Some(Connector::Local(c)), _) => c.verify(username, password).await,
         (Some(Connector::Ldap(c)), Some(entry)) => match c.bind(entry, password).await {

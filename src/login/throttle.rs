@@ -176,7 +176,9 @@ mod tests {
         for _ in 0..40 {
             let store = store.clone();
             tasks.push(tokio::spawn(async move {
-                reserve(store.as_ref(), &t, "local", "bob", IP).await.unwrap()
+                reserve(store.as_ref(), &t, "local", "bob", IP)
+                    .await
+                    .unwrap()
             }));
         }
         let mut granted = Vec::new();
@@ -185,7 +187,12 @@ mod tests {
         }
         assert_eq!(granted.len(), 5);
         // the IP counted one user, not five attempts
-        assert_eq!(count(store.as_ref(), "throttle:ip:192.0.2.7").await.unwrap(), 1);
+        assert_eq!(
+            count(store.as_ref(), "throttle:ip:192.0.2.7")
+                .await
+                .unwrap(),
+            1
+        );
     }
 
     #[tokio::test]
@@ -194,15 +201,24 @@ mod tests {
         let t = throttle(3, 2);
         // alice fails twice, then signs in: her counter and her place on the IP are cleared
         for _ in 0..2 {
-            let r = reserve(&store, &t, "local", "alice", IP).await.unwrap().unwrap();
+            let r = reserve(&store, &t, "local", "alice", IP)
+                .await
+                .unwrap()
+                .unwrap();
             let _ = r.failed();
         }
-        let r = reserve(&store, &t, "local", "alice", IP).await.unwrap().unwrap();
+        let r = reserve(&store, &t, "local", "alice", IP)
+            .await
+            .unwrap()
+            .unwrap();
         r.succeeded(&store).await.unwrap();
         assert_eq!(count(&store, "throttle:user:local:alice").await.unwrap(), 0);
         assert_eq!(count(&store, "throttle:ip:192.0.2.7").await.unwrap(), 0);
         // an attempt that could not be checked costs nothing
-        let r = reserve(&store, &t, "local", "carol", IP).await.unwrap().unwrap();
+        let r = reserve(&store, &t, "local", "carol", IP)
+            .await
+            .unwrap()
+            .unwrap();
         r.refund(&store).await.unwrap();
         assert_eq!(count(&store, "throttle:user:local:carol").await.unwrap(), 0);
         assert_eq!(count(&store, "throttle:ip:192.0.2.7").await.unwrap(), 0);
@@ -213,17 +229,29 @@ mod tests {
         let store = MemoryStore::new();
         let t = throttle(3, 2);
         for user in ["u1", "u2"] {
-            let r = reserve(&store, &t, "local", user, IP).await.unwrap().unwrap();
+            let r = reserve(&store, &t, "local", user, IP)
+                .await
+                .unwrap()
+                .unwrap();
             let _ = r.failed();
         }
         // a third user from the same IP: spraying, refused without touching u3's counter
-        assert!(reserve(&store, &t, "local", "u3", IP).await.unwrap().is_none());
+        assert!(reserve(&store, &t, "local", "u3", IP)
+            .await
+            .unwrap()
+            .is_none());
         assert_eq!(count(&store, "throttle:user:local:u3").await.unwrap(), 0);
         // u1, already counted on this IP, keeps its own budget
-        assert!(reserve(&store, &t, "local", "u1", IP).await.unwrap().is_some());
+        assert!(reserve(&store, &t, "local", "u1", IP)
+            .await
+            .unwrap()
+            .is_some());
         // another IP is not affected
         let other = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 8));
-        assert!(reserve(&store, &t, "local", "u3", other).await.unwrap().is_some());
+        assert!(reserve(&store, &t, "local", "u3", other)
+            .await
+            .unwrap()
+            .is_some());
     }
 
     #[test]

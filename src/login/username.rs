@@ -30,7 +30,16 @@ mod tests {
 
     #[test]
     fn variants_a_directory_treats_as_one_name_fold_together() {
-        for v in ["bob", "BOB", "Bob", "bob ", " bob", "\tbob\u{3000}", "ｂob", "ＢＯＢ"] {
+        for v in [
+            "bob",
+            "BOB",
+            "Bob",
+            "bob ",
+            " bob",
+            "\tbob\u{3000}",
+            "ｂob",
+            "ＢＯＢ",
+        ] {
             assert_eq!(fold(v), "bob", "{v:?}");
         }
         assert_eq!(fold("Jane  Q   Doe"), "jane q doe");

@@ -350,10 +350,7 @@ async fn process(
         tracing::info!(client = %v.client.id, size, limit = MAX_REQUEST_BYTES,
             "authorization request too large: refused");
         if v.state.as_ref().is_some_and(|s| s.len() > MAX_ECHOED_STATE) {
-            return bad_request_page(
-                ctx,
-                "Invalid authorization request: it is too large.",
-            );
+            return bad_request_page(ctx, "Invalid authorization request: it is too large.");
         }
         return redirect_error(
             p,

@@ -53,7 +53,10 @@ pub async fn run(store: Arc<dyn Store>) {
         .put_evictable("ev", Bytes::from_static(b"flow"), ttl)
         .await
         .unwrap();
-    assert_eq!(store.get("ev").await.unwrap().as_deref(), Some(&b"flow"[..]));
+    assert_eq!(
+        store.get("ev").await.unwrap().as_deref(),
+        Some(&b"flow"[..])
+    );
     // put overwrites
     store.put("o", Bytes::from_static(b"x"), ttl).await.unwrap();
     store.put("o", Bytes::from_static(b"y"), ttl).await.unwrap();

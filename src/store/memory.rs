@@ -215,7 +215,10 @@ impl MemoryStore {
             evicted += 1;
         }
         if evicted > 0 {
-            tracing::debug!(evicted, "memory store at its bound: evicted anonymous entries");
+            tracing::debug!(
+                evicted,
+                "memory store at its bound: evicted anonymous entries"
+            );
         }
         if self.fits(map, key, new_cost, (0, 0)) {
             Ok(())
@@ -231,7 +234,13 @@ impl MemoryStore {
         lock(&self.shards[i])
     }
 
-    fn write(&self, key: &str, value: Bytes, ttl: Duration, evictable: bool) -> Result<(), StoreError> {
+    fn write(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+        evictable: bool,
+    ) -> Result<(), StoreError> {
         let now = Instant::now();
         let mut map = self.shard(key);
         self.room(&mut map, key, &value, now)?;
@@ -272,7 +281,12 @@ impl Store for MemoryStore {
         self.write(key, value, ttl, false)
     }
 
-    async fn put_evictable(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
+    async fn put_evictable(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         self.write(key, value, ttl, true)
     }
 
@@ -454,8 +468,14 @@ mod tests {
                 .unwrap();
             assert!(s.bytes_used() <= budget, "{} > {budget}", s.bytes_used());
         }
-        assert!(s.get("flow:9999").await.unwrap().is_some(), "the newest is kept");
-        assert!(s.get("flow:0").await.unwrap().is_none(), "the oldest was evicted");
+        assert!(
+            s.get("flow:9999").await.unwrap().is_some(),
+            "the newest is kept"
+        );
+        assert!(
+            s.get("flow:0").await.unwrap().is_none(),
+            "the oldest was evicted"
+        );
         // sessions still get in, evicting flows
         for i in 0..50 {
             s.put(&format!("session:{i}"), Bytes::from(vec![b's'; 1000]), ttl)

@@ -64,7 +64,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// requests): a bounded store may evict such entries, soonest-expiring first, to make
     /// room for others (sessions), so a flood of them can never fill it. Backends without a
     /// bound of their own store it like `put`.
-    async fn put_evictable(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
+    async fn put_evictable(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         self.put(key, value, ttl).await
     }
     /// Health, for readiness.

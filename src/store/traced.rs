@@ -83,9 +83,17 @@ impl<S: Store> Store for Traced<S> {
         self.inner.decrement(key).instrument(span).await
     }
 
-    async fn put_evictable(&self, key: &str, value: Bytes, ttl: Duration) -> Result<(), StoreError> {
+    async fn put_evictable(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
         let span = tracing::debug_span!("store.put", backend = self.backend, evictable = true);
-        self.inner.put_evictable(key, value, ttl).instrument(span).await
+        self.inner
+            .put_evictable(key, value, ttl)
+            .instrument(span)
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -193,11 +193,7 @@ pub(super) fn compile_ldap(
             .filter(|s| *s > 0)
             .map(Duration::from_secs),
     };
-    Some(LdapConnector::new(
-        cfg.name,
-        settings,
-        throttle,
-    ))
+    Some(LdapConnector::new(cfg.name, settings, throttle))
 }
 
 /// An app's `attrProviders`: each an `ldap` connector and a valid attribute reference of

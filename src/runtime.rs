@@ -68,6 +68,11 @@ pub struct Runtime {
     pub background: Background,
     /// The trust boundary's settings (trusted proxies, cookie security).
     pub edge: crate::edge::EdgeSettings,
+    /// `session.loginFlows`: how many login flows one client IP may start.
+    pub login_flows: crate::login::flows::FlowLimits,
+    /// `session.memoryStore.maxMiB`, applied to the process's memory store when this
+    /// runtime is put in force (the store outlives reloads, its bound follows them).
+    pub memory_budget: Option<(crate::store::MemoryBudget, usize)>,
 }
 
 /// Background tasks tied to one runtime's life.
@@ -103,6 +108,7 @@ pub struct Live {
 
 impl Live {
     pub fn new(rt: Arc<Runtime>) -> Self {
+        rt.apply_process_settings();
         Self {
             current: ArcSwap::new(rt),
         }
@@ -115,11 +121,19 @@ impl Live {
 
     /// Puts `rt` in force; returns the one it replaces.
     pub fn swap(&self, rt: Arc<Runtime>) -> Arc<Runtime> {
+        rt.apply_process_settings();
         self.current.swap(rt)
     }
 }
 
 impl Runtime {
+    /// Settings of things the process keeps across reloads (the memory store's budget).
+    fn apply_process_settings(&self) {
+        if let Some((budget, bytes)) = &self.memory_budget {
+            budget.set(*bytes);
+        }
+    }
+
     /// Cookies the gateway sets; never forwarded to upstreams.
     pub fn own_cookie_names(&self) -> [&str; 2] {
         [self.sessions.settings.cookie.name.as_str(), FLOW_COOKIE]

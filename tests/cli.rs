@@ -30,6 +30,7 @@ fn broken_configs_report_every_problem_with_positions() {
         "empty",
         "oidc-errors",
         "edge-errors",
+        "limits-errors",
     ] {
         let file = format!("tests/configs/{name}.yaml");
         let expected = std::fs::read_to_string(format!(

@@ -697,3 +697,99 @@ connectors:
     let (code, out) = validate(&yaml);
     assert_eq!(code, 0, "{out}");
 }
+
+/// Issue #12, finding 16: a directory matches `uid` ignoring case, width and surrounding
+/// spaces; the gateway must take the user's name from the entry, not as typed.
+fn canonical_config(up: SocketAddr, slapd: &Slapd) -> String {
+    let hash = pw_hash();
+    let ldap = ldap_connector("ldap", &slapd.url(), "");
+    format!(
+        r#"version: 1
+http: {{ address: "127.0.0.1:0" }}
+logger: {{ level: info, format: json }}
+connectors:
+  - name: local
+    type: local
+    users:
+      - {{ username: alice, passwordHash: "{hash}" }}
+      - {{ username: ALICE, passwordHash: "{hash}" }}
+      - {{ username: "ａlice", passwordHash: "{hash}" }}
+{ldap}apps:
+  - name: app
+    type: proxy
+    routePatterns: ["/"]
+    upstream: http://{up}
+    attrProviders:
+      - {{ connector: ldap, usernameMapping: local.username }}
+    headers:
+      - {{ name: X-User, value: "{{{{ ldap.username }}}}" }}
+      - {{ name: X-Local, value: "{{{{ local.username }}}}" }}
+      - {{ name: X-Mail, value: "{{{{ ldap.mail }}}}" }}
+      - {{ name: X-DN, value: "{{{{ ldap.dn }}}}" }}
+    policies:
+      - location: /notbob
+        authentication: {{ idps: [ldap] }}
+        authorization:
+          rules: {{ not: {{ attribute: ldap.username, in: [bob] }} }}
+      - location: /dir
+        authentication: {{ idps: [ldap] }}
+        authorization: {{ allowAll: true }}
+      - location: /
+        authentication: {{ idps: [local] }}
+        authorization: {{ allowAll: true }}
+"#
+    )
+}
+
+#[tokio::test]
+async fn ldap_identities_are_the_directory_s_not_as_typed() {
+    let slapd = Slapd::start();
+    let up = upstream().await;
+    let gw = Gateway::start_with(&canonical_config(up, &slapd), &[SECRET_ENV]);
+
+    // Spelling variants of bob, with bob's real password: the session is bob's, so the rule
+    // refusing bob refuses them all, and the upstream is told `bob`.
+    for typed in ["bob", "BOB", "bob ", " bob", "ｂob"] {
+        let (cookie, _) = login(&gw, "/dir", "ldap", typed, "builder").await;
+        let echo = Echo::from(get(&gw, "/dir/page", &cookie).await).await;
+        assert_eq!(echo.one("x-user").as_deref(), Some("bob"), "{typed:?}");
+        assert_eq!(
+            echo.one("x-dn").as_deref(),
+            Some("uid=bob,ou=people,dc=example,dc=com"),
+            "{typed:?}"
+        );
+        assert_eq!(
+            get(&gw, "/notbob", &cookie).await.status(),
+            403,
+            "{typed:?} passed a rule that refuses bob"
+        );
+    }
+    let (alice_ldap, _) = login(&gw, "/dir", "ldap", "alice", "wonderland").await;
+    assert_eq!(get(&gw, "/notbob", &alice_ldap).await.status(), 200);
+
+    // Local users: `alice` gets the directory's alice; `ALICE` and `ａlice` are other users of
+    // the local connector, which the directory's matching rule would also find as alice:
+    // refused, they get no directory attributes.
+    let (alice, _) = login(&gw, "/", "local", "alice", "pw").await;
+    let echo = Echo::from(get(&gw, "/x", &alice).await).await;
+    assert_eq!(echo.one("x-mail").as_deref(), Some("alice@example.com"));
+    for other in ["ALICE", "ａlice"] {
+        let (cookie, _) = login(&gw, "/", "local", other, "pw").await;
+        let echo = Echo::from(get(&gw, "/x", &cookie).await).await;
+        assert_eq!(echo.one("x-local").as_deref(), Some(other));
+        assert_eq!(echo.one("x-mail"), None, "{other:?} got alice's entry");
+        assert_eq!(echo.one("x-dn"), None, "{other:?} got alice's entry");
+    }
+    gw.wait_log("stored username is not the one asked for");
+
+    // While alice is locked out (maxFailures: 3), no spelling of her name gets a check.
+    for _ in 0..3 {
+        let r = submit_login(&gw, "/dir", "ldap", "alice", "wrong").await;
+        assert_eq!(r.status(), 401);
+    }
+    for typed in ["alice ", "ALICE", " ａlice", "alice"] {
+        let r = submit_login(&gw, "/dir", "ldap", typed, "wonderland").await;
+        assert_eq!(r.status(), 429, "{typed:?} got past alice's lock-out");
+        assert!(set_cookie(&r, "tessera_session").is_none());
+    }
+}

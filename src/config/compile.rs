@@ -14,7 +14,7 @@ use super::model::*;
 use super::source::{ConfigPath, Diagnostics};
 use super::Environment;
 use crate::claims::{AttrRef, Attributes, Template};
-use crate::connectors::local::{check_hash, LocalUser, Throttle};
+use crate::connectors::local::{check_hash, LocalUser};
 use crate::connectors::{Connector, Connectors, LocalConnector};
 use crate::extensions::HookKind;
 use crate::proxy::headers::{reserved, InjectedHeader};
@@ -42,6 +42,9 @@ mod ldap;
 mod listen;
 /// An app's `attrProviders` (proxy and OIDC apps).
 pub(super) use ldap::compile_attr_providers;
+mod limits;
+/// A connector's `throttle`.
+pub(super) use limits::throttle;
 
 const TOP_LEVEL: [&str; 13] = [
     "version",
@@ -236,6 +239,8 @@ pub fn compile(
             .and_then(|c| c.secure.as_deref()),
         &mut ctx,
     );
+    let login_flows = limits::login_flows(session.as_ref(), &mut ctx);
+    let memory_bytes = limits::memory_store_bytes(session.as_ref(), &mut ctx);
     let settings = compile_session(
         session.as_ref(),
         listen.as_ref().is_some_and(|l| l.tls.is_some()),
@@ -299,6 +304,8 @@ pub fn compile(
             trusted_proxies: trusted_proxies?,
             secure_cookies,
         },
+        login_flows,
+        memory_budget: Some((env.stores.memory_budget(), memory_bytes)),
     })
 }
 
@@ -843,11 +850,9 @@ fn compile_local(
             ok = false;
         }
     }
-    let t = cfg.throttle.as_ref();
-    let throttle = Throttle {
-        max_failures: t.and_then(|t| t.maxFailures).unwrap_or(5).max(1),
-        window: Duration::from_secs(t.and_then(|t| t.windowSeconds).unwrap_or(900).max(1)),
-    };
+    let errors_before = ctx.diags.items.len();
+    let throttle = throttle(cfg.throttle.as_ref(), &p.key("throttle"), ctx);
+    ok &= ctx.diags.items.len() == errors_before;
     ok.then(|| LocalConnector::new(cfg.name, users, throttle))
 }
 

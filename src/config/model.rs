@@ -222,6 +222,30 @@ pub struct SessionConfig {
     pub idleTimeoutSeconds: Option<u64>,
     /// `default` = in memory (one process), or the name of a cache (shared by replicas).
     pub store: Option<String>,
+    /// Login flows started by anonymous requests, per client IP.
+    pub loginFlows: Option<LoginFlowsConfig>,
+    /// Bounds of the in-memory store (`default`), whatever uses it.
+    pub memoryStore: Option<MemoryStoreConfig>,
+}
+
+/// How many login flows one client IP may start (each anonymous request to a protected
+/// location starts one); past it: 429 with `Retry-After`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LoginFlowsConfig {
+    /// Flows per client IP (IPv6: per /64) in the window (default 120).
+    pub maxPerClientIP: Option<u32>,
+    /// The counting window (default 60).
+    pub windowSeconds: Option<u64>,
+}
+
+/// The in-memory store's byte budget. Login flows and parked authorization requests are
+/// evicted (soonest-expiring first) to stay within it; sessions never are.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MemoryStoreConfig {
+    /// Most memory for keys and values, in MiB (default 256, 1 to 1048576).
+    pub maxMiB: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -406,14 +430,20 @@ pub struct LocalUserConfig {
     pub attributes: BTreeMap<String, serde_yaml_ng::Value>,
 }
 
-/// Failed-login throttling.
+/// Failed-login throttling. Each attempt is counted *before* the password is checked.
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ThrottleConfig {
-    /// Failed attempts per username allowed in the window (default 5; per client IP: 4×).
+    /// Attempts per user allowed in the window, from any client IP (default 5). The user is
+    /// the canonical one: the username folded as the directory compares it (case, width,
+    /// surrounding spaces), or the LDAP entry.
     pub maxFailures: Option<u32>,
     /// Length of the counting window, and of the lock-out after it is exceeded (default 900).
     pub windowSeconds: Option<u64>,
+    /// Distinct users that may fail from one client IP (IPv6: one /64) in the window before
+    /// that IP may not try other users (default 50). Users it already tried keep their own
+    /// `maxFailures`.
+    pub maxUsersPerClientIP: Option<u32>,
 }
 
 /// An application behind the gateway. `type` selects the kind.

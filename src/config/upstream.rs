@@ -5,7 +5,6 @@ use std::time::Duration;
 use super::compile::Ctx;
 use super::model::OidcConnectorConfig;
 use super::source::ConfigPath;
-use crate::connectors::local::Throttle;
 use crate::connectors::oidc::{OidcConnector, OidcSettings, Preset};
 use crate::secrets::SecretString;
 
@@ -130,11 +129,7 @@ pub(super) fn compile_oidc_connector(
         }
     };
     let tls_cfg = super::compile::client_tls(cfg.tls.as_deref(), &p.key("tls"), ctx);
-    let t = cfg.throttle.as_ref();
-    let throttle = Throttle {
-        max_failures: t.and_then(|t| t.maxFailures).unwrap_or(5).max(1),
-        window: Duration::from_secs(t.and_then(|t| t.windowSeconds).unwrap_or(900).max(1)),
-    };
+    let throttle = super::compile::throttle(cfg.throttle.as_ref(), &p.key("throttle"), ctx);
     if ctx.diags.items.len() > before {
         return None;
     }

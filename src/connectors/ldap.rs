@@ -80,6 +80,41 @@ pub struct LdapConnector {
     permits: Semaphore,
     /// Idle connections bound as the service account, ready for searches.
     idle: Mutex<Vec<ldap3::Ldap>>,
+    /// The attributes `searchFilter` compares the username with (`uid` in `(uid={username})`):
+    /// where an entry's canonical username is read.
+    username_attrs: Vec<String>,
+    /// What searches fetch: the configured attributes and `username_attrs`.
+    search_attrs: Vec<String>,
+}
+
+/// An entry found for a login, before the password is checked.
+#[derive(Debug)]
+pub struct LoginEntry {
+    entry: SearchEntry,
+    /// The username as the directory stores it (the value of a `username_attrs` attribute).
+    canonical: String,
+}
+
+impl LoginEntry {
+    /// The login throttle's key for this user: its DN, whatever spelling was typed.
+    pub fn throttle_key(&self) -> String {
+        format!("dn:{}", crate::login::username::fold(&self.entry.dn))
+    }
+
+    /// The username as stored in the directory.
+    pub fn canonical(&self) -> &str {
+        &self.canonical
+    }
+}
+
+/// How a typed username must relate to the entry's stored one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Match {
+    /// As the directory compares (case, width, spaces): a login takes the stored spelling.
+    Folded,
+    /// Byte for byte: an attribute provider maps another connector's username, and a
+    /// spelling variant of it is another user of that connector, not this entry.
+    Exact,
 }
 
 impl std::fmt::Debug for LdapConnector {
@@ -114,11 +149,45 @@ pub fn user_filter(template: &str, username: &str) -> String {
     template.replace(USERNAME_PLACEHOLDER, &escape_filter_value(username))
 }
 
+/// The attributes a `searchFilter` template compares `{username}` with for equality, i.e.
+/// the `attr` of each `(attr={username})` item (options such as `;lang-en` dropped).
+/// Approximate, ordering, substring and extensible matches are not counted: they do not say
+/// which stored value the username is.
+pub fn username_attributes(template: &str) -> Vec<String> {
+    let needle = format!("={USERNAME_PLACEHOLDER})");
+    let mut out: Vec<String> = Vec::new();
+    let mut from = 0;
+    while let Some(i) = template[from..].find(&needle) {
+        let eq = from + i;
+        from = eq + needle.len();
+        let Some(open) = template[..eq].rfind('(') else {
+            continue;
+        };
+        let desc = &template[open + 1..eq];
+        if desc.ends_with(['~', '>', '<', ':']) {
+            continue;
+        }
+        let attr = desc.split(';').next().unwrap_or("");
+        let valid = attr.starts_with(|c: char| c.is_ascii_alphabetic())
+            && attr.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            || !attr.is_empty() && attr.chars().all(|c| c.is_ascii_digit() || c == '.');
+        if valid && !out.iter().any(|a| a.eq_ignore_ascii_case(attr)) {
+            out.push(attr.to_string());
+        }
+    }
+    out
+}
+
 /// Checks a `searchFilter` template: has `{username}` and parses as an RFC 4515 filter.
 pub fn check_filter(template: &str) -> Result<(), String> {
     if !template.contains(USERNAME_PLACEHOLDER) {
         return Err(format!(
             "searchFilter `{template}` has no `{USERNAME_PLACEHOLDER}` placeholder"
+        ));
+    }
+    if username_attributes(template).is_empty() {
+        return Err(format!(
+            "searchFilter `{template}` never compares `{USERNAME_PLACEHOLDER}` with an attribute for equality, as in `(uid={USERNAME_PLACEHOLDER})`: the gateway reads the user's canonical name from that attribute"
         ));
     }
     let sample = user_filter(template, "sample");
@@ -200,13 +269,50 @@ fn bind_trouble(rc: u32) -> bool {
 impl LdapConnector {
     pub fn new(name: String, settings: LdapSettings, throttle: Throttle) -> Self {
         let size = settings.pool_size.max(1);
+        let username_attrs = username_attributes(&settings.search_filter);
+        let mut search_attrs = settings.attributes.clone();
+        for a in &username_attrs {
+            if !search_attrs.iter().any(|s| s.eq_ignore_ascii_case(a)) {
+                search_attrs.push(a.clone());
+            }
+        }
         Self {
             name,
             permits: Semaphore::new(size),
             idle: Mutex::new(Vec::with_capacity(size)),
             settings,
             throttle,
+            username_attrs,
+            search_attrs,
         }
+    }
+
+    /// The entry's stored username matching `typed` (per `how`), from the attributes the
+    /// filter compares the username with; `None` when no stored value matches — the
+    /// directory matched by a rule the gateway does not share, and it fails closed.
+    fn canonical(&self, entry: &SearchEntry, typed: &str, how: Match) -> Option<String> {
+        let folded = (how == Match::Folded).then(|| crate::login::username::fold(typed));
+        let found = self
+            .username_attrs
+            .iter()
+            .filter_map(|a| {
+                entry
+                    .attrs
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case(a))
+                    .map(|(_, v)| v)
+            })
+            .flatten()
+            .find(|v| match &folded {
+                Some(f) => crate::login::username::fold(v) == *f,
+                None => v.as_str() == typed,
+            })
+            .cloned();
+        if found.is_none() {
+            tracing::warn!(connector = %self.name, user = typed, dn = %entry.dn, how = ?how,
+                "the directory matched an entry whose stored username is not the one asked for: refused");
+        }
+        found
     }
 
     /// `refreshSeconds`: how long looked-up attributes stay valid (`None` = session's life).
@@ -328,7 +434,7 @@ impl LdapConnector {
         let filter = user_filter(&self.settings.search_filter, username);
         let timeout = self.settings.timeout;
         let base = self.settings.base_dn.as_str();
-        let attrs = &self.settings.attributes;
+        let attrs = &self.search_attrs;
         let (entries, rc) = self
             .with_service(|mut ldap| {
                 let filter = filter.clone();
@@ -390,30 +496,63 @@ impl LdapConnector {
     }
 
     /// The attributes of the user named `username` (attribute-provider use), or `None` when
-    /// the directory has no (single) such user.
+    /// the directory has no (single) such user. The entry must store `username` exactly:
+    /// `ALICE` or `ａlice` of another connector are not the directory's `alice`, although the
+    /// directory's matching rule finds her for them (a warning is logged; no attributes).
     pub async fn lookup(&self, username: &str) -> Result<Option<Attributes>, LdapError> {
+        let Some(entry) = self.find(username).await? else {
+            return Ok(None);
+        };
         Ok(self
-            .find(username)
-            .await?
-            .map(|entry| self.attributes_of(&entry)))
+            .canonical(&entry, username, Match::Exact)
+            .map(|_| self.attributes_of(&entry)))
     }
 
-    /// Checks `password` by binding as the user's DN (found with the service account) on a
-    /// separate connection. `Ok(None)`: unknown user or wrong password (or an empty one).
-    /// On success: the attributes, plus `<name>.username` (as typed) and `<name>.sub` (the DN).
-    pub async fn authenticate(
-        &self,
-        username: &str,
-        password: &str,
-    ) -> Result<Option<Attributes>, LdapError> {
-        // An empty password would be an unauthenticated bind (RFC 4513 5.1.2), which many
-        // servers answer with success: never send one.
-        if username.is_empty() || password.is_empty() {
+    /// The entry a login names, before any password is checked (the throttle keys on it).
+    /// `Ok(None)`: no such user (or no single one, or only by a rule the gateway does not
+    /// share).
+    pub async fn find_login(&self, username: &str) -> Result<Option<LoginEntry>, LdapError> {
+        if username.is_empty() {
             return Ok(None);
         }
         let Some(entry) = self.find(username).await? else {
             return Ok(None);
         };
+        Ok(self
+            .canonical(&entry, username, Match::Folded)
+            .map(|canonical| LoginEntry { entry, canonical }))
+    }
+
+    /// Checks `password` by binding as the user's DN (found with the service account) on a
+    /// separate connection. `Ok(None)`: unknown user or wrong password (or an empty one).
+    /// On success: the attributes, plus `<name>.username` (as the directory stores it, not
+    /// as typed) and `<name>.sub` (the DN).
+    pub async fn authenticate(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<Attributes>, LdapError> {
+        if username.is_empty() || password.is_empty() {
+            return Ok(None);
+        }
+        match self.find_login(username).await? {
+            Some(entry) => self.bind(&entry, password).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Checks `password` for a found entry by binding as its DN on a separate connection.
+    pub async fn bind(
+        &self,
+        found: &LoginEntry,
+        password: &str,
+    ) -> Result<Option<Attributes>, LdapError> {
+        // An empty password would be an unauthenticated bind (RFC 4513 5.1.2), which many
+        // servers answer with success: never send one.
+        if password.is_empty() {
+            return Ok(None);
+        }
+        let entry = &found.entry;
         let bind = async {
             let _permit = self
                 .permits
@@ -443,8 +582,11 @@ impl LdapConnector {
         if !ok {
             return Ok(None);
         }
-        let mut attrs = self.attributes_of(&entry);
-        attrs.insert(format!("{}.username", self.name), username.into());
+        let mut attrs = self.attributes_of(entry);
+        attrs.insert(
+            format!("{}.username", self.name),
+            found.canonical.clone().into(),
+        );
         attrs.insert(format!("{}.sub", self.name), entry.dn.clone().into());
         Ok(Some(attrs))
     }
@@ -503,8 +645,8 @@ mod tests {
                 refresh: None,
             },
             Throttle {
-                max_failures: 5,
                 window: Duration::from_secs(60),
+                ..Throttle::default()
             },
         );
         assert!(matches!(c.authenticate("alice", "").await, Ok(None)));
@@ -518,6 +660,23 @@ mod tests {
     }
 
     #[test]
+    fn the_username_attributes_are_the_equality_matches_of_the_filter() {
+        assert_eq!(username_attributes("(uid={username})"), ["uid"]);
+        assert_eq!(
+            username_attributes(
+                "(&(objectClass=person)(|(uid={username})(mail={username})(UID={username})))"
+            ),
+            ["uid", "mail"]
+        );
+        assert_eq!(username_attributes("(cn;lang-en={username})"), ["cn"]);
+        assert!(username_attributes("(uid~={username})").is_empty());
+        assert!(username_attributes("(uid>={username})").is_empty());
+        assert!(username_attributes("(uid:caseExactMatch:={username})").is_empty());
+        assert!(username_attributes("(mail={username}@example.com)").is_empty());
+        assert!(username_attributes("(cn=*{username})").is_empty());
+    }
+
+    #[test]
     fn filter_templates_and_dns_are_checked() {
         assert!(check_filter("(mail={username})").is_ok());
         assert!(
@@ -526,6 +685,9 @@ mod tests {
         assert!(check_filter("(mail=alice)").is_err());
         assert!(check_filter("mail={username}").is_err());
         assert!(check_filter("(mail={username}").is_err());
+        // the username must be compared with an attribute for equality somewhere
+        assert!(check_filter("(cn=*{username}*)").is_err());
+        assert!(check_filter("(uid~={username})").is_err());
         assert!(check_dn("cn=svc,dc=example,dc=com").is_ok());
         assert!(check_dn("cn=Smith\\, John,ou=people,dc=example,dc=com").is_ok());
         assert!(check_dn("cn=a+uid=b,dc=x").is_ok());

@@ -16,18 +16,34 @@ pub struct LocalUser {
     pub attributes: Attributes,
 }
 
-/// Failed-login throttling settings.
+/// Failed-login throttling settings (see `login::throttle` for the buckets).
 #[derive(Debug, Clone, Copy)]
 pub struct Throttle {
-    /// Failures per username in `window` before further attempts are refused.
+    /// Failures per user (the canonical user: folded username, or the directory entry) in
+    /// `window`, from any client IP, before further attempts are refused.
     pub max_failures: u32,
     pub window: Duration,
+    /// Distinct users that may have failures from one client IP in `window`: past it, that IP
+    /// may not try *other* users (password spraying), while users who already tried from it
+    /// keep their own budget — one user's typos behind a shared ingress never lock out the
+    /// others.
+    pub max_users_per_ip: u32,
 }
 
-impl Throttle {
-    /// A client IP may fail for several usernames (shared NAT) before it is refused.
-    pub fn max_ip_failures(&self) -> u32 {
-        self.max_failures.saturating_mul(4)
+/// Default `throttle.maxFailures`.
+pub const DEFAULT_MAX_FAILURES: u32 = 5;
+/// Default `throttle.windowSeconds`.
+pub const DEFAULT_WINDOW_SECONDS: u64 = 900;
+/// Default `throttle.maxUsersPerClientIP`.
+pub const DEFAULT_MAX_USERS_PER_IP: u32 = 50;
+
+impl Default for Throttle {
+    fn default() -> Self {
+        Self {
+            max_failures: DEFAULT_MAX_FAILURES,
+            window: Duration::from_secs(DEFAULT_WINDOW_SECONDS),
+            max_users_per_ip: DEFAULT_MAX_USERS_PER_IP,
+        }
     }
 }
 
@@ -148,8 +164,8 @@ mod tests {
             "local".into(),
             users,
             Throttle {
-                max_failures: 5,
                 window: Duration::from_secs(60),
+                ..Throttle::default()
             },
         );
         let a = c.verify("alice", "pw").await.unwrap();

@@ -10,6 +10,13 @@
 //!
 //! The cache is keyed by the username looked up: if the mapped attribute changes (another
 //! login), the lookup is made again; a new login drops looked-up attributes altogether.
+//!
+//! The match must be exact: a directory finds `alice` for `ALICE`, ` alice` or `ａlice`
+//! (its matching rule ignores case, width and surrounding spaces), but those are other users
+//! of the mapped connector. An entry whose stored username (the attribute `searchFilter`
+//! compares) is not byte for byte the mapped value is refused — the provider yields no
+//! entry (cached like an unknown user) and a warning is logged — so no user is given
+//! another's directory attributes.
 
 use http::{Response, StatusCode};
 use serde_json::Value;

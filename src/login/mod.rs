@@ -10,10 +10,14 @@
 //!    and the browser returns to where it started.
 //!
 //! The return path is only ever a path on the same host that routes to the same app:
-//! the gateway cannot be used as an open redirector.
+//! the gateway cannot be used as an open redirector. What one anonymous request may store
+//! is bounded (`flows`): flows per client IP, the return URL's length, and flows are the
+//! first thing the memory store evicts.
 
+pub mod flows;
 pub mod throttle;
 pub mod upstream;
+pub mod username;
 
 use std::time::Duration;
 
@@ -135,7 +139,8 @@ pub async fn challenge_with(
     start_flow(rt, app, idps, return_to, None, req.headers(), ctx).await
 }
 
-/// Starts a login for `app` with `idps`, coming back to the same-origin `return_to`.
+/// Starts a login for `app` with `idps`, coming back to the same-origin `return_to`; counts
+/// the flow against the client IP's limit first (429 past it).
 pub async fn start_flow(
     rt: &Runtime,
     app: &str,
@@ -145,6 +150,26 @@ pub async fn start_flow(
     headers: &HeaderMap,
     ctx: &RequestCtx,
 ) -> Response<Body> {
+    if let Err(refused) = flows::admit(rt, ctx).await {
+        return refused;
+    }
+    start_admitted_flow(rt, app, idps, return_to, login_hint, headers, ctx).await
+}
+
+/// `start_flow` for a caller that has already counted it (`flows::admit`) — the
+/// authorization endpoint, which counts before it parks the request.
+pub async fn start_admitted_flow(
+    rt: &Runtime,
+    app: &str,
+    idps: Vec<String>,
+    return_to: &str,
+    login_hint: Option<&str>,
+    headers: &HeaderMap,
+    ctx: &RequestCtx,
+) -> Response<Body> {
+    let Some(return_to) = flows::bounded_return(return_to) else {
+        return flows::too_long(ctx);
+    };
     // Reuse the browser's binding if it has one, so several tabs can sign in at once.
     let existing = cookie_values(headers, FLOW_COOKIE)
         .find(|v| v.len() == 43)
@@ -163,7 +188,7 @@ pub async fn start_flow(
     if let Err(e) = rt
         .sessions
         .store()
-        .put(&flow_key(&id), bytes, FLOW_TTL)
+        .put_evictable(&flow_key(&id), bytes, FLOW_TTL)
         .await
     {
         return store_down(ctx, e);
@@ -445,8 +470,38 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Respo
     }
     let store = rt.sessions.store().as_ref();
     let ip = ctx.client_ip;
-    match throttle::locked(store, &password_throttle, idp, username, ip).await {
-        Ok(true) => {
+    let directory_down = |e: &dyn std::fmt::Display| {
+        // Not the user's fault: no throttling count, the flow stays usable for a retry.
+        rt.metrics.login(idp, "error");
+        tracing::error!(idp, user = username, error = %e, "login failed: directory unavailable");
+        let msg = "The directory is not reachable right now, so your password cannot be checked. Please try again shortly.";
+        form(
+            ctx,
+            &flow,
+            flow_id,
+            idp,
+            username,
+            Some(msg),
+            StatusCode::SERVICE_UNAVAILABLE,
+        )
+    };
+    // The canonical user the throttle counts: the directory entry (found with the service
+    // account, before any password is checked) or the username as the directory would fold
+    // it, so spelling variants of one user share one budget.
+    let (throttle_user, entry) = match connector {
+        Some(Connector::Ldap(c)) => match c.find_login(username).await {
+            Ok(Some(entry)) => (entry.throttle_key(), Some(entry)),
+            Ok(None) => (format!("name:{}", username::fold(username)), None),
+            Err(e) => return directory_down(&e),
+        },
+        _ => (username::fold(username), None),
+    };
+    // Reserve the attempt before verifying: a burst gets at most `maxFailures` checks.
+    let reservation = match throttle::reserve(store, &password_throttle, idp, &throttle_user, ip)
+        .await
+    {
+        Ok(Some(r)) => r,
+        Ok(None) => {
             rt.metrics.login(idp, "throttled");
             tracing::warn!(idp, user = username, client_ip = %ip, "login refused: too many failed attempts");
             let mut resp = form(
@@ -465,27 +520,17 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Respo
             }
             return resp;
         }
-        Ok(false) => {}
         Err(e) => return store_down(ctx, e),
-    }
-    let verified = match connector {
-        Some(Connector::Local(c)) => c.verify(username, password).await,
-        Some(Connector::Ldap(c)) => match c.authenticate(username, password).await {
+    };
+    let verified = match (connector, &entry) {
+        (Some(Connector::Local(c)), _) => c.verify(username, password).await,
+        (Some(Connector::Ldap(c)), Some(entry)) => match c.bind(entry, password).await {
             Ok(a) => a,
             Err(e) => {
-                // Not the user's fault: no throttling count, the flow stays usable for a retry.
-                rt.metrics.login(idp, "error");
-                tracing::error!(idp, user = username, error = %e, "login failed: directory unavailable");
-                let msg = "The directory is not reachable right now, so your password cannot be checked. Please try again shortly.";
-                return form(
-                    ctx,
-                    &flow,
-                    flow_id,
-                    idp,
-                    username,
-                    Some(msg),
-                    StatusCode::SERVICE_UNAVAILABLE,
-                );
+                if let Err(e) = reservation.refund(store).await {
+                    return store_down(ctx, e);
+                }
+                return directory_down(&e);
             }
         },
         _ => None,
@@ -493,9 +538,7 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Respo
     let Some(attrs) = verified else {
         rt.metrics.login(idp, "failure");
         tracing::warn!(idp, user = username, client_ip = %ip, "login failed: wrong username or password");
-        if let Err(e) = throttle::failed(store, &password_throttle, idp, username, ip).await {
-            return store_down(ctx, e);
-        }
+        tokio::time::sleep(reservation.failed()).await;
         return form(
             ctx,
             &flow,
@@ -506,7 +549,9 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Respo
             StatusCode::UNAUTHORIZED,
         );
     };
-    let _ = throttle::succeeded(store, idp, username).await;
+    // A store failure here only leaves the counters to expire; finishing the login reports
+    // an unavailable store itself.
+    let _ = reservation.succeeded(store).await;
     tracing::info!(idp, user = username, "password verified");
     upstream::finish_login(rt, idp, attrs, None, flow_id, &flow, &headers, ctx).await
 }

@@ -30,6 +30,13 @@ use crate::session::{now_unix, random_token, Session};
 
 const CODE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 const PARKED_TTL: std::time::Duration = std::time::Duration::from_secs(600);
+/// Largest authorization request accepted (its parameters' names and values together): an
+/// anonymous browser's request is parked in the store while the user signs in, so its size
+/// is what one anonymous request may make the gateway keep. Real requests are far smaller.
+pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
+/// Longest `state` echoed back in an error redirect; a request refused for its size with a
+/// longer one gets the error page instead (its redirect would be as large as the request).
+const MAX_ECHOED_STATE: usize = 2048;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ResponseMode {
@@ -343,6 +350,22 @@ async fn process(
         Ok(v) => v,
         Err(msg) => return bad_request_page(ctx, msg),
     };
+    let size: usize = params.iter().map(|(k, val)| k.len() + val.len()).sum();
+    if size > MAX_REQUEST_BYTES {
+        tracing::info!(client = %v.client.id, size, limit = MAX_REQUEST_BYTES,
+            "authorization request too large: refused");
+        if v.state.as_ref().is_some_and(|s| s.len() > MAX_ECHOED_STATE) {
+            return bad_request_page(ctx, "Invalid authorization request: it is too large.");
+        }
+        return redirect_error(
+            p,
+            &v,
+            &OAuthError::invalid_request(format!(
+                "the authorization request is too large (more than {MAX_REQUEST_BYTES} bytes of parameters)"
+            )),
+            ctx,
+        );
+    }
     let req = match validate(v.client, &params) {
         Ok(r) => r,
         Err(e) => return redirect_error(p, &v, &e, ctx),
@@ -450,17 +473,25 @@ async fn process(
                 }
             }
         }
+        // Counted against the client IP's login flows before anything is stored.
+        if let Err(refused) = login::flows::admit(rt, ctx).await {
+            return refused;
+        }
         let id = random_token(24);
         let parked = Parked {
             params: params.clone(),
             requested_at: resumed_after.unwrap_or(now),
         };
         let bytes = Bytes::from(serde_json::to_vec(&parked).unwrap_or_default());
-        if let Err(e) = p.store.put(&parked_key(&id), bytes, PARKED_TTL).await {
+        if let Err(e) = p
+            .store
+            .put_evictable(&parked_key(&id), bytes, PARKED_TTL)
+            .await
+        {
             return redirect_error(p, &v, &OAuthError::from(e), ctx);
         }
         let return_to = format!("{}?id={id}", p.endpoints.authorization_resume);
-        return login::start_flow(
+        return login::start_admitted_flow(
             rt,
             &v.client.app,
             idps,

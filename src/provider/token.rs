@@ -20,6 +20,7 @@ use super::{Client, Provider};
 use crate::claims::oidc::{user_claims, SCOPE_CLAIMS};
 use crate::connectors::Connector;
 use crate::extensions::request::{guest_request, RequestParts};
+use crate::login::{throttle, username};
 use crate::runtime::Runtime;
 use crate::server::body::Body;
 use crate::server::respond::RequestCtx;
@@ -86,7 +87,7 @@ async fn run(
         "refresh_token" => refresh(p, client, &params, &call).await,
         "client_credentials" => client_credentials(p, client, &params, &call).await,
         _ => match &client.hooks.backchannel {
-            Some(hook) => extension_password(p, client, &params, hook, &call).await,
+            Some(hook) => extension_password(p, rt, client, &params, hook, peer_ip, &call).await,
             None => password(p, rt, client, &params, peer_ip, &call).await,
         },
     }
@@ -350,7 +351,8 @@ async fn client_credentials(
 }
 
 /// Resource owner password credentials: only for clients granted `password`, checked against
-/// the client's `local` connectors with the same throttling as the login form.
+/// the client's `local` connectors with the same throttling as the login form: each
+/// connector's attempt is reserved before the password is verified.
 async fn password(
     p: &Provider,
     rt: &Runtime,
@@ -368,20 +370,34 @@ async fn password(
     let scopes = scopes_for_client(client, params, true)?;
     let audiences = audiences(client, params)?;
     let store = rt.sessions.store().as_ref();
+    let user = username::fold(username);
+    // Connectors that did not know these credentials: failures, unless a later one does.
+    let mut missed: Vec<(&String, throttle::Reservation)> = Vec::new();
     for idp in &client.idps {
         let Some(Connector::Local(local)) = rt.connectors.get(idp).map(|c| c.as_ref()) else {
             continue;
         };
-        if crate::login::throttle::locked(store, &local.throttle, idp, username, ip).await? {
+        let Some(reservation) = throttle::reserve(store, &local.throttle, idp, &user, ip).await?
+        else {
             rt.metrics.login(idp, "throttled");
+            tracing::warn!(idp = %idp, user = %username, client_ip = %ip, "password grant refused: too many failed attempts");
+            // the misses before stay counted as failures
+            for (_, r) in missed {
+                let _ = r.failed();
+            }
             return Err(OAuthError::invalid_grant(
                 "too many failed attempts; try again later",
             ));
-        }
+        };
         let Some(mut attrs) = local.verify(username, password).await else {
+            missed.push((idp, reservation));
             continue;
         };
-        let _ = crate::login::throttle::succeeded(store, idp, username).await;
+        let _ = reservation.succeeded(store).await;
+        // The user belongs to this connector: the others' misses were no guesses.
+        for (_, r) in missed {
+            r.refund(store).await?;
+        }
         if let Err(e) = crate::connectors::providers::resolve_attrs(
             &rt.connectors,
             &client.attr_providers,
@@ -421,24 +437,43 @@ async fn password(
         let family = wants_refresh(client, &grant).then(|| random_token(16));
         return Ok(p.mint(client, &grant, None, family, call).await?.response);
     }
-    for idp in &client.idps {
-        if let Some(Connector::Local(local)) = rt.connectors.get(idp).map(|c| c.as_ref()) {
+    let mut delay = std::time::Duration::ZERO;
+    for (i, (idp, r)) in missed.into_iter().enumerate() {
+        if i == 0 {
             rt.metrics.login(idp, "failure");
-            tracing::warn!(idp = %idp, user = %username, "password grant: wrong username or password");
-            crate::login::throttle::failed(store, &local.throttle, idp, username, ip).await?;
-            break;
+            tracing::warn!(idp = %idp, user = %username, client_ip = %ip, "password grant: wrong username or password");
         }
+        delay = delay.max(r.failed());
     }
+    tokio::time::sleep(delay).await;
     Err(OAuthError::invalid_grant("wrong username or password"))
+}
+
+/// The throttle of a password grant checked by an extension: the client's first password
+/// connector's settings (else the defaults), counted under the extension's name.
+fn extension_throttle(rt: &Runtime, client: &Client) -> crate::connectors::local::Throttle {
+    client
+        .idps
+        .iter()
+        .find_map(|i| match rt.connectors.get(i).map(|c| c.as_ref()) {
+            Some(Connector::Local(c)) => Some(c.throttle),
+            Some(Connector::Ldap(c)) => Some(c.throttle),
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// The password grant of a client with `backchannel.authenticateSE`: the extension checks the
 /// credentials and names the subject; the attributes it sets become the user's claims source.
+/// The attempt is reserved (throttled) around the call like any password check.
+#[allow(clippy::too_many_arguments)]
 async fn extension_password(
     p: &Provider,
+    rt: &Runtime,
     client: &Client,
     params: &Params,
     hook: &crate::extensions::Hook,
+    ip: std::net::IpAddr,
     call: &TokenCall,
 ) -> Result<serde_json::Value, OAuthError> {
     for field in ["username", "password"] {
@@ -448,22 +483,43 @@ async fn extension_password(
     }
     let mut scopes = scopes_for_client(client, params, true)?;
     let audiences = audiences(client, params)?;
+    let store = rt.sessions.store().as_ref();
+    let username = params.get("username").map(String::as_str).unwrap_or("");
+    let bucket = format!("extension:{}", hook.extension.name);
+    let t = extension_throttle(rt, client);
+    let Some(reservation) =
+        throttle::reserve(store, &t, &bucket, &username::fold(username), ip).await?
+    else {
+        tracing::warn!(client = %client.id, extension = %hook.extension.name, user = %username, client_ip = %ip,
+            "password grant refused: too many failed attempts");
+        return Err(OAuthError::invalid_grant(
+            "too many failed attempts; try again later",
+        ));
+    };
     let input = crate::extensions::HookCall {
         request: call.request.clone(),
         attrs: Default::default(),
     };
-    let called = hook
-        .backchannel_authenticate(input)
-        .await
-        .map_err(|_| OAuthError::invalid_grant("the credentials could not be checked"))?;
+    let called = match hook.backchannel_authenticate(input).await {
+        Ok(c) => c,
+        Err(_) => {
+            // The extension failed: nothing was checked, nothing is counted.
+            reservation.refund(store).await?;
+            return Err(OAuthError::invalid_grant(
+                "the credentials could not be checked",
+            ));
+        }
+    };
     let subject = match called.value {
         Ok(s) => s,
         Err(message) => {
             tracing::warn!(client = %client.id, extension = %hook.extension.name, reason = %message,
                 "password grant refused by extension");
+            tokio::time::sleep(reservation.failed()).await;
             return Err(OAuthError::invalid_grant("wrong username or password"));
         }
     };
+    let _ = reservation.succeeded(store).await;
     if !(client.refresh.allow_offline_access && client.grants.refresh_token) {
         scopes.retain(|s| s != "offline_access");
     }

@@ -39,6 +39,24 @@ pub async fn run(store: Arc<dyn Store>) {
     assert_eq!(store.increment("c", ttl).await.unwrap(), 2);
     // counters read back as decimal text
     assert_eq!(store.get("c").await.unwrap().as_deref(), Some(&b"2"[..]));
+    // a refund takes one off, never creates, and removes the counter at zero
+    assert_eq!(store.decrement("c").await.unwrap(), 1);
+    assert_eq!(store.get("c").await.unwrap().as_deref(), Some(&b"1"[..]));
+    assert_eq!(store.decrement("c").await.unwrap(), 0);
+    assert!(store.get("c").await.unwrap().is_none());
+    assert_eq!(store.decrement("never").await.unwrap(), 0);
+    assert!(store.get("never").await.unwrap().is_none());
+    assert_eq!(store.increment("c", ttl).await.unwrap(), 1);
+    assert_eq!(store.increment("c", ttl).await.unwrap(), 2);
+    // evictable entries read back like any other
+    store
+        .put_evictable("ev", Bytes::from_static(b"flow"), ttl)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("ev").await.unwrap().as_deref(),
+        Some(&b"flow"[..])
+    );
     // put overwrites
     store.put("o", Bytes::from_static(b"x"), ttl).await.unwrap();
     store.put("o", Bytes::from_static(b"y"), ttl).await.unwrap();
@@ -96,6 +114,12 @@ pub async fn run(store: Arc<dyn Store>) {
         1,
         "the window started at the first increment"
     );
+    // a refund keeps the window: the counter still expires when it was going to
+    assert_eq!(store.increment("w", window).await.unwrap(), 2);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(store.decrement("w").await.unwrap(), 1);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(store.get("w").await.unwrap().is_none(), "expired on time");
     // only one of many concurrent takers wins
     store
         .put("once", Bytes::from_static(b"v"), ttl)

@@ -16,7 +16,12 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use self::redis::{RedisSettings, RedisStore, RedisTls};
-pub use memory::MemoryStore;
+pub use memory::{MemoryBudget, MemoryStore};
+
+/// The memory store's default byte budget in MiB (`session.memoryStore.maxMiB`).
+pub fn memory_default_mib() -> u64 {
+    (memory::DEFAULT_MAX_BYTES / (1024 * 1024)) as u64
+}
 pub use traced::Traced;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,21 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<bool, StoreError>;
     /// Adds one to a counter, creating it with `ttl` if absent; returns the new count.
     async fn increment(&self, key: &str, ttl: Duration) -> Result<u64, StoreError>;
+    /// Takes one from a counter (a refund), keeping its expiry; never creates one, and
+    /// removes it at zero. Returns the new count (0 when absent).
+    async fn decrement(&self, key: &str) -> Result<u64, StoreError>;
+    /// `put` for state that anonymous requests create (login flows, parked authorization
+    /// requests): a bounded store may evict such entries, soonest-expiring first, to make
+    /// room for others (sessions), so a flood of them can never fill it. Backends without a
+    /// bound of their own store it like `put`.
+    async fn put_evictable(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        self.put(key, value, ttl).await
+    }
     /// Health, for readiness.
     async fn ping(&self) -> Result<(), StoreError>;
 }
@@ -64,6 +84,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 #[derive(Debug)]
 pub struct StorePool {
     memory: Arc<dyn Store>,
+    /// The memory store's byte budget, set by the configuration in force.
+    memory_budget: MemoryBudget,
     redis: Mutex<Vec<(RedisSettings, Weak<dyn Store>)>>,
 }
 
@@ -76,10 +98,17 @@ impl Default for StorePool {
 impl StorePool {
     /// A pool with a new memory store (its sweeper starts when inside a tokio runtime).
     pub fn new() -> Self {
+        let memory = MemoryStore::new();
         Self {
-            memory: Arc::new(Traced::new(MemoryStore::new(), "memory")),
+            memory_budget: memory.budget(),
+            memory: Arc::new(Traced::new(memory, "memory")),
             redis: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The handle setting the memory store's byte budget (`session.memoryStore.maxMiB`).
+    pub fn memory_budget(&self) -> MemoryBudget {
+        self.memory_budget.clone()
     }
 
     /// The in-memory store (`default`).

@@ -60,6 +60,21 @@ end
 return n
 "#;
 
+/// Takes one from an integer counter, keeping its expiry; never creates it, and deletes it
+/// when it would reach zero (or holds no integer). Returns the new count.
+const DECREMENT: &str = r#"
+local v = redis.call('GET', KEYS[1])
+if not v then
+  return 0
+end
+local n = tonumber(v)
+if not n or n <= 1 then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+return redis.call('DECR', KEYS[1])
+"#;
+
 /// TLS towards Redis: trust and an optional client certificate, as PEM.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub struct RedisTls {
@@ -148,6 +163,7 @@ pub struct RedisStore {
     conn: OnceLock<Result<Conn, String>>,
     compare_and_set: Script,
     increment: Script,
+    decrement: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -242,6 +258,7 @@ impl RedisStore {
             conn: OnceLock::new(),
             compare_and_set: Script::new(COMPARE_AND_SET),
             increment: Script::new(INCREMENT),
+            decrement: Script::new(DECREMENT),
         })
     }
 
@@ -409,6 +426,10 @@ impl Store for RedisStore {
         let ms = millis(ttl).to_string();
         self.script::<u64>(&self.increment, key, &[ms.as_bytes()])
             .await
+    }
+
+    async fn decrement(&self, key: &str) -> Result<u64, StoreError> {
+        self.script::<u64>(&self.decrement, key, &[]).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -78,6 +78,24 @@ impl<S: Store> Store for Traced<S> {
         self.inner.increment(key, ttl).instrument(span).await
     }
 
+    async fn decrement(&self, key: &str) -> Result<u64, StoreError> {
+        let span = tracing::debug_span!("store.decrement", backend = self.backend);
+        self.inner.decrement(key).instrument(span).await
+    }
+
+    async fn put_evictable(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let span = tracing::debug_span!("store.put", backend = self.backend, evictable = true);
+        self.inner
+            .put_evictable(key, value, ttl)
+            .instrument(span)
+            .await
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         let span = tracing::debug_span!("store.ping", backend = self.backend);
         self.inner.ping().instrument(span).await

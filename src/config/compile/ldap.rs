@@ -6,10 +6,9 @@ use std::time::Duration;
 
 use super::{check_attr_ref, unknown_ref, Ctx};
 use crate::claims::AttrRef;
-use crate::config::model::{AttrProviderConfig, LdapConnectorConfig, ThrottleConfig};
+use crate::config::model::{AttrProviderConfig, LdapConnectorConfig};
 use crate::config::source::ConfigPath;
 use crate::connectors::ldap::{check_dn, check_filter, LdapSettings, RESERVED_ATTRIBUTES};
-use crate::connectors::local::Throttle;
 use crate::connectors::providers::AttrProvider;
 use crate::connectors::{Connector, Connectors, LdapConnector};
 use crate::secrets::SecretString;
@@ -17,13 +16,6 @@ use crate::server::tls;
 
 const DEFAULT_TIMEOUT_MILLIS: u64 = 2000;
 const DEFAULT_POOL_SIZE: usize = 8;
-
-fn throttle(t: Option<&ThrottleConfig>) -> Throttle {
-    Throttle {
-        max_failures: t.and_then(|t| t.maxFailures).unwrap_or(5).max(1),
-        window: Duration::from_secs(t.and_then(|t| t.windowSeconds).unwrap_or(900).max(1)),
-    }
-}
 
 /// An attribute description as LDAP names it: a name (letter, then letters, digits, `-`) or
 /// a numeric OID.
@@ -181,6 +173,7 @@ pub(super) fn compile_ldap(
         ctx.diags
             .error(&p.key("poolSize"), "`poolSize` must be greater than 0");
     }
+    let throttle = super::limits::throttle(cfg.throttle.as_ref(), &p.key("throttle"), ctx);
     if ctx.diags.items.len() > errors_before {
         return None;
     }
@@ -200,11 +193,7 @@ pub(super) fn compile_ldap(
             .filter(|s| *s > 0)
             .map(Duration::from_secs),
     };
-    Some(LdapConnector::new(
-        cfg.name,
-        settings,
-        throttle(cfg.throttle.as_ref()),
-    ))
+    Some(LdapConnector::new(cfg.name, settings, throttle))
 }
 
 /// An app's `attrProviders`: each an `ldap` connector and a valid attribute reference of

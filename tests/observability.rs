@@ -536,9 +536,9 @@ async fn text_logs_escape_attacker_controlled_text() {
         .await
         .unwrap();
     assert_eq!(r.status(), 400);
-    // a path with an encoded newline
+    // a path with an encoded newline: refused at the edge, and logged on one line
     let r = c.get(url("/public/a%0aFAKE")).send().await.unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(r.status(), 400);
 
     let escaped = r"bob\nFAKE level=ERROR\r\u{1b}[31m";
     let wait = |needle: &str| {

@@ -6,7 +6,7 @@
 # cookie, one rule, 3 identity headers) to a tiny nginx upstream. Tessera runs under
 # callgrind with instrumentation off; after a warm-up, it is switched on for REQUESTS
 # requests sent by wrk over CONNECTIONS keep-alive connections, then off again. The result is
-# the instructions (Ir) of the whole process divided by the requests that completed.
+# the instructions (Ir, callgrind's `totals`) of the whole process divided by the requests that completed.
 #
 # Usage: bench/callgrind.sh [BINARY...]   (default: a release build of this tree)
 #   Several binaries are measured one after the other with the same load, e.g. before/after:
@@ -46,7 +46,7 @@ PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  rm -rf "$WORK"
+  [ -n "${KEEP:-}" ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
 
@@ -154,7 +154,7 @@ EOF
   callgrind_control -d "$vg" >/dev/null
   sleep 1
   kill "$vg"; wait "$vg" 2>/dev/null || true
-  ir="$(cat "$out"* | sed -n 's/^summary: *\([0-9]*\).*/\1/p' | awk '{s += $1} END {print s}')"
+  ir="$(cat "$out"* | sed -n 's/^totals: *\([0-9]*\).*/\1/p' | awk '{s += $1} END {print s}')"
   [ -n "$ir" ] && [ "$ir" -gt 0 ] || die "no callgrind summary for $bin"
   echo "$((ir / done_n)) $done_n"
 }

@@ -86,7 +86,9 @@ impl Gateway {
                 let _ = tx.send(Err(()));
             }
         });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
+        // Generous: a first start compiles extension components (Python: ~40 s on a loaded
+        // 2-core machine); a healthy start takes milliseconds, so this only bounds a failure.
+        let addr = match rx.recv_timeout(Duration::from_secs(120)) {
             Ok(Ok(a)) => a.parse().unwrap(),
             _ => {
                 let _ = child.kill();

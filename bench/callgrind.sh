@@ -50,34 +50,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-UP_PORT="$(free_port)"
-mkdir -p "$WORK/up/logs" "$WORK/up/tmp"
-cat >"$WORK/up/nginx.conf" <<EOF
-daemon off;
-worker_processes 1;
-pid $WORK/up/nginx.pid;
-error_log $WORK/up/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/up/tmp/body;
-  proxy_temp_path $WORK/up/tmp/proxy;
-  fastcgi_temp_path $WORK/up/tmp/fastcgi;
-  uwsgi_temp_path $WORK/up/tmp/uwsgi;
-  scgi_temp_path $WORK/up/tmp/scgi;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$UP_PORT;
-    location / { default_type text/plain; return 200 "ok\n"; }
-  }
-}
-EOF
-nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" >/dev/null 2>&1 &
-PIDS+=($!)
+# shellcheck source=bench/common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+start_upstream
 
 cat >"$WORK/count.lua" <<'EOF'
 done = function(summary, latency, requests)
@@ -87,36 +62,11 @@ end
 EOF
 
 measure() { # $1 binary -> "instructions/request"
-  local bin="$1" port pass hash tsr jar login_url page flow csrf session out ir done_n errs
+  local bin="$1" port pass hash tsr session out ir done_n errs
   port="$(free_port)"
   pass="bench-$RANDOM$RANDOM"
   hash="$(printf '%s\n' "$pass" | "$bin" hash-password)"
-  cat >"$WORK/tessera.yaml" <<EOF
-version: 1
-http: { address: "127.0.0.1:$port" }
-logger: { level: warn, format: json }
-connectors:
-  - name: local
-    type: local
-    users:
-      - username: bench
-        passwordHash: "$hash"
-        attributes: { email: bench@example.com, groups: [admins, staff] }
-apps:
-  - name: bench
-    type: proxy
-    routePatterns: ["/"]
-    upstream: http://127.0.0.1:$UP_PORT
-    headers:
-      - { name: X-User, value: "{{ local.username }}" }
-      - { name: X-Email, value: "{{ local.email }}" }
-      - { name: X-Groups, value: "{{ local.groups }}" }
-    policies:
-      - location: /
-        authentication: { idps: [local] }
-        authorization:
-          rules: { attribute: local.groups, contains: admins }
-EOF
+  bench_config "$WORK/tessera.yaml" "$port" "$hash"
   out="$WORK/callgrind.out"
   rm -f "$out"*
   env -u RUST_LOG TOKIO_WORKER_THREADS=1 valgrind --tool=callgrind --instr-atstart=no \
@@ -124,20 +74,8 @@ EOF
     >"$WORK/tessera.log" 2>&1 &
   local vg=$!
   tsr="http://127.0.0.1:$port"
-  for i in $(seq 1 600); do
-    curl -s -o /dev/null --max-time 2 "$tsr/status" && break
-    [ "$i" -lt 600 ] || die "Tessera under valgrind did not come up: $(tail -5 "$WORK/tessera.log")"
-    sleep 0.2
-  done
-  jar="$WORK/jar.txt"; rm -f "$jar"
-  login_url="$(curl -s -c "$jar" -b "$jar" -o /dev/null -w '%{redirect_url}' "$tsr/")"
-  page="$(curl -s -c "$jar" -b "$jar" "$login_url")"
-  flow="$(printf '%s' "$page" | sed -n 's/.*name="flow" value="\([^"]*\)".*/\1/p' | head -1)"
-  csrf="$(printf '%s' "$page" | sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' | head -1)"
-  curl -s -c "$jar" -b "$jar" -o /dev/null -D "$WORK/login.headers" \
-    --data-urlencode "flow=$flow" --data-urlencode "csrf=$csrf" --data-urlencode "idp=local" \
-    --data-urlencode "username=bench" --data-urlencode "password=$pass" "$tsr/.tessera/login"
-  session="$(sed -n 's/^[Ss]et-[Cc]ookie: *\(tessera_session=[^;]*\).*/\1/p' "$WORK/login.headers" | tr -d '\r' | head -1)"
+  wait_gateway "$tsr" 1200 || die "Tessera under valgrind did not come up: $(tail -5 "$WORK/tessera.log")"
+  session="$(login_session "$tsr" "$pass")"
   [ -n "$session" ] || die "login failed against $bin"
   [ "$(curl -s -H "Cookie: $session" "$tsr/")" = "ok" ] || die "$bin does not proxy"
   # warm-up (pools, allocator), then count exactly the measured requests

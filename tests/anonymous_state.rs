@@ -152,35 +152,7 @@ async fn a_long_return_url_keeps_its_path_and_a_long_path_is_refused() {
 }
 
 fn provider_config(keys: &tempfile::TempDir) -> String {
-    let key = keys.path().join("es256.pem");
-    std::fs::write(
-        &key,
-        tessera::provider::keys::generate_pem(tessera::provider::keys::SigningAlg::Es256).unwrap(),
-    )
-    .unwrap();
-    format!(
-        r#"version: 1
-http: {{ address: "127.0.0.1:0" }}
-logger: {{ level: info, format: json }}
-connectors:
-  - name: local
-    type: local
-    users:
-      - {{ username: alice, passwordHash: "{hash}" }}
-oidcProvider:
-  issuer: http://localhost:1234
-  signingKeys: [{{ file: {key}, alg: ES256 }}]
-apps:
-  - name: web
-    type: oidc
-    clientID: web
-    clientSecret: s3cret-s3cret-s3cret
-    redirectURLs: ["https://rp.example.com/cb"]
-    authentication: {{ idps: [local] }}
-"#,
-        hash = pw_hash(),
-        key = key.display()
-    )
+    local_provider_config(keys, "web", "", "")
 }
 
 fn authorize(gw: &Gateway, extra: &[(&str, &str)]) -> String {

@@ -157,36 +157,11 @@ async fn one_ip_may_fail_for_a_bounded_number_of_users_who_keep_their_own_budget
 
 /// A provider with a password-grant client; the local connector allows 5 failures.
 fn provider_config(keys: &tempfile::TempDir) -> String {
-    let key = keys.path().join("es256.pem");
-    std::fs::write(
-        &key,
-        tessera::provider::keys::generate_pem(tessera::provider::keys::SigningAlg::Es256).unwrap(),
-    )
-    .unwrap();
-    format!(
-        r#"version: 1
-http: {{ address: "127.0.0.1:0" }}
-logger: {{ level: info, format: json }}
-connectors:
-  - name: local
-    type: local
-    throttle: {{ maxFailures: 5, windowSeconds: 60 }}
-    users:
-      - {{ username: alice, passwordHash: "{hash}" }}
-oidcProvider:
-  issuer: http://localhost:1234
-  signingKeys: [{{ file: {key}, alg: ES256 }}]
-apps:
-  - name: cli
-    type: oidc
-    clientID: cli
-    clientSecret: s3cret-s3cret-s3cret
-    redirectURLs: ["https://rp.example.com/cb"]
-    grantTypes: [password]
-    authentication: {{ idps: [local] }}
-"#,
-        hash = pw_hash(),
-        key = key.display()
+    local_provider_config(
+        keys,
+        "cli",
+        "    throttle: { maxFailures: 5, windowSeconds: 60 }",
+        "    grantTypes: [password]",
     )
 }
 

@@ -552,3 +552,50 @@ pub async fn logout(gw: &Gateway, path: &str, cookie: &str) -> reqwest::Response
         .await
         .unwrap()
 }
+
+/// Writes a fresh ES256 signing key into `dir`; returns its path.
+pub fn es256_key(dir: &tempfile::TempDir) -> PathBuf {
+    let key = dir.path().join("es256.pem");
+    std::fs::write(
+        &key,
+        tessera::provider::keys::generate_pem(tessera::provider::keys::SigningAlg::Es256).unwrap(),
+    )
+    .unwrap();
+    key
+}
+
+/// An OpenID provider with the local user alice (password "pw") and one confidential client
+/// `client_id` (secret `s3cret-s3cret-s3cret`, redirect `https://rp.example.com/cb`).
+/// `connector_extra` is added to the local connector's keys, `client_extra` to the client's.
+pub fn local_provider_config(
+    keys: &tempfile::TempDir,
+    client_id: &str,
+    connector_extra: &str,
+    client_extra: &str,
+) -> String {
+    format!(
+        r#"version: 1
+http: {{ address: "127.0.0.1:0" }}
+logger: {{ level: info, format: json }}
+connectors:
+  - name: local
+    type: local
+{connector_extra}
+    users:
+      - {{ username: alice, passwordHash: "{hash}" }}
+oidcProvider:
+  issuer: http://localhost:1234
+  signingKeys: [{{ file: {key}, alg: ES256 }}]
+apps:
+  - name: {client_id}
+    type: oidc
+    clientID: {client_id}
+    clientSecret: s3cret-s3cret-s3cret
+    redirectURLs: ["https://rp.example.com/cb"]
+{client_extra}
+    authentication: {{ idps: [local] }}
+"#,
+        hash = pw_hash(),
+        key = es256_key(keys).display()
+    )
+}

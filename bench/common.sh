@@ -1,0 +1,91 @@
+# Shared by bench/ab.sh and bench/callgrind.sh (sourced): the tiny nginx upstream, the
+# gateway configuration of bench/proxy.sh's request (c), and a browser-like login.
+# Expects WORK (a scratch dir) and PIDS (an array of processes to stop) to be set.
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Starts nginx answering `200 ok` on a free port (sets UP_PORT); "$@" prefixes the command
+# (e.g. taskset -c 1).
+start_upstream() {
+  UP_PORT="$(free_port)"
+  mkdir -p "$WORK/up/logs" "$WORK/up/tmp"
+  cat >"$WORK/up/nginx.conf" <<CONF
+daemon off;
+worker_processes 1;
+pid $WORK/up/nginx.pid;
+error_log $WORK/up/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/up/tmp/body;
+  proxy_temp_path $WORK/up/tmp/proxy;
+  fastcgi_temp_path $WORK/up/tmp/fastcgi;
+  uwsgi_temp_path $WORK/up/tmp/uwsgi;
+  scgi_temp_path $WORK/up/tmp/scgi;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$UP_PORT;
+    location / { default_type text/plain; return 200 "ok\n"; }
+  }
+}
+CONF
+  "$@" nginx -p "$WORK/up" -c "$WORK/up/nginx.conf" >/dev/null 2>&1 &
+  PIDS+=($!)
+}
+
+# Writes the configuration of request (c) to $1 for listen port $2 and password hash $3:
+# user bench, one rule, three identity headers, the upstream of start_upstream.
+bench_config() {
+  cat >"$1" <<CONF
+version: 1
+http: { address: "127.0.0.1:$2" }
+logger: { level: warn, format: json }
+connectors:
+  - name: local
+    type: local
+    users:
+      - username: bench
+        passwordHash: "$3"
+        attributes: { email: bench@example.com, groups: [admins, staff] }
+apps:
+  - name: bench
+    type: proxy
+    routePatterns: ["/"]
+    upstream: http://127.0.0.1:$UP_PORT
+    headers:
+      - { name: X-User, value: "{{ local.username }}" }
+      - { name: X-Email, value: "{{ local.email }}" }
+      - { name: X-Groups, value: "{{ local.groups }}" }
+    policies:
+      - location: /
+        authentication: { idps: [local] }
+        authorization:
+          rules: { attribute: local.groups, contains: admins }
+CONF
+}
+
+# Waits (up to $2 tenths of a second) until the gateway at $1 answers /status.
+wait_gateway() {
+  for i in $(seq 1 "$2"); do
+    curl -s -o /dev/null --max-time 2 "$1/status" && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# Signs in as bench with password $2 at gateway URL $1 like a browser; prints the session
+# cookie pair (`tessera_session=…`), nothing if the login failed.
+login_session() {
+  local tsr="$1" pass="$2" jar login_url page flow csrf
+  jar="$(mktemp "$WORK/jar.XXXXXX")"
+  login_url="$(curl -s -c "$jar" -b "$jar" -o /dev/null -w '%{redirect_url}' "$tsr/")"
+  page="$(curl -s -c "$jar" -b "$jar" "$login_url")"
+  flow="$(printf '%s' "$page" | sed -n 's/.*name="flow" value="\([^"]*\)".*/\1/p' | head -1)"
+  csrf="$(printf '%s' "$page" | sed -n 's/.*name="csrf" value="\([^"]*\)".*/\1/p' | head -1)"
+  curl -s -c "$jar" -b "$jar" -o /dev/null -D "$jar.headers" \
+    --data-urlencode "flow=$flow" --data-urlencode "csrf=$csrf" --data-urlencode "idp=local" \
+    --data-urlencode "username=bench" --data-urlencode "password=$pass" "$tsr/.tessera/login"
+  sed -n 's/^[Ss]et-[Cc]ookie: *\(tessera_session=[^;]*\).*/\1/p' "$jar.headers" | tr -d '\r' | head -1
+}

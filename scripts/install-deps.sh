@@ -12,8 +12,8 @@ command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)  # tests/e2e/requirements.txt
-command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)  # tests/redis.rs
-{ [ -x /usr/sbin/slapd ] && command -v ldapsearch >/dev/null 2>&1; } || need_apt+=(slapd ldap-utils)  # tests/ldap.rs
+command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)  # tests/it/redis.rs
+{ [ -x /usr/sbin/slapd ] && command -v ldapsearch >/dev/null 2>&1; } || need_apt+=(slapd ldap-utils)  # tests/it/ldap.rs
 # C service extensions (extensions/examples/c, extensions/test-guests): clang for wasm32-wasi.
 { command -v clang >/dev/null 2>&1 && [ -d /usr/include/wasm32-wasi ] && command -v wasm-ld >/dev/null 2>&1; } \
   || need_apt+=(clang lld wasi-libc libclang-rt-14-dev-wasm32)

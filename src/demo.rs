@@ -12,7 +12,7 @@ use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::pages::escape;
-use crate::server::body::{full, Body};
+use crate::web::body::{full, Body};
 
 /// Starts whoami on `authority` (`host:port`); returns the bound address.
 pub async fn start_whoami(authority: &str) -> std::io::Result<SocketAddr> {

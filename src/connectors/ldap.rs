@@ -98,7 +98,7 @@ pub struct LoginEntry {
 impl LoginEntry {
     /// The login throttle's key for this user: its DN, whatever spelling was typed.
     pub fn throttle_key(&self) -> String {
-        format!("dn:{}", crate::login::username::fold(&self.entry.dn))
+        format!("dn:{}", crate::connectors::username::fold(&self.entry.dn))
     }
 
     /// The username as stored in the directory.
@@ -291,7 +291,7 @@ impl LdapConnector {
     /// filter compares the username with; `None` when no stored value matches — the
     /// directory matched by a rule the gateway does not share, and it fails closed.
     fn canonical(&self, entry: &SearchEntry, typed: &str, how: Match) -> Option<String> {
-        let folded = (how == Match::Folded).then(|| crate::login::username::fold(typed));
+        let folded = (how == Match::Folded).then(|| crate::connectors::username::fold(typed));
         let found = self
             .username_attrs
             .iter()
@@ -304,7 +304,7 @@ impl LdapConnector {
             })
             .flatten()
             .find(|v| match &folded {
-                Some(f) => crate::login::username::fold(v) == *f,
+                Some(f) => crate::connectors::username::fold(v) == *f,
                 None => v.as_str() == typed,
             })
             .cloned();

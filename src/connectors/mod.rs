@@ -6,6 +6,7 @@ pub mod ldap;
 pub mod local;
 pub mod oidc;
 pub mod providers;
+pub mod username;
 
 use std::collections::HashMap;
 use std::sync::Arc;

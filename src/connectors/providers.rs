@@ -24,10 +24,10 @@ use serde_json::Value;
 use super::ldap::LdapError;
 use super::{Connector, Connectors};
 use crate::claims::{AttrRef, Attributes};
-use crate::server::body::Body;
-use crate::server::respond::{self, RequestCtx};
 use crate::session::{now_unix, AttrUpdate, Session, SessionData, Sessions};
 use crate::store::StoreError;
+use crate::web::body::Body;
+use crate::web::respond::{self, RequestCtx};
 
 /// One `attrProviders` entry of an app.
 #[derive(Debug, Clone)]

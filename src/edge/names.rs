@@ -107,6 +107,28 @@ pub fn strip_variants(headers: &mut HeaderMap, name: &HeaderName) {
     }
 }
 
+/// Headers that may not be configured as identity headers (nor set by an extension): the
+/// proxy manages them.
+pub fn reserved(name: &http::HeaderName) -> bool {
+    [
+        "host",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "cookie",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-request-id",
+    ]
+    .contains(&name.as_str())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

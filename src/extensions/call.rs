@@ -219,7 +219,7 @@ impl Hook {
                 let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else {
                     return Err(format!("`{name}` is not a valid header name"));
                 };
-                if crate::proxy::headers::reserved(&n) {
+                if crate::edge::names::reserved(&n) {
                     return Err(format!("header `{name}` is managed by the gateway"));
                 }
                 let Ok(v) = http::HeaderValue::from_str(&value) else {

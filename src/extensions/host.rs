@@ -30,7 +30,7 @@ const MAX_CACHE_TTL: u32 = 30 * 24 * 3600;
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 pub fn http_client() -> Result<HttpClient, String> {
-    let tls = crate::server::tls::client_config(None, None)?;
+    let tls = crate::tls::client_config(None, None)?;
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(Duration::from_secs(5)));

@@ -151,3 +151,25 @@ impl Default for Limits {
         }
     }
 }
+
+/// The response an Authenticate hook chose (checked when the call returned).
+pub fn guest_response(
+    r: GuestResponse,
+    ctx: &crate::web::respond::RequestCtx,
+) -> http::Response<crate::web::body::Body> {
+    let mut resp = http::Response::new(crate::web::body::full(r.body));
+    *resp.status_mut() =
+        http::StatusCode::from_u16(r.status).unwrap_or(http::StatusCode::FORBIDDEN);
+    for (k, v) in r.headers {
+        if let (Ok(n), Ok(v)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            http::HeaderValue::from_str(&v),
+        ) {
+            resp.headers_mut().append(n, v);
+        }
+    }
+    if let Ok(v) = http::HeaderValue::from_str(&ctx.request_id) {
+        resp.headers_mut().insert("x-request-id", v);
+    }
+    resp
+}

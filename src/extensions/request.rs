@@ -5,8 +5,8 @@ use http::header::{AUTHORIZATION, COOKIE};
 use http::{HeaderMap, Method, Uri};
 
 use super::GuestRequest;
-use crate::server::respond::RequestCtx;
 use crate::session::cookie::without_cookie;
+use crate::web::respond::RequestCtx;
 
 /// Form fields a guest never sees.
 const HIDDEN_FORM_FIELDS: [&str; 2] = ["client_secret", "client_assertion"];

@@ -16,8 +16,8 @@ use std::time::Duration;
 use http::{header, HeaderValue, Response, StatusCode};
 
 use crate::runtime::Runtime;
-use crate::server::body::Body;
-use crate::server::respond::{self, RequestCtx};
+use crate::web::body::Body;
+use crate::web::respond::{self, RequestCtx};
 
 /// Longest return URL (path and query) a login flow keeps.
 pub const MAX_RETURN_BYTES: usize = 2048;

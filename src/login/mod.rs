@@ -17,7 +17,6 @@
 pub mod flows;
 pub mod throttle;
 pub mod upstream;
-pub mod username;
 
 use std::time::Duration;
 
@@ -28,15 +27,16 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
+use crate::connectors::username;
 use crate::connectors::Connector;
 use crate::pages;
 use crate::proxy::policy::Policy;
 use crate::proxy::ProxyApp;
 use crate::runtime::Runtime;
-use crate::server::body::Body;
-use crate::server::respond::{self, RequestCtx};
 use crate::session::cookie::{cookie_values, CookieSpec};
 use crate::session::random_token;
+use crate::web::body::Body;
+use crate::web::respond::{self, RequestCtx};
 
 pub const PREFIX: &str = "/.tessera/";
 pub const LOGIN_PATH: &str = "/.tessera/login";
@@ -407,7 +407,7 @@ async fn read_form(
             ctx,
         ));
     }
-    use crate::server::body::{read_limited, ReadError};
+    use crate::web::body::{read_limited, ReadError};
     let (parts, bytes) = match read_limited(req, MAX_FORM_BYTES).await {
         Ok(x) => x,
         Err(e) => {

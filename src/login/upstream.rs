@@ -13,8 +13,8 @@ use super::{expired, flow_cookie, flow_key, load_flow, store_down, Flow};
 use crate::connectors::oidc::{OidcConnector, PendingLogin};
 use crate::pages;
 use crate::runtime::Runtime;
-use crate::server::body::Body;
-use crate::server::respond::{self, RequestCtx};
+use crate::web::body::Body;
+use crate::web::respond::{self, RequestCtx};
 
 const PENDING_TTL: Duration = Duration::from_secs(600);
 

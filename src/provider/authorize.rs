@@ -6,7 +6,7 @@
 //! When the user must sign in, the request is parked in the store and the gateway's login
 //! flow brings the browser back to `resume`, which finishes it.
 
-use crate::server::body::read_limited;
+use crate::web::body::read_limited;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
@@ -24,9 +24,9 @@ use crate::extensions::{AuthenticateAction, HookCall};
 use crate::login;
 use crate::pages::escape;
 use crate::runtime::Runtime;
-use crate::server::body::{full, Body};
-use crate::server::respond::{self, RequestCtx};
 use crate::session::{now_unix, random_token, Session};
+use crate::web::body::{full, Body};
+use crate::web::respond::{self, RequestCtx};
 
 const CODE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
 const PARKED_TTL: std::time::Duration = std::time::Duration::from_secs(600);
@@ -451,7 +451,7 @@ async fn process(
                         );
                     }
                     AuthenticateAction::Respond(r) => {
-                        return crate::proxy::guest_response(r, ctx);
+                        return crate::extensions::guest_response(r, ctx);
                     }
                     AuthenticateAction::Authenticated => {
                         // Nothing to authenticate with: there is no signed-in user to name.

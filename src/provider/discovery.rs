@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use super::Provider;
 use crate::claims::oidc::standard_claims;
-use crate::server::body::{full, Body};
+use crate::web::body::{full, Body};
 
 pub fn document(p: &Provider, openid: bool) -> Value {
     let e = &p.endpoints;

@@ -3,7 +3,7 @@
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
-use crate::server::body::{full, Body};
+use crate::web::body::{full, Body};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OAuthError {

@@ -10,8 +10,8 @@ use super::errors::{json_no_store, OAuthError};
 use super::grants::{access_key, refresh_key, RefreshRecord};
 use super::params;
 use super::Provider;
-use crate::server::body::{full, Body};
 use crate::session::now_unix;
+use crate::web::body::{full, Body};
 
 pub async fn introspect(p: &Provider, req: Request<Incoming>) -> Response<Body> {
     match run_introspect(p, req).await {

@@ -8,7 +8,7 @@
 //! with the session's CSRF token (§2 and §6 of the specification: logout requests without a
 //! valid hint are a means of denial of service, so the user must confirm).
 
-use crate::server::body::read_limited;
+use crate::web::body::read_limited;
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
@@ -16,9 +16,9 @@ use super::params::{self, Params};
 use super::Provider;
 use crate::pages;
 use crate::runtime::Runtime;
-use crate::server::body::Body;
-use crate::server::respond::{self, RequestCtx};
 use crate::session::Session;
+use crate::web::body::Body;
+use crate::web::respond::{self, RequestCtx};
 use serde_json::Value;
 
 /// The parameters, or the status and text of the refusal (400; 408/413 for a body that

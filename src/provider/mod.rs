@@ -26,9 +26,9 @@ use hyper::body::Incoming;
 use crate::claims::AttrRef;
 use crate::runtime::Runtime;
 use crate::secrets::SecretString;
-use crate::server::body::Body;
-use crate::server::respond::RequestCtx;
 use crate::store::Store;
+use crate::web::body::Body;
+use crate::web::respond::RequestCtx;
 use keys::SigningKey;
 
 /// Endpoint paths (absolute paths on the gateway).
@@ -263,7 +263,7 @@ impl Provider {
         path: &str,
     ) -> Response<Body> {
         let Some(endpoint) = self.endpoint(path) else {
-            return crate::server::respond::error(
+            return crate::web::respond::error(
                 http::StatusCode::NOT_FOUND,
                 "There is no such page.",
                 ctx,

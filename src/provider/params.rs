@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 
 use super::errors::OAuthError;
 use super::{Client, ClientAuth, Provider};
-use crate::server::body::read_limited;
+use crate::web::body::read_limited;
 
 const MAX_BODY: usize = 64 * 1024;
 const MAX_PARAM: usize = 8 * 1024;

@@ -18,13 +18,14 @@ use super::grants::{
 use super::params::{self, Params};
 use super::{Client, Provider};
 use crate::claims::oidc::{user_claims, SCOPE_CLAIMS};
+use crate::connectors::username;
 use crate::connectors::Connector;
 use crate::extensions::request::{guest_request, RequestParts};
-use crate::login::{throttle, username};
+use crate::login::throttle;
 use crate::runtime::Runtime;
-use crate::server::body::Body;
-use crate::server::respond::RequestCtx;
 use crate::session::{now_unix, random_token};
+use crate::web::body::Body;
+use crate::web::respond::RequestCtx;
 
 pub async fn token(
     p: &Provider,

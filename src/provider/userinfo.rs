@@ -10,7 +10,7 @@ use super::errors::{json_no_store, OAuthError};
 use super::params;
 use super::Provider;
 use crate::claims::oidc::released;
-use crate::server::body::Body;
+use crate::web::body::Body;
 
 /// The bearer token from `Authorization: Bearer` or, for a form POST, `access_token`
 /// (RFC 6750 2.1 and 2.2; never both).
@@ -38,7 +38,7 @@ pub async fn userinfo(
     p: &Provider,
     rt: &crate::runtime::Runtime,
     req: Request<Incoming>,
-    ctx: &crate::server::respond::RequestCtx,
+    ctx: &crate::web::respond::RequestCtx,
 ) -> Response<Body> {
     let view = p.userinfo_se.as_ref().map(|_| {
         let parts = crate::extensions::request::RequestParts {

@@ -8,8 +8,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use super::upstream::strip_hop_by_hop;
 use super::ProxyApp;
 use crate::claims::{Attributes, Template};
-use crate::server::respond::RequestCtx;
 use crate::session::cookie::without_cookie;
+use crate::web::respond::RequestCtx;
 
 #[derive(Debug, Clone)]
 pub struct InjectedHeader {
@@ -21,27 +21,6 @@ static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Headers that may not be configured as identity headers: the proxy manages them.
-pub fn reserved(name: &HeaderName) -> bool {
-    [
-        "host",
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "content-length",
-        "cookie",
-        "x-forwarded-for",
-        "x-forwarded-proto",
-        "x-forwarded-host",
-        "x-request-id",
-    ]
-    .contains(&name.as_str())
-}
 
 pub fn upstream_headers(
     app: &ProxyApp,

@@ -18,11 +18,11 @@ use crate::extensions::request::{guest_request, RequestParts};
 use crate::extensions::{AuthenticateAction, Hook, HookCall};
 use crate::login;
 use crate::runtime::Runtime;
-use crate::server::body::Body;
-use crate::server::respond::{self, RequestCtx};
 use crate::session::Session;
 use crate::telemetry::access::Decision;
 use crate::telemetry::traces;
+use crate::web::body::Body;
+use crate::web::respond::{self, RequestCtx};
 use headers::InjectedHeader;
 use policy::{Policy, PolicySet};
 use upstream::Upstream;
@@ -292,7 +292,7 @@ impl ProxyApp {
                 }
                 AuthenticateAction::Respond(r) => {
                     ctx.access.decide(Decision::Denied);
-                    return Err(guest_response(r, ctx));
+                    return Err(crate::extensions::guest_response(r, ctx));
                 }
                 AuthenticateAction::Authenticated => {}
             }
@@ -412,24 +412,6 @@ fn extension_failed(ctx: &RequestCtx) -> Response<Body> {
         "A check this page requires could not be completed. Please try again later.",
         ctx,
     )
-}
-
-/// The response an Authenticate hook chose (checked when the call returned).
-pub fn guest_response(r: crate::extensions::GuestResponse, ctx: &RequestCtx) -> Response<Body> {
-    let mut resp = Response::new(crate::server::body::full(r.body));
-    *resp.status_mut() = StatusCode::from_u16(r.status).unwrap_or(StatusCode::FORBIDDEN);
-    for (k, v) in r.headers {
-        if let (Ok(n), Ok(v)) = (
-            http::HeaderName::from_bytes(k.as_bytes()),
-            http::HeaderValue::from_str(&v),
-        ) {
-            resp.headers_mut().append(n, v);
-        }
-    }
-    if let Ok(v) = http::HeaderValue::from_str(&ctx.request_id) {
-        resp.headers_mut().insert("x-request-id", v);
-    }
-    resp
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
-use crate::server::body::{empty, Body};
+use crate::web::body::{empty, Body};
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {

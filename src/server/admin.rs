@@ -7,10 +7,10 @@ use std::sync::Arc;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 
-use super::body::{full, Body};
 use super::health::Readiness;
-use super::respond;
 use crate::runtime::Runtime;
+use crate::web::body::{full, Body};
+use crate::web::respond;
 
 /// Where the metrics are served on the admin listener: `telemetry.metrics.location`, else
 /// `/metrics` (setting an admin listener is asking for them).

@@ -4,9 +4,9 @@
 
 use http::StatusCode;
 
-use super::body::Body;
-use super::respond;
 use crate::runtime::Runtime;
+use crate::web::body::Body;
+use crate::web::respond;
 
 /// What readiness found.
 #[derive(Debug, Default)]

@@ -7,14 +7,11 @@
 //! connection.
 
 pub mod admin;
-pub mod body;
 pub mod conn;
 pub mod health;
 pub mod reload;
-pub mod respond;
 pub mod router;
 pub mod service;
-pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -30,9 +27,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
-use self::body::BodyReadTimeout;
 use self::conn::{Activity, Counter, Guarded, Limits};
 use crate::runtime::{Live, Runtime};
+use crate::web::body::BodyReadTimeout;
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The admin listener serves probes and scrapes: a few connections are plenty, and a cap

@@ -11,8 +11,6 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use tracing::Instrument;
 
-use super::body::{full, Body};
-use super::respond::{self, RequestCtx};
 use crate::edge::forwarded;
 use crate::edge::path::{self, PathRules};
 use crate::edge::SecureCookies;
@@ -21,6 +19,8 @@ use crate::runtime::Runtime;
 use crate::session::cookie::MAX_COOKIE_HEADER;
 use crate::telemetry::access::{AccessNote, Decision};
 use crate::telemetry::traces;
+use crate::web::body::{full, Body};
+use crate::web::respond::{self, RequestCtx};
 
 /// Largest single header value accepted.
 const MAX_HEADER_VALUE: usize = 16 * 1024;

@@ -1,5 +1,5 @@
 //! The contract every `Store` backend meets, as one test body run against each backend: the
-//! memory store in the unit tests, Redis in `tests/redis.rs`. Public (but hidden) only so the
+//! memory store in the unit tests, Redis in `tests/it/redis.rs`. Public (but hidden) only so the
 //! integration tests can reach it; it panics on the first broken promise.
 
 use std::sync::Arc;

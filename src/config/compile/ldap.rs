@@ -12,7 +12,7 @@ use crate::connectors::ldap::{check_dn, check_filter, LdapSettings, RESERVED_ATT
 use crate::connectors::providers::AttrProvider;
 use crate::connectors::{Connector, Connectors, LdapConnector};
 use crate::secrets::SecretString;
-use crate::server::tls;
+use crate::tls;
 
 const DEFAULT_TIMEOUT_MILLIS: u64 = 2000;
 const DEFAULT_POOL_SIZE: usize = 8;

@@ -1,13 +1,11 @@
 //! The OIDC provider on two replicas sharing one Redis: a code issued by A is redeemed at B,
 //! a refresh token rotated at A and replayed at B is detected, both publish the same keys.
 
-mod support;
-
 use std::collections::HashMap;
 
+use crate::support::redis::RedisServer;
+use crate::support::*;
 use serde_json::Value;
-use support::redis::RedisServer;
-use support::*;
 
 const SECRET: &str = "replica-client-secret";
 const REDIRECT: &str = "https://rp.example.com/cb";

@@ -2,18 +2,16 @@
 //! from source, the proxy hooks, and misbehaving guests (loop, memory bomb, trap, bad claims,
 //! wrong exports, foreign imports, core module).
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use base64::Engine;
 use serde_json::Value;
 use sha2::Digest;
-use support::*;
 
 const SECRET: &str = "s3cret-s3cret-s3cret";
 const REDIRECT: &str = "https://rp.example.com/cb";

@@ -6,7 +6,7 @@
 //! says how to install it — never a skip.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -104,13 +104,6 @@ pub struct Slapd {
     pub port: u16,
     pub tls: Option<SlapdTls>,
     pub dir: tempfile::TempDir,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
 }
 
 fn find(paths: &[&str]) -> String {
@@ -252,8 +245,7 @@ impl Slapd {
         );
         let mut last_err = String::new();
         for _ in 0..10 {
-            let port = free_port();
-            let ldaps_port = free_port();
+            let [port, ldaps_port] = super::free_ports();
             let mut urls = format!("ldap://127.0.0.1:{port}/");
             if tls {
                 urls.push_str(&format!(" ldaps://127.0.0.1:{ldaps_port}/"));

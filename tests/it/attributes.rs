@@ -2,9 +2,7 @@
 //! rules mean for single values and lists, and how list values reach the upstream in
 //! identity headers.
 
-mod support;
-
-use support::*;
+use crate::support::*;
 
 /// Users: `sys` (one group, `sysadmins-readonly`), `admin` (one group, `admins`), `odd`
 /// (groups with a comma, a CR/LF, a quote), all with password "pw". `/admin` needs

@@ -1,12 +1,10 @@
 //! The command line as a shell user meets it: `validate` and `run` reports for broken
 //! configurations (exact text, exit code 2), `hash-password`, `version`, `schema`, `demo`.
 
-mod support;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use support::*;
+use crate::support::*;
 
 fn tessera(args: &[&str]) -> std::process::Output {
     Command::new(BIN)

@@ -3,17 +3,15 @@
 //! real OTLP/HTTP endpoint (a hyper server decoding the protobuf export) with W3C trace
 //! context propagated to the upstream; and the documented Prometheus metrics.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use http_body_util::BodyExt;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value;
 use prost::Message;
-use support::*;
 
 const PASSWORD: &str = "Correct-Horse-7f3a-Battery";
 
@@ -189,7 +187,7 @@ async fn the_documented_metrics_are_the_ones_exposed() {
     let documented = documented_metrics();
     assert!(documented.len() >= 8, "{documented:?}");
     for (name, kind) in &documented {
-        // Extension metrics need an extension: tests/extensions.rs checks they are exposed.
+        // Extension metrics need an extension: tests/it/extensions.rs checks they are exposed.
         if name.starts_with("tessera_extension_") {
             continue;
         }
@@ -456,7 +454,7 @@ fn start_text_gateway(yaml: &str) -> TextGateway {
 /// line of its event, escaped.
 #[tokio::test]
 async fn text_logs_escape_attacker_controlled_text() {
-    let up = support::upstream().await;
+    let up = crate::support::upstream().await;
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("es256.pem");
     std::fs::write(

@@ -3,7 +3,6 @@
 //! killed on drop. A missing `redis-server` is a test failure that says how to install it —
 //! never a skip.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -19,13 +18,6 @@ pub struct RedisServer {
     pub tls_port: Option<u16>,
     pub dir: tempfile::TempDir,
     extra: Vec<String>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind 127.0.0.1:0")
 }
 
 fn spawn(port: u16, dir: &std::path::Path, extra: &[String]) -> Child {
@@ -87,7 +79,7 @@ impl RedisServer {
     /// Like `start`, with extra `redis-server` arguments (e.g. `--cluster-enabled yes`).
     pub fn start_with(extra: &[&str]) -> RedisServer {
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        Self::start_inner(|| (extra.clone(), None))
+        Self::start_inner(|_| (extra.clone(), None))
     }
 
     /// A server that also listens with TLS on `tls_port` (`port` stays plain, for the test's
@@ -98,8 +90,7 @@ impl RedisServer {
         key: &std::path::Path,
         client_ca: &std::path::Path,
     ) -> RedisServer {
-        Self::start_inner(|| {
-            let tls_port = free_port();
+        Self::start_inner(|tls_port| {
             let args = vec![
                 "--tls-port".to_string(),
                 tls_port.to_string(),
@@ -116,11 +107,12 @@ impl RedisServer {
         })
     }
 
-    fn start_inner(args: impl Fn() -> (Vec<String>, Option<u16>)) -> RedisServer {
+    /// `args` gets a second free port, distinct from the plain one, for a TLS listener.
+    fn start_inner(args: impl Fn(u16) -> (Vec<String>, Option<u16>)) -> RedisServer {
         let mut last_log = String::new();
         for _ in 0..10 {
-            let port = free_port();
-            let (extra, tls_port) = args();
+            let [port, spare] = super::free_ports();
+            let (extra, tls_port) = args(spare);
             let dir = tempfile::tempdir().unwrap();
             let mut server = RedisServer {
                 child: Some(spawn(port, dir.path(), &extra)),

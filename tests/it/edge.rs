@@ -3,12 +3,10 @@
 //! h2c upgrades, identity-header spellings, trust headers and trusted proxies, cookies an
 //! upstream tries to set.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use support::*;
+use crate::support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

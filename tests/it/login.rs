@@ -1,10 +1,8 @@
 //! Sessions and the login flow as a browser (and an attacker) meets them.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn cookie_attributes_and_rotation_at_login() {

@@ -4,12 +4,11 @@
 //! below (`MockIdp`) forges the broken answers no real IdP gives: bad signatures, wrong
 //! audience or issuer, expired tokens, wrong nonces, `alg: none`.
 
-mod support;
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use crate::support::*;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -18,15 +17,6 @@ use hyper::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use serde_json::{json, Value};
-use support::*;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn query_of(location: &str) -> HashMap<String, String> {
     let url = url::Url::parse(location).unwrap();
@@ -61,7 +51,7 @@ fn pair_with(idp_client_extra: &str, rp_scopes: &str, rp_extra_connector: &str) 
         tessera::provider::keys::generate_pem(tessera::provider::keys::SigningAlg::Es256).unwrap(),
     )
     .unwrap();
-    let (p, q) = (free_port(), free_port());
+    let [p, q] = free_ports();
     let hash = pw_hash();
     let idp = Gateway::start(&format!(
         r#"version: 1

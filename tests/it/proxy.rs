@@ -1,11 +1,9 @@
 //! Proxy apps end to end through the real binary: policies, rules, identity headers,
 //! forwarding, streaming, WebSockets, upstream failures.
 
-mod support;
-
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 #[tokio::test]
 async fn unauthenticated_request_is_sent_to_login_and_back() {
@@ -281,10 +279,7 @@ async fn path_tricks_cannot_bypass_policies() {
 #[tokio::test]
 async fn upstream_down_gives_502_and_slow_upstream_504() {
     // a port with nothing listening
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let dead: std::net::SocketAddr = ([127, 0, 0, 1], free_port()).into();
     let gw = Gateway::start(&config(dead, "", DEFAULT_POLICIES));
     let r = client().get(gw.url("/public")).send().await.unwrap();
     assert_eq!(r.status(), 502);

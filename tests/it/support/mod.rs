@@ -23,6 +23,21 @@ use tokio::net::TcpListener;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_tessera");
 
+/// `N` distinct free loopback ports. All listeners are held until every port is chosen, so two
+/// ports of one call never coincide (the kernel could hand a just-released port out again).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0"))
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().expect("local addr").port())
+}
+
+/// One free loopback port (see [`free_ports`]).
+pub fn free_port() -> u16 {
+    let [p] = free_ports();
+    p
+}
+
 /// argon2id hash of "pw" (computed once per test binary).
 pub fn pw_hash() -> &'static str {
     static H: OnceLock<String> = OnceLock::new();

@@ -3,14 +3,12 @@
 //! old configuration serving), coalesced signal storms, Kubernetes ConfigMap symlink swaps,
 //! certificate rotation, and graceful shutdown under load.
 
-mod support;
-
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 /// `yaml` with a `reload` section.
 fn with_reload(yaml: &str, reload: &str) -> String {
@@ -594,7 +592,7 @@ fn redis_client_ids(own: &mut ::redis::Connection) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reload_keeps_the_redis_client_and_its_sessions() {
-    let server = support::redis::RedisServer::start();
+    let server = crate::support::redis::RedisServer::start();
     let up = upstream().await;
     let with_redis = |tag: &str| {
         format!(

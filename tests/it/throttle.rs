@@ -4,12 +4,10 @@
 //! burst is refused too. Buckets count the canonical user, and one IP's failures for one
 //! user never lock out the other users behind it.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::*;
 use serde_json::Value;
-use support::*;
 
 const WRONG: usize = 15;
 

@@ -3,15 +3,13 @@
 //! login flows, logout, throttling), outages (a hung and a stopped Redis: 503, bounded
 //! waits, recovery on its own, sessions kept), start-up with Redis down, and config errors.
 
-mod support;
-
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::redis::{RedisCluster, RedisServer};
+use crate::support::*;
 use bytes::Bytes;
-use support::redis::{RedisCluster, RedisServer};
-use support::*;
 use tessera::store::{contract, RedisSettings, RedisStore, Store, StoreError};
 
 fn settings(addresses: Vec<String>, prefix: &str, timeout_ms: u64) -> RedisSettings {
@@ -118,11 +116,7 @@ async fn store_calls_are_bounded_fail_closed_and_recover() {
         );
     };
     // nothing listens
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let s = RedisStore::new(settings(vec![format!("127.0.0.1:{port}")], "t:", 300)).unwrap();
     for _ in 0..3 {
         let t = Instant::now();

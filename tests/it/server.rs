@@ -1,12 +1,10 @@
 //! The listener: TLS with HTTP/2 and HTTP/1.1 by ALPN, malformed requests, health and
 //! metrics, graceful shutdown.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 const OPEN: &str = "      - location: /\n        authentication: { allowUnauthenticated: true }\n        authorization: { allowAll: true }\n";
 

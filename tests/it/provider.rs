@@ -1,13 +1,11 @@
 //! The built-in OpenID Connect provider, driven as a relying party would drive it.
 
-mod support;
-
 use std::collections::HashMap;
 
+use crate::support::*;
 use base64::Engine;
 use serde_json::Value;
 use sha2::Digest;
-use support::*;
 
 const SECRET: &str = "s3cret-s3cret-s3cret";
 const REDIRECT: &str = "https://rp.example.com/cb";

@@ -3,13 +3,11 @@
 //! longer path), parked authorization requests (8 KiB), and the memory store's byte budget —
 //! at which flows are evicted, so a flood never makes a real login answer 503.
 
-mod support;
-
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 fn with_session(up: std::net::SocketAddr, session: &str) -> String {
     let yaml = config(up, "", DEFAULT_POLICIES);

@@ -1,16 +1,14 @@
-//! The LDAP connector against a real `slapd` (tests/support/slapd.rs): attributes for proxy
+//! The LDAP connector against a real `slapd` (tests/it/support/slapd.rs): attributes for proxy
 //! and OIDC apps (`attrProviders`), login by binding as the user, injection attempts, TLS
 //! (ldaps and StartTLS with a configured CA), and failing closed when the directory is down.
-
-mod support;
 
 use std::net::SocketAddr;
 use std::process::Command;
 
+use crate::support::slapd::{Slapd, PEOPLE, SERVICE_DN, SERVICE_PASSWORD};
+use crate::support::*;
 use base64::Engine;
 use serde_json::Value;
-use support::slapd::{Slapd, PEOPLE, SERVICE_DN, SERVICE_PASSWORD};
-use support::*;
 
 /// The service account's password reaches the config as a secret reference, like in production.
 const SECRET_ENV: (&str, &str) = ("LDAP_PASSWORD", SERVICE_PASSWORD);

@@ -1,0 +1,24 @@
+//! The integration tests: one crate, so the library and the test support link once.
+//!
+//! Each module drives the real `tessera` binary (or the library) the way a user would; `support`
+//! starts the binary, a reporting upstream, Redis and slapd.
+
+mod support;
+
+mod anonymous_state;
+mod attributes;
+mod cli;
+mod deploy;
+mod edge;
+mod extensions;
+mod ldap;
+mod login;
+mod observability;
+mod provider;
+mod proxy;
+mod redis;
+mod redis_provider;
+mod reload;
+mod server;
+mod throttle;
+mod upstream_oidc;

@@ -127,6 +127,22 @@ impl Live {
 }
 
 impl Runtime {
+    /// The app a same-origin path routes to on this host, and the IdPs its policy there lets
+    /// a user sign in with (a "Sign in" link that names only where to return).
+    pub fn sign_in_at(
+        &self,
+        host: &str,
+        host_port: &str,
+        path: &str,
+    ) -> Option<(&str, Vec<String>)> {
+        let app = &self.apps[self.router.route(host, host_port, path)?];
+        let idps = match app.policies.find(path) {
+            Some(p) => crate::proxy::pipeline::login_idps(self, p),
+            None => self.connectors.login_capable(),
+        };
+        Some((&app.name, idps))
+    }
+
     /// Settings of things the process keeps across reloads (the memory store's budget).
     fn apply_process_settings(&self) {
         if let Some((budget, bytes)) = &self.memory_budget {

@@ -18,7 +18,6 @@
 //! entry (cached like an unknown user) and a warning is logged — so no user is given
 //! another's directory attributes.
 
-use http::{Response, StatusCode};
 use serde_json::Value;
 
 use super::ldap::LdapError;
@@ -26,8 +25,8 @@ use super::{Connector, Connectors};
 use crate::claims::{AttrRef, Attributes};
 use crate::session::{now_unix, AttrUpdate, Session, SessionData, Sessions};
 use crate::store::StoreError;
-use crate::web::body::Body;
-use crate::web::respond::{self, RequestCtx};
+
+use crate::web::rejection::Rejection;
 
 /// One `attrProviders` entry of an app.
 #[derive(Debug, Clone)]
@@ -60,16 +59,13 @@ pub enum ProviderError {
 }
 
 impl ProviderError {
-    /// The 503 page a request gets when its attributes cannot be loaded (logged here).
-    pub fn response(&self, ctx: &RequestCtx) -> Response<Body> {
+    /// The refusal a request gets when its attributes cannot be loaded (logged here).
+    pub fn rejection(&self) -> Rejection {
         tracing::error!(error = %self, "attributes unavailable: request refused");
-        let msg = match self {
-            ProviderError::Directory { .. } => {
-                "The directory is not reachable right now, so your access cannot be checked. Please try again shortly."
-            }
-            ProviderError::Store(_) => "Sign-in is temporarily unavailable. Please try again shortly.",
-        };
-        respond::error(StatusCode::SERVICE_UNAVAILABLE, msg, ctx)
+        match self {
+            ProviderError::Directory { .. } => Rejection::DirectoryUnavailable,
+            ProviderError::Store(_) => Rejection::StoreUnavailable,
+        }
     }
 }
 

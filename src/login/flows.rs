@@ -13,11 +13,11 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use http::{header, HeaderValue, Response, StatusCode};
+use http::StatusCode;
 
 use crate::runtime::Runtime;
-use crate::web::body::Body;
-use crate::web::respond::{self, RequestCtx};
+use crate::web::rejection::Rejection;
+use crate::web::respond::RequestCtx;
 
 /// Longest return URL (path and query) a login flow keeps.
 pub const MAX_RETURN_BYTES: usize = 2048;
@@ -49,7 +49,7 @@ fn ip_key(ip: IpAddr) -> String {
 
 /// Counts one more flow for the client's IP; the 429 page when it is over its limit (or
 /// the 503 page when the store fails).
-pub async fn admit(rt: &Runtime, ctx: &RequestCtx) -> Result<(), Response<Body>> {
+pub async fn admit(rt: &Runtime, ctx: &RequestCtx) -> Result<(), Rejection> {
     let limits = rt.login_flows;
     let n = match rt
         .sessions
@@ -58,7 +58,7 @@ pub async fn admit(rt: &Runtime, ctx: &RequestCtx) -> Result<(), Response<Body>>
         .await
     {
         Ok(n) => n,
-        Err(e) => return Err(super::store_down(ctx, e)),
+        Err(e) => return Err(super::store_down(e)),
     };
     if n <= u64::from(limits.max_per_ip) {
         return Ok(());
@@ -67,15 +67,10 @@ pub async fn admit(rt: &Runtime, ctx: &RequestCtx) -> Result<(), Response<Body>>
         tracing::warn!(client_ip = %ctx.client_ip, limit = limits.max_per_ip,
             window_seconds = limits.window.as_secs(), "too many sign-ins started from one client IP: refused for now");
     }
-    let mut resp = respond::error(
-        StatusCode::TOO_MANY_REQUESTS,
-        "Too many sign-ins were started from your network in a short time. Wait a minute, then try again.",
-        ctx,
-    );
-    if let Ok(v) = HeaderValue::from_str(&limits.window.as_secs().to_string()) {
-        resp.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    Err(resp)
+    Err(Rejection::TooMany {
+        message: "Too many sign-ins were started from your network in a short time. Wait a minute, then try again.",
+        retry_after_secs: limits.window.as_secs(),
+    })
 }
 
 /// The return URL a flow may keep: as is up to [`MAX_RETURN_BYTES`], else its path alone;
@@ -97,11 +92,10 @@ pub fn bounded_return(return_to: &str) -> Option<&str> {
 }
 
 /// 414 for a protected path too long to come back to after sign-in.
-pub fn too_long(ctx: &RequestCtx) -> Response<Body> {
-    respond::error(
+pub fn too_long() -> Rejection {
+    Rejection::page(
         StatusCode::URI_TOO_LONG,
         "This address is too long to return to after sign-in.",
-        ctx,
     )
 }
 

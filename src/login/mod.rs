@@ -30,12 +30,11 @@ use subtle::ConstantTimeEq;
 use crate::connectors::username;
 use crate::connectors::Connector;
 use crate::pages;
-use crate::proxy::policy::Policy;
-use crate::proxy::ProxyApp;
 use crate::runtime::Runtime;
 use crate::session::cookie::{cookie_values, CookieSpec};
 use crate::session::random_token;
 use crate::web::body::Body;
+use crate::web::rejection::{Outcome, Rejection};
 use crate::web::respond::{self, RequestCtx};
 
 pub const PREFIX: &str = "/.tessera/";
@@ -81,62 +80,47 @@ fn flow_cookie(rt: &Runtime) -> CookieSpec {
     }
 }
 
-fn store_down(ctx: &RequestCtx, e: impl std::fmt::Display) -> Response<Body> {
+fn store_down(e: impl std::fmt::Display) -> Rejection {
     tracing::error!(error = %e, "store failed during login");
-    respond::error(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Sign-in is temporarily unavailable. Please try again shortly.",
-        ctx,
-    )
+    Rejection::StoreUnavailable
 }
 
-fn expired(ctx: &RequestCtx) -> Response<Body> {
-    respond::error(
-        StatusCode::BAD_REQUEST,
-        "This sign-in page has expired or was opened in another browser. Go back to the application and try again.",
-        ctx,
-    )
+fn expired() -> Rejection {
+    Rejection::page(StatusCode::BAD_REQUEST, "This sign-in page has expired or was opened in another browser. Go back to the application and try again.")
 }
 
-/// The login-capable IdPs a policy allows (all login-capable connectors if it names none).
-fn policy_idps(rt: &Runtime, policy: &Policy) -> Vec<String> {
-    if policy.idps.is_empty() {
-        rt.connectors.login_capable()
-    } else {
-        policy.idps.clone()
-    }
+/// What a sign-in needs to know of the app a request was for: login knows nothing of apps.
+pub struct SignIn<'a> {
+    /// The app's name (shown on the login page; the flow returns to it).
+    pub app: &'a str,
+    /// The IdPs the user may sign in with there.
+    pub idps: Vec<String>,
+    /// The same-origin path (and query) to come back to.
+    pub return_to: &'a str,
 }
 
 /// An unauthenticated request hit a protected location: browsers (GET/HEAD) are sent to
-/// sign in and come back to `return_to`; other requests get 401 (their body can't be replayed).
+/// sign in and come back to `return_to`; other requests are refused with 401 (their body
+/// can't be replayed).
 pub async fn challenge(
     rt: &Runtime,
-    app: &ProxyApp,
-    policy: &Policy,
-    req: &Request<Incoming>,
+    sign_in: &SignIn<'_>,
+    req: &http::request::Parts,
     ctx: &RequestCtx,
-    return_to: &str,
-) -> Response<Body> {
-    challenge_with(rt, &app.name, policy_idps(rt, policy), req, ctx, return_to).await
-}
-
-/// `challenge` with the IdPs given (an Authenticate extension's choice).
-pub async fn challenge_with(
-    rt: &Runtime,
-    app: &str,
-    idps: Vec<String>,
-    req: &Request<Incoming>,
-    ctx: &RequestCtx,
-    return_to: &str,
-) -> Response<Body> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return respond::error(
-            StatusCode::UNAUTHORIZED,
-            "Sign in first, then repeat this request.",
-            ctx,
-        );
+) -> Result<Response<Body>, Rejection> {
+    if req.method != Method::GET && req.method != Method::HEAD {
+        return Err(Rejection::SignInFirst);
     }
-    start_flow(rt, app, idps, return_to, None, req.headers(), ctx).await
+    start_flow(
+        rt,
+        sign_in.app,
+        sign_in.idps.clone(),
+        sign_in.return_to,
+        None,
+        &req.headers,
+        ctx,
+    )
+    .await
 }
 
 /// Starts a login for `app` with `idps`, coming back to the same-origin `return_to`; counts
@@ -149,10 +133,8 @@ pub async fn start_flow(
     login_hint: Option<&str>,
     headers: &HeaderMap,
     ctx: &RequestCtx,
-) -> Response<Body> {
-    if let Err(refused) = flows::admit(rt, ctx).await {
-        return refused;
-    }
+) -> Outcome {
+    flows::admit(rt, ctx).await?;
     start_admitted_flow(rt, app, idps, return_to, login_hint, headers, ctx).await
 }
 
@@ -166,9 +148,9 @@ pub async fn start_admitted_flow(
     login_hint: Option<&str>,
     headers: &HeaderMap,
     ctx: &RequestCtx,
-) -> Response<Body> {
+) -> Outcome {
     let Some(return_to) = flows::bounded_return(return_to) else {
-        return flows::too_long(ctx);
+        return Err(flows::too_long());
     };
     // Reuse the browser's binding if it has one, so several tabs can sign in at once.
     let existing = cookie_values(headers, FLOW_COOKIE)
@@ -191,19 +173,19 @@ pub async fn start_admitted_flow(
         .put_evictable(&flow_key(&id), bytes, FLOW_TTL)
         .await
     {
-        return store_down(ctx, e);
+        return Err(store_down(e));
     }
     let cookies = if existing.is_some() {
         vec![]
     } else {
         vec![flow_cookie(rt).set(&binding, Some(FLOW_TTL.as_secs()))]
     };
-    respond::redirect(
+    Ok(respond::redirect(
         StatusCode::FOUND,
         &format!("{LOGIN_PATH}?flow={id}"),
         &cookies,
         ctx,
-    )
+    ))
 }
 
 /// Turns a caller-supplied return URL into a same-origin path, or `None` when it points
@@ -231,19 +213,21 @@ pub fn sanitize_return(rd: &str, host: &str) -> Option<String> {
 }
 
 /// Handles everything under `/.tessera/`.
-pub async fn handle(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
+pub async fn handle(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Outcome {
     match (req.method().clone(), req.uri().path()) {
         (Method::GET | Method::HEAD, LOGIN_PATH) => login_page(rt, &req, ctx).await,
         (Method::POST, LOGIN_PATH) => submit(rt, req, ctx).await,
         (Method::GET | Method::HEAD | Method::POST, LOGOUT_PATH) => {
             logout(rt, req, ctx, LOGOUT_PATH, None).await
         }
-        (_, LOGIN_PATH | LOGOUT_PATH) => respond::error(
+        (_, LOGIN_PATH | LOGOUT_PATH) => Err(Rejection::page(
             StatusCode::METHOD_NOT_ALLOWED,
             "Method not allowed here.",
-            ctx,
-        ),
-        _ => respond::error(StatusCode::NOT_FOUND, "There is no such page.", ctx),
+        )),
+        _ => Err(Rejection::page(
+            StatusCode::NOT_FOUND,
+            "There is no such page.",
+        )),
     }
 }
 
@@ -277,18 +261,18 @@ async fn load_flow(
     Ok(bound.then_some(flow))
 }
 
-async fn login_page(rt: &Runtime, req: &Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
+async fn login_page(rt: &Runtime, req: &Request<Incoming>, ctx: &RequestCtx) -> Outcome {
     let q = match fields(req.uri().query().unwrap_or("").as_bytes()) {
         Ok(q) => q,
-        Err(e) => return respond::error(StatusCode::BAD_REQUEST, &e, ctx),
+        Err(e) => return Err(Rejection::page(StatusCode::BAD_REQUEST, e)),
     };
     let Some(flow_id) = q.get("flow") else {
         return direct_login(rt, req, ctx, q.get("rd").map(String::as_str)).await;
     };
     let flow = match load_flow(rt, flow_id, req.headers()).await {
         Ok(Some(f)) => f,
-        Ok(None) => return expired(ctx),
-        Err(e) => return store_down(ctx, e),
+        Ok(None) => return Err(expired()),
+        Err(e) => return Err(store_down(e)),
     };
     let chosen = match (q.get("idp"), flow.idps.as_slice()) {
         (Some(idp), _) => idp.clone(),
@@ -304,15 +288,18 @@ async fn login_page(rt: &Runtime, req: &Request<Incoming>, ctx: &RequestCtx) -> 
                     )
                 })
                 .collect();
-            return respond::html(StatusCode::OK, pages::picker_page(&flow.app, &choices), ctx);
+            return Ok(respond::html(
+                StatusCode::OK,
+                pages::picker_page(&flow.app, &choices),
+                ctx,
+            ));
         }
     };
     if !flow.idps.contains(&chosen) {
-        return respond::error(
+        return Err(Rejection::page(
             StatusCode::BAD_REQUEST,
             "That sign-in method is not offered for this application.",
-            ctx,
-        );
+        ));
     }
     match rt.connectors.get(&chosen).map(|c| c.as_ref()) {
         Some(Connector::Oidc(idp)) => upstream::redirect_to_idp(rt, idp, flow_id, &flow, ctx).await,
@@ -320,7 +307,10 @@ async fn login_page(rt: &Runtime, req: &Request<Incoming>, ctx: &RequestCtx) -> 
             let hint = flow.login_hint.clone().unwrap_or_default();
             form(ctx, &flow, flow_id, &chosen, &hint, None, StatusCode::OK)
         }
-        None => respond::error(StatusCode::BAD_REQUEST, "Unknown sign-in method.", ctx),
+        None => Err(Rejection::page(
+            StatusCode::BAD_REQUEST,
+            "Unknown sign-in method.",
+        )),
     }
 }
 
@@ -331,7 +321,7 @@ async fn direct_login(
     req: &Request<Incoming>,
     ctx: &RequestCtx,
     rd: Option<&str>,
-) -> Response<Body> {
+) -> Outcome {
     let return_to = rd
         .and_then(|rd| sanitize_return(rd, &ctx.host))
         .unwrap_or_else(|| "/".to_string());
@@ -345,18 +335,13 @@ async fn direct_login(
         .and_then(|h| h.to_str().ok())
         .unwrap_or(&ctx.host)
         .to_ascii_lowercase();
-    let Some(app) = rt
-        .router
-        .route(&ctx.host, &host_port, &normalized)
-        .map(|i| &rt.apps[i])
-    else {
-        return respond::error(StatusCode::NOT_FOUND, "No application is served here.", ctx);
+    let Some((app, idps)) = rt.sign_in_at(&ctx.host, &host_port, &normalized) else {
+        return Err(Rejection::page(
+            StatusCode::NOT_FOUND,
+            "No application is served here.",
+        ));
     };
-    let idps = match app.policies.find(&normalized) {
-        Some(p) => policy_idps(rt, p),
-        None => rt.connectors.login_capable(),
-    };
-    start_flow(rt, &app.name, idps, &return_to, None, req.headers(), ctx).await
+    start_flow(rt, app, idps, &return_to, None, req.headers(), ctx).await
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -368,8 +353,8 @@ fn form(
     username: &str,
     error: Option<&str>,
     status: StatusCode,
-) -> Response<Body> {
-    respond::html(
+) -> Outcome {
+    Ok(respond::html(
         status,
         pages::login_page(&pages::LoginForm {
             app: &flow.app,
@@ -381,13 +366,12 @@ fn form(
             action: LOGIN_PATH,
         }),
         ctx,
-    )
+    ))
 }
 
 async fn read_form(
     req: Request<Incoming>,
-    ctx: &RequestCtx,
-) -> Result<(HeaderMap, std::collections::HashMap<String, String>), Response<Body>> {
+) -> Result<(HeaderMap, std::collections::HashMap<String, String>), Rejection> {
     let is_form = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -401,10 +385,9 @@ async fn read_form(
         })
         .unwrap_or(false);
     if !is_form {
-        return Err(respond::error(
+        return Err(Rejection::page(
             StatusCode::BAD_REQUEST,
             "The sign-in form must be sent as application/x-www-form-urlencoded.",
-            ctx,
         ));
     }
     use crate::web::body::{read_limited, ReadError};
@@ -418,44 +401,45 @@ async fn read_form(
                 }
                 ReadError::Incomplete => "The sign-in form was cut off. Please try again.",
             };
-            return Err(respond::error(e.status(), message, ctx));
+            return Err(Rejection::page(e.status(), message));
         }
     };
     match fields(&bytes) {
         Ok(f) => Ok((parts.headers, f)),
-        Err(e) => Err(respond::error(StatusCode::BAD_REQUEST, &e, ctx)),
+        Err(e) => Err(Rejection::page(StatusCode::BAD_REQUEST, e)),
     }
 }
 
-async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Response<Body> {
-    let (headers, f) = match read_form(req, ctx).await {
-        Ok(x) => x,
-        Err(resp) => return resp,
-    };
+async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Outcome {
+    let (headers, f) = read_form(req).await?;
     let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
     let (flow_id, idp, username, password) =
         (get("flow"), get("idp"), get("username"), get("password"));
     let flow = match load_flow(rt, flow_id, &headers).await {
         Ok(Some(f)) => f,
-        Ok(None) => return expired(ctx),
-        Err(e) => return store_down(ctx, e),
+        Ok(None) => return Err(expired()),
+        Err(e) => return Err(store_down(e)),
     };
     if !bool::from(get("csrf").as_bytes().ct_eq(flow.csrf.as_bytes())) {
         tracing::warn!("login form with a wrong CSRF token refused");
-        return expired(ctx);
+        return Err(expired());
     }
     if !flow.idps.iter().any(|i| i == idp) {
-        return respond::error(
+        return Err(Rejection::page(
             StatusCode::BAD_REQUEST,
             "That sign-in method is not offered for this application.",
-            ctx,
-        );
+        ));
     }
     let connector = rt.connectors.get(idp).map(|c| c.as_ref());
     let password_throttle = match connector {
         Some(Connector::Local(c)) => c.throttle,
         Some(Connector::Ldap(c)) => c.throttle,
-        _ => return respond::error(StatusCode::BAD_REQUEST, "Unknown sign-in method.", ctx),
+        _ => {
+            return Err(Rejection::page(
+                StatusCode::BAD_REQUEST,
+                "Unknown sign-in method.",
+            ))
+        }
     };
     if username.is_empty() || password.is_empty() || username.len() > 256 || password.len() > 1024 {
         return form(
@@ -512,15 +496,14 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Respo
                 username,
                 Some("Too many failed attempts. Wait a few minutes, then try again."),
                 StatusCode::TOO_MANY_REQUESTS,
+            )?;
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                http::HeaderValue::from(password_throttle.window.as_secs()),
             );
-            if let Ok(v) =
-                http::HeaderValue::from_str(&password_throttle.window.as_secs().to_string())
-            {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
-            }
-            return resp;
+            return Ok(resp);
         }
-        Err(e) => return store_down(ctx, e),
+        Err(e) => return Err(store_down(e)),
     };
     let verified = match (connector, &entry) {
         (Some(Connector::Local(c)), _) => c.verify(username, password).await,
@@ -528,7 +511,7 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Respo
             Ok(a) => a,
             Err(e) => {
                 if let Err(e) = reservation.refund(store).await {
-                    return store_down(ctx, e);
+                    return Err(store_down(e));
                 }
                 return directory_down(&e);
             }
@@ -568,10 +551,10 @@ pub async fn logout(
     ctx: &RequestCtx,
     action: &str,
     redirect: Option<&str>,
-) -> Response<Body> {
+) -> Outcome {
     let session = match rt.sessions.load(req.headers()).await {
         Ok(s) => s,
-        Err(e) => return store_down(ctx, e),
+        Err(e) => return Err(store_down(e)),
     };
     let Some(session) = session else {
         return end_session(rt, None, ctx, redirect, StatusCode::FOUND).await;
@@ -585,36 +568,31 @@ pub async fn logout(
                 app: None,
                 fields: &[],
             });
-            respond::html(StatusCode::OK, page, ctx)
+            Ok(respond::html(StatusCode::OK, page, ctx))
         }
         Method::POST => {
             // A body that is not a form (or too large) carries no token: refused like one
             // with a wrong token.
-            let confirmed = match read_form(req, ctx).await {
+            let confirmed = match read_form(req).await {
                 Ok((_, f)) => session.csrf_matches(f.get("csrf").map(String::as_str)),
                 Err(_) => false,
             };
             if !confirmed {
                 tracing::warn!("sign-out without the confirmation page's CSRF token refused");
-                return logout_refused(ctx);
+                return Err(logout_refused());
             }
             end_session(rt, Some(&session), ctx, redirect, StatusCode::SEE_OTHER).await
         }
-        _ => respond::error(
+        _ => Err(Rejection::page(
             StatusCode::METHOD_NOT_ALLOWED,
             "Method not allowed here.",
-            ctx,
-        ),
+        )),
     }
 }
 
 /// 403 for a sign-out POST that did not come from the confirmation page.
-pub fn logout_refused(ctx: &RequestCtx) -> Response<Body> {
-    respond::error(
-        StatusCode::FORBIDDEN,
-        "This sign-out request did not come from the sign-out page, so you are still signed in. Open the sign-out page again and confirm there.",
-        ctx,
-    )
+pub fn logout_refused() -> Rejection {
+    Rejection::page(StatusCode::FORBIDDEN, "This sign-out request did not come from the sign-out page, so you are still signed in. Open the sign-out page again and confirm there.")
 }
 
 /// Ends `session` server-side and clears the cookie; then goes to the IdP's logout (when
@@ -626,23 +604,23 @@ async fn end_session(
     ctx: &RequestCtx,
     redirect: Option<&str>,
     status: StatusCode,
-) -> Response<Body> {
+) -> Outcome {
     let clear = match rt.sessions.end(session).await {
         Ok(c) => c,
-        Err(e) => return store_down(ctx, e),
+        Err(e) => return Err(store_down(e)),
     };
     if session.is_some() {
         tracing::info!("logout");
     }
     if let Some(idp_url) = session.and_then(|s| upstream::idp_logout_url(rt, s)) {
-        return respond::redirect(status, &idp_url, &[clear], ctx);
+        return Ok(respond::redirect(status, &idp_url, &[clear], ctx));
     }
     match redirect {
-        Some(to) => respond::redirect(status, to, &[clear], ctx),
+        Some(to) => Ok(respond::redirect(status, to, &[clear], ctx)),
         None => {
             let mut resp = respond::html(StatusCode::OK, pages::logged_out_page(), ctx);
             respond::add_cookies(&mut resp, &[clear]);
-            resp
+            Ok(resp)
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::connectors::oidc::{OidcConnector, PendingLogin};
 use crate::pages;
 use crate::runtime::Runtime;
 use crate::web::body::Body;
+use crate::web::rejection::{Outcome, Rejection};
 use crate::web::respond::{self, RequestCtx};
 
 const PENDING_TTL: Duration = Duration::from_secs(600);
@@ -22,19 +23,14 @@ fn pending_key(state: &str) -> String {
     format!("oidc-login:{state}")
 }
 
-fn idp_unavailable(
-    idp: &OidcConnector,
-    e: impl std::fmt::Display,
-    ctx: &RequestCtx,
-) -> Response<Body> {
+fn idp_unavailable(idp: &OidcConnector, e: impl std::fmt::Display) -> Rejection {
     tracing::error!(idp = %idp.name, error = %e, "identity provider unavailable");
-    respond::error(
+    Rejection::page(
         StatusCode::BAD_GATEWAY,
-        &format!(
+        format!(
             "{} is not reachable right now. Please try again in a moment.",
             idp.preset.label()
         ),
-        ctx,
     )
 }
 
@@ -45,10 +41,10 @@ pub(crate) async fn redirect_to_idp(
     flow_id: &str,
     flow: &Flow,
     ctx: &RequestCtx,
-) -> Response<Body> {
+) -> Outcome {
     let (url, state, pending) = match idp.begin(flow_id, flow.login_hint.as_deref()).await {
         Ok(x) => x,
-        Err(e) => return idp_unavailable(idp, e, ctx),
+        Err(e) => return Err(idp_unavailable(idp, e)),
     };
     let bytes = Bytes::from(serde_json::to_vec(&pending).unwrap_or_default());
     if let Err(e) = rt
@@ -57,9 +53,9 @@ pub(crate) async fn redirect_to_idp(
         .put(&pending_key(&state), bytes, PENDING_TTL)
         .await
     {
-        return store_down(ctx, e);
+        return Err(store_down(e));
     }
-    respond::redirect(StatusCode::FOUND, &url, &[], ctx)
+    Ok(respond::redirect(StatusCode::FOUND, &url, &[], ctx))
 }
 
 /// Is `path` the callback (or logout callback) of an OIDC connector?
@@ -85,43 +81,37 @@ pub async fn callback(
     idp: &OidcConnector,
     req: Request<Incoming>,
     ctx: &RequestCtx,
-) -> Response<Body> {
+) -> Outcome {
     let q = match query(&req) {
         Ok(q) => q,
         Err(e) => {
-            return respond::error(
+            return Err(Rejection::page(
                 StatusCode::BAD_REQUEST,
-                &format!("Invalid sign-in response: {e}."),
-                ctx,
-            )
+                format!("Invalid sign-in response: {e}."),
+            ))
         }
     };
     let Some(state) = q.get("state") else {
         tracing::warn!(idp = %idp.name, "callback without state refused");
-        return respond::error(
+        return Err(Rejection::page(
             StatusCode::BAD_REQUEST,
             "The sign-in response has no state: start again from the application.",
-            ctx,
-        );
+        ));
     };
     // Single use: a replayed or unknown state finds nothing.
     let pending = match rt.sessions.store().take(&pending_key(state)).await {
         Ok(Some(b)) => serde_json::from_slice::<PendingLogin>(&b).ok(),
         Ok(None) => None,
-        Err(e) => return store_down(ctx, e),
+        Err(e) => return Err(store_down(e)),
     };
     let Some(pending) = pending.filter(|p| p.connector == idp.name) else {
         tracing::warn!(idp = %idp.name, "callback with an unknown, expired or replayed state refused");
-        return respond::error(
-            StatusCode::BAD_REQUEST,
-            "This sign-in response is unknown, expired or was already used. Start again from the application.",
-            ctx,
-        );
+        return Err(Rejection::page(StatusCode::BAD_REQUEST, "This sign-in response is unknown, expired or was already used. Start again from the application."));
     };
     let flow = match load_flow(rt, &pending.flow, req.headers()).await {
         Ok(Some(f)) => f,
-        Ok(None) => return expired(ctx),
-        Err(e) => return store_down(ctx, e),
+        Ok(None) => return Err(expired()),
+        Err(e) => return Err(store_down(e)),
     };
     if let Some(err) = q.get("error") {
         rt.metrics.login(&idp.name, "failure");
@@ -132,26 +122,24 @@ pub async fn callback(
             idp.preset.label(),
             if desc.is_empty() { "" } else { " — " }
         );
-        return respond::error(StatusCode::FORBIDDEN, &message, ctx);
+        return Err(Rejection::page(StatusCode::FORBIDDEN, message));
     }
     let Some(code) = q.get("code") else {
-        return respond::error(
+        return Err(Rejection::page(
             StatusCode::BAD_REQUEST,
             "The sign-in response has no code.",
-            ctx,
-        );
+        ));
     };
     let (attrs, tokens) = match idp.finish(code, &pending).await {
         Ok(x) => x,
-        Err(e) if e.is_upstream_failure() => return idp_unavailable(idp, e, ctx),
+        Err(e) if e.is_upstream_failure() => return Err(idp_unavailable(idp, e)),
         Err(e) => {
             rt.metrics.login(&idp.name, "failure");
             tracing::warn!(idp = %idp.name, reason = %e, "upstream login refused");
-            return respond::error(
+            return Err(Rejection::page(
                 StatusCode::UNAUTHORIZED,
                 "Sign-in failed: the identity provider's answer could not be verified.",
-                ctx,
-            );
+            ));
         }
     };
     finish_login(
@@ -179,16 +167,16 @@ pub(super) async fn finish_login(
     flow: &Flow,
     headers: &HeaderMap,
     ctx: &RequestCtx,
-) -> Response<Body> {
+) -> Outcome {
     // Single use: of two concurrent completions only one proceeds.
     match rt.sessions.store().take(&flow_key(flow_id)).await {
         Ok(Some(_)) => {}
-        Ok(None) => return expired(ctx),
-        Err(e) => return store_down(ctx, e),
+        Ok(None) => return Err(expired()),
+        Err(e) => return Err(store_down(e)),
     }
     let previous = match rt.sessions.load(headers).await {
         Ok(s) => s,
-        Err(e) => return store_down(ctx, e),
+        Err(e) => return Err(store_down(e)),
     };
     let cookie = match rt
         .sessions
@@ -196,16 +184,16 @@ pub(super) async fn finish_login(
         .await
     {
         Ok(c) => c,
-        Err(e) => return store_down(ctx, e),
+        Err(e) => return Err(store_down(e)),
     };
     rt.metrics.login(idp, "success");
     tracing::info!(idp, app = %flow.app, "login succeeded");
-    respond::redirect(
+    Ok(respond::redirect(
         StatusCode::SEE_OTHER,
         &flow.return_to,
         &[cookie, flow_cookie(rt).clear()],
         ctx,
-    )
+    ))
 }
 
 /// After logout at the IdP, the browser comes back here.

@@ -26,6 +26,7 @@ use crate::pages::escape;
 use crate::runtime::Runtime;
 use crate::session::{now_unix, random_token, Session};
 use crate::web::body::{full, Body};
+use crate::web::rejection::settle;
 use crate::web::respond::{self, RequestCtx};
 
 const CODE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -475,7 +476,7 @@ async fn process(
         }
         // Counted against the client IP's login flows before anything is stored.
         if let Err(refused) = login::flows::admit(rt, ctx).await {
-            return refused;
+            return refused.answer(ctx);
         }
         let id = random_token(24);
         let parked = Parked {
@@ -491,7 +492,7 @@ async fn process(
             return redirect_error(p, &v, &OAuthError::from(e), ctx);
         }
         let return_to = format!("{}?id={id}", p.endpoints.authorization_resume);
-        return login::start_admitted_flow(
+        let flow = login::start_admitted_flow(
             rt,
             &v.client.app,
             idps,
@@ -501,6 +502,7 @@ async fn process(
             ctx,
         )
         .await;
+        return settle(flow, ctx);
     }
     let (Some(mut session), Some(idp)) = (session, idp) else {
         return redirect_error(

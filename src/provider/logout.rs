@@ -178,7 +178,7 @@ pub async fn end_session(
                 client = client_id.as_deref().unwrap_or("-"),
                 "RP-initiated logout with a wrong CSRF token refused"
             );
-            return crate::login::logout_refused(ctx);
+            return crate::login::logout_refused().answer(ctx);
         }
     }
     let clear = match rt.sessions.end(session.as_ref()).await {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use hyper::body::Incoming;
 use tracing::Instrument;
 
@@ -20,7 +20,8 @@ use crate::session::cookie::MAX_COOKIE_HEADER;
 use crate::telemetry::access::{AccessNote, Decision};
 use crate::telemetry::traces;
 use crate::web::body::{full, Body};
-use crate::web::respond::{self, RequestCtx};
+use crate::web::rejection::{settle, Rejection};
+use crate::web::respond::RequestCtx;
 
 /// Largest single header value accepted.
 const MAX_HEADER_VALUE: usize = 16 * 1024;
@@ -143,7 +144,11 @@ pub async fn handle(
     .await
 }
 
-fn check_input(req: &Request<Incoming>) -> Result<(), &'static str> {
+fn check_input(req: &Request<Incoming>) -> Result<(), Rejection> {
+    input_problem(req).map_or(Ok(()), |m| Err(Rejection::BadRequest(m.into())))
+}
+
+fn input_problem(req: &Request<Incoming>) -> Option<&'static str> {
     let cookie_bytes: usize = req
         .headers()
         .get_all(header::COOKIE)
@@ -151,7 +156,7 @@ fn check_input(req: &Request<Incoming>) -> Result<(), &'static str> {
         .map(|v| v.len())
         .sum();
     if cookie_bytes > MAX_COOKIE_HEADER {
-        return Err("The request's cookies are too large.");
+        return Some("the request's cookies are too large");
     }
     if req
         .headers()
@@ -159,12 +164,12 @@ fn check_input(req: &Request<Incoming>) -> Result<(), &'static str> {
         .iter()
         .any(|v| v.to_str().is_err())
     {
-        return Err("The request's cookie header is malformed.");
+        return Some("the request's cookie header is malformed");
     }
     if req.headers().values().any(|v| v.len() > MAX_HEADER_VALUE) {
-        return Err("A request header is too large.");
+        return Some("a request header is too large");
     }
-    Ok(())
+    None
 }
 
 /// Returns the response and the index of the app that served it (for metrics and logs).
@@ -173,14 +178,13 @@ async fn dispatch(
     req: Request<Incoming>,
     ctx: &RequestCtx,
 ) -> (Response<Body>, Option<usize>) {
-    if let Err(msg) = check_input(&req) {
-        ctx.access.decide(Decision::Invalid);
-        return (respond::error(StatusCode::BAD_REQUEST, msg, ctx), None);
-    }
     // The one place the path is decoded: everything after sees only the canonical path.
-    let canonical = match path::canonicalize(req.uri().path()) {
+    let canonical = match check_input(&req).and_then(|()| {
+        path::canonicalize(req.uri().path())
+            .map_err(|e| Rejection::BadRequest(e.to_string().into()))
+    }) {
         Ok(p) => p,
-        Err(e) => return (bad_path(e, ctx), None),
+        Err(r) => return (r.answer(ctx), None),
     };
     let target = tracing::debug_span!("route", app = tracing::field::Empty)
         .in_scope(|| route(rt, ctx, &canonical.decoded));
@@ -189,7 +193,12 @@ async fn dispatch(
         Target::App(_) => canonical,
         _ => match PathRules::STRICT.apply(canonical) {
             Ok(p) => p,
-            Err(e) => return (bad_path(e, ctx), None),
+            Err(e) => {
+                return (
+                    Rejection::BadRequest(e.to_string().into()).answer(ctx),
+                    None,
+                )
+            }
         },
     };
     let normalized = canonical;
@@ -206,9 +215,12 @@ async fn dispatch(
             );
             (resp, None)
         }
-        Target::Login => (login::handle(rt, req, ctx).await, None),
+        Target::Login => (settle(login::handle(rt, req, ctx).await, ctx), None),
         Target::IdpLogoutDone => (login::upstream::logout_done(ctx), None),
-        Target::IdpCallback(idp) => (login::upstream::callback(rt, idp, req, ctx).await, None),
+        Target::IdpCallback(idp) => (
+            settle(login::upstream::callback(rt, idp, req, ctx).await, ctx),
+            None,
+        ),
         Target::Provider(provider) => (
             provider.handle(rt, req, ctx, &normalized.decoded).await,
             None,
@@ -217,23 +229,8 @@ async fn dispatch(
             let resp = rt.apps[i].handle(rt, req, ctx, normalized).await;
             (resp, Some(i))
         }
-        Target::Nowhere => {
-            ctx.access.decide(Decision::NoRoute);
-            (
-                respond::error(
-                    StatusCode::NOT_FOUND,
-                    "No application is served at this address.",
-                    ctx,
-                ),
-                None,
-            )
-        }
+        Target::Nowhere => (Rejection::NoRoute.answer(ctx), None),
     }
-}
-
-fn bad_path(e: path::PathError, ctx: &RequestCtx) -> Response<Body> {
-    ctx.access.decide(Decision::Invalid);
-    respond::error(StatusCode::BAD_REQUEST, &format!("Bad request: {e}."), ctx)
 }
 
 /// `session.cookie.secure: auto` behind a trusted proxy that terminates TLS: the gateway's

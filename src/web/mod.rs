@@ -5,4 +5,5 @@
 //! them may use `web`, and `web` uses none of them.
 
 pub mod body;
+pub mod rejection;
 pub mod respond;

@@ -1,0 +1,433 @@
+//! A proxy app's request pipeline: named phases over one per-request state ([`Exchange`]).
+//!
+//! ```text
+//! policy → authenticate → refresh → load_attributes → authorize → upstream_request → upstream → response
+//! ```
+//!
+//! Each phase returns `Result<_, Rejection>`: the first refusal ends the request and is
+//! rendered (page, redirect, decision for the access line) by `web::rejection`. The phases
+//! before this one (request id, input checks, canonical path, routing) run in
+//! `server::service`; the access line is written there after the response.
+//!
+//! Extension hooks sit in the phase named like them: IsAuthenticated and Authenticate in
+//! `authenticate`, LoadAttrs in `load_attributes`, IsAuthorized in `authorize`, CreateHeader
+//! in `upstream_request`.
+
+use http::request::Parts;
+use http::{HeaderMap, Request, Response};
+use hyper::body::Incoming;
+use tracing::Instrument;
+
+use super::policy::{Authorization, Policy};
+use super::{headers, ProxyApp};
+use crate::claims::Attributes;
+use crate::edge::path::CanonicalPath;
+use crate::extensions::request::{guest_request, RequestParts};
+use crate::extensions::{AuthenticateAction, HookCall};
+use crate::login;
+use crate::login::upstream::Freshness;
+use crate::runtime::Runtime;
+use crate::session::Session;
+use crate::telemetry::access::Decision;
+use crate::telemetry::traces;
+use crate::web::body::Body;
+use crate::web::rejection::{settle, Rejection};
+use crate::web::respond::RequestCtx;
+
+/// One request on its way through a proxy app.
+struct Exchange<'a> {
+    /// The request line and headers, owned: phases read them, `upstream` sends them on.
+    parts: Parts,
+    body: Incoming,
+    /// The app's view of the path (its path rules applied).
+    path: CanonicalPath,
+    policy: &'a Policy,
+    session: Option<Session>,
+    /// Attributes extensions set when there is no session: this request only.
+    loose: Attributes,
+}
+
+impl Exchange<'_> {
+    /// The user's attributes: the session's, else this request's own.
+    fn attrs(&self) -> &Attributes {
+        self.session.as_ref().map_or(&self.loose, |s| &s.data.attrs)
+    }
+
+    /// Where to come back to after a sign-in: the canonical path and the query.
+    fn return_to(&self) -> String {
+        match self.parts.uri.query() {
+            Some(q) => format!("{}?{q}", self.path.forward),
+            None => self.path.forward.clone(),
+        }
+    }
+
+    /// Takes the attributes a hook left: into the session (persisted) when there is one,
+    /// else into this request's loose attributes.
+    async fn absorb(&mut self, rt: &Runtime, attrs: Attributes, wrote: bool) {
+        if !wrote {
+            return;
+        }
+        let Some(s) = self.session.as_mut() else {
+            self.loose = attrs;
+            return;
+        };
+        let changes: Vec<(String, serde_json::Value)> = attrs
+            .iter()
+            .filter(|(k, v)| s.data.attrs.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        s.data.attrs = attrs;
+        if changes.is_empty() {
+            return;
+        }
+        let result = rt
+            .sessions
+            .modify(s, |data| {
+                for (k, v) in &changes {
+                    data.attrs.insert(k.clone(), v.clone());
+                }
+            })
+            .await;
+        if let Err(e) = result {
+            // The request goes on with the attributes; only their persistence failed.
+            tracing::warn!(error = %e, "attributes set by an extension were not stored");
+        }
+    }
+}
+
+/// What the `policy` phase found for the path.
+enum Route<'a> {
+    /// The app's own logout location.
+    Logout(&'a super::AppLogout),
+    Policy(&'a Policy),
+}
+
+impl ProxyApp {
+    /// The whole pipeline, in order.
+    pub async fn handle(
+        &self,
+        rt: &Runtime,
+        req: Request<Incoming>,
+        ctx: &RequestCtx,
+        path: CanonicalPath,
+    ) -> Response<Body> {
+        let (path, route) = match self.policy(rt, path) {
+            Ok(found) => found,
+            Err(r) => return r.answer(ctx),
+        };
+        let policy = match route {
+            Route::Policy(p) => p,
+            Route::Logout(lo) => {
+                ctx.access.decide(Decision::Gateway);
+                let outcome = login::logout(rt, req, ctx, &lo.location, Some(&lo.redirect)).await;
+                return settle(outcome, ctx);
+            }
+        };
+        let (parts, body) = req.into_parts();
+        let mut x = Exchange {
+            parts,
+            body,
+            path,
+            policy,
+            session: None,
+            loose: Attributes::new(),
+        };
+        let outcome: Result<Response<Body>, Rejection> = async {
+            self.authenticate(rt, ctx, &mut x)
+                .instrument(tracing::debug_span!("authenticate", app = %self.name))
+                .await?;
+            self.refresh(rt, ctx, &mut x).await?;
+            self.load_attributes(rt, ctx, &mut x).await?;
+            self.authorize(rt, ctx, &mut x).await?;
+            let headers = self.upstream_request(rt, ctx, &x).await?;
+            let resp = self.upstream(rt, x, headers).await?;
+            Ok(self.response(rt, resp))
+        }
+        .await;
+        match outcome {
+            Ok(resp) => {
+                ctx.access.decide(Decision::Allowed);
+                resp
+            }
+            Err(r) => r.answer(ctx),
+        }
+    }
+
+    /// The app's path rules (or 400), its logout location, then the policy covering the path
+    /// (none: 403, closed by default).
+    fn policy(
+        &self,
+        rt: &Runtime,
+        path: CanonicalPath,
+    ) -> Result<(CanonicalPath, Route<'_>), Rejection> {
+        let path = self
+            .paths
+            .apply(path)
+            .map_err(|e| Rejection::BadRequest(e.to_string().into()))?;
+        if let Some(lo) = self
+            .logout
+            .as_ref()
+            .filter(|lo| path.decoded == lo.location)
+        {
+            return Ok((path, Route::Logout(lo)));
+        }
+        match self.policies.find(&path.decoded) {
+            Some(p) => Ok((path, Route::Policy(p))),
+            None => {
+                rt.metrics.authz_denied(&self.name);
+                Err(Rejection::NoPolicy)
+            }
+        }
+    }
+
+    /// The session, checked against the policy: authenticated by one of its IdPs (or by its
+    /// IsAuthenticated hook), else sent to sign in (or to its Authenticate hook); a public
+    /// location goes on without one.
+    async fn authenticate(
+        &self,
+        rt: &Runtime,
+        ctx: &RequestCtx,
+        x: &mut Exchange<'_>,
+    ) -> Result<(), Rejection> {
+        x.session = rt.sessions.load(&x.parts.headers).await.map_err(|e| {
+            tracing::error!(error = %e, "session store failed");
+            Rejection::StoreUnavailable
+        })?;
+        let policy = x.policy;
+        let authenticated = match &policy.is_authenticated_se {
+            None => x
+                .session
+                .as_ref()
+                .is_some_and(|s| s.data.authenticated_by_any(&policy.idps)),
+            Some(h) => {
+                let called = h
+                    .is_authenticated(self.hook_call(rt, ctx, x))
+                    .await
+                    .map_err(|_| Rejection::ExtensionFailed)?;
+                x.absorb(rt, called.attrs, called.wrote).await;
+                called.value
+            }
+        };
+        if policy.allow_unauthenticated || authenticated {
+            return Ok(());
+        }
+        let Some(h) = &policy.authenticate_se else {
+            return Err(self.challenge(rt, ctx, x, login_idps(rt, policy)).await);
+        };
+        let called = h
+            .authenticate(self.hook_call(rt, ctx, x))
+            .await
+            .map_err(|_| Rejection::ExtensionFailed)?;
+        x.absorb(rt, called.attrs, called.wrote).await;
+        match called.value {
+            AuthenticateAction::Authenticated => Ok(()),
+            AuthenticateAction::Respond(r) => Err(Rejection::ExtensionAnswered(Box::new(
+                crate::extensions::guest_response(r, ctx),
+            ))),
+            AuthenticateAction::Login(idp) if !policy.idps.contains(&idp) => {
+                tracing::error!(extension = %h.extension.name, idp = %idp, request_id = %ctx.request_id,
+                    "Authenticate chose an IdP this policy does not list in `idps`; failing closed");
+                Err(Rejection::ExtensionFailed)
+            }
+            AuthenticateAction::Login(idp) => Err(self.challenge(rt, ctx, x, vec![idp]).await),
+        }
+    }
+
+    /// Upstream tokens past their expiry are refreshed (IdPs with `refreshTokens`); a sign-in
+    /// that can no longer be renewed ends the session.
+    async fn refresh(
+        &self,
+        rt: &Runtime,
+        ctx: &RequestCtx,
+        x: &mut Exchange<'_>,
+    ) -> Result<(), Rejection> {
+        let Some(s) = x.session.as_mut().filter(|s| !s.data.tokens.is_empty()) else {
+            return Ok(());
+        };
+        match login::upstream::refresh_upstream(rt, s, &x.policy.idps).await {
+            Freshness::Fresh => Ok(()),
+            Freshness::Expired => {
+                // The session was ended: the request continues as anonymous.
+                x.session = None;
+                if x.policy.allow_unauthenticated {
+                    return Ok(());
+                }
+                let idps = login_idps(rt, x.policy);
+                Err(self.challenge(rt, ctx, x, idps).await)
+            }
+            Freshness::Unavailable(e) => {
+                tracing::warn!(error = %e, "upstream token refresh failed");
+                Err(Rejection::RenewalFailed)
+            }
+        }
+    }
+
+    /// Directory attributes (`attrProviders`, cached in the session; fail closed when the
+    /// directory is down), then the LoadAttrs hook.
+    async fn load_attributes(
+        &self,
+        rt: &Runtime,
+        ctx: &RequestCtx,
+        x: &mut Exchange<'_>,
+    ) -> Result<(), Rejection> {
+        if let Some(s) = x.session.as_mut() {
+            crate::connectors::providers::ensure(
+                &rt.connectors,
+                &rt.sessions,
+                &self.attr_providers,
+                s,
+            )
+            .await
+            .map_err(|e| e.rejection())?;
+        }
+        if let Some(h) = &self.load_attrs_se {
+            let called = h
+                .load_attributes(self.hook_call(rt, ctx, x))
+                .await
+                .map_err(|_| Rejection::ExtensionFailed)?;
+            x.absorb(rt, called.attrs, called.wrote).await;
+        }
+        if let Some(sub) = super::subject(x.attrs(), &x.policy.idps) {
+            ctx.access.user_is(sub);
+        }
+        Ok(())
+    }
+
+    /// The policy's rules, or its IsAuthorized hook (a failed hook denies).
+    async fn authorize(
+        &self,
+        rt: &Runtime,
+        ctx: &RequestCtx,
+        x: &mut Exchange<'_>,
+    ) -> Result<(), Rejection> {
+        let allowed = match &x.policy.authorization {
+            Authorization::Extension(h) => {
+                match h.is_authorized(self.hook_call(rt, ctx, x)).await {
+                    Ok(called) => {
+                        x.absorb(rt, called.attrs, called.wrote).await;
+                        called.value
+                    }
+                    // Fail closed: a failed check denies.
+                    Err(_) => false,
+                }
+            }
+            _ => tracing::debug_span!("authorize")
+                .in_scope(|| x.policy.authorizes(x.attrs()).unwrap_or(false)),
+        };
+        if allowed {
+            return Ok(());
+        }
+        rt.metrics.authz_denied(&self.name);
+        tracing::info!(app = %self.name, location = %x.policy.location_text, "authorization denied");
+        Err(Rejection::NotAllowed {
+            unauthorized_page: self.unauthorized_page.clone(),
+        })
+    }
+
+    /// The headers the upstream gets: the client's minus hop-by-hop and every spelling of a
+    /// protected name, the identity headers, the CreateHeader hooks' headers, trace context.
+    async fn upstream_request(
+        &self,
+        rt: &Runtime,
+        ctx: &RequestCtx,
+        x: &Exchange<'_>,
+    ) -> Result<HeaderMap, Rejection> {
+        let mut headers = headers::upstream_headers(
+            self,
+            &x.parts.headers,
+            ctx,
+            x.attrs(),
+            &rt.own_cookie_names(),
+        );
+        for h in &self.header_hooks {
+            let called = h
+                .create_headers(self.hook_call(rt, ctx, x))
+                .await
+                .map_err(|_| Rejection::ExtensionFailed)?;
+            for (name, value) in called.value {
+                crate::edge::names::strip_variants(&mut headers, &name);
+                headers.insert(name, value);
+            }
+        }
+        Ok(headers)
+    }
+
+    /// The call to the app's upstream (streamed both ways; upgrades the app allows).
+    async fn upstream(
+        &self,
+        rt: &Runtime,
+        x: Exchange<'_>,
+        mut headers: HeaderMap,
+    ) -> Result<Response<Body>, Rejection> {
+        let span = tracing::debug_span!(
+            "upstream",
+            otel.kind = "client",
+            app = %self.name,
+            server.address = %self.upstream.authority(),
+        );
+        traces::inject(&span, &mut headers);
+        let req = Request::from_parts(x.parts, x.body);
+        self.upstream
+            .send(req, &x.path.forward, headers, &self.upgrades)
+            .instrument(span)
+            .await
+            .map_err(|e| {
+                rt.metrics.upstream_error(&self.name, e.kind());
+                tracing::warn!(app = %self.name, error = %e, "upstream request failed");
+                Rejection::Upstream(e.status())
+            })
+    }
+
+    /// The upstream's answer as the client gets it: never a cookie named like the gateway's.
+    fn response(&self, rt: &Runtime, mut resp: Response<Body>) -> Response<Body> {
+        if headers::drop_own_set_cookies(resp.headers_mut(), &rt.own_cookie_names()) {
+            tracing::warn!(app = %self.name,
+                "the upstream set a cookie named like the gateway's own; it was dropped");
+        }
+        resp
+    }
+
+    /// Sends the user to sign in at `idps`, coming back to this request's address.
+    async fn challenge(
+        &self,
+        rt: &Runtime,
+        ctx: &RequestCtx,
+        x: &Exchange<'_>,
+        idps: Vec<String>,
+    ) -> Rejection {
+        let sign_in = login::SignIn {
+            app: &self.name,
+            idps,
+            return_to: &x.return_to(),
+        };
+        match login::challenge(rt, &sign_in, &x.parts, ctx).await {
+            Ok(resp) => Rejection::LoginRequired(Box::new(resp)),
+            Err(r) => r,
+        }
+    }
+
+    /// The input of a hook call: the request and the attributes the user has so far.
+    fn hook_call(&self, rt: &Runtime, ctx: &RequestCtx, x: &Exchange<'_>) -> HookCall {
+        // The guest sees the canonical path, as the policy and the upstream do.
+        let uri =
+            http::Uri::try_from(x.return_to()).unwrap_or_else(|_| http::Uri::from_static("/"));
+        let parts = RequestParts {
+            method: &x.parts.method,
+            uri: &uri,
+            headers: &x.parts.headers,
+        };
+        HookCall {
+            request: guest_request(ctx, &self.name, parts, &rt.own_cookie_names(), None),
+            attrs: x.attrs().clone(),
+        }
+    }
+}
+
+/// The login-capable IdPs a policy allows (all login-capable connectors if it names none).
+pub fn login_idps(rt: &Runtime, policy: &Policy) -> Vec<String> {
+    if policy.idps.is_empty() {
+        rt.connectors.login_capable()
+    } else {
+        policy.idps.clone()
+    }
+}

@@ -1,0 +1,322 @@
+//! The one way a request is refused. Every phase of the request path returns
+//! `Result<_, Rejection>`; the refusal's page (or redirect, or the answer a login or an
+//! extension built) and its access-log decision are decided here, in one place.
+//!
+//! The OpenID provider's protocol errors (JSON bodies and error redirects that RFC 6749 and
+//! OIDC Core define) are a different audience and stay in `provider::errors`.
+
+use std::borrow::Cow;
+
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
+
+use super::body::Body;
+use super::respond::{self, RequestCtx};
+use crate::telemetry::access::Decision;
+
+/// Why a request does not reach what it asked for.
+#[derive(Debug)]
+pub enum Rejection {
+    /// Malformed input (path, header, cookie, form): 400.
+    BadRequest(Cow<'static, str>),
+    /// No app is served at this host and path: 404.
+    NoRoute,
+    /// No access policy of the app covers the path: 403 (closed by default).
+    NoPolicy,
+    /// Signed in, but the policy's rules (or its IsAuthorized hook) say no: 403, or a redirect
+    /// to the app's `unauthorizedPage`.
+    NotAllowed { unauthorized_page: Option<String> },
+    /// Not signed in: the login challenge that `login` built (a redirect to the IdP, the
+    /// picker, or the login form).
+    LoginRequired(Box<Response<Body>>),
+    /// Not signed in, and the request can't be sent to sign in (not a GET or HEAD: its body
+    /// could not be replayed): 401.
+    SignInFirst,
+    /// An Authenticate extension answered the request itself.
+    ExtensionAnswered(Box<Response<Body>>),
+    /// An extension call failed: 500. Fail closed: never the page itself.
+    ExtensionFailed,
+    /// The session store failed: 503.
+    StoreUnavailable,
+    /// The directory an attribute check needs is not reachable: 503.
+    DirectoryUnavailable,
+    /// The upstream IdP could not renew the user's sign-in: 502.
+    RenewalFailed,
+    /// The app's upstream failed: 502 (unreachable, bad answer) or 504 (timed out).
+    Upstream(StatusCode),
+    /// Too many of something from one client: 429 with `Retry-After` (seconds).
+    TooMany {
+        message: &'static str,
+        retry_after_secs: u64,
+    },
+    /// A refusal of the gateway's own pages (login, logout, callbacks) with its own status,
+    /// text and decision.
+    Page {
+        status: StatusCode,
+        message: Cow<'static, str>,
+        decision: Decision,
+    },
+}
+
+impl Rejection {
+    /// A gateway page's refusal: `decision` is what the access line says.
+    pub fn page(status: StatusCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Rejection::Page {
+            status,
+            message: message.into(),
+            decision: Decision::Gateway,
+        }
+    }
+
+    /// What the access log line says of this refusal.
+    pub fn decision(&self) -> Decision {
+        match self {
+            Rejection::BadRequest(_) => Decision::Invalid,
+            Rejection::NoRoute => Decision::NoRoute,
+            Rejection::NoPolicy | Rejection::NotAllowed { .. } => Decision::Denied,
+            Rejection::ExtensionAnswered(_) => Decision::Denied,
+            Rejection::LoginRequired(_) | Rejection::SignInFirst => Decision::LoginRequired,
+            Rejection::ExtensionFailed
+            | Rejection::StoreUnavailable
+            | Rejection::DirectoryUnavailable
+            | Rejection::RenewalFailed
+            | Rejection::Upstream(_) => Decision::Error,
+            Rejection::TooMany { .. } => Decision::Denied,
+            Rejection::Page { decision, .. } => *decision,
+        }
+    }
+
+    /// The status the client gets (of a prebuilt answer: its own).
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Rejection::NoRoute => StatusCode::NOT_FOUND,
+            Rejection::NoPolicy => StatusCode::FORBIDDEN,
+            Rejection::NotAllowed {
+                unauthorized_page: Some(_),
+            } => StatusCode::FOUND,
+            Rejection::NotAllowed { .. } => StatusCode::FORBIDDEN,
+            Rejection::LoginRequired(r) | Rejection::ExtensionAnswered(r) => r.status(),
+            Rejection::SignInFirst => StatusCode::UNAUTHORIZED,
+            Rejection::ExtensionFailed => StatusCode::INTERNAL_SERVER_ERROR,
+            Rejection::StoreUnavailable | Rejection::DirectoryUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Rejection::RenewalFailed => StatusCode::BAD_GATEWAY,
+            Rejection::Upstream(s) => *s,
+            Rejection::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Rejection::Page { status, .. } => *status,
+        }
+    }
+
+    fn message(&self) -> Cow<'static, str> {
+        Cow::Borrowed(match self {
+            Rejection::BadRequest(m) => return Cow::Owned(format!("Bad request: {m}.")),
+            Rejection::Page { message, .. } => return message.clone(),
+            Rejection::NoRoute => "No application is served at this address.",
+            Rejection::NoPolicy => "No access policy covers this page, so it is closed.",
+            Rejection::NotAllowed { .. } => {
+                "You are signed in, but you are not allowed to open this page."
+            }
+            Rejection::SignInFirst => "Sign in first, then repeat this request.",
+            Rejection::ExtensionFailed => {
+                "A check this page requires could not be completed. Please try again later."
+            }
+            Rejection::StoreUnavailable => {
+                "Sign-in is temporarily unavailable. Please try again shortly."
+            }
+            Rejection::DirectoryUnavailable => {
+                "The directory is not reachable right now, so your access cannot be checked. Please try again shortly."
+            }
+            Rejection::RenewalFailed => {
+                "Your sign-in could not be renewed right now. Please try again in a moment."
+            }
+            Rejection::Upstream(StatusCode::GATEWAY_TIMEOUT) => {
+                "The application did not answer in time."
+            }
+            Rejection::Upstream(_) => "The application is not reachable right now.",
+            Rejection::TooMany { message, .. } => message,
+            Rejection::LoginRequired(_) | Rejection::ExtensionAnswered(_) => "",
+        })
+    }
+
+    /// Notes the decision for the access line and renders the answer.
+    pub fn answer(self, ctx: &RequestCtx) -> Response<Body> {
+        ctx.access.decide(self.decision());
+        let status = self.status();
+        match self {
+            Rejection::LoginRequired(resp) | Rejection::ExtensionAnswered(resp) => *resp,
+            Rejection::NotAllowed {
+                unauthorized_page: Some(page),
+            } => respond::redirect(StatusCode::FOUND, &page, &[], ctx),
+            Rejection::TooMany {
+                retry_after_secs, ..
+            } => {
+                let mut resp = respond::error(status, &self.message(), ctx);
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                resp
+            }
+            other => respond::error(status, &other.message(), ctx),
+        }
+    }
+}
+
+/// A handler's outcome: its answer, or why not.
+pub type Outcome = Result<Response<Body>, Rejection>;
+
+/// The response of an outcome (a rejection rendered, its decision noted).
+pub fn settle(outcome: Outcome, ctx: &RequestCtx) -> Response<Body> {
+    outcome.unwrap_or_else(|r| r.answer(ctx))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::access::AccessNote;
+    use http_body_util::BodyExt;
+
+    fn ctx() -> RequestCtx {
+        RequestCtx {
+            request_id: "rid-1".into(),
+            peer: "127.0.0.1:1".parse().unwrap(),
+            client_ip: "127.0.0.1".parse().unwrap(),
+            forwarded_for: None,
+            scheme: "http",
+            host: "h".into(),
+            host_header: None,
+            access: AccessNote::default(),
+        }
+    }
+
+    async fn text(r: Response<Body>) -> String {
+        String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_refusal_renders_its_status_page_and_decision() {
+        let cases: Vec<(Rejection, u16, &str, Decision)> = vec![
+            (
+                Rejection::BadRequest("encoded slash".into()),
+                400,
+                "Bad request: encoded slash.",
+                Decision::Invalid,
+            ),
+            (
+                Rejection::NoRoute,
+                404,
+                "No application is served",
+                Decision::NoRoute,
+            ),
+            (
+                Rejection::NoPolicy,
+                403,
+                "No access policy covers",
+                Decision::Denied,
+            ),
+            (
+                Rejection::NotAllowed {
+                    unauthorized_page: None,
+                },
+                403,
+                "not allowed to open",
+                Decision::Denied,
+            ),
+            (
+                Rejection::SignInFirst,
+                401,
+                "Sign in first",
+                Decision::LoginRequired,
+            ),
+            (
+                Rejection::ExtensionFailed,
+                500,
+                "could not be completed",
+                Decision::Error,
+            ),
+            (
+                Rejection::StoreUnavailable,
+                503,
+                "temporarily unavailable",
+                Decision::Error,
+            ),
+            (
+                Rejection::DirectoryUnavailable,
+                503,
+                "directory is not reachable",
+                Decision::Error,
+            ),
+            (
+                Rejection::RenewalFailed,
+                502,
+                "could not be renewed",
+                Decision::Error,
+            ),
+            (
+                Rejection::Upstream(StatusCode::GATEWAY_TIMEOUT),
+                504,
+                "did not answer in time",
+                Decision::Error,
+            ),
+            (
+                Rejection::Upstream(StatusCode::BAD_GATEWAY),
+                502,
+                "not reachable right now",
+                Decision::Error,
+            ),
+            (
+                Rejection::page(StatusCode::GONE, "This page is gone."),
+                410,
+                "This page is gone.",
+                Decision::Gateway,
+            ),
+        ];
+        for (rejection, status, text_part, decision) in cases {
+            let c = ctx();
+            let what = format!("{rejection:?}");
+            let resp = rejection.answer(&c);
+            assert_eq!(resp.status().as_u16(), status, "{what}");
+            assert_eq!(c.access.decision(), decision, "{what}");
+            assert_eq!(resp.headers()["x-request-id"], "rid-1", "{what}");
+            let body = text(resp).await;
+            assert!(body.contains(text_part), "{what}: {body}");
+            assert!(
+                body.contains("rid-1"),
+                "{what}: the page carries the request id"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unauthorized_page_is_a_redirect_and_too_many_says_when_to_retry() {
+        let c = ctx();
+        let resp = Rejection::NotAllowed {
+            unauthorized_page: Some("/denied.html".into()),
+        }
+        .answer(&c);
+        assert_eq!(resp.status(), 302);
+        assert_eq!(resp.headers()["location"], "/denied.html");
+        assert_eq!(c.access.decision(), Decision::Denied);
+
+        let c = ctx();
+        let resp = Rejection::TooMany {
+            message: "Slow down.",
+            retry_after_secs: 60,
+        }
+        .answer(&c);
+        assert_eq!(resp.status(), 429);
+        assert_eq!(resp.headers()["retry-after"], "60");
+        assert!(text(resp).await.contains("Slow down."));
+    }
+
+    #[tokio::test]
+    async fn a_prebuilt_answer_passes_through_with_its_decision() {
+        let c = ctx();
+        let built = respond::redirect(StatusCode::FOUND, "/.tessera/login", &[], &c);
+        let r = Rejection::LoginRequired(Box::new(built));
+        assert_eq!(r.status(), 302);
+        let resp = r.answer(&c);
+        assert_eq!(resp.headers()["location"], "/.tessera/login");
+        assert_eq!(c.access.decision(), Decision::LoginRequired);
+    }
+}

@@ -250,13 +250,13 @@ fn compile_client(
         && !idps.iter().any(|i| {
             matches!(
                 connectors.get(i).map(|c| c.as_ref()),
-                Some(Connector::Local(_))
+                Some(Connector::Local(_) | Connector::Ldap(_))
             )
         })
     {
         ctx.diags.error_hint(
             &p.key("grantTypes"),
-            "the password grant needs a `local` connector among authentication.idps",
+            "the password grant needs a password connector (`local` or `ldap`) among authentication.idps",
             "add one, add `authentication.backchannel.authenticateSE`, or remove `password`",
         );
     }

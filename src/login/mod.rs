@@ -14,6 +14,7 @@
 //! is bounded (`flows`): flows per client IP, the return URL's length, and flows are the
 //! first thing the memory store evicts.
 
+pub mod credentials;
 pub mod flows;
 pub mod throttle;
 pub mod upstream;
@@ -27,7 +28,6 @@ use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::connectors::username;
 use crate::connectors::Connector;
 use crate::pages;
 use crate::runtime::Runtime;
@@ -36,6 +36,7 @@ use crate::session::random_token;
 use crate::web::body::Body;
 use crate::web::rejection::{Outcome, Rejection};
 use crate::web::respond::{self, RequestCtx};
+use credentials::Checked;
 
 pub const PREFIX: &str = "/.tessera/";
 pub const LOGIN_PATH: &str = "/.tessera/login";
@@ -430,17 +431,13 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Outco
             "That sign-in method is not offered for this application.",
         ));
     }
-    let connector = rt.connectors.get(idp).map(|c| c.as_ref());
-    let password_throttle = match connector {
-        Some(Connector::Local(c)) => c.throttle,
-        Some(Connector::Ldap(c)) => c.throttle,
-        _ => {
-            return Err(Rejection::page(
-                StatusCode::BAD_REQUEST,
-                "Unknown sign-in method.",
-            ))
-        }
-    };
+    let unknown_method = || Rejection::page(StatusCode::BAD_REQUEST, "Unknown sign-in method.");
+    if !matches!(
+        rt.connectors.get(idp).map(|c| c.as_ref()),
+        Some(Connector::Local(_) | Connector::Ldap(_))
+    ) {
+        return Err(unknown_method());
+    }
     if username.is_empty() || password.is_empty() || username.len() > 256 || password.len() > 1024 {
         return form(
             ctx,
@@ -452,40 +449,29 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Outco
             StatusCode::BAD_REQUEST,
         );
     }
-    let store = rt.sessions.store().as_ref();
     let ip = ctx.client_ip;
-    let directory_down = |e: &dyn std::fmt::Display| {
-        // Not the user's fault: no throttling count, the flow stays usable for a retry.
-        rt.metrics.login(idp, "error");
-        tracing::error!(idp, user = username, error = %e, "login failed: directory unavailable");
-        let msg = "The directory is not reachable right now, so your password cannot be checked. Please try again shortly.";
-        form(
-            ctx,
-            &flow,
-            flow_id,
-            idp,
-            username,
-            Some(msg),
-            StatusCode::SERVICE_UNAVAILABLE,
-        )
-    };
-    // The canonical user the throttle counts: the directory entry (found with the service
-    // account, before any password is checked) or the username as the directory would fold
-    // it, so spelling variants of one user share one budget.
-    let (throttle_user, entry) = match connector {
-        Some(Connector::Ldap(c)) => match c.find_login(username).await {
-            Ok(Some(entry)) => (entry.throttle_key(), Some(entry)),
-            Ok(None) => (format!("name:{}", username::fold(username)), None),
-            Err(e) => return directory_down(&e),
-        },
-        _ => (username::fold(username), None),
-    };
-    // Reserve the attempt before verifying: a burst gets at most `maxFailures` checks.
-    let reservation = match throttle::reserve(store, &password_throttle, idp, &throttle_user, ip)
+    let attrs = match credentials::check(rt, idp, username, password, ip)
         .await
+        .map_err(store_down)?
     {
-        Ok(Some(r)) => r,
-        Ok(None) => {
+        Checked::Verified(attrs) => attrs,
+        Checked::NotAPasswordConnector => return Err(unknown_method()),
+        Checked::DirectoryDown(e) => {
+            // Not the user's fault: no throttling count, the flow stays usable for a retry.
+            rt.metrics.login(idp, "error");
+            tracing::error!(idp, user = username, error = %e, "login failed: directory unavailable");
+            let msg = "The directory is not reachable right now, so your password cannot be checked. Please try again shortly.";
+            return form(
+                ctx,
+                &flow,
+                flow_id,
+                idp,
+                username,
+                Some(msg),
+                StatusCode::SERVICE_UNAVAILABLE,
+            );
+        }
+        Checked::Throttled { retry_after } => {
             rt.metrics.login(idp, "throttled");
             tracing::warn!(idp, user = username, client_ip = %ip, "login refused: too many failed attempts");
             let mut resp = form(
@@ -499,42 +485,25 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Outco
             )?;
             resp.headers_mut().insert(
                 header::RETRY_AFTER,
-                http::HeaderValue::from(password_throttle.window.as_secs()),
+                http::HeaderValue::from(retry_after.as_secs()),
             );
             return Ok(resp);
         }
-        Err(e) => return Err(store_down(e)),
+        Checked::Wrong(reservation) => {
+            rt.metrics.login(idp, "failure");
+            tracing::warn!(idp, user = username, client_ip = %ip, "login failed: wrong username or password");
+            tokio::time::sleep(reservation.failed()).await;
+            return form(
+                ctx,
+                &flow,
+                flow_id,
+                idp,
+                username,
+                Some("The username or password is not correct."),
+                StatusCode::UNAUTHORIZED,
+            );
+        }
     };
-    let verified = match (connector, &entry) {
-        (Some(Connector::Local(c)), _) => c.verify(username, password).await,
-        (Some(Connector::Ldap(c)), Some(entry)) => match c.bind(entry, password).await {
-            Ok(a) => a,
-            Err(e) => {
-                if let Err(e) = reservation.refund(store).await {
-                    return Err(store_down(e));
-                }
-                return directory_down(&e);
-            }
-        },
-        _ => None,
-    };
-    let Some(attrs) = verified else {
-        rt.metrics.login(idp, "failure");
-        tracing::warn!(idp, user = username, client_ip = %ip, "login failed: wrong username or password");
-        tokio::time::sleep(reservation.failed()).await;
-        return form(
-            ctx,
-            &flow,
-            flow_id,
-            idp,
-            username,
-            Some("The username or password is not correct."),
-            StatusCode::UNAUTHORIZED,
-        );
-    };
-    // A store failure here only leaves the counters to expire; finishing the login reports
-    // an unavailable store itself.
-    let _ = reservation.succeeded(store).await;
     tracing::info!(idp, user = username, "password verified");
     upstream::finish_login(rt, idp, attrs, None, flow_id, &flow, &headers, ctx).await
 }

@@ -21,6 +21,7 @@ use crate::claims::oidc::{user_claims, SCOPE_CLAIMS};
 use crate::connectors::username;
 use crate::connectors::Connector;
 use crate::extensions::request::{guest_request, RequestParts};
+use crate::login::credentials::{self, Checked};
 use crate::login::throttle;
 use crate::runtime::Runtime;
 use crate::session::{now_unix, random_token};
@@ -371,30 +372,39 @@ async fn password(
     let scopes = scopes_for_client(client, params, true)?;
     let audiences = audiences(client, params)?;
     let store = rt.sessions.store().as_ref();
-    let user = username::fold(username);
     // Connectors that did not know these credentials: failures, unless a later one does.
     let mut missed: Vec<(&String, throttle::Reservation)> = Vec::new();
     for idp in &client.idps {
-        let Some(Connector::Local(local)) = rt.connectors.get(idp).map(|c| c.as_ref()) else {
-            continue;
-        };
-        let Some(reservation) = throttle::reserve(store, &local.throttle, idp, &user, ip).await?
-        else {
-            rt.metrics.login(idp, "throttled");
-            tracing::warn!(idp = %idp, user = %username, client_ip = %ip, "password grant refused: too many failed attempts");
-            // the misses before stay counted as failures
-            for (_, r) in missed {
-                let _ = r.failed();
+        let mut attrs = match credentials::check(rt, idp, username, password, ip).await? {
+            Checked::NotAPasswordConnector => continue,
+            Checked::Wrong(reservation) => {
+                missed.push((idp, reservation));
+                continue;
             }
-            return Err(OAuthError::invalid_grant(
-                "too many failed attempts; try again later",
-            ));
+            Checked::Throttled { .. } => {
+                rt.metrics.login(idp, "throttled");
+                tracing::warn!(idp = %idp, user = %username, client_ip = %ip, "password grant refused: too many failed attempts");
+                // the misses before stay counted as failures
+                for (_, r) in missed {
+                    let _ = r.failed();
+                }
+                return Err(OAuthError::invalid_grant(
+                    "too many failed attempts; try again later",
+                ));
+            }
+            Checked::DirectoryDown(e) => {
+                // Not the user's fault: nothing is counted, the misses before included.
+                for (_, r) in missed {
+                    r.refund(store).await?;
+                }
+                rt.metrics.login(idp, "error");
+                tracing::error!(idp = %idp, error = %e, "password grant: directory unavailable");
+                return Err(OAuthError::temporarily_unavailable(
+                    "the user directory is not reachable; try again shortly",
+                ));
+            }
+            Checked::Verified(attrs) => attrs,
         };
-        let Some(mut attrs) = local.verify(username, password).await else {
-            missed.push((idp, reservation));
-            continue;
-        };
-        let _ = reservation.succeeded(store).await;
         // The user belongs to this connector: the others' misses were no guesses.
         for (_, r) in missed {
             r.refund(store).await?;

@@ -792,3 +792,87 @@ async fn ldap_identities_are_the_directory_s_not_as_typed() {
         assert!(set_cookie(&r, "tessera_session").is_none());
     }
 }
+
+/// The password grant checks passwords where the login form does (issue #13: they had
+/// drifted, and the grant ignored LDAP): by binding as the directory user, with the
+/// connector's throttle, and failing closed when the directory is down.
+#[tokio::test]
+async fn the_password_grant_checks_directory_passwords() {
+    let mut slapd = Slapd::start();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("es256.pem");
+    std::fs::write(
+        &key,
+        tessera::provider::keys::generate_pem(tessera::provider::keys::SigningAlg::Es256).unwrap(),
+    )
+    .unwrap();
+    let ldap = ldap_connector("ldap", &slapd.url(), "");
+    let yaml = format!(
+        r#"version: 1
+http: {{ address: "127.0.0.1:0" }}
+logger: {{ level: info, format: json }}
+connectors:
+{ldap}oidcProvider:
+  issuer: http://localhost:1234
+  signingKeys: [{{ file: {key}, alg: ES256 }}]
+apps:
+  - name: cli
+    type: oidc
+    clientID: cli
+    clientSecret: s3cret-s3cret-s3cret
+    redirectURLs: ["https://rp.example.com/cb"]
+    grantTypes: [password]
+    authentication: {{ idps: [ldap] }}
+    claimsMapping: {{ email: ldap.mail }}
+"#,
+        key = key.display()
+    );
+    let gw = Gateway::start_with(&yaml, &[SECRET_ENV]);
+    let grant = |user: &'static str, password: &'static str| {
+        let url = gw.url("/oauth2/token");
+        async move {
+            let r = client()
+                .post(url)
+                .form(&[
+                    ("grant_type", "password"),
+                    ("username", user),
+                    ("password", password),
+                    ("scope", "openid email"),
+                    ("client_id", "cli"),
+                    ("client_secret", "s3cret-s3cret-s3cret"),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap())
+        }
+    };
+    // the directory's password, as the form would take it
+    let (status, token) = grant("alice", "wonderland").await;
+    assert_eq!(status, 200, "{token}");
+    assert_eq!(
+        jwt_payload(token["id_token"].as_str().expect("an id_token"))["email"],
+        "alice@example.com"
+    );
+    // a wrong one: invalid_grant, counted; past the connector's `maxFailures: 3` even the
+    // right password is refused unchecked
+    for _ in 0..3 {
+        let (status, body) = grant("bob", "not-his").await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"], "invalid_grant");
+        assert_eq!(body["error_description"], "wrong username or password");
+    }
+    let (status, body) = grant("bob", "builder").await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error_description"], "too many failed attempts; try again later",
+        "the throttle counts grant failures as the form does: {body}"
+    );
+    // the directory down: 503 temporarily_unavailable, never a token
+    slapd.stop();
+    let (status, body) = grant("alice", "wonderland").await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "temporarily_unavailable");
+    gw.wait_log("password grant: directory unavailable");
+}

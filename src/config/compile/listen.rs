@@ -1,13 +1,15 @@
 //! `http.limits` (header/body read timeouts, the connection cap) and `http.adminAddress`
 //! (the operators' listener).
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use super::{parse_address, Ctx};
-use crate::config::model::HttpConfig;
+use super::{unknown_ref, Ctx};
+use crate::config::model::*;
 use crate::config::source::ConfigPath;
+use crate::runtime::Listen;
 use crate::server::conn::Limits;
+use crate::tls;
 
 /// Bounds of the timeouts: under a second is no use to a real client; over five minutes
 /// defeats the point of the limit.
@@ -109,6 +111,102 @@ reach it: set http.adminAddress (e.g. 127.0.0.1:9090) to serve it to operators o
         return None;
     }
     Some(Some(admin))
+}
+
+/// `host:port`, `:port` (all interfaces) or `[v6]:port`.
+pub(super) fn parse_address(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    let full = if s.starts_with(':') {
+        format!("0.0.0.0{s}")
+    } else {
+        s.to_string()
+    };
+    full.to_socket_addrs()
+        .map_err(|e| format!("`{s}` is not a listen address ({e})"))?
+        .next()
+        .ok_or_else(|| format!("`{s}` resolves to no address"))
+}
+
+pub(super) fn compile_listen(
+    http: Option<&HttpConfig>,
+    metrics_served: bool,
+    ctx: &mut Ctx<'_>,
+    warnings: &mut Vec<String>,
+) -> Option<Listen> {
+    let path = ConfigPath::root().key("http");
+    let tls_cfg = match http.and_then(|h| h.tls.as_deref()) {
+        None => None,
+        Some(name) => match ctx.tls.get(name) {
+            None => {
+                unknown_ref(
+                    ctx,
+                    &path.key("tls"),
+                    "TLS profile",
+                    name,
+                    ctx.tls.keys().cloned().collect(),
+                );
+                return None;
+            }
+            Some(p) => {
+                let ppath = ConfigPath::root().key("tls").key(name);
+                match (&p.certFile, &p.keyFile) {
+                    (Some(c), Some(k)) => {
+                        let (cert, key) = (ctx.file(c), ctx.file(k));
+                        match tls::server_config(&cert, &key, p.minVersion.as_deref()) {
+                            Ok(cfg) => Some(cfg),
+                            Err(e) => {
+                                ctx.diags.error(&ppath.key("certFile"), e);
+                                return None;
+                            }
+                        }
+                    }
+                    _ => {
+                        ctx.diags.error_hint(
+                            &path.key("tls"),
+                            format!(
+                                "TLS profile `{name}` has no certFile/keyFile for the listener"
+                            ),
+                            format!("add certFile and keyFile to tls.{name}"),
+                        );
+                        return None;
+                    }
+                }
+            }
+        },
+    };
+    let default_addr = if tls_cfg.is_some() { ":8443" } else { ":8080" };
+    let (addr_text, addr_path, from_env) = match std::env::var("TESSERA_HTTP_ADDRESS") {
+        Ok(v) if !v.trim().is_empty() => (v, path.key("address"), true),
+        _ => (
+            http.and_then(|h| h.address.clone())
+                .unwrap_or_else(|| default_addr.to_string()),
+            path.key("address"),
+            false,
+        ),
+    };
+    let address = match parse_address(&addr_text) {
+        Ok(a) => a,
+        Err(e) => {
+            let hint = if from_env {
+                "fix TESSERA_HTTP_ADDRESS"
+            } else {
+                "write `:8443` or `127.0.0.1:8443`"
+            };
+            ctx.diags.error_hint(&addr_path, e, hint);
+            return None;
+        }
+    };
+    let limits = compile_limits(http, ctx);
+    let admin = compile_admin(http, address, metrics_served, ctx, warnings);
+    Some(Listen {
+        address,
+        tls: tls_cfg,
+        shutdown_timeout: Duration::from_secs(
+            http.and_then(|h| h.shutdownTimeoutSeconds).unwrap_or(10),
+        ),
+        limits: limits?,
+        admin: admin?,
+    })
 }
 
 #[cfg(test)]

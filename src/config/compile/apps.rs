@@ -1,0 +1,507 @@
+//! `apps`: proxy apps (upstream, routes, policies, rules, identity headers); OIDC apps are
+//! collected here and compiled by `config::oidc`.
+
+use crate::claims::Template;
+use crate::config::decode::decode;
+use crate::config::source::ConfigPath;
+use crate::connectors::Connectors;
+use crate::edge::names::reserved;
+use crate::extensions::HookKind;
+use crate::proxy::headers::InjectedHeader;
+use crate::proxy::policy::{Authorization, Location, Policy, PolicySet};
+use crate::proxy::rules::parse_rule;
+use crate::proxy::upstream::Upstream;
+use crate::proxy::{AppLogout, ProxyApp};
+use crate::server::router::{RoutePattern, Router};
+use http::HeaderName;
+use serde_yaml_ng::Value;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use super::*;
+
+/// A redirect target in config: an absolute path or an http(s) URL.
+pub(super) fn check_target(s: &str, path: &ConfigPath, ctx: &mut Ctx<'_>) -> bool {
+    let ok = (s.starts_with('/') && !s.starts_with("//"))
+        || url::Url::parse(s)
+            .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some());
+    if !ok {
+        ctx.diags.error_hint(
+            path,
+            format!("`{s}` is not a valid URL"),
+            "use an absolute path like /403.html or an https:// URL",
+        );
+    }
+    ok
+}
+
+pub(super) fn compile_apps(
+    v: Option<&Value>,
+    connectors: &Connectors,
+    ctx: &mut Ctx<'_>,
+) -> (Vec<ProxyApp>, Router, Vec<(ConfigPath, OidcAppConfig)>) {
+    let path = ConfigPath::root().key("apps");
+    let mut apps = Vec::new();
+    let mut oidc_apps = Vec::new();
+    let mut routes = Vec::new();
+    let mut seen = HashSet::new();
+    let mut patterns: HashMap<RoutePattern, String> = HashMap::new();
+    for (i, item) in list(v, &path, ctx).iter().enumerate() {
+        let p = path.index(i);
+        let Some((t, rest)) = tagged(item, &p, &APP_TYPES, &[], "app", ctx) else {
+            continue;
+        };
+        if t == "oidc" {
+            if let Some(cfg) = decode::<OidcAppConfig>(&rest, &p, ctx.diags) {
+                if check_name(&cfg.name, &p.key("name"), &mut seen, "app", ctx) {
+                    oidc_apps.push((p, cfg));
+                }
+            }
+            continue;
+        }
+        let Some(cfg) = decode::<ProxyAppConfig>(&rest, &p, ctx.diags) else {
+            continue;
+        };
+        if !check_name(&cfg.name, &p.key("name"), &mut seen, "app", ctx) {
+            continue;
+        }
+        let mut app_routes = Vec::new();
+        if cfg.routePatterns.is_empty() {
+            ctx.diags.error_hint(
+                &p.key("routePatterns"),
+                "an app needs at least one route pattern",
+                "e.g. routePatterns: [\"app.example.com/\"] or [\"/legacy\"]",
+            );
+        }
+        for (j, rp) in cfg.routePatterns.iter().enumerate() {
+            let rpath = p.key("routePatterns").index(j);
+            match RoutePattern::parse(rp) {
+                Err(e) => ctx.diags.error(&rpath, e),
+                Ok(r) if r.prefix.starts_with(crate::login::PREFIX.trim_end_matches('/')) => {
+                    ctx.diags.error(&rpath, "paths under /.tessera/ are reserved for the gateway")
+                }
+                Ok(r) => match patterns.get(&r) {
+                    Some(other) if *other == cfg.name => ctx.diags.error(
+                        &rpath,
+                        format!("route pattern `{rp}` repeats another pattern of this app"),
+                    ),
+                    Some(other) => ctx.diags.error_hint(
+                        &rpath,
+                        format!("route pattern `{rp}` overlaps app `{other}`: both claim the same host and path"),
+                        "give each app its own host or path prefix",
+                    ),
+                    None => {
+                        patterns.insert(r.clone(), cfg.name.clone());
+                        app_routes.push(if cfg.caseInsensitivePaths {
+                            r.case_insensitive()
+                        } else {
+                            r
+                        });
+                    }
+                },
+            }
+        }
+        if let Some(app) = compile_proxy_app(cfg, &p, connectors, ctx) {
+            let idx = apps.len();
+            routes.extend(app_routes.into_iter().map(|r| (r, idx)));
+            apps.push(app);
+        }
+    }
+    (apps, Router::new(routes), oidc_apps)
+}
+
+pub(super) fn compile_proxy_app(
+    cfg: ProxyAppConfig,
+    p: &ConfigPath,
+    connectors: &Connectors,
+    ctx: &mut Ctx<'_>,
+) -> Option<ProxyApp> {
+    let upstream = compile_upstream(&cfg, p, ctx);
+    let mut ok = match &cfg.unauthorizedPage {
+        Some(page) => check_target(page, &p.key("unauthorizedPage"), ctx),
+        None => true,
+    };
+    let headers = compile_headers(&cfg, p, ctx);
+    let policies = compile_policies(&cfg, p, connectors, ctx);
+    let logout = compile_logout(&cfg, p, ctx);
+    let attr_providers = compile_attr_providers(&cfg.attrProviders, p, connectors, ctx);
+    ok &= attr_providers.is_some();
+    let load_attrs_se = hook(
+        cfg.loadAttrsSE.as_ref(),
+        HookKind::LoadAttributes,
+        &p.key("loadAttrsSE"),
+        ctx,
+    );
+    ok &= load_attrs_se.is_ok();
+    let paths = edge::path_rules(&cfg, p, ctx);
+    let upgrades = edge::upgrades(&cfg, p, ctx);
+    let (upstream, headers, policies, logout) = (upstream?, headers?, policies?, logout?);
+    let protected = crate::edge::names::ProtectedNames::with_trust_headers(
+        headers
+            .injected
+            .iter()
+            .map(|h| h.name.as_str())
+            .chain(headers.hook_names.iter().map(HeaderName::as_str)),
+    );
+    let (paths, upgrades) = (paths?, upgrades?);
+    ok.then(|| ProxyApp {
+        paths,
+        upgrades,
+        protected,
+        load_attrs_se: load_attrs_se.ok().flatten(),
+        header_hooks: headers.hooks,
+        attr_providers: attr_providers.unwrap_or_default(),
+        name: cfg.name,
+        upstream,
+        preserve_host: cfg.preserveHost,
+        unauthorized_page: cfg.unauthorizedPage,
+        headers: headers.injected,
+        policies: PolicySet::new(policies),
+        logout,
+    })
+}
+
+/// `upstream`, `tls` and `timeouts`: the app's upstream client.
+fn compile_upstream(cfg: &ProxyAppConfig, p: &ConfigPath, ctx: &mut Ctx<'_>) -> Option<Upstream> {
+    let upstream_uri = match url::Url::parse(&cfg.upstream) {
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+            ctx.diags.error_hint(
+                &p.key("upstream"),
+                format!("upstream scheme `{}` is not supported", u.scheme()),
+                "use http:// or https://",
+            );
+            None
+        }
+        Ok(u) if u.host().is_none() => {
+            ctx.diags
+                .error(&p.key("upstream"), "upstream URL has no host");
+            None
+        }
+        Ok(u) if u.query().is_some() || u.fragment().is_some() => {
+            ctx.diags.error(
+                &p.key("upstream"),
+                "upstream URL must not have a query or fragment",
+            );
+            None
+        }
+        Ok(u) => u.as_str().parse::<http::Uri>().ok(),
+        Err(e) => {
+            ctx.diags.error_hint(
+                &p.key("upstream"),
+                format!("`{}` is not a valid URL: {e}", cfg.upstream),
+                "write e.g. http://127.0.0.1:9000",
+            );
+            None
+        }
+    };
+    let client_tls = client_tls(cfg.tls.as_deref(), &p.key("tls"), ctx);
+    let timeouts = cfg.timeouts.as_ref();
+    let connect = Duration::from_millis(
+        timeouts
+            .and_then(|t| t.connectMillis)
+            .unwrap_or(5000)
+            .max(1),
+    );
+    let response = Duration::from_millis(
+        timeouts
+            .and_then(|t| t.responseHeaderMillis)
+            .unwrap_or(60000)
+            .max(1),
+    );
+    match (upstream_uri, client_tls) {
+        (Some(u), Some(t)) => match Upstream::new(&u, t, connect, response) {
+            Ok(up) => Some(up),
+            Err(e) => {
+                ctx.diags.error(&p.key("upstream"), e);
+                None
+            }
+        },
+        _ => None,
+    }
+}
+
+/// An app's `headers`: identity headers from templates, and CreateHeader hooks.
+struct Headers {
+    injected: Vec<InjectedHeader>,
+    hooks: Vec<crate::extensions::Hook>,
+    /// Headers a createHeaderSE hook sets (`name` beside it): protected like identity headers.
+    hook_names: Vec<HeaderName>,
+}
+
+fn compile_headers(cfg: &ProxyAppConfig, p: &ConfigPath, ctx: &mut Ctx<'_>) -> Option<Headers> {
+    let mut ok = true;
+    let mut headers = Vec::new();
+    let mut header_hooks = Vec::new();
+    let mut header_names = HashSet::new();
+    let mut hook_header_names: Vec<HeaderName> = Vec::new();
+    for (j, h) in cfg.headers.iter().enumerate() {
+        let hp = p.key("headers").index(j);
+        let (raw, value) = match (&h.name, &h.value, &h.createHeaderSE) {
+            (name, None, Some(se)) => {
+                if let Some(raw) = name {
+                    match HeaderName::from_bytes(raw.as_bytes()) {
+                        Ok(n) if !reserved(&n) => hook_header_names.push(n),
+                        _ => {
+                            ctx.diags.error_hint(
+                                &hp.key("name"),
+                                format!("`{raw}` cannot be a header a hook sets"),
+                                "use letters, digits and `-`; not a header the gateway manages",
+                            );
+                            ok = false;
+                        }
+                    }
+                }
+                match hook(
+                    Some(se),
+                    HookKind::CreateHeaders,
+                    &hp.key("createHeaderSE"),
+                    ctx,
+                ) {
+                    Ok(Some(hk)) => header_hooks.push(hk),
+                    _ => ok = false,
+                }
+                continue;
+            }
+            (Some(n), Some(v), None) => (n.as_str(), v),
+            _ => {
+                ctx.diags.error_hint(
+                    &hp,
+                    "a header entry has either `name` and `value`, or `createHeaderSE` (with an optional `name`)",
+                    "e.g. { name: X-User, value: \"{{ okta.email }}\" }",
+                );
+                ok = false;
+                continue;
+            }
+        };
+        let name = match HeaderName::from_bytes(raw.as_bytes()) {
+            Ok(n) => n,
+            Err(_) => {
+                ctx.diags.error_hint(
+                    &hp.key("name"),
+                    format!("`{raw}` is not a valid header name"),
+                    "use letters, digits and `-`",
+                );
+                ok = false;
+                continue;
+            }
+        };
+        if reserved(&name) {
+            ctx.diags.error(
+                &hp.key("name"),
+                format!("`{raw}` is managed by the gateway and cannot be configured"),
+            );
+            ok = false;
+            continue;
+        }
+        if !header_names.insert(name.clone()) {
+            ctx.diags.error(
+                &hp.key("name"),
+                format!("header `{raw}` is configured twice"),
+            );
+            ok = false;
+            continue;
+        }
+        match Template::parse(value) {
+            Ok(t) => {
+                for r in t.refs() {
+                    check_attr_ref(r, &hp.key("value"), ctx);
+                }
+                headers.push(InjectedHeader { name, template: t });
+            }
+            Err(e) => {
+                ctx.diags.error_hint(
+                    &hp.key("value"),
+                    e,
+                    "write placeholders as {{ connector.attribute }}",
+                );
+                ok = false;
+            }
+        }
+    }
+    ok.then_some(Headers {
+        injected: headers,
+        hooks: header_hooks,
+        hook_names: hook_header_names,
+    })
+}
+
+/// `policies`: at least one, each location once.
+fn compile_policies(
+    cfg: &ProxyAppConfig,
+    p: &ConfigPath,
+    connectors: &Connectors,
+    ctx: &mut Ctx<'_>,
+) -> Option<Vec<Policy>> {
+    let mut ok = true;
+    let mut policies = Vec::new();
+    let mut locations = HashSet::new();
+    if cfg.policies.is_empty() {
+        ctx.diags.error_hint(
+            &p.key("policies"),
+            "an app needs at least one policy",
+            "add a policy with `location: /`",
+        );
+        ok = false;
+    }
+    for (j, pol) in cfg.policies.iter().enumerate() {
+        let pp = p.key("policies").index(j);
+        match compile_policy(pol, &pp, connectors, ctx) {
+            Some(mut policy) => {
+                if cfg.caseInsensitivePaths {
+                    policy.location = policy.location.folded();
+                }
+                if !locations.insert(pol.location.trim().to_string()) {
+                    ctx.diags.error(
+                        &pp.key("location"),
+                        format!("location `{}` appears twice in this app", pol.location),
+                    );
+                    ok = false;
+                }
+                policies.push(policy);
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(policies)
+}
+
+/// `logout`: the app's own sign-out location and where it sends the browser afterwards.
+fn compile_logout(
+    cfg: &ProxyAppConfig,
+    p: &ConfigPath,
+    ctx: &mut Ctx<'_>,
+) -> Option<Option<AppLogout>> {
+    let Some(l) = &cfg.logout else {
+        return Some(None);
+    };
+    let mut ok = true;
+    if !l.location.starts_with('/') {
+        ctx.diags.error(
+            &p.key("logout").key("location"),
+            "logout location must be a path starting with `/`",
+        );
+        ok = false;
+    }
+    let redirect = l.redirectURL.clone().unwrap_or_else(|| "/".into());
+    ok &= check_target(&redirect, &p.key("logout").key("redirectURL"), ctx);
+    let location = if cfg.caseInsensitivePaths {
+        crate::edge::path::fold_case(&l.location)
+    } else {
+        l.location.clone()
+    };
+    ok.then_some(Some(AppLogout { location, redirect }))
+}
+
+pub(super) fn compile_policy(
+    pol: &PolicyConfig,
+    pp: &ConfigPath,
+    connectors: &Connectors,
+    ctx: &mut Ctx<'_>,
+) -> Option<Policy> {
+    let mut ok = true;
+    let location = match Location::parse(&pol.location) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            ctx.diags.error(&pp.key("location"), e);
+            None
+        }
+    };
+    let authn = &pol.authentication;
+    for (k, idp) in authn.idps.iter().enumerate() {
+        if !ctx.connectors.contains(idp) {
+            let known = ctx.connectors.iter().cloned().collect();
+            unknown_ref(
+                ctx,
+                &pp.key("authentication").key("idps").index(k),
+                "IdP",
+                idp,
+                known,
+            );
+            ok = false;
+        } else if connectors.get(idp).is_some_and(|c| !c.can_login()) {
+            ctx.diags.error(
+                &pp.key("authentication").key("idps").index(k),
+                format!("connector `{idp}` cannot log users in"),
+            );
+            ok = false;
+        }
+    }
+    let is_authenticated_se = hook(
+        authn.isAuthenticatedSE.as_ref(),
+        HookKind::IsAuthenticated,
+        &pp.key("authentication").key("isAuthenticatedSE"),
+        ctx,
+    );
+    let authenticate_se = hook(
+        authn.authenticateSE.as_ref(),
+        HookKind::Authenticate,
+        &pp.key("authentication").key("authenticateSE"),
+        ctx,
+    );
+    ok &= is_authenticated_se.is_ok() && authenticate_se.is_ok();
+    let (is_authenticated_se, authenticate_se) = (
+        is_authenticated_se.ok().flatten(),
+        authenticate_se.ok().flatten(),
+    );
+    if !authn.allowUnauthenticated
+        && authn.idps.is_empty()
+        && authenticate_se.is_none()
+        && is_authenticated_se.is_none()
+    {
+        ctx.diags.error_hint(
+            &pp.key("authentication"),
+            "say how users sign in here",
+            "add `idps: [<connector>]`, or `allowUnauthenticated: true` for a public location",
+        );
+        ok = false;
+    }
+    let authz = &pol.authorization;
+    let authorization = match (authz.allowAll, &authz.rules, &authz.isAuthorizedSE) {
+        (true, Some(_), _) | (true, _, Some(_)) | (_, Some(_), Some(_)) => {
+            ctx.diags.error(
+                &pp.key("authorization"),
+                "use one of `allowAll: true`, `rules` or `isAuthorizedSE`",
+            );
+            None
+        }
+        (false, None, Some(se)) => hook(
+            Some(se),
+            HookKind::IsAuthorized,
+            &pp.key("authorization").key("isAuthorizedSE"),
+            ctx,
+        )
+        .ok()
+        .flatten()
+        .map(Authorization::Extension),
+        (true, None, None) => Some(Authorization::AllowAll),
+        (false, Some(r), None) => {
+            let rp = pp.key("authorization").key("rules");
+            parse_rule(r, &rp, ctx.diags).map(|rule| {
+                for a in rule.refs() {
+                    check_attr_ref(a, &rp, ctx);
+                }
+                Authorization::Rules(rule)
+            })
+        }
+        (false, None, None) => {
+            ctx.diags.error_hint(
+                &pp.key("authorization"),
+                "say who may enter",
+                "add `allowAll: true`, `rules:` or `isAuthorizedSE:`",
+            );
+            None
+        }
+    };
+    if !ok {
+        return None;
+    }
+    Some(Policy {
+        location_text: pol.location.trim().to_string(),
+        location: location?,
+        allow_unauthenticated: authn.allowUnauthenticated,
+        idps: authn.idps.clone(),
+        authorization: authorization?,
+        is_authenticated_se,
+        authenticate_se,
+    })
+}

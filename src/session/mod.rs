@@ -2,10 +2,13 @@
 //! session under the SHA-256 of that id (a leaked store dump yields no usable cookies).
 //! Lifetime and idle rules are enforced here; the id is replaced at every login.
 
+mod clock;
 pub mod cookie;
 
+pub use clock::Clock;
+
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -151,11 +154,9 @@ impl Session {
     }
 }
 
+/// Seconds since the Unix epoch (the system clock).
 pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    Clock::System.now()
 }
 
 /// A fresh random token: `bytes` from the OS CSPRNG, base64url without padding.
@@ -184,11 +185,21 @@ fn well_formed(id: &str) -> bool {
 pub struct Sessions {
     store: Arc<dyn Store>,
     pub settings: SessionSettings,
+    clock: Clock,
 }
 
 impl Sessions {
     pub fn new(store: Arc<dyn Store>, settings: SessionSettings) -> Self {
-        Self { store, settings }
+        Self::with_clock(store, settings, Clock::System)
+    }
+
+    /// Sessions judged by `clock` (tests: a manual one).
+    pub fn with_clock(store: Arc<dyn Store>, settings: SessionSettings, clock: Clock) -> Self {
+        Self {
+            store,
+            settings,
+            clock,
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -198,7 +209,7 @@ impl Sessions {
     /// The request's live session, if any. Malformed, unknown, expired and idle ids all
     /// mean "no session"; expired ones are deleted.
     pub async fn load(&self, headers: &HeaderMap) -> Result<Option<Session>, StoreError> {
-        let now = now_unix();
+        let now = self.clock.now();
         for id in cookie_values(headers, &self.settings.cookie.name) {
             if !well_formed(id) {
                 continue;
@@ -261,7 +272,7 @@ impl Sessions {
         attrs: Attributes,
         tokens: Option<UpstreamTokens>,
     ) -> Result<String, StoreError> {
-        let now = now_unix();
+        let now = self.clock.now();
         let prefix = format!("{connector}.");
         let mut data = match previous {
             Some(p) => SessionData {
@@ -356,7 +367,7 @@ impl Sessions {
                 return Ok(());
             };
             change(&mut data);
-            let ttl = self.ttl(&data, now_unix());
+            let ttl = self.ttl(&data, self.clock.now());
             let new = Bytes::from(serde_json::to_vec(&data).unwrap_or_default());
             if self.store.compare_and_set(&key, &bytes, new, ttl).await? {
                 return Ok(());
@@ -443,38 +454,43 @@ mod tests {
         assert!(s.load(&h).await.unwrap().is_none());
     }
 
+    /// Sessions of `max` seconds' lifetime and `idle` seconds' idle timeout on a manual clock.
+    fn sessions_at(max: u64, idle: u64) -> (Sessions, Clock) {
+        let clock = Clock::manual(1_700_000_000);
+        let s = sessions(max, idle);
+        (
+            Sessions::with_clock(s.store, s.settings, clock.clone()),
+            clock,
+        )
+    }
+
     #[tokio::test]
-    async fn idle_and_lifetime_expiry() {
-        let s = sessions(100, 50);
-        let c = s.login(None, "local", Attributes::new()).await.unwrap();
-        let h = headers_for(&c);
-        let sess = s.load(&h).await.unwrap().unwrap();
-        // age the record: idle exceeded
-        let mut data = sess.data.clone();
-        data.seen -= 51;
-        s.store
-            .put(
-                &sess.store_key(),
-                Bytes::from(serde_json::to_vec(&data).unwrap()),
-                Duration::from_secs(60),
-            )
-            .await
-            .unwrap();
+    async fn a_session_ends_exactly_at_its_lifetime() {
+        let (s, clock) = sessions_at(100, 1000);
+        let h = headers_for(&s.login(None, "local", Attributes::new()).await.unwrap());
+        for _ in 0..9 {
+            clock.advance(11); // used often: never idle
+            assert!(s.load(&h).await.unwrap().is_some());
+        }
+        // 99 seconds old: alive; 100: gone, and gone for good
+        assert!(s.load(&h).await.unwrap().is_some(), "99 s old");
+        clock.advance(1);
+        assert!(s.load(&h).await.unwrap().is_none(), "100 s old");
+        clock.advance(1000);
         assert!(s.load(&h).await.unwrap().is_none());
-        // lifetime exceeded although recently seen
-        let c = s.login(None, "local", Attributes::new()).await.unwrap();
-        let h = headers_for(&c);
-        let sess = s.load(&h).await.unwrap().unwrap();
-        let mut data = sess.data.clone();
-        data.created -= 101;
-        s.store
-            .put(
-                &sess.store_key(),
-                Bytes::from(serde_json::to_vec(&data).unwrap()),
-                Duration::from_secs(60),
-            )
-            .await
-            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_session_ends_exactly_when_idle_and_use_keeps_it_alive() {
+        let (s, clock) = sessions_at(10_000, 50);
+        let h = headers_for(&s.login(None, "local", Attributes::new()).await.unwrap());
+        // used every 49 s for far longer than the idle timeout: alive (each use is seen)
+        for _ in 0..10 {
+            clock.advance(49);
+            assert!(s.load(&h).await.unwrap().is_some());
+        }
+        // 50 s without use: gone
+        clock.advance(50);
         assert!(s.load(&h).await.unwrap().is_none());
     }
 }

@@ -116,7 +116,7 @@ async fn session_expiry_sends_the_user_to_login_and_back() {
     let up = upstream().await;
     let yaml = config(up, "", DEFAULT_POLICIES).replace(
         "telemetry:",
-        "session: { maxLifetimeSeconds: 1 }\ntelemetry:",
+        "session: { maxLifetimeSeconds: 2 }\ntelemetry:",
     );
     let gw = Gateway::start(&yaml);
     let (cookie, _) = login(&gw, "/", "local", "alice", "pw").await;
@@ -125,7 +125,10 @@ async fn session_expiry_sends_the_user_to_login_and_back() {
         status_with_cookie(gw.url("/docs?page=2"), &cookie).await,
         200
     );
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // Sessions count whole seconds and end early rather than late: with 2 s, a use within a
+    // second of the login is always alive and one 2.1 s later always gone. (The exact
+    // boundaries are tested on a manual clock in `session`.)
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     let r = c
         .get(gw.url("/docs?page=2"))
         .header("cookie", &cookie)
@@ -142,12 +145,12 @@ async fn idle_timeout_ends_unused_sessions() {
     let up = upstream().await;
     let yaml = config(up, "", DEFAULT_POLICIES).replace(
         "telemetry:",
-        "session: { idleTimeoutSeconds: 1 }\ntelemetry:",
+        "session: { idleTimeoutSeconds: 2 }\ntelemetry:",
     );
     let gw = Gateway::start(&yaml);
     let (cookie, _) = login(&gw, "/", "local", "alice", "pw").await;
     assert_eq!(status_with_cookie(gw.url("/"), &cookie).await, 200);
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(2100)).await;
     assert_eq!(status_with_cookie(gw.url("/"), &cookie).await, 302);
 }
 

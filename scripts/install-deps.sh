@@ -13,6 +13,9 @@ command -v node >/dev/null 2>&1 || need_apt+=(nodejs npm)
 command -v python3 >/dev/null 2>&1 || need_apt+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)  # tests/e2e/requirements.txt
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)  # tests/it/redis.rs
+# Ingresses in front of the gateway (tests/it/forward_auth.rs): nginx with auth_request, Caddy.
+{ [ -x /usr/sbin/nginx ] && /usr/sbin/nginx -V 2>&1 | grep -q http_auth_request_module; } || need_apt+=(nginx-light)
+command -v caddy >/dev/null 2>&1 || need_apt+=(caddy)
 { [ -x /usr/sbin/slapd ] && command -v ldapsearch >/dev/null 2>&1; } || need_apt+=(slapd ldap-utils)  # tests/it/ldap.rs
 # C service extensions (extensions/examples/c, extensions/test-guests): clang for wasm32-wasi.
 { command -v clang >/dev/null 2>&1 && [ -d /usr/include/wasm32-wasi ] && command -v wasm-ld >/dev/null 2>&1; } \
@@ -23,6 +26,16 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   # `env` so the variable survives sudo's environment reset (slapd's package asks questions)
   $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  # The nginx and caddy packages start system servers on port 80; the tests run their own.
+  for svc in nginx caddy; do
+    if [[ " ${need_apt[*]} " == *" $svc"* ]]; then
+      if [ -d /run/systemd/system ]; then
+        $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
+      else
+        $SUDO service "$svc" stop >/dev/null 2>&1 || true
+      fi
+    fi
+  done
   if [[ " ${need_apt[*]} " == *" slapd "* ]]; then
     # The package sets up and starts a system slapd on port 389. The tests run their own on
     # free loopback ports, so stop that one and keep it from starting at boot.

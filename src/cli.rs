@@ -188,7 +188,11 @@ pub fn main() -> ExitCode {
             };
             match rt {
                 Ok(rt) => {
-                    let demo_upstream = rt.apps.first().map(|a| a.upstream.authority().to_string());
+                    let demo_upstream = rt
+                        .apps
+                        .iter()
+                        .find_map(|a| a.proxied_to())
+                        .map(|u| u.authority().to_string());
                     let start = Start {
                         config,
                         secrets_url,

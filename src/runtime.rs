@@ -54,6 +54,9 @@ pub struct Runtime {
     pub connectors: Connectors,
     pub apps: Vec<ProxyApp>,
     pub router: Router,
+    /// Routes of `forwardAuth` apps, matched against the original URL of a forward-auth call
+    /// only (never against requests to the gateway itself).
+    pub forward_router: Router,
     pub metrics: Arc<Metrics>,
     /// The built-in OpenID Connect provider, when `oidcProvider` is configured.
     pub provider: Option<crate::provider::Provider>,
@@ -127,6 +130,35 @@ impl Live {
 }
 
 impl Runtime {
+    /// For a sign-in that returns to `url` behind an ingress: the URL to return to (as
+    /// parsed: http(s), no user info, no fragment), the `forwardAuth` app it routes to and the
+    /// IdPs its policy there allows. `None` for any URL no such app serves.
+    pub fn forward_auth_sign_in(&self, url: &str) -> Option<(String, &str, Vec<String>)> {
+        if url.chars().any(char::is_control) {
+            return None;
+        }
+        let parsed = url::Url::parse(url).ok()?;
+        if !matches!(parsed.scheme(), "http" | "https")
+            || !parsed.username().is_empty()
+            || parsed.password().is_some()
+            || parsed.fragment().is_some()
+        {
+            return None;
+        }
+        let host = parsed.host_str()?.to_ascii_lowercase();
+        let host_port = match parsed.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.clone(),
+        };
+        let path = crate::edge::path::canonicalize(parsed.path()).ok()?.decoded;
+        let app = &self.apps[self.forward_router.route(&host, &host_port, &path)?];
+        let idps = match app.policies.find(&path) {
+            Some(p) => crate::proxy::pipeline::login_idps(self, p),
+            None => self.connectors.login_capable(),
+        };
+        Some((parsed.to_string(), &app.name, idps))
+    }
+
     /// The app a same-origin path routes to on this host, and the IdPs its policy there lets
     /// a user sign in with (a "Sign in" link that names only where to return).
     pub fn sign_in_at(

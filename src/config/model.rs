@@ -454,6 +454,10 @@ pub struct ThrottleConfig {
 pub enum AppConfig {
     /// A web app fronted as a reverse proxy.
     Proxy(ProxyAppConfig),
+    /// A web app behind an ingress that asks the gateway for the decision (forward-auth):
+    /// the same policies and identity headers as a proxy app, without an upstream.
+    #[serde(rename = "forwardAuth")]
+    ForwardAuth(ProxyAppConfig),
     /// A downstream app (OAuth client) of the built-in OpenID Connect provider.
     Oidc(OidcAppConfig),
 }
@@ -464,8 +468,12 @@ pub struct ProxyAppConfig {
     pub name: String,
     /// `host/path`, `host` or `/path`: requests whose host and path prefix match go to this app.
     pub routePatterns: Vec<String>,
-    /// `http://` or `https://` origin (optionally with a base path) of the protected app.
-    pub upstream: String,
+    /// `http://` or `https://` origin (optionally with a base path) of the protected app
+    /// (`type: proxy`; a `forwardAuth` app has none: the ingress forwards).
+    pub upstream: Option<String>,
+    /// `type: forwardAuth`: the URL where browsers reach the gateway's own pages (sign-in,
+    /// logout), e.g. `https://auth.example.com`.
+    pub gatewayURL: Option<String>,
     /// TLS profile whose `caFile` is trusted for an `https` upstream.
     pub tls: Option<String>,
     /// Send the client's Host header upstream instead of the upstream's.

@@ -148,6 +148,104 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
     None
 }
 
+/// The request an ingress asks the gateway to decide on (forward-auth), as the ingress
+/// reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginalRequest {
+    pub method: http::Method,
+    /// "http" or "https".
+    pub scheme: &'static str,
+    /// The `Host` the client sent (with a port, if any).
+    pub host: String,
+    /// Path and query, as the client sent them (not yet canonical).
+    pub path_and_query: String,
+}
+
+/// Why a forward-auth request can't be decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum OriginalError {
+    #[error("forward-auth requests are answered only for a trusted proxy (http.trustedProxies)")]
+    UntrustedPeer,
+    #[error("the original request is missing: send X-Original-URL, or X-Forwarded-Host and X-Forwarded-Uri")]
+    Missing,
+    #[error("the original request is malformed")]
+    Malformed,
+}
+
+/// The original request of a forward-auth call: `X-Original-URL` (+ `X-Original-Method`), as
+/// nginx `auth_request` and ingress-nginx send it, or `X-Forwarded-Proto`/`-Host`/`-Uri`
+/// (+ `X-Forwarded-Method`), as Traefik and Caddy do. Believed only from a trusted peer: from
+/// anyone else they are what a client wrote, and the call is refused.
+pub fn original_request(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &TrustedProxies,
+) -> Result<OriginalRequest, OriginalError> {
+    if !trusted.contains(canonical_ip(peer)) {
+        return Err(OriginalError::UntrustedPeer);
+    }
+    // Exactly one value per header: two would be two opinions about the same request.
+    let one = |name: &str| -> Result<Option<&str>, OriginalError> {
+        let mut values = headers.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (None, _) => Ok(None),
+            (Some(v), None) => v.to_str().map(Some).map_err(|_| OriginalError::Malformed),
+            (Some(_), Some(_)) => Err(OriginalError::Malformed),
+        }
+    };
+    let method = |name: &str| -> Result<http::Method, OriginalError> {
+        match one(name)? {
+            None => Ok(http::Method::GET),
+            Some(m) => m.parse().map_err(|_| OriginalError::Malformed),
+        }
+    };
+    if let Some(url) = one("x-original-url")? {
+        let url = url::Url::parse(url).map_err(|_| OriginalError::Malformed)?;
+        let scheme = match url.scheme() {
+            "https" => "https",
+            "http" => "http",
+            _ => return Err(OriginalError::Malformed),
+        };
+        let host = url.host_str().ok_or(OriginalError::Malformed)?;
+        let host = match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_string(),
+        };
+        let path_and_query = match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        };
+        return Ok(OriginalRequest {
+            method: method("x-original-method")?,
+            scheme,
+            host,
+            path_and_query,
+        });
+    }
+    let (Some(host), Some(uri)) = (one("x-forwarded-host")?, one("x-forwarded-uri")?) else {
+        return Err(OriginalError::Missing);
+    };
+    let scheme = match one("x-forwarded-proto")? {
+        Some(p) if p.eq_ignore_ascii_case("https") => "https",
+        Some(p) if p.eq_ignore_ascii_case("http") => "http",
+        None => "http",
+        Some(_) => return Err(OriginalError::Malformed),
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    if !host_ok || !uri.starts_with('/') || uri.starts_with("//") {
+        return Err(OriginalError::Malformed);
+    }
+    Ok(OriginalRequest {
+        method: method("x-forwarded-method")?,
+        scheme,
+        host: host.to_ascii_lowercase(),
+        path_and_query: uri.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,5 +332,112 @@ mod tests {
             p("example.com").unwrap_err()[0].1,
             "`example.com` is not an IP address or CIDR range"
         );
+    }
+
+    fn forward_auth_headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn the_original_request_comes_only_from_a_trusted_proxy() {
+        let trusted = TrustedProxies::parse(&["10.0.0.0/8".to_string()]).unwrap();
+        let nginx = forward_auth_headers(&[
+            ("x-original-url", "https://app.example.com:8443/a/b?x=1"),
+            ("x-original-method", "POST"),
+        ]);
+        let from_proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        let from_client: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(
+            original_request(from_proxy, &nginx, &trusted),
+            Ok(OriginalRequest {
+                method: http::Method::POST,
+                scheme: "https",
+                host: "app.example.com:8443".into(),
+                path_and_query: "/a/b?x=1".into(),
+            })
+        );
+        assert_eq!(
+            original_request(from_client, &nginx, &trusted),
+            Err(OriginalError::UntrustedPeer)
+        );
+        let traefik = forward_auth_headers(&[
+            ("x-forwarded-proto", "https"),
+            ("x-forwarded-host", "App.Example.com"),
+            ("x-forwarded-uri", "/docs?p=2"),
+        ]);
+        assert_eq!(
+            original_request(from_proxy, &traefik, &trusted),
+            Ok(OriginalRequest {
+                method: http::Method::GET,
+                scheme: "https",
+                host: "app.example.com".into(),
+                path_and_query: "/docs?p=2".into(),
+            })
+        );
+        let none = TrustedProxies::parse(&[]).unwrap();
+        assert_eq!(
+            original_request(from_proxy, &traefik, &none),
+            Err(OriginalError::UntrustedPeer)
+        );
+    }
+
+    #[test]
+    fn an_ambiguous_or_malformed_original_request_is_refused() {
+        let trusted = TrustedProxies::parse(&["10.0.0.0/8".to_string()]).unwrap();
+        let peer: IpAddr = "10.0.0.1".parse().unwrap();
+        for (pairs, want) in [
+            (vec![], OriginalError::Missing),
+            (
+                vec![("x-forwarded-host", "a.example")],
+                OriginalError::Missing,
+            ),
+            (
+                vec![
+                    ("x-original-url", "https://a.example/"),
+                    ("x-original-url", "https://b.example/"),
+                ],
+                OriginalError::Malformed,
+            ),
+            (
+                vec![("x-original-url", "/relative")],
+                OriginalError::Malformed,
+            ),
+            (
+                vec![("x-original-url", "ftp://a.example/")],
+                OriginalError::Malformed,
+            ),
+            (
+                vec![
+                    ("x-forwarded-host", "a.example"),
+                    ("x-forwarded-uri", "//evil"),
+                ],
+                OriginalError::Malformed,
+            ),
+            (
+                vec![
+                    ("x-forwarded-host", "a.example/x"),
+                    ("x-forwarded-uri", "/"),
+                ],
+                OriginalError::Malformed,
+            ),
+            (
+                vec![
+                    ("x-forwarded-host", "a.example"),
+                    ("x-forwarded-uri", "/"),
+                    ("x-forwarded-proto", "gopher"),
+                ],
+                OriginalError::Malformed,
+            ),
+        ] {
+            let h = forward_auth_headers(&pairs);
+            assert_eq!(original_request(peer, &h, &trusted), Err(want), "{pairs:?}");
+        }
     }
 }

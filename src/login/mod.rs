@@ -323,6 +323,11 @@ async fn direct_login(
     ctx: &RequestCtx,
     rd: Option<&str>,
 ) -> Outcome {
+    // Back to an app behind an ingress (forward-auth): a full URL on a host such an app
+    // serves. Any other foreign URL is ignored (no open redirect).
+    if let Some((return_to, app, idps)) = rd.and_then(|rd| rt.forward_auth_sign_in(rd)) {
+        return start_flow(rt, app, idps, &return_to, None, req.headers(), ctx).await;
+    }
     let return_to = rd
         .and_then(|rd| sanitize_return(rd, &ctx.host))
         .unwrap_or_else(|| "/".to_string());

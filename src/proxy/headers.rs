@@ -69,7 +69,7 @@ pub fn upstream_headers(
         if let Some(host) = &ctx.host_header {
             h.insert(header::HOST, host.clone());
         }
-    } else if let Some(v) = app.upstream.host_header() {
+    } else if let Some(v) = app.proxied_to().and_then(|u| u.host_header()) {
         h.insert(header::HOST, v.clone());
     }
     for ih in &app.headers {
@@ -77,6 +77,21 @@ pub fn upstream_headers(
         if let Some(v) = ih.template.render_header(&ih.name, attrs) {
             h.insert(ih.name.clone(), v);
         }
+    }
+    h
+}
+
+/// The identity headers alone (a forward-auth answer: the ingress copies them upstream).
+/// Every configured header is answered, empty when it has no value (a public location): an
+/// ingress that copies only the headers present would otherwise forward a client's own copy.
+pub fn identity_headers(app: &ProxyApp, attrs: &Attributes) -> HeaderMap {
+    let mut h = HeaderMap::with_capacity(app.headers.len());
+    for ih in &app.headers {
+        let v = ih
+            .template
+            .render_header(&ih.name, attrs)
+            .unwrap_or_else(|| HeaderValue::from_static(""));
+        h.insert(ih.name.clone(), v);
     }
     h
 }

@@ -2,6 +2,7 @@
 //! app's phases; `policy` and `rules` decide, `headers` builds what the upstream sees,
 //! `upstream` calls it.
 
+pub mod forward_auth;
 pub mod headers;
 pub mod pipeline;
 pub mod policy;
@@ -22,10 +23,20 @@ pub struct AppLogout {
     pub redirect: String,
 }
 
+/// What an app does with a request its policy lets through.
+#[derive(Debug)]
+pub enum AppKind {
+    /// Forwards it to the app's upstream (`type: proxy`).
+    Proxy(Box<Upstream>),
+    /// Answers an ingress's forward-auth call with the identity headers; the ingress forwards
+    /// (`type: forwardAuth`).
+    ForwardAuth(forward_auth::Settings),
+}
+
 #[derive(Debug)]
 pub struct ProxyApp {
     pub name: String,
-    pub upstream: Upstream,
+    pub kind: AppKind,
     pub preserve_host: bool,
     pub unauthorized_page: Option<String>,
     pub headers: Vec<InjectedHeader>,
@@ -45,6 +56,16 @@ pub struct ProxyApp {
     /// Header names no client copy of reaches the upstream, in any spelling: the identity
     /// headers and the trust headers.
     pub protected: ProtectedNames,
+}
+
+impl ProxyApp {
+    /// The upstream of a proxy app (`None` for a forward-auth app).
+    pub fn proxied_to(&self) -> Option<&Upstream> {
+        match &self.kind {
+            AppKind::Proxy(u) => Some(u),
+            AppKind::ForwardAuth(_) => None,
+        }
+    }
 }
 
 /// The subject of the signed-in user, for the access log: `<idp>.sub` of the first of

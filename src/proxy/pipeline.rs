@@ -14,12 +14,13 @@
 //! in `upstream_request`.
 
 use http::request::Parts;
-use http::{HeaderMap, Request, Response};
+use http::{HeaderMap, Method, Request, Response};
 use hyper::body::Incoming;
 use tracing::Instrument;
 
 use super::policy::{Authorization, Policy};
-use super::{headers, ProxyApp};
+use super::upstream::Upstream;
+use super::{headers, AppKind, ProxyApp};
 use crate::claims::Attributes;
 use crate::edge::path::CanonicalPath;
 use crate::extensions::request::{guest_request, RequestParts};
@@ -32,19 +33,34 @@ use crate::telemetry::access::Decision;
 use crate::telemetry::traces;
 use crate::web::body::Body;
 use crate::web::rejection::{settle, Rejection};
-use crate::web::respond::RequestCtx;
+use crate::web::respond::{self, RequestCtx};
+
+/// How an unauthenticated request is sent to sign in.
+#[derive(Debug, Clone, Copy)]
+pub enum SignInBy<'a> {
+    /// A login flow on this host that returns to the request (a proxied browser request).
+    Flow,
+    /// 401: the caller sends the browser to sign in itself (nginx `auth_request`, whose
+    /// `auth-signin` names the gateway's `/.tessera/login?rd=…`).
+    Status,
+    /// A redirect to the gateway's own sign-in at this base URL, returning to the request's
+    /// full URL (Traefik `forwardAuth`, Caddy `forward_auth`).
+    Redirect(&'a str),
+}
 
 /// One request on its way through a proxy app.
 struct Exchange<'a> {
     /// The request line and headers, owned: phases read them, `upstream` sends them on.
     parts: Parts,
-    body: Incoming,
+    /// The body to forward (none for a forward-auth call: the ingress has it).
+    body: Option<Incoming>,
     /// The app's view of the path (its path rules applied).
     path: CanonicalPath,
     policy: &'a Policy,
     session: Option<Session>,
     /// Attributes extensions set when there is no session: this request only.
     loose: Attributes,
+    sign_in: SignInBy<'a>,
 }
 
 impl Exchange<'_> {
@@ -115,6 +131,10 @@ impl ProxyApp {
             Ok(found) => found,
             Err(r) => return r.answer(ctx),
         };
+        let AppKind::Proxy(upstream) = &self.kind else {
+            // Forward-auth apps are routed by the original URL of a forward-auth call only.
+            return Rejection::NoRoute.answer(ctx);
+        };
         let policy = match route {
             Route::Policy(p) => p,
             Route::Logout(lo) => {
@@ -126,21 +146,17 @@ impl ProxyApp {
         let (parts, body) = req.into_parts();
         let mut x = Exchange {
             parts,
-            body,
+            body: Some(body),
             path,
             policy,
             session: None,
             loose: Attributes::new(),
+            sign_in: SignInBy::Flow,
         };
         let outcome: Result<Response<Body>, Rejection> = async {
-            self.authenticate(rt, ctx, &mut x)
-                .instrument(tracing::debug_span!("authenticate", app = %self.name))
-                .await?;
-            self.refresh(rt, ctx, &mut x).await?;
-            self.load_attributes(rt, ctx, &mut x).await?;
-            self.authorize(rt, ctx, &mut x).await?;
+            self.admit(rt, ctx, &mut x).await?;
             let headers = self.upstream_request(rt, ctx, &x).await?;
-            let resp = self.upstream(rt, x, headers).await?;
+            let resp = self.upstream(rt, upstream, x, headers).await?;
             Ok(self.response(rt, resp))
         }
         .await;
@@ -151,6 +167,48 @@ impl ProxyApp {
             }
             Err(r) => r.answer(ctx),
         }
+    }
+
+    /// A forward-auth call's decision on the original request (`parts`, `path`): the
+    /// identity headers to copy upstream, or why not.
+    pub async fn decide(
+        &self,
+        rt: &Runtime,
+        ctx: &RequestCtx,
+        parts: Parts,
+        path: CanonicalPath,
+        sign_in: SignInBy<'_>,
+    ) -> Result<HeaderMap, Rejection> {
+        let (path, route) = self.policy(rt, path)?;
+        let Route::Policy(policy) = route else {
+            return Err(Rejection::NoPolicy);
+        };
+        let mut x = Exchange {
+            parts,
+            body: None,
+            path,
+            policy,
+            session: None,
+            loose: Attributes::new(),
+            sign_in,
+        };
+        self.admit(rt, ctx, &mut x).await?;
+        self.identity_headers(rt, ctx, &x).await
+    }
+
+    /// The phases that decide whether the request may pass, in order.
+    async fn admit(
+        &self,
+        rt: &Runtime,
+        ctx: &RequestCtx,
+        x: &mut Exchange<'_>,
+    ) -> Result<(), Rejection> {
+        self.authenticate(rt, ctx, x)
+            .instrument(tracing::debug_span!("authenticate", app = %self.name))
+            .await?;
+        self.refresh(rt, ctx, x).await?;
+        self.load_attributes(rt, ctx, x).await?;
+        self.authorize(rt, ctx, x).await
     }
 
     /// The app's path rules (or 400), its logout location, then the policy covering the path
@@ -352,10 +410,32 @@ impl ProxyApp {
         Ok(headers)
     }
 
+    /// Of a forward-auth app: only the identity headers and the CreateHeader hooks' headers,
+    /// for the ingress to copy into the request it forwards.
+    async fn identity_headers(
+        &self,
+        rt: &Runtime,
+        ctx: &RequestCtx,
+        x: &Exchange<'_>,
+    ) -> Result<HeaderMap, Rejection> {
+        let mut headers = headers::identity_headers(self, x.attrs());
+        for h in &self.header_hooks {
+            let called = h
+                .create_headers(self.hook_call(rt, ctx, x))
+                .await
+                .map_err(|_| Rejection::ExtensionFailed)?;
+            for (name, value) in called.value {
+                headers.insert(name, value);
+            }
+        }
+        Ok(headers)
+    }
+
     /// The call to the app's upstream (streamed both ways; upgrades the app allows).
     async fn upstream(
         &self,
         rt: &Runtime,
+        upstream: &Upstream,
         x: Exchange<'_>,
         mut headers: HeaderMap,
     ) -> Result<Response<Body>, Rejection> {
@@ -363,11 +443,14 @@ impl ProxyApp {
             "upstream",
             otel.kind = "client",
             app = %self.name,
-            server.address = %self.upstream.authority(),
+            server.address = %upstream.authority(),
         );
         traces::inject(&span, &mut headers);
-        let req = Request::from_parts(x.parts, x.body);
-        self.upstream
+        let body = x
+            .body
+            .ok_or(Rejection::Upstream(http::StatusCode::BAD_GATEWAY))?;
+        let req = Request::from_parts(x.parts, body);
+        upstream
             .send(req, &x.path.forward, headers, &self.upgrades)
             .instrument(span)
             .await
@@ -395,6 +478,37 @@ impl ProxyApp {
         x: &Exchange<'_>,
         idps: Vec<String>,
     ) -> Rejection {
+        let gateway = match x.sign_in {
+            SignInBy::Flow => None,
+            SignInBy::Status => return Rejection::SignInFirst,
+            SignInBy::Redirect(_) if !matches!(x.parts.method, Method::GET | Method::HEAD) => {
+                return Rejection::SignInFirst
+            }
+            SignInBy::Redirect(gateway) => Some(gateway),
+        };
+        if let Some(gateway) = gateway {
+            // The browser is on the app's host: it signs in on the gateway's and comes back
+            // to the full URL it asked for (the gateway checks it routes to this app).
+            let host = ctx.host_header.as_ref().and_then(|h| h.to_str().ok());
+            let back = format!(
+                "{}://{}{}",
+                ctx.scheme,
+                host.unwrap_or(&ctx.host),
+                x.return_to()
+            );
+            let rd: String = form_urlencoded::byte_serialize(back.as_bytes()).collect();
+            let to = format!(
+                "{}{}?rd={rd}",
+                gateway.trim_end_matches('/'),
+                login::LOGIN_PATH
+            );
+            return Rejection::LoginRequired(Box::new(respond::redirect(
+                http::StatusCode::FOUND,
+                &to,
+                &[],
+                ctx,
+            )));
+        }
         let sign_in = login::SignIn {
             app: &self.name,
             idps,

@@ -15,6 +15,7 @@ use crate::edge::forwarded;
 use crate::edge::path::{self, PathRules};
 use crate::edge::SecureCookies;
 use crate::login;
+use crate::proxy::forward_auth;
 use crate::runtime::Runtime;
 use crate::session::cookie::MAX_COOKIE_HEADER;
 use crate::telemetry::access::{AccessNote, Decision};
@@ -215,6 +216,7 @@ async fn dispatch(
             );
             (resp, None)
         }
+        Target::ForwardAuth(style) => forward_auth::handle(rt, req, ctx, style).await,
         Target::Login => (settle(login::handle(rt, req, ctx).await, ctx), None),
         Target::IdpLogoutDone => (login::upstream::logout_done(ctx), None),
         Target::IdpCallback(idp) => (
@@ -275,6 +277,7 @@ enum Target<'rt> {
     Health,
     Metrics,
     Login,
+    ForwardAuth(forward_auth::Style),
     IdpCallback(&'rt crate::connectors::OidcConnector),
     IdpLogoutDone,
     Provider(&'rt crate::provider::Provider),
@@ -291,6 +294,12 @@ fn route<'rt>(rt: &'rt Runtime, ctx: &RequestCtx, path: &str) -> Target<'rt> {
     // ordinary one (routed to an app, or 404).
     if rt.listen.admin.is_none() && rt.metrics_location.as_deref() == Some(path) {
         return Target::Metrics;
+    }
+    if path == forward_auth::AUTH_PATH {
+        return Target::ForwardAuth(forward_auth::Style::Status);
+    }
+    if path == forward_auth::FORWARD_AUTH_PATH {
+        return Target::ForwardAuth(forward_auth::Style::Redirect);
     }
     if path.starts_with(login::PREFIX) {
         return Target::Login;

@@ -3,7 +3,6 @@
 //! (ldaps and StartTLS with a configured CA), and failing closed when the directory is down.
 
 use std::net::SocketAddr;
-use std::process::Command;
 
 use crate::support::slapd::{Slapd, PEOPLE, SERVICE_DN, SERVICE_PASSWORD};
 use crate::support::*;
@@ -582,23 +581,7 @@ apps:
 }
 
 fn validate(yaml: &str) -> (i32, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let out = Command::new(BIN)
-        .args(["validate", "--config"])
-        .arg(&path)
-        .env("LDAP_PASSWORD", "x")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    validate_with(yaml, &[("LDAP_PASSWORD", "x")])
 }
 
 #[test]

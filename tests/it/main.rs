@@ -11,6 +11,7 @@ mod cli;
 mod deploy;
 mod edge;
 mod extensions;
+mod forward_auth;
 mod ldap;
 mod login;
 mod observability;

@@ -7,11 +7,12 @@ use crate::config::source::ConfigPath;
 use crate::connectors::Connectors;
 use crate::edge::names::reserved;
 use crate::extensions::HookKind;
+use crate::proxy::forward_auth::Settings as ForwardAuthSettings;
 use crate::proxy::headers::InjectedHeader;
 use crate::proxy::policy::{Authorization, Location, Policy, PolicySet};
 use crate::proxy::rules::parse_rule;
 use crate::proxy::upstream::Upstream;
-use crate::proxy::{AppLogout, ProxyApp};
+use crate::proxy::{AppKind, AppLogout, ProxyApp};
 use crate::server::router::{RoutePattern, Router};
 use http::HeaderName;
 use serde_yaml_ng::Value;
@@ -35,15 +36,23 @@ pub(super) fn check_target(s: &str, path: &ConfigPath, ctx: &mut Ctx<'_>) -> boo
     ok
 }
 
+/// Where requests find their app: proxied requests by their own host and path, forward-auth
+/// calls by the original request's.
+pub(super) struct Routers {
+    pub(super) proxy: Router,
+    pub(super) forward_auth: Router,
+}
+
 pub(super) fn compile_apps(
     v: Option<&Value>,
     connectors: &Connectors,
     ctx: &mut Ctx<'_>,
-) -> (Vec<ProxyApp>, Router, Vec<(ConfigPath, OidcAppConfig)>) {
+) -> (Vec<ProxyApp>, Routers, Vec<(ConfigPath, OidcAppConfig)>) {
     let path = ConfigPath::root().key("apps");
     let mut apps = Vec::new();
     let mut oidc_apps = Vec::new();
     let mut routes = Vec::new();
+    let mut forward_routes = Vec::new();
     let mut seen = HashSet::new();
     let mut patterns: HashMap<RoutePattern, String> = HashMap::new();
     for (i, item) in list(v, &path, ctx).iter().enumerate() {
@@ -101,22 +110,37 @@ pub(super) fn compile_apps(
                 },
             }
         }
-        if let Some(app) = compile_proxy_app(cfg, &p, connectors, ctx) {
+        let forward_auth = t == "forwardAuth";
+        if let Some(app) = compile_proxy_app(cfg, forward_auth, &p, connectors, ctx) {
             let idx = apps.len();
-            routes.extend(app_routes.into_iter().map(|r| (r, idx)));
+            let table = if forward_auth {
+                &mut forward_routes
+            } else {
+                &mut routes
+            };
+            table.extend(app_routes.into_iter().map(|r| (r, idx)));
             apps.push(app);
         }
     }
-    (apps, Router::new(routes), oidc_apps)
+    let routers = Routers {
+        proxy: Router::new(routes),
+        forward_auth: Router::new(forward_routes),
+    };
+    (apps, routers, oidc_apps)
 }
 
 pub(super) fn compile_proxy_app(
     cfg: ProxyAppConfig,
+    forward_auth: bool,
     p: &ConfigPath,
     connectors: &Connectors,
     ctx: &mut Ctx<'_>,
 ) -> Option<ProxyApp> {
-    let upstream = compile_upstream(&cfg, p, ctx);
+    let kind = if forward_auth {
+        compile_forward_auth(&cfg, p, ctx).map(AppKind::ForwardAuth)
+    } else {
+        compile_upstream(&cfg, p, ctx).map(|u| AppKind::Proxy(Box::new(u)))
+    };
     let mut ok = match &cfg.unauthorizedPage {
         Some(page) => check_target(page, &p.key("unauthorizedPage"), ctx),
         None => true,
@@ -135,7 +159,7 @@ pub(super) fn compile_proxy_app(
     ok &= load_attrs_se.is_ok();
     let paths = edge::path_rules(&cfg, p, ctx);
     let upgrades = edge::upgrades(&cfg, p, ctx);
-    let (upstream, headers, policies, logout) = (upstream?, headers?, policies?, logout?);
+    let (kind, headers, policies, logout) = (kind?, headers?, policies?, logout?);
     let protected = crate::edge::names::ProtectedNames::with_trust_headers(
         headers
             .injected
@@ -152,7 +176,7 @@ pub(super) fn compile_proxy_app(
         header_hooks: headers.hooks,
         attr_providers: attr_providers.unwrap_or_default(),
         name: cfg.name,
-        upstream,
+        kind,
         preserve_host: cfg.preserveHost,
         unauthorized_page: cfg.unauthorizedPage,
         headers: headers.injected,
@@ -161,9 +185,83 @@ pub(super) fn compile_proxy_app(
     })
 }
 
+/// A `forwardAuth` app: no upstream (the ingress forwards), the gateway's URL for sign-in
+/// redirects, and trusted proxies to believe the original request from.
+fn compile_forward_auth(
+    cfg: &ProxyAppConfig,
+    p: &ConfigPath,
+    ctx: &mut Ctx<'_>,
+) -> Option<ForwardAuthSettings> {
+    let mut ok = true;
+    let upstream_only = [
+        ("upstream", cfg.upstream.is_some()),
+        ("tls", cfg.tls.is_some()),
+        ("timeouts", cfg.timeouts.is_some()),
+        ("preserveHost", cfg.preserveHost),
+        ("upgrades", cfg.upgrades.is_some()),
+        ("logout", cfg.logout.is_some()),
+    ];
+    for (key, set) in upstream_only {
+        if set {
+            ctx.diags.error_hint(
+                &p.key(key),
+                format!("a forwardAuth app has no `{key}`: the ingress forwards the request"),
+                "remove it (sign-out is the gateway's /.tessera/logout)",
+            );
+            ok = false;
+        }
+    }
+    if !ctx.trusted_proxies_set {
+        ctx.diags.error_hint(
+            p,
+            "a forwardAuth app needs `http.trustedProxies`: the original request is believed only from the ingress",
+            "list the ingress's addresses, e.g. http: { trustedProxies: [10.0.0.0/8] }",
+        );
+        ok = false;
+    }
+    let gateway_url = match cfg.gatewayURL.as_deref() {
+        None => {
+            ctx.diags.error_hint(
+                p,
+                "a forwardAuth app needs `gatewayURL`: where browsers reach the gateway to sign in",
+                "e.g. gatewayURL: https://auth.example.com",
+            );
+            None
+        }
+        Some(u) => match url::Url::parse(u) {
+            Ok(url)
+                if matches!(url.scheme(), "http" | "https")
+                    && url.host().is_some()
+                    && url.query().is_none()
+                    && url.fragment().is_none() =>
+            {
+                Some(u.trim_end_matches('/').to_string())
+            }
+            _ => {
+                ctx.diags.error_hint(
+                    &p.key("gatewayURL"),
+                    format!("`{u}` is not an http(s) URL without query or fragment"),
+                    "e.g. gatewayURL: https://auth.example.com",
+                );
+                None
+            }
+        },
+    };
+    let gateway_url = gateway_url?;
+    ok.then_some(ForwardAuthSettings { gateway_url })
+}
+
 /// `upstream`, `tls` and `timeouts`: the app's upstream client.
 fn compile_upstream(cfg: &ProxyAppConfig, p: &ConfigPath, ctx: &mut Ctx<'_>) -> Option<Upstream> {
-    let upstream_uri = match url::Url::parse(&cfg.upstream) {
+    let Some(upstream) = cfg.upstream.as_deref() else {
+        ctx.diags.error_hint(
+            p,
+            "missing required key `upstream`",
+            "the URL of the protected app, e.g. upstream: http://127.0.0.1:9000",
+        );
+        return None;
+    };
+    let upstream_uri = match url::Url::parse(upstream) {
         Ok(u) if !matches!(u.scheme(), "http" | "https") => {
             ctx.diags.error_hint(
                 &p.key("upstream"),
@@ -188,7 +286,7 @@ fn compile_upstream(cfg: &ProxyAppConfig, p: &ConfigPath, ctx: &mut Ctx<'_>) -> 
         Err(e) => {
             ctx.diags.error_hint(
                 &p.key("upstream"),
-                format!("`{}` is not a valid URL: {e}", cfg.upstream),
+                format!("`{upstream}` is not a valid URL: {e}"),
                 "write e.g. http://127.0.0.1:9000",
             );
             None

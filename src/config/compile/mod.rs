@@ -64,7 +64,7 @@ const CONNECTOR_TYPES: [&str; 7] = [
     "local", "oidc", "okta", "azure", "auth0", "keycloak", "ldap",
 ];
 const PLANNED_CONNECTOR_TYPES: [&str; 0] = [];
-const APP_TYPES: [&str; 2] = ["proxy", "oidc"];
+const APP_TYPES: [&str; 3] = ["proxy", "forwardAuth", "oidc"];
 
 pub(super) fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
@@ -95,6 +95,8 @@ pub(super) struct Ctx<'a> {
     /// Every file the configuration refers to (certificates, keys), so a reload can be
     /// triggered when one of them changes.
     pub(super) files: Vec<PathBuf>,
+    /// `http.trustedProxies` lists at least one proxy (forward-auth apps need one).
+    pub(super) trusted_proxies_set: bool,
 }
 
 impl Ctx<'_> {
@@ -158,6 +160,7 @@ pub fn compile(
         extensions: extensions::Registry::default(),
         extension_names: HashSet::new(),
         files: Vec::new(),
+        trusted_proxies_set: http.as_ref().is_some_and(|h| !h.trustedProxies.is_empty()),
     };
     caches::compile_caches(section("caches"), env, &mut ctx);
     let session_store = store_ref(
@@ -235,7 +238,7 @@ pub fn compile(
         }
         Err(e) => ctx.diags.error(&root.key("serviceExtensions"), e),
     }
-    let (apps, router, oidc_apps) = compile_apps(section("apps"), &connectors, &mut ctx);
+    let (apps, routers, oidc_apps) = compile_apps(section("apps"), &connectors, &mut ctx);
     let provider =
         super::oidc::compile_provider(section("oidcProvider"), oidc_apps, &connectors, &mut ctx);
 
@@ -255,7 +258,8 @@ pub fn compile(
         stores: std::mem::take(&mut ctx.stores_in_use),
         connectors,
         apps,
-        router,
+        router: routers.proxy,
+        forward_router: routers.forward_auth,
         metrics: env.metrics.clone(),
         provider,
         tracing,

@@ -2,6 +2,7 @@
 //! HTTP app that reports what it received, and a login helper.
 #![allow(dead_code)]
 
+pub mod ingress;
 pub mod redis;
 pub mod slapd;
 
@@ -546,6 +547,27 @@ pub const DEFAULT_POLICIES: &str = r#"      - location: /public
         authentication: { idps: [local] }
         authorization: { allowAll: true }
 "#;
+
+/// `tessera validate` of `yaml` with `env`: the exit code and everything it printed.
+pub fn validate_with(yaml: &str, env: &[(&str, &str)]) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(&path)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
 
 /// Signs out as a browser does: GET the sign-out `path` (the confirmation page), then POST
 /// its form with the CSRF token. Returns the POST's response.

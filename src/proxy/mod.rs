@@ -48,6 +48,8 @@ pub struct ProxyApp {
     pub load_attrs_se: Option<Hook>,
     /// `headers[].createHeaderSE`: extensions adding upstream headers.
     pub header_hooks: Vec<Hook>,
+    /// The headers those hooks are declared to set (`name` beside `createHeaderSE`).
+    pub hook_header_names: Vec<http::HeaderName>,
     /// Which paths the app accepts and how it sees them (`pathParameters`,
     /// `caseInsensitivePaths`, `allowTrailingDotOrSpace`).
     pub paths: PathRules,

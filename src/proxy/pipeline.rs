@@ -428,6 +428,13 @@ impl ProxyApp {
                 headers.insert(name, value);
             }
         }
+        // A declared hook header the hook did not set is answered empty too (see
+        // `headers::identity_headers`).
+        for name in &self.hook_header_names {
+            if !headers.contains_key(name) {
+                headers.insert(name.clone(), http::HeaderValue::from_static(""));
+            }
+        }
         Ok(headers)
     }
 

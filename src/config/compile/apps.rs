@@ -167,6 +167,7 @@ pub(super) fn compile_proxy_app(
             .map(|h| h.name.as_str())
             .chain(headers.hook_names.iter().map(HeaderName::as_str)),
     );
+    let hook_header_names = headers.hook_names;
     let (paths, upgrades) = (paths?, upgrades?);
     ok.then(|| ProxyApp {
         paths,
@@ -174,6 +175,7 @@ pub(super) fn compile_proxy_app(
         protected,
         load_attrs_se: load_attrs_se.ok().flatten(),
         header_hooks: headers.hooks,
+        hook_header_names,
         attr_providers: attr_providers.unwrap_or_default(),
         name: cfg.name,
         kind,

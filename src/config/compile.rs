@@ -46,6 +46,7 @@ pub(super) use ldap::compile_attr_providers;
 mod limits;
 /// A connector's `throttle`.
 pub(super) use limits::throttle;
+mod store;
 
 const TOP_LEVEL: [&str; 13] = [
     "version",

@@ -337,7 +337,12 @@ impl OidcConnector {
                 if self.current().is_none() {
                     return Err(e);
                 }
-                tracing::warn!(idp = %self.name, error = %e, "discovery refresh failed; using the previous document");
+                crate::telemetry::failures::failed(
+                    "oidc",
+                    &self.name,
+                    "discovery refresh failed; using the previous document",
+                    &e,
+                );
             }
         }
         let d = self.current().ok_or(OidcError::NotDiscovered)?;
@@ -447,7 +452,12 @@ impl OidcConnector {
                     ))
                 }
                 Err(e) => {
-                    tracing::warn!(idp = %self.name, error = %e, "userinfo failed; using the ID token's claims")
+                    crate::telemetry::failures::failed(
+                        "oidc",
+                        &self.name,
+                        "userinfo failed; using the ID token's claims",
+                        &e,
+                    )
                 }
             }
         }
@@ -621,7 +631,12 @@ pub async fn discover_all(connectors: &super::Connectors) -> Result<(), String> 
                     idp.name
                 ))
             }
-            Err(e) => tracing::warn!(idp = %idp.name, error = %e, "identity provider unavailable; retrying in the background"),
+            Err(e) => crate::telemetry::failures::failed(
+                "oidc",
+                &idp.name,
+                "identity provider unavailable; retrying in the background",
+                &e,
+            ),
         }
     }
     Ok(())
@@ -644,7 +659,12 @@ pub fn spawn_refresher(
             for idp in rt.connectors.oidc() {
                 if idp.stale() {
                     if let Err(e) = idp.discover().await {
-                        tracing::warn!(idp = %idp.name, error = %e, "discovery refresh failed");
+                        crate::telemetry::failures::failed(
+                            "oidc",
+                            &idp.name,
+                            "discovery refresh failed",
+                            &e,
+                        );
                     }
                 }
             }

@@ -451,14 +451,12 @@ impl OidcConnector {
                         "userinfo `sub` differs from the ID token's".into(),
                     ))
                 }
-                Err(e) => {
-                    crate::telemetry::failures::failed(
-                        "oidc",
-                        &self.name,
-                        "userinfo failed; using the ID token's claims",
-                        &e,
-                    )
-                }
+                Err(e) => crate::telemetry::failures::failed(
+                    "oidc",
+                    &self.name,
+                    "userinfo failed; using the ID token's claims",
+                    &e,
+                ),
             }
         }
         let mut attrs = Attributes::new();

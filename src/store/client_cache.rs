@@ -619,12 +619,21 @@ mod tests {
         assert!(matches!(c.lookup("session:a"), Lookup::Bypass));
         assert_eq!(c.metrics.flushes.get(), 1);
         // a read sent on the old connection answers late: not stored
-        c.insert("session:c", Bytes::from_static(b"v"), 1000, c.now_ms(), in_flight);
+        c.insert(
+            "session:c",
+            Bytes::from_static(b"v"),
+            1000,
+            c.now_ms(),
+            in_flight,
+        );
         assert!(c.is_empty());
         // pushes of the old connection are ignored; a new one is trusted after its heartbeat
         let g2 = c.begin();
         c.extend(g, c.now_ms());
-        assert!(!c.trusted(), "a heartbeat of the old connection counts for nothing");
+        assert!(
+            !c.trusted(),
+            "a heartbeat of the old connection counts for nothing"
+        );
         c.extend(g2, c.now_ms());
         assert!(c.trusted());
         // FLUSHDB: a null instead of keys
@@ -711,7 +720,9 @@ mod tests {
         // leaves before long-lived ones
         let c = cache(SHARDS * 2, 1 << 20);
         tracking(&c);
-        let mut same_shard = (0..).map(|i| format!("session:{i}")).filter(|k| shard_of(k) == 0);
+        let mut same_shard = (0..)
+            .map(|i| format!("session:{i}"))
+            .filter(|k| shard_of(k) == 0);
         let (a, b, d) = (
             same_shard.next().unwrap(),
             same_shard.next().unwrap(),

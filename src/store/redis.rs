@@ -346,7 +346,10 @@ impl RedisStore {
             };
             if settings.client_cache.enabled {
                 // the tracking connection speaks RESP3: invalidations arrive in-band
-                let resp3 = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+                let resp3 = info
+                    .redis_settings()
+                    .clone()
+                    .set_protocol(ProtocolVersion::RESP3);
                 tracking_client = Some(build(info.clone().set_redis_settings(resp3))?);
             }
             Target::Single(build(info)?)
@@ -411,7 +414,6 @@ impl RedisStore {
 }
 
 impl Inner {
-
     fn key(&self, key: &str) -> String {
         let mut k = String::with_capacity(self.settings.key_prefix.len() + key.len());
         k.push_str(&self.settings.key_prefix);

@@ -813,7 +813,11 @@ async fn cached_sessions_need_no_redis_round_trip_and_a_logout_elsewhere_ends_th
         let echo = Echo::from(get(&b, "/hello", &cookie).await).await;
         assert_eq!(echo.one("x-user").as_deref(), Some("alice"));
     }
-    assert_eq!(redis_gets(&server), gets, "a cached session was read from Redis");
+    assert_eq!(
+        redis_gets(&server),
+        gets,
+        "a cached session was read from Redis"
+    );
     assert_eq!(metric(&b, HITS).await, hits + 50.0);
     // what a scrape shows about the store
     let text = client()
@@ -868,8 +872,8 @@ fn tracking_clients(server: &RedisServer) -> Vec<u64> {
 }
 
 #[tokio::test]
-async fn a_killed_tracking_connection_flushes_the_cache_and_it_is_bypassed_until_tracking_is_back(
-) {
+async fn a_killed_tracking_connection_flushes_the_cache_and_it_is_bypassed_until_tracking_is_back()
+{
     let server = RedisServer::start();
     let up = upstream().await;
     let gw = Gateway::start(&redis_config(up, &[server.address()], ""));
@@ -966,7 +970,14 @@ async fn a_known_down_redis_answers_503_at_once_and_service_resumes_within_the_p
         let r = client().get(gw.url("/status")).send().await.unwrap();
         assert_eq!(r.status(), 503);
         assert!(t.elapsed() < Duration::from_millis(50));
-        assert!(metric(&gw, r#"tessera_store_circuit_rejections_total{cache="shared"}"#).await >= 50.0);
+        assert!(
+            metric(
+                &gw,
+                r#"tessera_store_circuit_rejections_total{cache="shared"}"#
+            )
+            .await
+                >= 50.0
+        );
 
         // Redis is back: service resumes within the probe interval (+ the probe itself)
         if outage == "hung" {
@@ -1057,7 +1068,10 @@ async fn a_dead_redis_is_logged_once_per_interval_with_a_count() {
     );
     assert_eq!(redis[0]["suppressed"], 0);
     assert_eq!(redis[0]["name"], "shared");
-    let summary = redis.iter().find(|v| v["suppressed"].as_u64() > Some(0)).unwrap();
+    let summary = redis
+        .iter()
+        .find(|v| v["suppressed"].as_u64() > Some(0))
+        .unwrap();
     assert!(
         summary["message"]
             .as_str()

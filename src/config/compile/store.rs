@@ -34,8 +34,11 @@ fn bounded(
             None
         }
         Some(n) if n > max => {
-            ctx.diags
-                .error_hint(path, format!("{n} is too large"), format!("use at most {max}"));
+            ctx.diags.error_hint(
+                path,
+                format!("{n} is too large"),
+                format!("use at most {max}"),
+            );
             None
         }
         Some(n) => Some(n),

@@ -300,6 +300,44 @@ pub struct RedisConfig {
     /// Longest wait for one store operation, connecting included (default 500). Past it the
     /// request fails closed with a 503 page.
     pub timeoutMillis: Option<u64>,
+    /// Local cache of session records, kept exact by Redis (RESP3 client tracking): a cached
+    /// session needs no Redis round trip, and a logout on any replica ends it everywhere as
+    /// soon as Redis's invalidation arrives. On by default for a single server; a Redis
+    /// Cluster is never cached.
+    pub clientCache: Option<RedisClientCacheConfig>,
+    /// While Redis is known down, store calls fail at once (503) instead of each waiting
+    /// `timeoutMillis`; Redis is probed in the background until it answers.
+    pub circuitBreaker: Option<CircuitBreakerConfig>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RedisClientCacheConfig {
+    /// Default true (single server). `false`: every request reads its session from Redis.
+    pub enabled: Option<bool>,
+    /// Most session records held (default 10000).
+    pub maxEntries: Option<u64>,
+    /// Most memory for them, in MiB (default 16).
+    pub maxMiB: Option<u64>,
+    /// How long the cache is trusted without Redis answering a heartbeat (default 500; one
+    /// every leaseMillis/5). A dropped tracking connection empties the cache at once; a
+    /// silent one (hung Redis, partition) stops the cache being used after this long.
+    pub leaseMillis: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    /// Default true.
+    pub enabled: Option<bool>,
+    /// Consecutive failures (timeouts, refused or dropped connections, authentication
+    /// errors) that open the breaker (default 5).
+    pub failures: Option<u32>,
+    /// ...each within this many seconds of the first (default 10).
+    pub windowSeconds: Option<u64>,
+    /// While open, Redis is probed (PING) this often; the first answer closes the breaker
+    /// (default 500).
+    pub probeIntervalMillis: Option<u64>,
 }
 
 /// An identity source. `type` selects the kind.

@@ -420,9 +420,15 @@ impl LdapConnector {
                 }
             }
         };
-        tokio::time::timeout(self.settings.timeout, work)
+        let r = tokio::time::timeout(self.settings.timeout, work)
             .await
-            .map_err(|_| self.timeout_error())?
+            .map_err(|_| self.timeout_error())
+            .and_then(|r| r);
+        if let Err(e) = &r {
+            // once per interval with a count: a directory that is down fails every login
+            crate::telemetry::failures::failed("ldap", &self.name, "directory unavailable", e);
+        }
+        r
     }
 
     /// The entry of `username`: `Ok(None)` when no entry matches, or several do (an ambiguous
@@ -578,7 +584,11 @@ impl LdapConnector {
         };
         let ok = tokio::time::timeout(self.settings.timeout, bind)
             .await
-            .map_err(|_| self.timeout_error())??;
+            .map_err(|_| self.timeout_error())
+            .and_then(|r| r)
+            .inspect_err(|e| {
+                crate::telemetry::failures::failed("ldap", &self.name, "directory unavailable", e)
+            })?;
         if !ok {
             return Ok(None);
         }

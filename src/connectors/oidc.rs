@@ -337,7 +337,12 @@ impl OidcConnector {
                 if self.current().is_none() {
                     return Err(e);
                 }
-                tracing::warn!(idp = %self.name, error = %e, "discovery refresh failed; using the previous document");
+                crate::telemetry::failures::failed(
+                    "oidc",
+                    &self.name,
+                    "discovery refresh failed; using the previous document",
+                    &e,
+                );
             }
         }
         let d = self.current().ok_or(OidcError::NotDiscovered)?;
@@ -446,9 +451,12 @@ impl OidcConnector {
                         "userinfo `sub` differs from the ID token's".into(),
                     ))
                 }
-                Err(e) => {
-                    tracing::warn!(idp = %self.name, error = %e, "userinfo failed; using the ID token's claims")
-                }
+                Err(e) => crate::telemetry::failures::failed(
+                    "oidc",
+                    &self.name,
+                    "userinfo failed; using the ID token's claims",
+                    &e,
+                ),
             }
         }
         let mut attrs = Attributes::new();
@@ -621,7 +629,12 @@ pub async fn discover_all(connectors: &super::Connectors) -> Result<(), String> 
                     idp.name
                 ))
             }
-            Err(e) => tracing::warn!(idp = %idp.name, error = %e, "identity provider unavailable; retrying in the background"),
+            Err(e) => crate::telemetry::failures::failed(
+                "oidc",
+                &idp.name,
+                "identity provider unavailable; retrying in the background",
+                &e,
+            ),
         }
     }
     Ok(())
@@ -644,7 +657,12 @@ pub fn spawn_refresher(
             for idp in rt.connectors.oidc() {
                 if idp.stale() {
                     if let Err(e) = idp.discover().await {
-                        tracing::warn!(idp = %idp.name, error = %e, "discovery refresh failed");
+                        crate::telemetry::failures::failed(
+                            "oidc",
+                            &idp.name,
+                            "discovery refresh failed",
+                            &e,
+                        );
                     }
                 }
             }

@@ -463,7 +463,14 @@ impl ProxyApp {
             .await
             .map_err(|e| {
                 rt.metrics.upstream_error(&self.name, e.kind());
-                tracing::warn!(app = %self.name, error = %e, "upstream request failed");
+                // Once per interval with a count: an outage under load is one line, not one
+                // per request.
+                crate::telemetry::failures::failed(
+                    "upstream",
+                    &self.name,
+                    "upstream request failed",
+                    &e,
+                );
                 Rejection::Upstream(e.status())
             })
     }

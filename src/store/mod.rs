@@ -3,6 +3,8 @@
 //! (`GET`, `SET EX`, `SET NX`, `DEL`, `GETDEL`, `INCR`+`EXPIRE`, and compare-and-set by
 //! script), so every backend behaves the same under concurrency.
 
+pub mod breaker;
+pub mod client_cache;
 #[doc(hidden)]
 pub mod contract;
 mod memory;
@@ -16,6 +18,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 pub use self::redis::{RedisSettings, RedisStore, RedisTls};
+pub use breaker::BreakerSettings;
+pub use client_cache::{CacheMetrics, ClientCacheSettings};
 pub use memory::{MemoryBudget, MemoryStore};
 
 /// The memory store's default byte budget in MiB (`session.memoryStore.maxMiB`).
@@ -117,8 +121,12 @@ impl StorePool {
     }
 
     /// The Redis store for `settings`: the live one with equal settings, else a new client
-    /// (which connects lazily).
-    pub fn redis(&self, settings: RedisSettings) -> Result<Arc<dyn Store>, String> {
+    /// (which connects lazily), whose breaker and cache update `metrics`' series.
+    pub fn redis(
+        &self,
+        settings: RedisSettings,
+        metrics: &crate::telemetry::metrics::Metrics,
+    ) -> Result<Arc<dyn Store>, String> {
         let mut clients = self.redis.lock().unwrap_or_else(|e| e.into_inner());
         clients.retain(|(_, weak)| weak.strong_count() > 0);
         if let Some(store) = clients
@@ -128,8 +136,12 @@ impl StorePool {
         {
             return Ok(store);
         }
-        let store: Arc<dyn Store> =
-            Arc::new(Traced::new(RedisStore::new(settings.clone())?, "redis"));
+        let cached = settings.client_cache.enabled && settings.addresses.len() == 1;
+        let series = metrics.store(&settings.name, cached);
+        let store: Arc<dyn Store> = Arc::new(Traced::new(
+            RedisStore::with_metrics(settings.clone(), series)?,
+            "redis",
+        ));
         clients.push((settings, Arc::downgrade(&store)));
         Ok(store)
     }
@@ -146,24 +158,22 @@ mod tests {
     }
 
     fn settings(prefix: &str) -> RedisSettings {
-        RedisSettings {
-            addresses: vec![("127.0.0.1".into(), 6379)],
-            username: None,
-            password: None,
-            db: 0,
-            tls: None,
-            key_prefix: prefix.into(),
-            timeout: Duration::from_millis(500),
-        }
+        RedisSettings::new(
+            "shared",
+            vec![("127.0.0.1".into(), 6379)],
+            prefix,
+            Duration::from_millis(500),
+        )
     }
 
     #[tokio::test]
     async fn pool_reuses_live_redis_clients_with_equal_settings() {
         let pool = StorePool::new();
-        let a = pool.redis(settings("a:")).unwrap();
-        let again = pool.redis(settings("a:")).unwrap();
+        let m = crate::telemetry::metrics::Metrics::new();
+        let a = pool.redis(settings("a:"), &m).unwrap();
+        let again = pool.redis(settings("a:"), &m).unwrap();
         assert!(Arc::ptr_eq(&a, &again), "same settings, same client");
-        let b = pool.redis(settings("b:")).unwrap();
+        let b = pool.redis(settings("b:"), &m).unwrap();
         assert!(!Arc::ptr_eq(&a, &b), "other settings, other client");
         let weak = Arc::downgrade(&a);
         drop((a, again));

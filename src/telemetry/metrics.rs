@@ -50,6 +50,29 @@ pub struct ReloadLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    pub cache: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLookupLabels {
+    pub cache: String,
+    pub result: &'static str,
+}
+
+/// The series of one shared store (a `caches` entry), resolved once when the store is made:
+/// the store updates them without a label lookup. Without a registry (`Default`) they count
+/// for nobody (tests that build a store directly).
+#[derive(Clone, Debug, Default)]
+pub struct StoreMetrics {
+    /// 0 closed, 1 open, 2 half-open.
+    pub circuit_state: Gauge,
+    pub circuit_opened: Counter,
+    pub circuit_rejected: Counter,
+    pub cache: crate::store::CacheMetrics,
+}
+
 type HistogramFamily = Family<RequestLabels, Histogram, fn() -> Histogram>;
 
 /// All metrics of a process; they outlive configuration reloads.
@@ -66,6 +89,11 @@ pub struct Metrics {
     reloads: Family<ReloadLabels, Counter>,
     last_reload_success: Gauge<f64, std::sync::atomic::AtomicU64>,
     last_reload_successful: Gauge,
+    store_circuit_state: Family<CacheLabels, Gauge>,
+    store_circuit_opened: Family<CacheLabels, Counter>,
+    store_circuit_rejected: Family<CacheLabels, Counter>,
+    store_cache_lookups: Family<CacheLookupLabels, Counter>,
+    store_cache_flushes: Family<CacheLabels, Counter>,
 }
 
 fn extension_histogram() -> Histogram {
@@ -151,7 +179,42 @@ impl Metrics {
         for outcome in ["success", "failure"] {
             let _ = reloads.get_or_create(&ReloadLabels { outcome });
         }
+        let store_circuit_state = Family::<CacheLabels, Gauge>::default();
+        let store_circuit_opened = Family::<CacheLabels, Counter>::default();
+        let store_circuit_rejected = Family::<CacheLabels, Counter>::default();
+        let store_cache_lookups = Family::<CacheLookupLabels, Counter>::default();
+        let store_cache_flushes = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "store_circuit_state",
+            "Circuit breaker of a shared store, by cache: 0 closed, 1 open (Redis known down: calls fail at once), 2 half-open (a probe is in flight)",
+            store_circuit_state.clone(),
+        );
+        registry.register(
+            "store_circuit_opened",
+            "Times a shared store's circuit breaker opened, by cache",
+            store_circuit_opened.clone(),
+        );
+        registry.register(
+            "store_circuit_rejections",
+            "Store calls refused at once because the circuit breaker was open, by cache",
+            store_circuit_rejected.clone(),
+        );
+        registry.register(
+            "store_client_cache_lookups",
+            "Session reads through the client-side cache, by cache and result (hit, miss, bypass: tracking not established)",
+            store_cache_lookups.clone(),
+        );
+        registry.register(
+            "store_client_cache_flushes",
+            "Times the client-side cache was flushed because its tracking connection was lost, by cache",
+            store_cache_flushes.clone(),
+        );
         Self {
+            store_circuit_state,
+            store_circuit_opened,
+            store_circuit_rejected,
+            store_cache_lookups,
+            store_cache_flushes,
             registry,
             extension_calls,
             extension_latency,
@@ -224,7 +287,37 @@ impl Metrics {
         self.last_reload_successful.set(0);
     }
 
-    /// Prometheus text exposition.
+    /// The series of the shared store `cache` (created now, so they show from the start);
+    /// `client_cache`: whether it has a client-side cache (its series exist only then).
+    pub fn store(&self, cache: &str, client_cache: bool) -> StoreMetrics {
+        let labels = CacheLabels {
+            cache: cache.to_string(),
+        };
+        let lookup = |result| {
+            self.store_cache_lookups
+                .get_or_create(&CacheLookupLabels {
+                    cache: cache.to_string(),
+                    result,
+                })
+                .clone()
+        };
+        StoreMetrics {
+            circuit_state: self.store_circuit_state.get_or_create(&labels).clone(),
+            circuit_opened: self.store_circuit_opened.get_or_create(&labels).clone(),
+            circuit_rejected: self.store_circuit_rejected.get_or_create(&labels).clone(),
+            cache: if client_cache {
+                crate::store::CacheMetrics {
+                    hits: lookup("hit"),
+                    misses: lookup("miss"),
+                    bypassed: lookup("bypass"),
+                    flushes: self.store_cache_flushes.get_or_create(&labels).clone(),
+                }
+            } else {
+                crate::store::CacheMetrics::default()
+            },
+        }
+    }
+
     pub fn extension_call(
         &self,
         extension: &str,
@@ -247,6 +340,7 @@ impl Metrics {
             .observe(seconds);
     }
 
+    /// Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
         let _ = encode(&mut out, &self.registry);

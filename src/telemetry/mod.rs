@@ -2,6 +2,7 @@
 
 pub mod access;
 pub mod escape;
+pub mod failures;
 pub mod metrics;
 pub mod traces;
 

@@ -286,6 +286,22 @@ async fn upstream_down_gives_502_and_slow_upstream_504() {
     let rid = r.headers()["x-request-id"].to_str().unwrap().to_string();
     let page = r.text().await.unwrap();
     assert!(page.contains("not reachable") && page.contains(&rid));
+    // an outage under load is logged once per interval with a count, not once per request
+    for _ in 0..100 {
+        let r = client().get(gw.url("/public")).send().await.unwrap();
+        assert_eq!(r.status(), 502);
+    }
+    let lines = gw
+        .logs
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("upstream request failed"))
+        .count();
+    assert!(
+        (1..=2).contains(&lines),
+        "101 failed requests wrote {lines} WARN lines"
+    );
 
     let up = upstream().await;
     let policies = "      - location: /\n        authentication: { allowUnauthenticated: true }\n        authorization: { allowAll: true }\n";

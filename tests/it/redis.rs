@@ -13,21 +13,18 @@ use bytes::Bytes;
 use tessera::store::{contract, RedisSettings, RedisStore, Store, StoreError};
 
 fn settings(addresses: Vec<String>, prefix: &str, timeout_ms: u64) -> RedisSettings {
-    RedisSettings {
-        addresses: addresses
+    RedisSettings::new(
+        "shared",
+        addresses
             .iter()
             .map(|a| {
                 let (h, p) = a.rsplit_once(':').unwrap();
                 (h.to_string(), p.parse().unwrap())
             })
             .collect(),
-        username: None,
-        password: None,
-        db: 0,
-        tls: None,
-        key_prefix: prefix.to_string(),
-        timeout: Duration::from_millis(timeout_ms),
-    }
+        prefix,
+        Duration::from_millis(timeout_ms),
+    )
 }
 
 fn store(server: &RedisServer, prefix: &str, timeout_ms: u64) -> Arc<dyn Store> {
@@ -263,16 +260,12 @@ async fn two_replicas_share_sessions_login_flows_and_logout() {
         .unwrap();
     assert_eq!(again.status(), 400);
 
-    // logout at B ends the session at A
+    // logout at B ends the session at A (which may have it cached: within milliseconds)
     let r = logout(&b, "/logout", &cookie).await;
+    let answered = Instant::now();
     assert_eq!(r.status(), 303);
     assert_eq!(r.headers()["location"], "/public");
-    let r = get(&a, "/hello", &cookie).await;
-    assert_eq!(r.status(), 302, "the session must be gone at A too");
-    assert!(r.headers()["location"]
-        .to_str()
-        .unwrap()
-        .starts_with("/.tessera/login"));
+    refused_within(&a, "/hello", &cookie, answered, Duration::from_millis(200)).await;
     // bob's session is untouched
     assert_eq!(get(&b, "/x", &bob).await.status(), 200);
 
@@ -360,6 +353,56 @@ async fn throttling_counters_are_shared_by_replicas() {
     assert_eq!(attempt(&flow_b, &b, "bob", "pw").await, 303);
 }
 
+/// `GET path` with `cookie` answers the login redirect of a session that is over, at the
+/// latest `bound` after `since` (a replica that had it cached gets Redis's invalidation
+/// within milliseconds). Returns how long after `since` it did.
+async fn refused_within(
+    gw: &Gateway,
+    path: &str,
+    cookie: &str,
+    since: Instant,
+    bound: Duration,
+) -> Duration {
+    loop {
+        let r = get(gw, path, cookie).await;
+        let took = since.elapsed();
+        if r.status() == 302 {
+            assert!(r.headers()["location"]
+                .to_str()
+                .unwrap()
+                .starts_with("/.tessera/login"));
+            return took;
+        }
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(
+            took <= bound,
+            "the ended session was still served {took:?} after the logout answer"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// After Redis hangs or stops, a session cached before may still be served until the cache's
+/// lease runs out (default 500 ms without an answered heartbeat; at once when the tracking
+/// connection drops); then `GET path` answers 503.
+async fn eventually_503(gw: &Gateway, path: &str, cookie: &str) {
+    let start = Instant::now();
+    loop {
+        let r = get(gw, path, cookie).await;
+        if r.status() == 503 {
+            break;
+        }
+        assert_eq!(r.status(), 200, "{path}");
+        assert!(
+            start.elapsed() < Duration::from_millis(500 + 300 + 500),
+            "a cached session was served {:?} after Redis stopped answering",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    expect_503(gw, path, cookie).await;
+}
+
 /// `GET path` must answer 503 (page, or JSON for /status) within the store timeout + slack.
 async fn expect_503(gw: &Gateway, path: &str, cookie: &str) {
     let t = Instant::now();
@@ -408,7 +451,7 @@ async fn redis_outage_fails_closed_with_503_and_recovers_on_its_own() {
 
     // 1. Redis hangs (frozen process): answers are 503 within the timeout, none hangs
     server.freeze();
-    expect_503(&gw, "/hello", &cookie).await;
+    eventually_503(&gw, "/hello", &cookie).await;
     expect_503(&gw, "/status", "").await;
     expect_503(&gw, "/other", "").await; // a login would need a flow record
                                          // many at once: still bounded, nothing queues up
@@ -439,7 +482,7 @@ async fn redis_outage_fails_closed_with_503_and_recovers_on_its_own() {
 
     // 2. Redis stops (connection refused), then comes back on the same port with its data
     server.stop_saving();
-    expect_503(&gw, "/hello", &cookie).await;
+    eventually_503(&gw, "/hello", &cookie).await;
     expect_503(&gw, "/status", "").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     expect_503(&gw, "/hello", &cookie).await;
@@ -701,4 +744,363 @@ async fn tls_with_a_private_ca_and_a_client_certificate() {
     // plain TCP to the TLS port is no way around it either
     let plain = Gateway::start(&redis_config(up, std::slice::from_ref(&tls_address), ""));
     expect_503(&plain, "/status", "").await;
+}
+
+/// The value of one series in the gateway's `/metrics` (0 when absent).
+async fn metric(gw: &Gateway, series: &str) -> f64 {
+    let text = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0.0)
+}
+
+const HITS: &str = r#"tessera_store_client_cache_lookups_total{cache="shared",result="hit"}"#;
+const FLUSHES: &str = r#"tessera_store_client_cache_flushes_total{cache="shared"}"#;
+const CIRCUIT: &str = r#"tessera_store_circuit_state{cache="shared"}"#;
+
+/// Requests `path` at `gw` until one is served from the client-side cache (tracking is set up
+/// in the background after the first session read).
+async fn until_cached(gw: &Gateway, path: &str, cookie: &str) {
+    let start = Instant::now();
+    let before = metric(gw, HITS).await;
+    loop {
+        assert_eq!(get(gw, path, cookie).await.status(), 200);
+        if metric(gw, HITS).await > before {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no cache hit: tracking was not established"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `GET` calls Redis has served so far (`INFO commandstats`).
+fn redis_gets(server: &RedisServer) -> u64 {
+    let mut c = server.connect();
+    let info: String = ::redis::cmd("INFO")
+        .arg("commandstats")
+        .query(&mut c)
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("cmdstat_get:calls="))
+        .map(|v| v.split(',').next().unwrap().parse().unwrap())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn cached_sessions_need_no_redis_round_trip_and_a_logout_elsewhere_ends_them_at_once() {
+    let server = RedisServer::start();
+    let up = upstream().await;
+    let yaml = redis_config(up, &[server.address()], "");
+    let a = Gateway::start(&yaml);
+    let b = Gateway::start(&yaml);
+    let (cookie, _) = login(&a, "/hello", "local", "alice", "pw").await;
+    until_cached(&b, "/hello", &cookie).await;
+
+    // 50 authenticated requests at B: served, and not one GET reaches Redis
+    let (gets, hits) = (redis_gets(&server), metric(&b, HITS).await);
+    for _ in 0..50 {
+        let echo = Echo::from(get(&b, "/hello", &cookie).await).await;
+        assert_eq!(echo.one("x-user").as_deref(), Some("alice"));
+    }
+    assert_eq!(
+        redis_gets(&server),
+        gets,
+        "a cached session was read from Redis"
+    );
+    assert_eq!(metric(&b, HITS).await, hits + 50.0);
+    // what a scrape shows about the store
+    let text = client()
+        .get(b.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for family in [
+        "# TYPE tessera_store_circuit_state gauge",
+        "# TYPE tessera_store_circuit_opened counter",
+        "# TYPE tessera_store_circuit_rejections counter",
+        "# TYPE tessera_store_client_cache_lookups counter",
+        "# TYPE tessera_store_client_cache_flushes counter",
+    ] {
+        assert!(text.contains(family), "{family} missing:\n{text}");
+    }
+    assert!(text.contains(&format!("{CIRCUIT} 0")), "{text}");
+
+    // logout at A: B, which holds the session in its cache, refuses it within milliseconds
+    let r = logout(&a, "/logout", &cookie).await;
+    let answered = Instant::now();
+    assert_eq!(r.status(), 303);
+    let took = refused_within(&b, "/hello", &cookie, answered, Duration::from_millis(200)).await;
+    eprintln!("session refused at B {took:?} after the logout answer at A");
+    // a new login is cached again, and A's own logout is seen by A at once
+    let (cookie, _) = login(&a, "/hello", "local", "bob", "pw").await;
+    until_cached(&a, "/hello", &cookie).await;
+    assert_eq!(logout(&a, "/logout", &cookie).await.status(), 303);
+    assert_eq!(get(&a, "/hello", &cookie).await.status(), 302);
+}
+
+/// The id of the gateway's tracking connection (`CLIENT LIST`: RESP3, flag `t`).
+fn tracking_clients(server: &RedisServer) -> Vec<u64> {
+    let mut c = server.connect();
+    let list: String = ::redis::cmd("CLIENT").arg("LIST").query(&mut c).unwrap();
+    list.lines()
+        .filter(|l| {
+            l.split(' ')
+                .any(|f| f.strip_prefix("flags=").is_some_and(|f| f.contains('t')))
+        })
+        .map(|l| {
+            l.split(' ')
+                .find_map(|f| f.strip_prefix("id="))
+                .unwrap()
+                .parse()
+                .unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_killed_tracking_connection_flushes_the_cache_and_it_is_bypassed_until_tracking_is_back()
+{
+    let server = RedisServer::start();
+    let up = upstream().await;
+    let gw = Gateway::start(&redis_config(up, &[server.address()], ""));
+    let (cookie, _) = login(&gw, "/hello", "local", "alice", "pw").await;
+    until_cached(&gw, "/hello", &cookie).await;
+    let ids = tracking_clients(&server);
+    assert_eq!(ids.len(), 1, "{ids:?}");
+
+    // the invalidation connection is killed: the cache is flushed at once
+    let flushes = metric(&gw, FLUSHES).await;
+    let mut c = server.connect();
+    ::redis::cmd("CLIENT")
+        .arg("KILL")
+        .arg("ID")
+        .arg(ids[0])
+        .query::<()>(&mut c)
+        .unwrap();
+    let start = Instant::now();
+    while metric(&gw, FLUSHES).await <= flushes {
+        assert!(start.elapsed() < Duration::from_secs(5), "no flush");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // the session ends in Redis while no invalidation can reach the gateway: the very next
+    // request must not be served from a cache
+    let keys: Vec<String> = ::redis::cmd("KEYS")
+        .arg("tessera:session:*")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(keys.len(), 1);
+    ::redis::cmd("DEL")
+        .arg(&keys[0])
+        .query::<()>(&mut c)
+        .unwrap();
+    assert_eq!(get(&gw, "/hello", &cookie).await.status(), 302);
+
+    // tracking comes back on a new connection, and caching with it
+    let start = Instant::now();
+    loop {
+        let now = tracking_clients(&server);
+        if now.len() == 1 && now[0] != ids[0] {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{now:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (cookie, _) = login(&gw, "/hello", "local", "bob", "pw").await;
+    until_cached(&gw, "/hello", &cookie).await;
+}
+
+#[tokio::test]
+async fn a_known_down_redis_answers_503_at_once_and_service_resumes_within_the_probe_interval() {
+    let mut server = RedisServer::start();
+    let up = upstream().await;
+    // no client cache here: every request needs Redis
+    let gw = Gateway::start(&redis_config(
+        up,
+        &[server.address()],
+        ", clientCache: { enabled: false }, circuitBreaker: { failures: 3, probeIntervalMillis: 300 }",
+    ));
+    let (cookie, _) = login(&gw, "/hello", "local", "alice", "pw").await;
+    assert_eq!(get(&gw, "/hello", &cookie).await.status(), 200);
+
+    for outage in ["hung", "stopped"] {
+        if outage == "hung" {
+            server.freeze();
+        } else {
+            server.stop_saving();
+        }
+        // the first failures wait for the timeout (300 ms) and open the breaker
+        let mut slow = 0;
+        loop {
+            let t = Instant::now();
+            let r = get(&gw, "/hello", &cookie).await;
+            assert_eq!(r.status(), 503, "{outage}");
+            if t.elapsed() < Duration::from_millis(50) && metric(&gw, CIRCUIT).await >= 1.0 {
+                break;
+            }
+            slow += 1;
+            assert!(slow <= 5, "{outage}: the breaker did not open");
+        }
+        // known down: every answer is an immediate 503 page
+        for _ in 0..50 {
+            let t = Instant::now();
+            let r = get(&gw, "/hello", &cookie).await;
+            let took = t.elapsed();
+            assert_eq!(r.status(), 503);
+            assert!(
+                took < Duration::from_millis(50),
+                "{outage}: a 503 took {took:?}"
+            );
+            assert!(r.text().await.unwrap().contains("temporarily unavailable"));
+        }
+        let t = Instant::now();
+        let r = client().get(gw.url("/status")).send().await.unwrap();
+        assert_eq!(r.status(), 503);
+        assert!(t.elapsed() < Duration::from_millis(50));
+        assert!(
+            metric(
+                &gw,
+                r#"tessera_store_circuit_rejections_total{cache="shared"}"#
+            )
+            .await
+                >= 50.0
+        );
+
+        // Redis is back: service resumes within the probe interval (+ the probe itself)
+        if outage == "hung" {
+            server.thaw();
+        } else {
+            server.restart();
+        }
+        let back = Instant::now();
+        loop {
+            if get(&gw, "/hello", &cookie).await.status() == 200 {
+                break;
+            }
+            assert!(
+                back.elapsed() < Duration::from_millis(300 + 300 + 400),
+                "{outage}: no recovery after {:?}",
+                back.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        eprintln!("{outage}: service resumed {:?} after Redis", back.elapsed());
+        assert_eq!(metric(&gw, CIRCUIT).await, 0.0);
+    }
+    assert_eq!(
+        metric(&gw, r#"tessera_store_circuit_opened_total{cache="shared"}"#).await,
+        2.0
+    );
+    let logs = gw.logs();
+    assert!(logs.contains("circuit open"), "{logs}");
+    assert!(logs.contains("circuit closed"), "{logs}");
+}
+
+#[tokio::test]
+async fn a_dead_redis_is_logged_once_per_interval_with_a_count() {
+    let mut server = RedisServer::start();
+    server.stop_saving();
+    let up = upstream().await;
+    let gw = Gateway::start_with(
+        &redis_config(up, &[server.address()], ""),
+        &[("TESSERA_FAILURE_LOG_INTERVAL_MS", "1000")],
+    );
+    // a well-formed session cookie: each request reads the store
+    let cookie = format!("tessera_session={}", "a".repeat(43));
+    let start = Instant::now();
+    for _ in 0..200 {
+        assert_eq!(get(&gw, "/hello", &cookie).await.status(), 503);
+    }
+    let took = start.elapsed();
+    // every failure is accounted for by a line: logged, or counted in a later line's summary
+    // ("N more failures in the last Xs", written once the interval has passed)
+    let redis_lines = || -> Vec<serde_json::Value> {
+        gw.logs()
+            .lines()
+            .filter(|l| l.contains(r#""level":"WARN""#) && l.contains(r#""dependency":"redis""#))
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let accounted = |lines: &[serde_json::Value]| -> u64 {
+        lines
+            .iter()
+            .map(|v| 1 + v["suppressed"].as_u64().unwrap())
+            .sum()
+    };
+    let wait = Instant::now();
+    while accounted(&redis_lines()) < 200 {
+        assert!(
+            wait.elapsed() < Duration::from_secs(5),
+            "the lines account for {} failures:\n{}",
+            accounted(&redis_lines()),
+            gw.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let redis = redis_lines();
+    // (start-up warnings and readiness transitions are `tessera::cli`'s, not per request)
+    let warn = gw
+        .logs()
+        .lines()
+        .filter(|l| l.contains(r#""level":"WARN""#) && !l.contains(r#""target":"tessera::cli""#))
+        .count();
+    // one line at the first failure, about one per second since (each with its count; the
+    // tracking connection keeps failing in the background too), and `circuit open`
+    let bound = 3 + (took + wait.elapsed()).as_secs() as usize;
+    assert!(
+        redis.len() <= bound && warn <= bound + 1,
+        "{warn} WARN lines ({} about redis) for 200 failures in {took:?}:\n{}",
+        redis.len(),
+        gw.logs()
+    );
+    assert_eq!(redis[0]["suppressed"], 0);
+    assert_eq!(redis[0]["name"], "shared");
+    let summary = redis
+        .iter()
+        .find(|v| v["suppressed"].as_u64() > Some(0))
+        .unwrap();
+    assert!(
+        summary["message"]
+            .as_str()
+            .unwrap()
+            .contains("more failures in the last"),
+        "{summary}"
+    );
+    eprintln!("{warn} WARN lines for 200 failed requests in {took:?}");
+}
+
+#[test]
+fn client_cache_and_circuit_breaker_errors_are_positioned() {
+    let head = "version: 1\nhttp: { address: \"127.0.0.1:0\" }\n";
+    let (code, out) = validate(&format!(
+        "{head}caches:\n  - name: one\n    type: redis\n    redis:\n      addresses: [h]\n      clientCache: {{ maxEntries: 0, maxMiB: 100000 }}\n      circuitBreaker: {{ failures: 0, probeIntervalMillis: 0 }}\n  - name: cluster\n    type: redis\n    redis:\n      addresses: [h1, h2]\n      clientCache: {{ enabled: true }}\n  - name: typo\n    type: redis\n    redis: {{ addresses: [h], clientCache: {{ leaseMilis: 3 }} }}\n"
+    ));
+    assert_eq!(code, 2, "{out}");
+    for needle in [
+        "t.yaml:8:22: must be greater than 0",
+        "t.yaml:8:37: 100000 is too large\n    hint: use at most 65536",
+        "t.yaml:9:25: must be greater than 0",
+        "t.yaml:9:38: must be greater than 0",
+        "t.yaml:14:22: client-side caching needs a single Redis server",
+        "t.yaml:17:45: unknown key `leaseMilis`\n    hint: did you mean `leaseMillis`?",
+    ] {
+        assert!(out.contains(needle), "missing {needle:?} in:\n{out}");
+    }
+    let (code, out) = validate(&format!(
+        "{head}caches:\n  - name: one\n    type: redis\n    redis: {{ addresses: [h], clientCache: {{ maxEntries: 5000, maxMiB: 8, leaseMillis: 250 }}, circuitBreaker: {{ failures: 3, windowSeconds: 5, probeIntervalMillis: 200 }} }}\n  - name: two\n    type: redis\n    redis: {{ addresses: [h1, h2], clientCache: {{ enabled: false }}, circuitBreaker: {{ enabled: false }} }}\n"
+    ));
+    assert_eq!(code, 0, "{out}");
 }

@@ -61,7 +61,7 @@ pub(super) fn compile_caches(v: Option<&Value>, env: &Environment<'_>, ctx: &mut
         }
         let store = compile_redis(&cfg, &p.key("redis"), ctx).and_then(|settings| {
             env.stores
-                .redis(settings)
+                .redis(settings, &env.metrics)
                 .map_err(|e| {
                     ctx.diags
                         .error(&p, format!("cannot set up the Redis client: {e}"))
@@ -177,10 +177,20 @@ fn compile_redis(
             }
         },
     };
-    if !ok {
+    let client_cache = super::store::client_cache(
+        cfg.clientCache.as_ref(),
+        cfg.addresses.len() > 1,
+        &p.key("clientCache"),
+        ctx,
+    );
+    let breaker = super::store::breaker(cfg.circuitBreaker.as_ref(), &p.key("circuitBreaker"), ctx);
+    let (Some(client_cache), Some(breaker), true) = (client_cache, breaker, ok) else {
         return None;
-    }
+    };
     Some(RedisSettings {
+        name: entry.name.clone(),
+        client_cache,
+        breaker,
         addresses,
         username: cfg.username.clone(),
         password: cfg.password.clone(),

@@ -37,6 +37,7 @@ mod limits;
 mod reload;
 use reload::compile_reload;
 mod session;
+mod store;
 use session::{compile_session, location_setting};
 mod telemetry;
 /// A connector's `throttle`.

@@ -163,8 +163,15 @@ impl ProxyApp {
                 ),
             };
         }
+        let mut req = req;
+        let upgrade = upstream::requested_upgrade(&req, &self.upgrades);
+        // Header hooks read the client's headers later: only without them can they move.
+        let incoming = match self.header_hooks.is_empty() {
+            true => std::mem::take(req.headers_mut()),
+            false => req.headers().clone(),
+        };
         let mut headers =
-            headers::upstream_headers(self, req.headers(), ctx, attrs, &rt.own_cookie_names());
+            headers::upstream_headers(self, incoming, ctx, attrs, &rt.own_cookie_names());
         for h in &self.header_hooks {
             let call = self.hook_call(rt, &req, ctx, &path, session.as_ref(), &loose);
             match h.create_headers(call).await {
@@ -186,7 +193,7 @@ impl ProxyApp {
         traces::inject(&span, &mut headers);
         match self
             .upstream
-            .send(req, &path.forward, headers, &self.upgrades)
+            .send(req, &path.forward, headers, upgrade)
             .instrument(span)
             .await
         {

@@ -206,7 +206,7 @@ impl Upstream {
             let mut conn = match reused.take() {
                 Some(c) => c,
                 None => match Box::pin(self.connect()).await? {
-                    Connected::Http1(c) => c,
+                    Connected::Http1(c) => *c,
                     Connected::Http2(h2) => return Box::pin(self.exchange_http2(h2, req)).await,
                 },
             };
@@ -258,7 +258,7 @@ impl Upstream {
         match protocol {
             Protocol::Http1 => Http1::handshake(io)
                 .await
-                .map(Connected::Http1)
+                .map(|c| Connected::Http1(Box::new(c)))
                 .map_err(|e| unreachable(&e)),
             Protocol::Http2 => {
                 let (h2, conn) = http2::Builder::new(TokioExecutor::new())
@@ -300,7 +300,8 @@ impl Upstream {
 }
 
 enum Connected {
-    Http1(Http1),
+    /// Boxed: a new connection is the rare case, and this enum lives in the request's future.
+    Http1(Box<Http1>),
     Http2(http2::SendRequest<Body>),
 }
 

@@ -206,15 +206,19 @@ async fn dispatch(
             );
             (resp, None)
         }
-        Target::Login => (login::handle(rt, req, ctx).await, None),
+        // Boxed: each handler's future is large, and a future is moved whole on every request.
+        Target::Login => (Box::pin(login::handle(rt, req, ctx)).await, None),
         Target::IdpLogoutDone => (login::upstream::logout_done(ctx), None),
-        Target::IdpCallback(idp) => (login::upstream::callback(rt, idp, req, ctx).await, None),
+        Target::IdpCallback(idp) => (
+            Box::pin(login::upstream::callback(rt, idp, req, ctx)).await,
+            None,
+        ),
         Target::Provider(provider) => (
-            provider.handle(rt, req, ctx, &normalized.decoded).await,
+            Box::pin(provider.handle(rt, req, ctx, &normalized.decoded)).await,
             None,
         ),
         Target::App(i) => {
-            let resp = rt.apps[i].handle(rt, req, ctx, normalized).await;
+            let resp = Box::pin(rt.apps[i].handle(rt, req, ctx, normalized)).await;
             (resp, Some(i))
         }
         Target::Nowhere => {

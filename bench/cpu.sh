@@ -9,22 +9,15 @@
 # Usage: bench/cpu.sh BINARY...
 # Knobs: ROUNDS=3 DURATION=8 CONNECTIONS=16
 set -euo pipefail
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 [ $# -gt 0 ] || { echo "usage: bench/cpu.sh BINARY..." >&2; exit 2; }
 ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-8}"
 CONNECTIONS="${CONNECTIONS:-16}"
 
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/tessera-cpu.XXXXXX")"
-chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 # shellcheck source=bench/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bench_scratch cpu
 start_upstream taskset -c 1
 sleep 0.5
 # nginx runs a master and one worker: the worker does the work.
@@ -61,16 +54,8 @@ NAMES=(nginx); URLS=("http://127.0.0.1:$NGX_PORT/"); COOKIES=(""); PROCS=("${PID
 nbin=0
 for bin in "$@"; do
   nbin=$((nbin + 1))
-  port="$(free_port)"; pass="bench-$RANDOM$RANDOM"
-  hash="$(printf '%s\n' "$pass" | "$bin" hash-password)"
-  bench_config "$WORK/t$nbin.yaml" "$port" "$hash"
-  # env and taskset exec: the process started is the gateway itself.
-  env -u RUST_LOG TOKIO_WORKER_THREADS=1 taskset -c 1 "$bin" run --config "$WORK/t$nbin.yaml" \
-    >"$WORK/t$nbin.log" 2>&1 &
-  PIDS+=($!)
-  wait_gateway "http://127.0.0.1:$port" 100 || { echo "error: $bin did not start" >&2; exit 1; }
-  NAMES+=("$nbin:$(basename "$bin")"); URLS+=("http://127.0.0.1:$port/"); PROCS+=("${PIDS[-1]}")
-  COOKIES+=("$(login_session "http://127.0.0.1:$port" "$pass")")
+  start_gateway "$bin" "t$nbin"
+  NAMES+=("$nbin:$(basename "$bin")"); URLS+=("$GW_URL"); COOKIES+=("$GW_COOKIE"); PROCS+=("$GW_PID")
 done
 
 ticks() { local f; read -r -a f <"/proc/$1/stat"; echo $((f[13] + f[14])); }

@@ -19,34 +19,15 @@ for t in nginx wrk curl python3 taskset; do
   command -v "$t" >/dev/null 2>&1 || die "$t is required (apt-get install nginx-light wrk curl)"
 done
 
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/tessera-ab.XXXXXX")"
-chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 # shellcheck source=bench/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bench_scratch ab
 start_upstream taskset -c 1
 
 # Starts binary $1 as gateway $2 (A or B); sets URL_$2 and COOKIE_$2.
 start() {
-  local bin="$1" name="$2" port pass hash tsr session
-  port="$(free_port)"; pass="bench-$RANDOM$RANDOM"
-  hash="$(printf '%s\n' "$pass" | "$bin" hash-password)"
-  bench_config "$WORK/$name.yaml" "$port" "$hash"
-  env -u RUST_LOG TOKIO_WORKER_THREADS=1 taskset -c 1 "$bin" run --config "$WORK/$name.yaml" \
-    >"$WORK/$name.log" 2>&1 &
-  PIDS+=($!)
-  tsr="http://127.0.0.1:$port"
-  wait_gateway "$tsr" 100 || die "$name did not start: $(tail -3 "$WORK/$name.log")"
-  session="$(login_session "$tsr" "$pass")"
-  [ -n "$session" ] || die "login failed on $name"
-  [ "$(curl -s -H "Cookie: $session" "$tsr/")" = "ok" ] || die "$name does not proxy"
-  eval "URL_$name=\$tsr/; COOKIE_$name=\$session"
+  start_gateway "$1" "$2"
+  eval "URL_$2=\$GW_URL; COOKIE_$2=\$GW_COOKIE"
 }
 start "$A_BIN" A
 start "$B_BIN" B

@@ -40,18 +40,9 @@ if [ ${#BINS[@]} -eq 0 ]; then
   BINS=("$CARGO_TARGET_DIR/release/tessera")
 fi
 
-WORK="$(mktemp -d "${TMPDIR:-/tmp}/tessera-callgrind.XXXXXX")"
-chmod 755 "$WORK"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  [ -n "${KEEP:-}" ] || rm -rf "$WORK"
-}
-trap cleanup EXIT
-
 # shellcheck source=bench/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+bench_scratch callgrind
 start_upstream
 
 cat >"$WORK/count.lua" <<'EOF'

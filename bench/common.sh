@@ -1,6 +1,21 @@
-# Shared by bench/ab.sh and bench/callgrind.sh (sourced): the tiny nginx upstream, the
-# gateway configuration of bench/proxy.sh's request (c), and a browser-like login.
-# Expects WORK (a scratch dir) and PIDS (an array of processes to stop) to be set.
+# Shared by bench/ab.sh, bench/callgrind.sh and bench/cpu.sh (sourced): a scratch dir whose
+# processes stop on exit, the tiny nginx upstream, the gateway configuration of
+# bench/proxy.sh's request (c), and a browser-like login.
+
+# Makes the scratch dir WORK (named after $1) and the list PIDS of processes to stop; on exit
+# they are stopped and WORK removed (kept when KEEP is set).
+bench_scratch() {
+  WORK="$(mktemp -d "${TMPDIR:-/tmp}/tessera-$1.XXXXXX")"
+  chmod 755 "$WORK"
+  PIDS=()
+  trap bench_cleanup EXIT
+}
+
+bench_cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  [ -n "${KEEP:-}" ] || rm -rf "$WORK"
+}
 
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -88,4 +103,23 @@ login_session() {
     --data-urlencode "flow=$flow" --data-urlencode "csrf=$csrf" --data-urlencode "idp=local" \
     --data-urlencode "username=bench" --data-urlencode "password=$pass" "$tsr/.tessera/login"
   sed -n 's/^[Ss]et-[Cc]ookie: *\(tessera_session=[^;]*\).*/\1/p' "$jar.headers" | tr -d '\r' | head -1
+}
+
+# Starts Tessera binary $1 as gateway $2 (a name for its files) on the configuration of
+# bench_config, one worker on CPU 1, and signs in; sets GW_URL (with a trailing /), GW_COOKIE
+# and GW_PID (env and taskset exec: the process started is the gateway itself).
+start_gateway() {
+  local bin="$1" name="$2" port pass hash
+  port="$(free_port)"; pass="bench-$RANDOM$RANDOM"
+  hash="$(printf '%s\n' "$pass" | "$bin" hash-password)"
+  bench_config "$WORK/$name.yaml" "$port" "$hash"
+  env -u RUST_LOG TOKIO_WORKER_THREADS=1 taskset -c 1 "$bin" run --config "$WORK/$name.yaml" \
+    >"$WORK/$name.log" 2>&1 &
+  GW_PID=$!
+  PIDS+=("$GW_PID")
+  GW_URL="http://127.0.0.1:$port/"
+  wait_gateway "${GW_URL%/}" 100 || die "$name did not start: $(tail -3 "$WORK/$name.log")"
+  GW_COOKIE="$(login_session "${GW_URL%/}" "$pass")"
+  [ -n "$GW_COOKIE" ] || die "login failed on $name"
+  [ "$(curl -s -H "Cookie: $GW_COOKIE" "$GW_URL")" = "ok" ] || die "$name does not proxy"
 }

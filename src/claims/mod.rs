@@ -29,6 +29,22 @@ use serde_json::Value;
 /// A user's attributes, keyed `<connector>.<name>` (`local.email`, `okta.groups`).
 pub type Attributes = BTreeMap<String, Value>;
 
+/// `attrs["<connector>.<name>"]`: the key is put together on the stack, so a lookup on the
+/// request path (`<idp>.authenticated`, `<idp>.sub`) allocates nothing.
+pub fn qualified<'a>(attrs: &'a Attributes, connector: &str, name: &str) -> Option<&'a Value> {
+    let mut buf = [0u8; 128];
+    let len = connector.len() + 1 + name.len();
+    let Some(key) = buf.get_mut(..len) else {
+        return attrs.get(&format!("{connector}.{name}"));
+    };
+    let (head, tail) = key.split_at_mut(connector.len());
+    head.copy_from_slice(connector.as_bytes());
+    tail[0] = b'.';
+    tail[1..].copy_from_slice(name.as_bytes());
+    // Two `str`s and an ASCII dot: always UTF-8.
+    attrs.get(std::str::from_utf8(key).ok()?)
+}
+
 /// A parsed `connector.attribute` reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AttrRef {

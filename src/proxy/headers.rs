@@ -22,18 +22,21 @@ static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-prot
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// The client's headers `incoming` (taken from its request, not copied) made into the
+/// upstream's.
 pub fn upstream_headers(
     app: &ProxyApp,
-    incoming: &HeaderMap,
+    incoming: HeaderMap,
     ctx: &RequestCtx,
     attrs: &Attributes,
     own_cookies: &[&str],
 ) -> HeaderMap {
-    let mut h = incoming.clone();
+    let mut h = incoming;
+    let cookie = without_cookie(&h, own_cookies);
     strip_hop_by_hop(&mut h);
     // Identity and trust headers, in every spelling a framework reads as the same name.
     app.protected.strip(&mut h);
-    match without_cookie(incoming, own_cookies) {
+    match cookie {
         Some(c) => match HeaderValue::from_str(&c) {
             Ok(v) => {
                 h.insert(header::COOKIE, v);

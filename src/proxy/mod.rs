@@ -74,7 +74,8 @@ impl ProxyApp {
 /// `idps` the session is authenticated by, else of any connector it is authenticated by.
 fn subject<'a>(attrs: &'a Attributes, idps: &[String]) -> Option<&'a str> {
     let authenticated = |idp: &str| {
-        attrs.get(&format!("{idp}.authenticated")) == Some(&serde_json::Value::Bool(true))
+        crate::claims::qualified(attrs, idp, "authenticated")
+            == Some(&serde_json::Value::Bool(true))
     };
     let idp = idps
         .iter()
@@ -86,7 +87,7 @@ fn subject<'a>(attrs: &'a Attributes, idps: &[String]) -> Option<&'a str> {
                 .filter(|(_, v)| **v == serde_json::Value::Bool(true))
                 .find_map(|(k, _)| k.strip_suffix(".authenticated"))
         })?;
-    attrs.get(&format!("{idp}.sub")).and_then(|v| v.as_str())
+    crate::claims::qualified(attrs, idp, "sub").and_then(|v| v.as_str())
 }
 
 #[cfg(test)]

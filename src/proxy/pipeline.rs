@@ -155,8 +155,8 @@ impl ProxyApp {
         };
         let outcome: Result<Response<Body>, Rejection> = async {
             self.admit(rt, ctx, &mut x).await?;
-            let headers = self.upstream_request(rt, ctx, &x).await?;
-            let resp = self.upstream(rt, upstream, x, headers).await?;
+            let (headers, upgrade) = self.upstream_request(rt, ctx, &mut x).await?;
+            let resp = self.upstream(rt, upstream, x, headers, upgrade).await?;
             Ok(self.response(rt, resp))
         }
         .await;
@@ -382,32 +382,33 @@ impl ProxyApp {
         })
     }
 
-    /// The headers the upstream gets: the client's minus hop-by-hop and every spelling of a
-    /// protected name, the identity headers, the CreateHeader hooks' headers, trace context.
+    /// The headers the upstream gets: the client's (taken from the request, not copied)
+    /// minus hop-by-hop and every spelling of a protected name, the identity headers, the
+    /// CreateHeader hooks' headers. Also the upgrade the client asked for, if the app allows it.
     async fn upstream_request(
         &self,
         rt: &Runtime,
         ctx: &RequestCtx,
-        x: &Exchange<'_>,
-    ) -> Result<HeaderMap, Rejection> {
-        let mut headers = headers::upstream_headers(
-            self,
-            &x.parts.headers,
-            ctx,
-            x.attrs(),
-            &rt.own_cookie_names(),
-        );
+        x: &mut Exchange<'_>,
+    ) -> Result<(HeaderMap, Option<http::HeaderValue>), Rejection> {
+        // Hooks see the client's headers: they run before those move.
+        let mut hooked = Vec::new();
         for h in &self.header_hooks {
             let called = h
                 .create_headers(self.hook_call(rt, ctx, x))
                 .await
                 .map_err(|_| Rejection::ExtensionFailed)?;
-            for (name, value) in called.value {
-                crate::edge::names::strip_variants(&mut headers, &name);
-                headers.insert(name, value);
-            }
+            hooked.extend(called.value);
         }
-        Ok(headers)
+        let upgrade = super::upstream::requested_upgrade(&x.parts, &self.upgrades);
+        let incoming = std::mem::take(&mut x.parts.headers);
+        let mut headers =
+            headers::upstream_headers(self, incoming, ctx, x.attrs(), &rt.own_cookie_names());
+        for (name, value) in hooked {
+            crate::edge::names::strip_variants(&mut headers, &name);
+            headers.insert(name, value);
+        }
+        Ok((headers, upgrade))
     }
 
     /// Of a forward-auth app: only the identity headers and the CreateHeader hooks' headers,
@@ -445,6 +446,7 @@ impl ProxyApp {
         upstream: &Upstream,
         x: Exchange<'_>,
         mut headers: HeaderMap,
+        upgrade: Option<http::HeaderValue>,
     ) -> Result<Response<Body>, Rejection> {
         let span = tracing::debug_span!(
             "upstream",
@@ -458,7 +460,7 @@ impl ProxyApp {
             .ok_or(Rejection::Upstream(http::StatusCode::BAD_GATEWAY))?;
         let req = Request::from_parts(x.parts, body);
         upstream
-            .send(req, &x.path.forward, headers, &self.upgrades)
+            .send(req, &x.path.forward, headers, upgrade)
             .instrument(span)
             .await
             .map_err(|e| {

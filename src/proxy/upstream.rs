@@ -1,19 +1,32 @@
-//! The upstream side of a proxy app: a pooled HTTP/1.1 (+h2 by ALPN for https) client per
-//! app, request rewriting (target URI, hop-by-hop headers, Host) and WebSocket upgrades.
-//! Bodies stream in both directions: nothing is buffered.
+//! The upstream side of a proxy app: request rewriting (target URI, hop-by-hop headers,
+//! Host), a pool of HTTP/1.1 connections driven by the requests themselves (see [`pool`]),
+//! one shared HTTP/2 connection when an https upstream negotiates `h2`, and WebSocket
+//! upgrades on a connection of their own. Bodies stream in both directions: nothing is
+//! buffered.
 
+mod connect;
+mod pool;
+#[cfg(test)]
+mod pool_tests;
+
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
+use self::connect::{Connector, Protocol};
+use self::pool::{Http1, Leased, Pool};
 use crate::web::body::{empty, Body};
+
+/// Idle HTTP/1.1 connections kept per upstream, and how long one may stay idle.
+const MAX_IDLE: usize = 256;
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -38,7 +51,10 @@ impl UpstreamError {
     }
 }
 
-#[derive(Debug, Clone)]
+fn unreachable(e: &dyn std::error::Error) -> UpstreamError {
+    UpstreamError::Unreachable(error_chain(e))
+}
+
 pub struct Upstream {
     scheme: http::uri::Scheme,
     authority: http::uri::Authority,
@@ -47,8 +63,22 @@ pub struct Upstream {
     /// `Host` sent upstream (unless the app preserves the client's): the authority, made
     /// once here rather than per request.
     host_header: Option<HeaderValue>,
-    client: Client<HttpsConnector<HttpConnector>, Body>,
+    connector: Connector,
+    pool: Arc<Pool>,
+    /// The multiplexed connection, once an https upstream has chosen HTTP/2.
+    http2: Mutex<Option<http2::SendRequest<Body>>>,
     response_timeout: Duration,
+}
+
+impl std::fmt::Debug for Upstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upstream")
+            .field("scheme", &self.scheme)
+            .field("authority", &self.authority)
+            .field("base_path", &self.base_path)
+            .field("response_timeout", &self.response_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Upstream {
@@ -58,32 +88,36 @@ impl Upstream {
         connect_timeout: Duration,
         response_timeout: Duration,
     ) -> Result<Self, String> {
+        Self::with_pool(url, tls, connect_timeout, response_timeout, IDLE_TIMEOUT)
+    }
+
+    fn with_pool(
+        url: &Uri,
+        tls: rustls::ClientConfig,
+        connect_timeout: Duration,
+        response_timeout: Duration,
+        idle_timeout: Duration,
+    ) -> Result<Self, String> {
         let scheme = url
             .scheme()
             .cloned()
             .ok_or("upstream needs http:// or https://")?;
+        let https = match scheme.as_str() {
+            "http" => false,
+            "https" => true,
+            other => return Err(format!("upstream scheme `{other}` is not http or https")),
+        };
         let authority = url.authority().cloned().ok_or("upstream needs a host")?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_connect_timeout(Some(connect_timeout));
-        http.set_nodelay(true);
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(256)
-            .build(connector);
+        let connector = Connector::new(&authority, https, tls, connect_timeout)?;
         let host_header = HeaderValue::from_str(authority.as_str()).ok();
         Ok(Self {
             scheme,
             authority,
             base_path: url.path().trim_end_matches('/').to_string(),
             host_header,
-            client,
+            connector,
+            pool: Pool::new(MAX_IDLE, idle_timeout),
+            http2: Mutex::new(None),
             response_timeout,
         })
     }
@@ -97,7 +131,7 @@ impl Upstream {
         self.host_header.as_ref()
     }
 
-    fn target(&self, path: &str, query: Option<&str>) -> Result<Uri, http::Error> {
+    fn target(&self, path: &str, query: Option<&str>) -> Result<PathAndQuery, http::Error> {
         let mut pq = String::with_capacity(self.base_path.len() + path.len() + 16);
         pq.push_str(&self.base_path);
         pq.push_str(path);
@@ -105,68 +139,185 @@ impl Upstream {
             pq.push('?');
             pq.push_str(q);
         }
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query(pq)
-            .build()
+        Ok(PathAndQuery::try_from(pq)?)
     }
 
-    /// Sends the (already rewritten) request to the upstream at `path`. An upgrade to one of
-    /// `upgrades` (WebSocket by default) is joined end to end when the upstream answers 101;
-    /// any other upgrade request is forwarded as a plain request.
+    /// Sends the (already rewritten) request to the upstream at `path`. `upgrade` (see
+    /// [`requested_upgrade`]) is joined end to end when the upstream answers 101.
     pub async fn send(
         &self,
         mut req: Request<Incoming>,
         path: &str,
         headers: HeaderMap,
-        upgrades: &[String],
+        upgrade: Option<HeaderValue>,
     ) -> Result<Response<Body>, UpstreamError> {
-        let upgrade = requested_upgrade(&req, upgrades);
         let client_side = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut req));
-        let uri = self
+        let target = self
             .target(path, req.uri().query())
-            .map_err(|e| UpstreamError::Unreachable(e.to_string()))?;
+            .map_err(|e| unreachable(&e))?;
         let (parts, body) = req.into_parts();
         let mut out = Request::new(body.map_err(Into::into).boxed());
         *out.method_mut() = parts.method;
-        *out.uri_mut() = uri;
+        // Origin form, as HTTP/1.1 sends it; an HTTP/2 connection puts the authority back.
+        *out.uri_mut() = Uri::from(target);
         *out.version_mut() = Version::HTTP_11;
         *out.headers_mut() = headers;
-        if let Some(proto) = &upgrade {
-            out.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            out.headers_mut().insert(header::UPGRADE, proto.clone());
+        let Some(proto) = upgrade else {
+            return tokio::time::timeout(self.response_timeout, self.exchange(out))
+                .await
+                .unwrap_or(Err(UpstreamError::Timeout(self.response_timeout)));
+        };
+        out.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        out.headers_mut().insert(header::UPGRADE, proto);
+        let upgraded = Box::pin(self.upgrade_exchange(out));
+        let mut resp = tokio::time::timeout(self.response_timeout, upgraded)
+            .await
+            .unwrap_or(Err(UpstreamError::Timeout(self.response_timeout)))?;
+        if let (StatusCode::SWITCHING_PROTOCOLS, Some(client_side)) = (resp.status(), client_side) {
+            let upstream_side = hyper::upgrade::on(&mut resp);
+            tokio::spawn(async move {
+                let (Ok(c), Ok(u)) = (client_side.await, upstream_side.await) else {
+                    tracing::debug!("upgrade did not complete");
+                    return;
+                };
+                let mut c = TokioIo::new(c);
+                let mut u = TokioIo::new(u);
+                let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
+            });
+            let (parts, _) = resp.into_parts();
+            return Ok(Response::from_parts(parts, empty()));
         }
-        let mut resp =
-            match tokio::time::timeout(self.response_timeout, self.client.request(out)).await {
-                Err(_) => return Err(UpstreamError::Timeout(self.response_timeout)),
-                Ok(Err(e)) => return Err(UpstreamError::Unreachable(error_chain(&e))),
-                Ok(Ok(r)) => r,
-            };
-        if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
-            if let Some(client_side) = client_side {
-                let upstream_side = hyper::upgrade::on(&mut resp);
-                tokio::spawn(async move {
-                    let (Ok(c), Ok(u)) = (client_side.await, upstream_side.await) else {
-                        tracing::debug!("upgrade did not complete");
-                        return;
-                    };
-                    let mut c = TokioIo::new(c);
-                    let mut u = TokioIo::new(u);
-                    let _ = tokio::io::copy_bidirectional(&mut c, &mut u).await;
-                });
-                let (parts, _) = resp.into_parts();
-                return Ok(Response::from_parts(parts, empty()));
-            }
-            // Switching protocols unasked would hand the client a connection no policy sees.
-            return Err(UpstreamError::Unreachable(
-                "the upstream switched protocols although no upgrade was forwarded".into(),
-            ));
-        }
-        strip_hop_by_hop(resp.headers_mut());
-        Ok(resp.map(|b| b.map_err(Into::into).boxed()))
+        finish(resp, |b| b.map_err(Into::into).boxed())
     }
+
+    /// One request on a pooled (or new) HTTP/1.1 connection, or on the HTTP/2 connection.
+    /// A request that a reused connection failed before writing any of it (the upstream
+    /// closed the connection as it was taken) goes once more, on a new connection.
+    /// (What a reused HTTP/1.1 connection does not need is boxed: connecting, TLS, HTTP/2
+    /// would otherwise make this future, moved on every request, several times larger.)
+    async fn exchange(&self, mut req: Request<Body>) -> Result<Response<Body>, UpstreamError> {
+        if let Some(h2) = self.shared_http2() {
+            return Box::pin(self.exchange_http2(h2, req)).await;
+        }
+        let mut reused = self.pool.checkout().await;
+        loop {
+            let was_reused = reused.is_some();
+            let mut conn = match reused.take() {
+                Some(c) => c,
+                None => match Box::pin(self.connect()).await? {
+                    Connected::Http1(c) => *c,
+                    Connected::Http2(h2) => return Box::pin(self.exchange_http2(h2, req)).await,
+                },
+            };
+            match conn.exchange(req).await {
+                Ok(resp) => {
+                    let pool = self.pool.clone();
+                    return finish(resp, move |b| Leased::new(b, conn, pool).boxed());
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if was_reused => req = unsent,
+                    _ => return Err(unreachable(e.error())),
+                },
+            }
+        }
+    }
+
+    async fn exchange_http2(
+        &self,
+        mut h2: http2::SendRequest<Body>,
+        mut req: Request<Body>,
+    ) -> Result<Response<Body>, UpstreamError> {
+        let mut parts = http::uri::Parts::from(std::mem::take(req.uri_mut()));
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        *req.uri_mut() = Uri::from_parts(parts).map_err(|e| unreachable(&e))?;
+        *req.version_mut() = Version::HTTP_2;
+        let resp = h2.send_request(req).await.map_err(|e| unreachable(&e))?;
+        finish(resp, |b| b.map_err(Into::into).boxed())
+    }
+
+    fn shared_http2(&self) -> Option<http2::SendRequest<Body>> {
+        let mut slot = self.http2.lock().unwrap_or_else(|e| e.into_inner());
+        match slot.as_ref() {
+            Some(h2) if !h2.is_closed() => Some(h2.clone()),
+            Some(_) => {
+                *slot = None;
+                None
+            }
+            None => None,
+        }
+    }
+
+    async fn connect(&self) -> Result<Connected, UpstreamError> {
+        let (io, protocol) = self
+            .connector
+            .connect(false)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        match protocol {
+            Protocol::Http1 => Http1::handshake(io)
+                .await
+                .map(|c| Connected::Http1(Box::new(c)))
+                .map_err(|e| unreachable(&e)),
+            Protocol::Http2 => {
+                let (h2, conn) = http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .handshake(TokioIo::new(io))
+                    .await
+                    .map_err(|e| unreachable(&e))?;
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "upstream HTTP/2 connection ended");
+                    }
+                });
+                *self.http2.lock().unwrap_or_else(|e| e.into_inner()) = Some(h2.clone());
+                Ok(Connected::Http2(h2))
+            }
+        }
+    }
+
+    /// An upgrade request, on an HTTP/1.1 connection of its own that becomes the tunnel.
+    async fn upgrade_exchange(
+        &self,
+        req: Request<Body>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        let (io, _) = self
+            .connector
+            .connect(true)
+            .await
+            .map_err(|e| unreachable(&e))?;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| unreachable(&e))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!(error = %e, "upstream upgrade connection ended");
+            }
+        });
+        send.send_request(req).await.map_err(|e| unreachable(&e))
+    }
+}
+
+enum Connected {
+    /// Boxed: a new connection is the rare case, and this enum lives in the request's future.
+    Http1(Box<Http1>),
+    Http2(http2::SendRequest<Body>),
+}
+
+/// The upstream's response as the client gets it: no hop-by-hop headers; and never a switch
+/// of protocols that was not asked for (it would hand the client a connection no policy sees).
+fn finish(
+    mut resp: Response<Incoming>,
+    body: impl FnOnce(Incoming) -> Body,
+) -> Result<Response<Body>, UpstreamError> {
+    if resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return Err(UpstreamError::Unreachable(
+            "the upstream switched protocols although no upgrade was forwarded".into(),
+        ));
+    }
+    strip_hop_by_hop(resp.headers_mut());
+    Ok(resp.map(body))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
@@ -183,11 +334,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// The protocol a client asks to upgrade to (HTTP/1.1 GET, `Connection: upgrade` +
 /// `Upgrade` naming one protocol of `allowed`). Anything else — `h2c`, several protocols, a
 /// POST — is no upgrade: the hop-by-hop headers are dropped and the request goes on as is.
-fn requested_upgrade<B>(req: &Request<B>, allowed: &[String]) -> Option<HeaderValue> {
-    if req.version() != Version::HTTP_11 || req.method() != http::Method::GET {
+pub fn requested_upgrade(req: &http::request::Parts, allowed: &[String]) -> Option<HeaderValue> {
+    if req.version != Version::HTTP_11 || req.method != http::Method::GET {
         return None;
     }
-    let mut values = req.headers().get_all(header::UPGRADE).iter();
+    let mut values = req.headers.get_all(header::UPGRADE).iter();
     let (Some(value), None) = (values.next(), values.next()) else {
         return None;
     };
@@ -197,14 +348,14 @@ fn requested_upgrade<B>(req: &Request<B>, allowed: &[String]) -> Option<HeaderVa
         return None;
     }
     let wants = req
-        .headers()
+        .headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
     wants
-        .then(|| req.headers().get(header::UPGRADE).cloned())
+        .then(|| req.headers.get(header::UPGRADE).cloned())
         .flatten()
 }
 

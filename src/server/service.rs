@@ -216,19 +216,26 @@ async fn dispatch(
             );
             (resp, None)
         }
-        Target::ForwardAuth(style) => forward_auth::handle(rt, req, ctx, style).await,
-        Target::Login => (settle(login::handle(rt, req, ctx).await, ctx), None),
+        // Boxed: each handler's future is large, and a future is moved whole on every request.
+        Target::ForwardAuth(style) => Box::pin(forward_auth::handle(rt, req, ctx, style)).await,
+        Target::Login => (
+            settle(Box::pin(login::handle(rt, req, ctx)).await, ctx),
+            None,
+        ),
         Target::IdpLogoutDone => (login::upstream::logout_done(ctx), None),
         Target::IdpCallback(idp) => (
-            settle(login::upstream::callback(rt, idp, req, ctx).await, ctx),
+            settle(
+                Box::pin(login::upstream::callback(rt, idp, req, ctx)).await,
+                ctx,
+            ),
             None,
         ),
         Target::Provider(provider) => (
-            provider.handle(rt, req, ctx, &normalized.decoded).await,
+            Box::pin(provider.handle(rt, req, ctx, &normalized.decoded)).await,
             None,
         ),
         Target::App(i) => {
-            let resp = rt.apps[i].handle(rt, req, ctx, normalized).await;
+            let resp = Box::pin(rt.apps[i].handle(rt, req, ctx, normalized)).await;
             (resp, Some(i))
         }
         Target::Nowhere => (Rejection::NoRoute.answer(ctx), None),

@@ -119,8 +119,7 @@ impl SessionData {
     /// Has the user logged in with any of `idps`?
     pub fn authenticated_by_any(&self, idps: &[String]) -> bool {
         idps.iter().any(|idp| {
-            self.attrs
-                .get(&format!("{idp}.authenticated"))
+            crate::claims::qualified(&self.attrs, idp, "authenticated")
                 .is_some_and(|v| v == &serde_json::Value::Bool(true))
         })
     }

@@ -487,3 +487,60 @@ apps:
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), r#"{"status":"up"}"#);
 }
+
+/// An upstream answering `ok` that counts the connections it accepted; stops with the task.
+async fn counting_upstream(
+    listener: tokio::net::TcpListener,
+) -> (
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let task = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            connections.spawn(async move {
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, std::convert::Infallible>(hyper::Response::new(
+                        http_body_util::Full::new(bytes::Bytes::from("ok")),
+                    ))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (accepted, task)
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused_and_replaced_after_a_restart() {
+    use std::sync::atomic::Ordering;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let up = listener.local_addr().unwrap();
+    let (accepted, task) = counting_upstream(listener).await;
+    let gw = Gateway::start(&config(up, "", OPEN));
+    let c = client();
+    for _ in 0..20 {
+        let r = c.get(gw.url("/page")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "ok");
+    }
+    // one request at a time: one upstream connection carried all of them
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    // the upstream restarts on the same port; its old connections are gone
+    task.abort();
+    let _ = task.await;
+    let listener = tokio::net::TcpListener::bind(up).await.unwrap();
+    let (accepted, _task) = counting_upstream(listener).await;
+    for _ in 0..5 {
+        let r = c.get(gw.url("/page")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.text().await.unwrap(), "ok");
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}

@@ -702,7 +702,7 @@ mod tests {
             assert!(s.bytes <= 1024, "{}", s.bytes);
             assert_eq!(
                 s.bytes,
-                s.map.iter().map(|(_, e)| e.size).sum::<usize>(),
+                s.map.values().map(|e| e.size).sum::<usize>(),
                 "byte accounting"
             );
         }

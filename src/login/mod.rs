@@ -82,7 +82,7 @@ fn flow_cookie(rt: &Runtime) -> CookieSpec {
 }
 
 fn store_down(e: impl std::fmt::Display) -> Rejection {
-    tracing::error!(error = %e, "store failed during login");
+    crate::telemetry::failures::failed("store", "sessions", "store failed during login", &e);
     Rejection::StoreUnavailable
 }
 

@@ -248,7 +248,8 @@ impl ProxyApp {
         x: &mut Exchange<'_>,
     ) -> Result<(), Rejection> {
         x.session = rt.sessions.load(&x.parts.headers).await.map_err(|e| {
-            tracing::error!(error = %e, "session store failed");
+            // Once per interval with a count (the store logs its own failures the same way).
+            crate::telemetry::failures::failed("store", "sessions", "session store failed", &e);
             Rejection::StoreUnavailable
         })?;
         let policy = x.policy;

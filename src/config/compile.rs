@@ -274,8 +274,13 @@ pub fn compile(
         Err(e) => ctx.diags.error(&root.key("serviceExtensions"), e),
     }
     let (apps, router, oidc_apps) = compile_apps(section("apps"), &connectors, &mut ctx);
-    let provider =
-        super::oidc::compile_provider(section("oidcProvider"), oidc_apps, &connectors, &mut ctx);
+    let provider = super::oidc::compile_provider(
+        section("oidcProvider"),
+        oidc_apps,
+        &connectors,
+        memory_bytes,
+        &mut ctx,
+    );
 
     let listen = listen?;
     let secure_cookies = secure_cookies?;

@@ -46,6 +46,12 @@ pub struct ExtensionHookLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLimitLabels {
+    pub client: String,
+    pub limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     pub outcome: &'static str,
 }
@@ -66,6 +72,8 @@ pub struct Metrics {
     reloads: Family<ReloadLabels, Counter>,
     last_reload_success: Gauge<f64, std::sync::atomic::AtomicU64>,
     last_reload_successful: Gauge,
+    oidc_token_limited: Family<TokenLimitLabels, Counter>,
+    oidc_token_state_bytes: Gauge,
 }
 
 fn extension_histogram() -> Histogram {
@@ -151,7 +159,21 @@ impl Metrics {
         for outcome in ["success", "failure"] {
             let _ = reloads.get_or_create(&ReloadLabels { outcome });
         }
+        let oidc_token_limited = Family::<TokenLimitLabels, Counter>::default();
+        let oidc_token_state_bytes = Gauge::default();
+        registry.register(
+            "oidc_token_requests_limited",
+            "Token requests refused by a limit, by client and limit (client_rate, state_budget)",
+            oidc_token_limited.clone(),
+        );
+        registry.register(
+            "oidc_token_state_bytes",
+            "Bytes of token state the OIDC provider counts against its budget",
+            oidc_token_state_bytes.clone(),
+        );
         Self {
+            oidc_token_limited,
+            oidc_token_state_bytes,
             registry,
             extension_calls,
             extension_latency,
@@ -173,6 +195,20 @@ impl Metrics {
         };
         self.latency.get_or_create(&labels).observe(seconds);
         self.requests.get_or_create(&labels).inc();
+    }
+
+    pub fn oidc_token_limited(&self, client: &str, limit: &'static str) {
+        self.oidc_token_limited
+            .get_or_create(&TokenLimitLabels {
+                client: client.to_string(),
+                limit,
+            })
+            .inc();
+    }
+
+    pub fn oidc_token_state_bytes(&self, bytes: usize) {
+        self.oidc_token_state_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     pub fn login(&self, idp: &str, result: &'static str) {

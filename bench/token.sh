@@ -153,6 +153,9 @@ http:
 logger:
   level: warn        # no per-request access log (it is an info-level event)
   format: json
+session:
+  # every round trip of the load generators starts a login flow from one IP (127.0.0.1)
+  loginFlows: { maxPerClientIP: 100000000, windowSeconds: 60 }
 connectors:
   - name: local
     type: local

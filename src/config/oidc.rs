@@ -527,10 +527,11 @@ fn rate_limit(
     let cfg = cfg?;
     let rp = p.key("rateLimit");
     let burst = cfg.burst.unwrap_or(cfg.requestsPerSecond);
-    for (key, n) in [
-        ("requestsPerSecond", cfg.requestsPerSecond),
-        ("burst", burst),
-    ] {
+    let given = [
+        ("requestsPerSecond", Some(cfg.requestsPerSecond)),
+        ("burst", cfg.burst),
+    ];
+    for (key, n) in given.into_iter().filter_map(|(k, n)| Some((k, n?))) {
         if !(1..=MAX_RATE).contains(&n) {
             ctx.diags.error_hint(
                 &rp.key(key),

@@ -74,6 +74,9 @@ pub struct SigningKey {
     pub alg: SigningAlg,
     pub kid: String,
     signer: Signer,
+    /// The key as jsonwebtoken holds it (the JWK was derived from it): tools and tests sign
+    /// with it; the provider's tokens are signed by `signer`.
+    pub encoding: EncodingKey,
     /// The public half, for verifying our own tokens.
     public: UnparsedPublicKey<Vec<u8>>,
     /// `base64url(header)` of an access token (`typ: at+jwt`) and of an ID token (`typ: JWT`)
@@ -232,6 +235,7 @@ impl SigningKey {
             id_header: header_segment("JWT", alg, &kid),
             kid,
             signer,
+            encoding,
             public,
             jwk,
         })

@@ -412,7 +412,7 @@ if [ "$FLOOD" -gt 0 ]; then
   wait "$logins" || die "the code flow failed during the flood: $(tail -3 "$WORK/flood-logins.out")"
   kill "$sampler" 2>/dev/null || true
   read -r _ f_rps _ _ f_serr f_non2xx < <(grep '^RESULT' <<<"$out")
-  f_login="$(python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); print(f"{r["rate"]:.1f}")' "$WORK/flood-logins.out")"
+  f_login="$(python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); print("%.1f" % r["rate"])' "$WORK/flood-logins.out")"
   FLOOD_LINE="Flood (${FLOOD} s of \`client_credentials\`, ES256 JWT, one client at full speed on Tessera): $(printf '%.0f' "$f_rps") req/s, $f_non2xx non-2xx, $f_serr socket errors; peak RSS **$(cat "$WORK/flood-rss") MiB**; a user's code flow with sign-in ran meanwhile at $f_login round trips/s (no failure)."
   log "$FLOOD_LINE"
 fi

@@ -8,6 +8,12 @@
 #   4. authorization-code round trip: authorize -> sign-in form (-> consent form for
 #      oidc-provider) -> code -> token, a new user agent each time      (bench/oidc/code-load.mjs)
 #   5. the same round trip in an existing session (SSO): authorize -> code -> token
+#   6. introspection of a JWT access token and of an opaque one (wrk, the token's own client)
+#   7. client_credentials with RS256 and with EdDSA JWTs (both providers restarted with that key)
+# Then a flood: FLOOD seconds of client_credentials (ES256 JWT) at full speed from one client
+# against Tessera, with a browser-like code flow running meanwhile; Tessera's peak RSS and
+# the code flows completed are reported. And `openssl speed` of the three signatures, pinned
+# like the providers, as the reference of what one signature costs on this CPU.
 # Each scenario runs ROUNDS times per provider, interleaved (T,O,T,O,…); the table has medians.
 # Tessera runs with `logger: {level: warn}`: no per-request access log lines (they are
 # info-level events); oidc-provider logs nothing per request either.
@@ -28,7 +34,9 @@
 #                    at most this % of the machine; a run during which they used more than
 #                    FOREIGN_MAX=10 % is repeated (at most RETRIES=3 times); the largest share
 #                    seen during the kept runs is reported
-#   SCENARIOS="cc-jwt cc-opaque refresh code-full code-sso"   which rows to measure
+#   SCENARIOS="cc-jwt cc-opaque refresh code-full code-sso intro-jwt intro-opaque cc-rs256 cc-eddsa"
+#                    which rows to measure
+#   FLOOD=60         seconds of the flood (0: none)
 #   WRITE_DOCS=1     update docs/benchmarks.md (0 = print only)
 #   BENCH_TARGET_DIR cargo target dir of the release build (default ~/.cache/tessera-bench/target,
 #                    not the shared ./target: no lock contention with other builds)
@@ -51,6 +59,7 @@ QUIET_WAIT="${QUIET_WAIT:-60}"
 FOREIGN_MAX="${FOREIGN_MAX:-10}"
 RETRIES="${RETRIES:-3}"
 WRITE_DOCS="${WRITE_DOCS:-1}"
+FLOOD="${FLOOD:-60}"
 
 log() { printf '== %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
@@ -127,19 +136,26 @@ SECRET="bench-secret-$RANDOM$RANDOM$RANDOM"
 USER_NAME=bench
 USER_PASS="bench-$RANDOM$RANDOM"
 REDIRECT="http://localhost/cb"
-"$TESSERA_BIN" keys generate --alg ES256 --out "$WORK/es256.pem" >/dev/null
+for alg in ES256 RS256 EdDSA; do
+  "$TESSERA_BIN" keys generate --alg "$alg" --out "$WORK/$alg.pem" >/dev/null
+done
+ALG=ES256  # the key both providers sign with in the next start_provider
 HASH="$(printf '%s\n' "$USER_PASS" | "$TESSERA_BIN" hash-password)"
 
 # ---------------------------------------------------------------- Tessera
 T_PORT="$(free_port)"
 T_URL="http://127.0.0.1:$T_PORT"
-cat >"$WORK/tessera.yaml" <<EOF
+for alg in ES256 RS256 EdDSA; do
+cat >"$WORK/tessera-$alg.yaml" <<EOF
 version: 1
 http:
   address: "127.0.0.1:$T_PORT"
 logger:
   level: warn        # no per-request access log (it is an info-level event)
   format: json
+session:
+  # every round trip of the load generators starts a login flow from one IP (127.0.0.1)
+  loginFlows: { maxPerClientIP: 100000000, windowSeconds: 60 }
 connectors:
   - name: local
     type: local
@@ -149,7 +165,7 @@ connectors:
         attributes: { email: bench@example.com, email_verified: true }
 oidcProvider:
   issuer: $T_URL
-  signingKeys: [{ file: $WORK/es256.pem, alg: ES256 }]
+  signingKeys: [{ file: $WORK/$alg.pem, alg: $alg }]
 apps:
   - name: bench
     type: oidc
@@ -169,6 +185,7 @@ apps:
     accessToken: { type: opaque, lifetimeSeconds: 600 }
     refreshToken: { allowOfflineAccess: true }
 EOF
+done
 
 # ---------------------------------------------------------------- oidc-provider
 O_PORT="$(free_port)"
@@ -176,13 +193,13 @@ O_URL="http://127.0.0.1:$O_PORT"
 
 declare -A URL=([tessera]="$T_URL" [oidcp]="$O_URL")
 declare -A TOKEN=([tessera]="$T_URL/oauth2/token" [oidcp]="$O_URL/token")
+declare -A INTROSPECT=([tessera]="$T_URL/oauth2/introspect" [oidcp]="$O_URL/token/introspection")
 declare -A PID_OF=()
 PROVIDERS=(tessera oidcp)
 
-# (Re)starts provider $1 on its port, after the previous process has exited. Every measured
-# run gets a fresh process: Tessera's in-memory store is bounded (2,000,000 entries) and every
-# issued token is an entry for its lifetime, so at these rates it would fill within one
-# scenario and answer 503 (a finding of its own, not what a throughput run should measure).
+# (Re)starts provider $1 on its port with the key of $ALG, after the previous process has
+# exited. Every measured run gets a fresh process (each starts from the same empty state;
+# opaque tokens are store entries for their lifetime on both).
 start_provider() {
   local p="$1" old="${PID_OF[$1]:-}" i
   if [ -n "$old" ]; then
@@ -193,11 +210,11 @@ start_provider() {
   fi
   case "$p" in
     tessera)
-      env -u RUST_LOG TOKIO_WORKER_THREADS="$WORKERS" "${SERVER[@]}" "$TESSERA_BIN" run --config "$WORK/tessera.yaml" \
+      env -u RUST_LOG TOKIO_WORKER_THREADS="$WORKERS" "${SERVER[@]}" "$TESSERA_BIN" run --config "$WORK/tessera-$ALG.yaml" \
         >>"$WORK/tessera.stdout" 2>>"$WORK/tessera.stderr" &
       ;;
     oidcp)
-      "${SERVER[@]}" node bench/oidc/provider.mjs --port "$O_PORT" --key "$WORK/es256.pem" --redirect "$REDIRECT" --secret "$SECRET" \
+      "${SERVER[@]}" node bench/oidc/provider.mjs --port "$O_PORT" --key "$WORK/$ALG.pem" --alg "$ALG" --redirect "$REDIRECT" --secret "$SECRET" \
         >>"$WORK/oidc-provider.stdout" 2>>"$WORK/oidc-provider.stderr" &
       ;;
   esac
@@ -263,15 +280,48 @@ wait_quiet() { # until other processes use at most QUIET_MAX % of the machine (b
   done
 }
 
+# Issues a token to client $2 at provider $1 (form $3) and checks that introspection by the
+# same client answers it active; prints the token.
+issue_checked() {
+  local p="$1" client="$2" form="$3" tok answer
+  tok="$(curl -s -H "Authorization: $(basic "$client")" -d "$form" "${TOKEN[$p]}" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')" || die "$p: no token for $client"
+  answer="$(curl -s -H "Authorization: $(basic "$client")" -d "token=$tok" "${INTROSPECT[$p]}")"
+  python3 -c 'import json,sys; r=json.loads(sys.argv[1]); assert r["active"] is True, r' "$answer" 2>/dev/null \
+    || { log "$p: introspection of a fresh token of $client is not active: $answer"; return 1; }
+  printf '%s' "$tok"
+}
+
+# The key a scenario's providers sign with.
+alg_of() {
+  case "$1" in cc-rs256) echo RS256 ;; cc-eddsa) echo EdDSA ;; *) echo ES256 ;; esac
+}
+
 # One load run: $1 scenario, $2 provider, $3 seconds. Prints "rate p50_ms p99_ms client_cpu_pct".
 load() {
   local scenario="$1" p="$2" secs="$3" out
   case "$scenario" in
-    cc-jwt|cc-opaque)
-      local client=bench body='grant_type=client_credentials&scope=api'
-      [ "$scenario" = cc-opaque ] && { client=bench-opaque; body='grant_type=client_credentials'; }
+    cc-jwt|cc-opaque|cc-rs256|cc-eddsa|intro-jwt|intro-opaque)
+      local client=bench body='grant_type=client_credentials&scope=api' url="${TOKEN[$p]}"
+      case "$scenario" in
+        cc-opaque) client=bench-opaque; body='grant_type=client_credentials' ;;
+        intro-*)
+          [ "$scenario" = intro-opaque ] && { client=bench-opaque; body='grant_type=client_credentials'; }
+          local tok
+          if ! tok="$(issue_checked "$p" "$client" "$body")"; then
+            # oidc-provider keeps no record of its JWT access tokens and does not introspect
+            # them: its row then introspects its opaque token (said under the table).
+            [ "$scenario" = intro-jwt ] && [ "$p" = oidcp ] || die "$p: introspection check failed"
+            echo "intro-jwt" >"$WORK/oidcp-intro-jwt-is-opaque"
+            client=bench-opaque
+            tok="$(issue_checked "$p" "$client" 'grant_type=client_credentials')" || die "$p: introspection check failed"
+          fi
+          body="token=$tok"
+          url="${INTROSPECT[$p]}"
+          ;;
+      esac
       out="$(BODY="$body" AUTH="$(basic "$client")" timeout $((secs + 30)) "${CLIENT[@]}" \
-        wrk -t"$THREADS" -c"$CONNECTIONS" -d"${secs}s" --latency -s bench/post.lua "${TOKEN[$p]}")" \
+        wrk -t"$THREADS" -c"$CONNECTIONS" -d"${secs}s" --latency -s bench/post.lua "$url")" \
         || die "wrk failed on $p ($scenario)"
       printf '%s\n' "$out" >>"$WORK/wrk.log"
       read -r _ rps p50 p99 serr non2xx < <(grep '^RESULT' <<<"$out") || die "no wrk result: $out"
@@ -299,7 +349,7 @@ EOF
   esac
 }
 
-read -r -a SCENARIOS <<<"${SCENARIOS:-cc-jwt cc-opaque refresh code-full code-sso}"
+read -r -a SCENARIOS <<<"${SCENARIOS:-cc-jwt cc-opaque refresh code-full code-sso intro-jwt intro-opaque cc-rs256 cc-eddsa}"
 RESULTS="$WORK/results.txt"
 : >"$RESULTS"
 log "$ROUNDS rounds x ${#PROVIDERS[@]} providers x ${#SCENARIOS[@]} scenarios x ${DURATION}s ($placement; Tessera $WORKERS worker threads)"
@@ -307,6 +357,7 @@ RSS_MAX="$WORK/rss.txt"
 : >"$RSS_MAX"
 rss_mib() { awk '/^VmRSS/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status"; }
 for s in "${SCENARIOS[@]}"; do
+  ALG="$(alg_of "$s")"
   for r in $(seq 1 "$ROUNDS"); do
     for p in "${PROVIDERS[@]}"; do
       # A run during which other processes were busy is repeated (at most RETRIES times).
@@ -334,6 +385,54 @@ for s in "${SCENARIOS[@]}"; do
   done
 done
 
+# ---------------------------------------------------------------- flood
+# FLOOD seconds of client_credentials (ES256 JWT) from one client at full speed, a user's
+# browser-like code flow (sign-in each time) running meanwhile; Tessera's RSS sampled.
+FLOOD_LINE=""
+if [ "$FLOOD" -gt 0 ]; then
+  ALG=ES256
+  start_provider tessera
+  tpid="${PID_OF[tessera]}"
+  log "flood: ${FLOOD}s of client_credentials at full speed, a code flow meanwhile"
+  echo 0 >"$WORK/flood-rss"
+  ( peak=0; while kill -0 "$tpid" 2>/dev/null; do
+      m="$(rss_mib "$tpid" 2>/dev/null || echo 0)"
+      [ "$m" -gt "$peak" ] && { peak=$m; echo "$peak" >"$WORK/flood-rss"; }
+      sleep 0.5
+    done ) &
+  sampler=$!
+  PIDS+=("$sampler")
+  "${CLIENT[@]}" node bench/oidc/code-load.mjs --issuer "$T_URL" --client bench-opaque --secret "$SECRET" \
+    --redirect "$REDIRECT" --username "$USER_NAME" --password "$USER_PASS" --seconds "$FLOOD" \
+    --mode full --concurrency 1 >"$WORK/flood-logins.out" 2>&1 &
+  logins=$!
+  out="$(BODY='grant_type=client_credentials&scope=api' AUTH="$(basic bench)" timeout $((FLOOD + 30)) "${CLIENT[@]}" \
+    wrk -t"$THREADS" -c"$CONNECTIONS" -d"${FLOOD}s" --latency -s bench/post.lua "${TOKEN[tessera]}")" \
+    || die "wrk failed in the flood"
+  wait "$logins" || die "the code flow failed during the flood: $(tail -3 "$WORK/flood-logins.out")"
+  kill "$sampler" 2>/dev/null || true
+  read -r _ f_rps _ _ f_serr f_non2xx < <(grep '^RESULT' <<<"$out")
+  f_login="$(python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); print("%.1f" % r["rate"])' "$WORK/flood-logins.out")"
+  FLOOD_LINE="Flood (${FLOOD} s of \`client_credentials\`, ES256 JWT, one client at full speed on Tessera): $(printf '%.0f' "$f_rps") req/s, $f_non2xx non-2xx, $f_serr socket errors; peak RSS **$(cat "$WORK/flood-rss") MiB**; a user's code flow with sign-in ran meanwhile at $f_login round trips/s (no failure)."
+  log "$FLOOD_LINE"
+fi
+
+# ---------------------------------------------------------------- openssl speed
+# One signature's own cost on this CPU (OpenSSL's assembly), pinned like the providers.
+SPEED="$("${SERVER[@]}" openssl speed -seconds "${SPEED_SECONDS:-3}" ecdsap256 rsa2048 ed25519 2>/dev/null)"
+SPEED_REF="$(python3 - "$SPEED" <<'PY'
+import re, sys
+t = sys.argv[1]
+out = []
+for name, pat in [("ES256", r"256 bits ecdsa \(nistp256\)"), ("RS256", r"rsa 2048 bits"), ("EdDSA", r"253 bits EdDSA \(Ed25519\)")]:
+    m = re.search(pat + r"\s+\S+s\s+\S+s\s+([\d.]+)\s+([\d.]+)", t)
+    if m:
+        out.append(f"{name}={float(m.group(1)):.0f}/{float(m.group(2)):.0f}")
+print(" ".join(out))
+PY
+)"
+log "openssl speed (sign/verify per second, one core): $SPEED_REF"
+
 if grep -q '"level":"ERROR"' "$WORK/tessera.stderr"; then
   die "Tessera logged errors: $(grep '"level":"ERROR"' "$WORK/tessera.stderr" | head -3)"
 fi
@@ -341,7 +440,7 @@ T_RSS="$(awk '$1 == "tessera" && $3 > m { m = $3; s = $2 } END { print m " MiB (
 O_RSS="$(awk '$1 == "oidcp" && $3 > m { m = $3; s = $2 } END { print m " MiB (after " s ")" }' "$RSS_MAX")"
 
 # ---------------------------------------------------------------- table
-TABLE="$(python3 - "$RESULTS" "$T_RSS" "$O_RSS" <<'EOF'
+TABLE="$(python3 - "$RESULTS" "$T_RSS" "$O_RSS" "$SPEED_REF" "$([ -f "$WORK/oidcp-intro-jwt-is-opaque" ] && echo 1 || echo 0)" "$FLOOD_LINE" <<'EOF'
 import statistics, sys
 runs = {}
 foreign = 0
@@ -352,14 +451,23 @@ for line in open(sys.argv[1]):
     foreign = max(foreign, int(fl))
     if ccpu != "-":
         client_cpu[s] = max(client_cpu.get(s, 0), int(ccpu))
+speed = dict(kv.split("=") for kv in sys.argv[4].split()) if sys.argv[4] else {}
+oidcp_intro_opaque = sys.argv[5] == "1"
+flood_line = sys.argv[6]
 label = {
     "cc-jwt": "`client_credentials`, ES256 JWT access token",
+    "cc-rs256": "`client_credentials`, RS256 JWT access token",
+    "cc-eddsa": "`client_credentials`, EdDSA (Ed25519) JWT access token",
     "cc-opaque": "`client_credentials`, opaque access token",
+    "intro-jwt": "introspection of an ES256 JWT access token" + (" (oidc-provider: of its opaque token †)" if oidcp_intro_opaque else ""),
+    "intro-opaque": "introspection of an opaque access token",
     "refresh": "`refresh_token`, rotation (opaque AT + ES256 ID token)",
     "code-full": "authorization code round trip, signing in each time",
     "code-sso": "authorization code round trip, existing session (SSO)",
 }
-unit = {"cc-jwt": "req/s", "cc-opaque": "req/s", "refresh": "req/s", "code-full": "round trips/s", "code-sso": "round trips/s"}
+unit = {s: "req/s" for s in label}
+unit.update({"code-full": "round trips/s", "code-sso": "round trips/s"})
+signs = {"cc-jwt": "ES256", "cc-rs256": "RS256", "cc-eddsa": "EdDSA"}
 def med(s, p):
     r = runs[(s, p)]
     return tuple(statistics.median(x[i] for x in r) for i in range(3)), min(x[0] for x in r), max(x[0] for x in r)
@@ -377,9 +485,30 @@ for s in label:
     cell = lambda r, lo, hi, p50, p99: f"**{fmt(r)}** {unit[s]} ({fmt(lo)}–{fmt(hi)}); p50 {p50:.2f} ms, p99 {p99:.2f} ms"
     print(f"| {label[s]} | {cell(tr, tlo, thi, t50, t99)} | {cell(orate, olo, ohi, o50, o99)} | **{ratios[s]:.1f}×** |")
 print()
-r = ratios.get("cc-jwt")
-if r is not None:
-    print(f"Target — `client_credentials` with ES256 ≥ 10× oidc-provider's requests/s: **{'met' if r >= 10 else 'NOT met'}** ({r:.1f}×).")
+targets = [("cc-jwt", 5), ("cc-opaque", 10), ("intro-jwt", 10), ("intro-opaque", 10), ("refresh", 5)]
+short = {"cc-jwt": "client_credentials ES256 JWT", "cc-opaque": "client_credentials opaque",
+         "intro-jwt": "introspection of a JWT", "intro-opaque": "introspection of an opaque token",
+         "refresh": "refresh with rotation"}
+met = [f"{short[s]} ≥ {t}×: **{'met' if ratios[s] >= t else 'NOT met'}** ({ratios[s]:.1f}×)"
+       for s, t in targets if s in ratios]
+if met:
+    print("Targets (issue #14) — " + "; ".join(met) + ".")
+    print()
+limits = []
+for s, alg in signs.items():
+    if (s, "tessera") in runs and alg in speed:
+        sign_s = float(speed[alg].split("/")[0])
+        limits.append(f"{alg}: Tessera issues {fmt(med(s, 'tessera')[0][0])} tokens/s = **{med(s, 'tessera')[0][0] / sign_s:.0%}** of OpenSSL's {fmt(sign_s)} signatures/s")
+if speed:
+    print("The signature's own cost on this CPU (`openssl speed`, one core, sign/s / verify/s): "
+          + ", ".join(f"{k} {v}" for k, v in speed.items()) + ". "
+          + ("; ".join(limits) + " (one core for everything: HTTP, client authentication, JSON, the signature)." if limits else ""))
+    print()
+if oidcp_intro_opaque:
+    print("† oidc-provider keeps no record of its JWT access tokens and answers their introspection `active: false`; its row introspects its opaque token instead.")
+    print()
+if flood_line:
+    print(flood_line)
     print()
 cc = ", ".join(f"{k} {v}%" for k, v in client_cpu.items())
 print(f"Largest CPU share used by other processes during a run: {foreign}% of the machine. "

@@ -1,6 +1,7 @@
 // panva's oidc-provider as the reference in bench/token.sh: the most favourable realistic
-// configuration for it — one process, the built-in in-memory adapter, one ES256 key (the very
-// key Tessera signs with), devInteractions for sign-in and consent.
+// configuration for it — one process, the built-in in-memory adapter, one key (the very key
+// Tessera signs with: ES256 by default, RS256 or EdDSA with --alg), devInteractions for sign-in
+// and consent.
 //
 //   node bench/oidc/provider.mjs --port 9000 --key es256.pem --redirect http://localhost/cb
 //
@@ -24,20 +25,22 @@ const { values: args } = parseArgs({
     key: { type: 'string' },
     redirect: { type: 'string', default: 'http://localhost/cb' },
     secret: { type: 'string', default: 'bench-secret-0123456789' },
+    alg: { type: 'string', default: 'ES256' },
   },
 });
 if (!args.port || !args.key) {
-  console.error('usage: provider.mjs --port PORT --key ES256_PKCS8.pem [--redirect URI] [--secret S]');
+  console.error('usage: provider.mjs --port PORT --key PKCS8.pem [--alg ES256|RS256|EdDSA] [--redirect URI] [--secret S]');
   process.exit(2);
 }
 
 const API = 'https://api.bench.example';
 const ACCESS_TTL = 600;
 
-const privateKey = await importPKCS8(readFileSync(args.key, 'utf8'), 'ES256', { extractable: true });
+const ALG = args.alg;
+const privateKey = await importPKCS8(readFileSync(args.key, 'utf8'), ALG, { extractable: true });
 const jwk = await exportJWK(privateKey);
 jwk.kid = await calculateJwkThumbprint(jwk); // RFC 7638, the same kid Tessera publishes
-jwk.alg = 'ES256';
+jwk.alg = ALG;
 jwk.use = 'sig';
 
 const issuer = `http://127.0.0.1:${args.port}`;
@@ -50,7 +53,7 @@ const provider = new Provider(issuer, {
       response_types: [],
       redirect_uris: [],
       token_endpoint_auth_method: 'client_secret_basic',
-      id_token_signed_response_alg: 'ES256', // (unused: no ID tokens; RS256 would need an RSA key)
+      id_token_signed_response_alg: ALG, // (unused: no ID tokens)
       scope: 'api',
     },
     {
@@ -60,7 +63,7 @@ const provider = new Provider(issuer, {
       response_types: ['code'],
       redirect_uris: [args.redirect],
       token_endpoint_auth_method: 'client_secret_basic',
-      id_token_signed_response_alg: 'ES256',
+      id_token_signed_response_alg: ALG,
     },
   ],
   jwks: { keys: [jwk] },
@@ -84,7 +87,7 @@ const provider = new Provider(issuer, {
         audience: API,
         accessTokenTTL: ACCESS_TTL,
         accessTokenFormat: 'jwt',
-        jwt: { sign: { alg: 'ES256' } },
+        jwt: { sign: { alg: ALG } },
       }),
     },
   },

@@ -664,6 +664,10 @@ pub struct OidcProviderConfig {
     pub pairwiseSalt: Option<String>,
     /// An extension's BuildUserInfoClaims hook adds claims to userinfo responses.
     pub buildUserInfoClaimsSE: Option<HookConfig>,
+    /// MiB of token state (opaque tokens, users' grants, refresh tokens, revocations) one
+    /// process may write to the store; past it tokens are refused (503), never logins.
+    /// Default: half of `session.memoryStore.maxMiB`.
+    pub tokenStateMiB: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -725,6 +729,18 @@ pub struct OidcAppConfig {
     /// Token introspection by this client as a resource server. Without it, a client's
     /// introspection answers `active: true` only for its own tokens.
     pub introspection: Option<IntrospectionConfig>,
+    /// A token bucket for this client's `client_credentials` and `password` requests,
+    /// shared by the replicas through the provider's store; past it: 429 with `Retry-After`.
+    pub rateLimit: Option<ClientRateLimitConfig>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClientRateLimitConfig {
+    /// Sustained token requests per second (1..1000000).
+    pub requestsPerSecond: u32,
+    /// Requests that may come at once (default: requestsPerSecond).
+    pub burst: Option<u32>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -8,13 +8,14 @@ use serde_yaml_ng::Value;
 
 use super::compile::{check_attr_ref, unknown_ref, Ctx};
 use super::decode::{closest, decode};
-use super::model::{IntrospectionConfig, OidcAppConfig, OidcProviderConfig};
+use super::model::{ClientRateLimitConfig, IntrospectionConfig, OidcAppConfig, OidcProviderConfig};
 use super::source::ConfigPath;
 use crate::claims::oidc::RESERVED;
 use crate::claims::AttrRef;
 use crate::connectors::{Connector, Connectors};
 use crate::extensions::HookKind;
 use crate::provider::keys::{SigningAlg, SigningKey};
+use crate::provider::limits::RateLimit;
 use crate::provider::{
     AccessTokenFormat, AccessTokenSettings, Client, ClientAuth, ClientHooks, Endpoints, GrantTypes,
     Introspects, Provider, RefreshSettings,
@@ -124,7 +125,55 @@ fn compile_client(
         ctx.diags
             .error(&p.key("clientID"), "clientID must not be empty");
     }
-    let auth = match (&cfg.clientSecret, cfg.public) {
+    let auth = client_auth(&cfg, p, ctx);
+    let grants = grant_types(&cfg, p, ctx);
+    let idps = client_idps(&cfg, p, ctx);
+    let hooks = client_hooks(&cfg, p, ctx);
+    check_sign_in(&grants, &idps, &hooks, connectors, p, ctx);
+    check_uris(&cfg, &grants, p, ctx);
+    check_custom_scopes(&cfg.scopes, p, ctx);
+    let mapping = claims_mapping(&cfg, p, ctx);
+    let access_token = access_token_settings(&cfg, p, ctx);
+    let refresh = refresh_settings(&cfg, &grants, p, ctx);
+    let id_token_lifetime = seconds(
+        cfg.idToken.as_ref().and_then(|i| i.lifetimeSeconds),
+        3600,
+        &p.key("idToken").key("lifetimeSeconds"),
+        ctx,
+    );
+    let (subject_attribute, pairwise) = subject_settings(&cfg, p, ctx);
+    let attr_providers =
+        super::compile::compile_attr_providers(&cfg.attrProviders, p, connectors, ctx);
+    let introspects = compile_introspects(cfg.introspection.as_ref(), p, client_ids, ctx);
+    let rate_limit = rate_limit(cfg.rateLimit.as_ref(), &grants, p, ctx);
+    if ctx.diags.items.len() > errors_before {
+        return None;
+    }
+    Some(Client {
+        app: cfg.name,
+        id: cfg.clientID,
+        auth,
+        redirect_uris: cfg.redirectURLs,
+        logout_redirect_uris: cfg.logoutRedirectURLs,
+        grants,
+        custom_scopes: cfg.scopes,
+        idps,
+        claims_mapping: mapping,
+        access_token,
+        refresh,
+        id_token_lifetime,
+        subject_attribute,
+        pairwise,
+        attr_providers: attr_providers.unwrap_or_default(),
+        hooks,
+        introspects,
+        rate_limit,
+    })
+}
+
+/// `clientSecret` / `public`.
+fn client_auth(cfg: &OidcAppConfig, p: &ConfigPath, ctx: &mut Ctx<'_>) -> ClientAuth {
+    match (&cfg.clientSecret, cfg.public) {
         (Some(_), true) => {
             ctx.diags.error(
                 &p.key("public"),
@@ -151,7 +200,11 @@ fn compile_client(
             );
             ClientAuth::Public
         }
-    };
+    }
+}
+
+/// `grantTypes` (default: authorization_code).
+fn grant_types(cfg: &OidcAppConfig, p: &ConfigPath, ctx: &mut Ctx<'_>) -> GrantTypes {
     let mut grants = GrantTypes::default();
     let requested = cfg
         .grantTypes
@@ -182,6 +235,11 @@ fn compile_client(
             "a public client cannot use client_credentials",
         );
     }
+    grants
+}
+
+/// `authentication.idps`, each a known connector.
+fn client_idps(cfg: &OidcAppConfig, p: &ConfigPath, ctx: &mut Ctx<'_>) -> Vec<String> {
     let idps = cfg
         .authentication
         .as_ref()
@@ -199,18 +257,24 @@ fn compile_client(
             );
         }
     }
+    idps
+}
+
+/// The extension hooks of the app.
+fn client_hooks(cfg: &OidcAppConfig, p: &ConfigPath, ctx: &mut Ctx<'_>) -> ClientHooks {
     let authn = cfg.authentication.as_ref();
-    let hooks = ClientHooks {
+    let ap = p.key("authentication");
+    ClientHooks {
         is_authenticated: client_hook(
             authn.and_then(|a| a.isAuthenticatedSE.as_ref()),
             HookKind::IsAuthenticated,
-            &p.key("authentication").key("isAuthenticatedSE"),
+            &ap.key("isAuthenticatedSE"),
             ctx,
         ),
         authenticate: client_hook(
             authn.and_then(|a| a.authenticateSE.as_ref()),
             HookKind::Authenticate,
-            &p.key("authentication").key("authenticateSE"),
+            &ap.key("authenticateSE"),
             ctx,
         ),
         backchannel: client_hook(
@@ -218,9 +282,7 @@ fn compile_client(
                 .and_then(|a| a.backchannel.as_ref())
                 .and_then(|b| b.authenticateSE.as_ref()),
             HookKind::BackchannelAuthenticate,
-            &p.key("authentication")
-                .key("backchannel")
-                .key("authenticateSE"),
+            &ap.key("backchannel").key("authenticateSE"),
             ctx,
         ),
         id_token_claims: client_hook(
@@ -236,7 +298,19 @@ fn compile_client(
             ctx,
         ),
         keep_attributes: false,
-    };
+    }
+}
+
+/// Grants with a user need a way for users to sign in (a password grant: a `local`
+/// connector, or a backchannel extension).
+fn check_sign_in(
+    grants: &GrantTypes,
+    idps: &[String],
+    hooks: &ClientHooks,
+    connectors: &Connectors,
+    p: &ConfigPath,
+    ctx: &mut Ctx<'_>,
+) {
     let extension_password = hooks.backchannel.is_some();
     if (grants.authorization_code || (grants.password && !extension_password)) && idps.is_empty() {
         ctx.diags.error_hint(
@@ -245,21 +319,23 @@ fn compile_client(
             "add `authentication: { idps: [<connector>] }`",
         );
     }
-    if grants.password
-        && !extension_password
-        && !idps.iter().any(|i| {
-            matches!(
-                connectors.get(i).map(|c| c.as_ref()),
-                Some(Connector::Local(_) | Connector::Ldap(_))
-            )
-        })
-    {
+    let has_password_connector = idps.iter().any(|i| {
+        matches!(
+            connectors.get(i).map(|c| c.as_ref()),
+            Some(Connector::Local(_) | Connector::Ldap(_))
+        )
+    });
+    if grants.password && !extension_password && !has_password_connector {
         ctx.diags.error_hint(
             &p.key("grantTypes"),
             "the password grant needs a password connector (`local` or `ldap`) among authentication.idps",
             "add one, add `authentication.backchannel.authenticateSE`, or remove `password`",
         );
     }
+}
+
+/// `redirectURLs` and `logoutRedirectURLs`.
+fn check_uris(cfg: &OidcAppConfig, grants: &GrantTypes, p: &ConfigPath, ctx: &mut Ctx<'_>) {
     if grants.authorization_code && cfg.redirectURLs.is_empty() {
         ctx.diags.error(
             &p.key("redirectURLs"),
@@ -272,20 +348,24 @@ fn compile_client(
     for (i, u) in cfg.logoutRedirectURLs.iter().enumerate() {
         check_redirect(u, &p.key("logoutRedirectURLs").index(i), ctx);
     }
-    for (i, s) in cfg.scopes.iter().enumerate() {
-        let standard = [
-            "openid",
-            "profile",
-            "email",
-            "address",
-            "phone",
-            "offline_access",
-        ];
+}
+
+/// `scopes`: custom scopes only, each a single token.
+fn check_custom_scopes(scopes: &[String], p: &ConfigPath, ctx: &mut Ctx<'_>) {
+    const STANDARD: [&str; 6] = [
+        "openid",
+        "profile",
+        "email",
+        "address",
+        "phone",
+        "offline_access",
+    ];
+    for (i, s) in scopes.iter().enumerate() {
         if s.is_empty()
             || s.contains(' ')
             || s.contains('"')
             || s.contains('\\')
-            || standard.contains(&s.as_str())
+            || STANDARD.contains(&s.as_str())
         {
             ctx.diags.error(
                 &p.key("scopes").index(i),
@@ -293,6 +373,14 @@ fn compile_client(
             );
         }
     }
+}
+
+/// `claimsMapping`: claim name to attribute, never a claim the provider sets.
+fn claims_mapping(
+    cfg: &OidcAppConfig,
+    p: &ConfigPath,
+    ctx: &mut Ctx<'_>,
+) -> Vec<(String, AttrRef)> {
     let mut mapping = Vec::new();
     for (claim, attr) in &cfg.claimsMapping {
         let cp = p.key("claimsMapping").key(claim);
@@ -311,6 +399,15 @@ fn compile_client(
             Err(e) => ctx.diags.error(&cp, e),
         }
     }
+    mapping
+}
+
+/// `accessToken`: format, length, lifetime, audiences.
+fn access_token_settings(
+    cfg: &OidcAppConfig,
+    p: &ConfigPath,
+    ctx: &mut Ctx<'_>,
+) -> AccessTokenSettings {
     let at = cfg.accessToken.as_ref();
     let atp = p.key("accessToken");
     let format = match at.and_then(|a| a.kind.as_deref()).unwrap_or("jwt") {
@@ -334,7 +431,7 @@ fn compile_client(
             );
         }
     }
-    let access_token = AccessTokenSettings {
+    AccessTokenSettings {
         format,
         length: length(at.and_then(|a| a.length), &atp.key("length"), ctx),
         lifetime: seconds(
@@ -344,7 +441,16 @@ fn compile_client(
             ctx,
         ),
         allowed_audiences,
-    };
+    }
+}
+
+/// `refreshToken`.
+fn refresh_settings(
+    cfg: &OidcAppConfig,
+    grants: &GrantTypes,
+    p: &ConfigPath,
+    ctx: &mut Ctx<'_>,
+) -> RefreshSettings {
     let rt = cfg.refreshToken.as_ref();
     let rtp = p.key("refreshToken");
     let refresh = RefreshSettings {
@@ -365,21 +471,25 @@ fn compile_client(
             "add refresh_token to grantTypes",
         );
     }
-    let id_token_lifetime = seconds(
-        cfg.idToken.as_ref().and_then(|i| i.lifetimeSeconds),
-        3600,
-        &p.key("idToken").key("lifetimeSeconds"),
-        ctx,
-    );
-    let subject_attribute = match cfg.subject.as_ref().and_then(|s| s.attribute.as_deref()) {
+    refresh
+}
+
+/// `subject`: the attribute `sub` comes from, and whether it is pairwise.
+fn subject_settings(
+    cfg: &OidcAppConfig,
+    p: &ConfigPath,
+    ctx: &mut Ctx<'_>,
+) -> (Option<AttrRef>, bool) {
+    let sp = p.key("subject");
+    let attribute = match cfg.subject.as_ref().and_then(|s| s.attribute.as_deref()) {
         None => None,
         Some(a) => match AttrRef::parse(a) {
             Ok(r) => {
-                check_attr_ref(&r, &p.key("subject").key("attribute"), ctx);
+                check_attr_ref(&r, &sp.key("attribute"), ctx);
                 Some(r)
             }
             Err(e) => {
-                ctx.diags.error(&p.key("subject").key("attribute"), e);
+                ctx.diags.error(&sp.key("attribute"), e);
                 None
             }
         },
@@ -394,37 +504,52 @@ fn compile_client(
         "pairwise" => true,
         other => {
             ctx.diags.error_hint(
-                &p.key("subject").key("type"),
+                &sp.key("type"),
                 format!("unknown subject type `{other}`"),
                 "use public or pairwise",
             );
             false
         }
     };
-    let attr_providers =
-        super::compile::compile_attr_providers(&cfg.attrProviders, p, connectors, ctx);
-    let introspects = compile_introspects(cfg.introspection.as_ref(), p, client_ids, ctx);
-    if ctx.diags.items.len() > errors_before {
-        return None;
+    (attribute, pairwise)
+}
+
+/// Largest `rateLimit.requestsPerSecond` / `burst`.
+const MAX_RATE: u32 = 1_000_000;
+
+/// `rateLimit`: a token bucket for the grants a client calls at machine speed.
+fn rate_limit(
+    cfg: Option<&ClientRateLimitConfig>,
+    grants: &GrantTypes,
+    p: &ConfigPath,
+    ctx: &mut Ctx<'_>,
+) -> Option<RateLimit> {
+    let cfg = cfg?;
+    let rp = p.key("rateLimit");
+    let burst = cfg.burst.unwrap_or(cfg.requestsPerSecond);
+    let given = [
+        ("requestsPerSecond", Some(cfg.requestsPerSecond)),
+        ("burst", cfg.burst),
+    ];
+    for (key, n) in given.into_iter().filter_map(|(k, n)| Some((k, n?))) {
+        if !(1..=MAX_RATE).contains(&n) {
+            ctx.diags.error_hint(
+                &rp.key(key),
+                format!("{n} is out of range"),
+                "use 1 to 1000000",
+            );
+        }
     }
-    Some(Client {
-        app: cfg.name,
-        id: cfg.clientID,
-        auth,
-        redirect_uris: cfg.redirectURLs,
-        logout_redirect_uris: cfg.logoutRedirectURLs,
-        grants,
-        custom_scopes: cfg.scopes,
-        idps,
-        claims_mapping: mapping,
-        access_token,
-        refresh,
-        id_token_lifetime,
-        subject_attribute,
-        pairwise,
-        attr_providers: attr_providers.unwrap_or_default(),
-        hooks,
-        introspects,
+    if !grants.client_credentials && !grants.password {
+        ctx.diags.error_hint(
+            &rp,
+            "rateLimit applies to client_credentials and password requests, which this app does not use",
+            "remove it, or add one of these grant types",
+        );
+    }
+    Some(RateLimit {
+        per_second: cfg.requestsPerSecond.clamp(1, MAX_RATE),
+        burst: burst.clamp(1, MAX_RATE),
     })
 }
 
@@ -436,6 +561,38 @@ fn client_hook(
     ctx: &mut Ctx<'_>,
 ) -> Option<crate::extensions::Hook> {
     super::compile::hook(cfg, kind, p, ctx).ok().flatten()
+}
+
+/// `tokenStateMiB` in bytes (default: half the memory store's budget). On the memory store
+/// it must leave room for sessions and login flows: at most three quarters of its budget.
+fn token_state_bytes(
+    cfg: &OidcProviderConfig,
+    path: &ConfigPath,
+    memory_store_bytes: usize,
+    ctx: &mut Ctx<'_>,
+) -> usize {
+    const MIB: usize = 1024 * 1024;
+    let Some(mib) = cfg.tokenStateMiB else {
+        return memory_store_bytes / 2;
+    };
+    let p = path.key("tokenStateMiB");
+    let on_memory = cfg.cache.as_deref().is_none_or(|c| c == "default");
+    let bytes = usize::try_from(mib)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(MIB);
+    if mib == 0 {
+        ctx.diags.error(&p, "must be greater than 0");
+    } else if on_memory && bytes > memory_store_bytes / 4 * 3 {
+        ctx.diags.error_hint(
+            &p,
+            format!(
+                "{mib} MiB of tokens would leave too little of the memory store ({} MiB) to sessions and login flows",
+                memory_store_bytes / MIB
+            ),
+            "use at most three quarters of session.memoryStore.maxMiB, or raise it",
+        );
+    }
+    bytes
 }
 
 /// Endpoint `path` under the issuer's base path.
@@ -453,6 +610,7 @@ pub(super) fn compile_provider(
     section: Option<&Value>,
     apps: Vec<(ConfigPath, OidcAppConfig)>,
     connectors: &Connectors,
+    memory_store_bytes: usize,
     ctx: &mut Ctx<'_>,
 ) -> Option<Provider> {
     let path = ConfigPath::root().key("oidcProvider");
@@ -556,6 +714,7 @@ pub(super) fn compile_provider(
             Err(err) => ctx.diags.error(&kp.key("file"), err),
         }
     }
+    let state_budget = token_state_bytes(&cfg, &path, memory_store_bytes, ctx);
     // `None`: the reference was wrong and is already reported.
     let store = super::compile::store_ref(cfg.cache.as_deref(), &path.key("cache"), ctx);
     let client_ids: HashMap<String, String> = apps
@@ -598,7 +757,15 @@ pub(super) fn compile_provider(
     if ctx.diags.items.len() > errors_before {
         return None;
     }
-    let mut provider = Provider::new(issuer, endpoints, keys, clients, store?, pairwise_salt);
+    let mut provider = Provider::new(
+        issuer,
+        endpoints,
+        keys,
+        clients,
+        store?,
+        state_budget,
+        pairwise_salt,
+    );
     provider.userinfo_se = userinfo_se;
     Some(provider)
 }

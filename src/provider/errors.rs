@@ -12,6 +12,28 @@ pub struct OAuthError {
     pub status: StatusCode,
     /// `WWW-Authenticate` challenge to send (401 for HTTP Basic client auth, Bearer errors).
     pub challenge: Option<String>,
+    /// Seconds for `Retry-After` (a limit was reached).
+    pub retry_after: Option<u64>,
+    /// Which limit refused the request (for metrics).
+    pub limit: Option<Limit>,
+}
+
+/// The limits that refuse token requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// The client's `rateLimit` bucket is empty (429).
+    ClientRate,
+    /// The provider's token state budget is full (503).
+    StateBudget,
+}
+
+impl Limit {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::ClientRate => "client_rate",
+            Self::StateBudget => "state_budget",
+        }
+    }
 }
 
 impl OAuthError {
@@ -21,7 +43,20 @@ impl OAuthError {
             description: description.into(),
             status,
             challenge: None,
+            retry_after: None,
+            limit: None,
         }
+    }
+    /// The client's rate limit is reached: 429, `Retry-After` (RFC 6585 4).
+    pub fn rate_limited(retry_after: u64) -> Self {
+        let mut e = Self::new(
+            "temporarily_unavailable",
+            StatusCode::TOO_MANY_REQUESTS,
+            "this client sends token requests faster than its rate limit; try again later",
+        );
+        e.retry_after = Some(retry_after);
+        e.limit = Some(Limit::ClientRate);
+        e
     }
     pub fn invalid_request(d: impl Into<String>) -> Self {
         Self::new("invalid_request", StatusCode::BAD_REQUEST, d)
@@ -97,6 +132,9 @@ impl OAuthError {
         );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if let Some(s) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
         if let Some(c) = &self.challenge {
             if let Ok(v) = HeaderValue::from_str(c) {
                 h.insert(header::WWW_AUTHENTICATE, v);

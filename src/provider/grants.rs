@@ -3,17 +3,18 @@
 //! refresh tokens. Only the store's atomic operations are used, so memory and Redis
 //! backends behave alike.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bytes::Bytes;
-use jsonwebtoken::Header;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::errors::OAuthError;
+use super::keys::TokenType;
 use super::{AccessTokenFormat, Client, Provider};
 use crate::claims::oidc::released;
 use crate::session::{now_unix, random_token};
@@ -71,8 +72,18 @@ pub struct AccessRecord {
 
 /// The token request as token hooks see it.
 pub struct TokenCall {
-    pub request: crate::extensions::GuestRequest,
+    /// `None` for a client without token hooks (nothing would read it).
+    pub request: Option<crate::extensions::GuestRequest>,
     pub grant_type: String,
+}
+
+impl TokenCall {
+    /// The request for a hook (always there when the client has hooks; fails closed if not).
+    pub fn guest_request(&self) -> Result<crate::extensions::GuestRequest, OAuthError> {
+        self.request
+            .clone()
+            .ok_or_else(|| OAuthError::server_error("a claims extension failed"))
+    }
 }
 
 /// Claims extensions added, per token.
@@ -105,8 +116,124 @@ pub struct RefreshRecord {
 /// Marker left by a redeemed code, so a replay can revoke what the code issued.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RedeemedCode {
+    /// The store key of an opaque token's record, or the `jti` of a JWT (then `jwt_exp` is
+    /// set).
     pub access_key: String,
     pub family: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt_exp: Option<u64>,
+}
+
+impl RedeemedCode {
+    pub fn new(issued: &IssuedAccess, family: Option<String>) -> Self {
+        match issued {
+            IssuedAccess::Stored(key) => Self {
+                access_key: key.clone(),
+                family,
+                jwt_exp: None,
+            },
+            IssuedAccess::Jwt { jti, exp } => Self {
+                access_key: jti.clone(),
+                family,
+                jwt_exp: Some(*exp),
+            },
+        }
+    }
+
+    pub fn issued(&self) -> IssuedAccess {
+        match self.jwt_exp {
+            None => IssuedAccess::Stored(self.access_key.clone()),
+            Some(exp) => IssuedAccess::Jwt {
+                jti: self.access_key.clone(),
+                exp,
+            },
+        }
+    }
+}
+
+/// How an issued access token is withdrawn: an opaque token's record is deleted; a JWT has
+/// no record, its `jti` joins the revocation set until its `exp`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssuedAccess {
+    Stored(String),
+    Jwt { jti: String, exp: u64 },
+}
+
+/// What a user's JWT access tokens refer to (by their `gid` claim): the grant, for userinfo,
+/// and the refresh family that issued them, whose revocation revokes them. One record per
+/// authorization (per refresh family), not per token; client tokens have none.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GrantRecord {
+    pub grant: Grant,
+    pub family: Option<String>,
+}
+
+/// The claims of an RFC 9068 access token this provider writes (extension claims follow).
+#[derive(Debug, Serialize)]
+struct AccessClaims<'a> {
+    iss: &'a str,
+    sub: &'a str,
+    aud: Value,
+    exp: u64,
+    iat: u64,
+    jti: &'a str,
+    client_id: &'a str,
+    scope: Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    auth_time: Option<u64>,
+    /// The grant record of a user's token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    gid: Option<&'a str>,
+    #[serde(flatten)]
+    ext: &'a Map<String, Value>,
+}
+
+/// The claim naming a user's token's grant record: internal, never shown at introspection.
+pub const GRANT_CLAIM: &str = "gid";
+
+/// A live access token, as userinfo, introspection and revocation see it.
+pub enum LiveAccess {
+    /// An opaque token: its record.
+    Opaque(AccessRecord),
+    /// A JWT: its verified claims, and the grant when it was issued to a user.
+    Jwt {
+        claims: Map<String, Value>,
+        grant: Option<Grant>,
+    },
+}
+
+impl LiveAccess {
+    pub fn client_id(&self) -> &str {
+        match self {
+            Self::Opaque(r) => &r.grant.client_id,
+            Self::Jwt { claims, .. } => claims
+                .get("client_id")
+                .and_then(Value::as_str)
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The grant of a token issued to a user (`None` for a client's own token).
+    pub fn user_grant(&self) -> Option<&Grant> {
+        match self {
+            Self::Opaque(r) => Some(&r.grant).filter(|g| g.sub.is_some()),
+            Self::Jwt { grant, .. } => grant.as_ref(),
+        }
+    }
+
+    pub fn issued(&self) -> IssuedAccess {
+        match self {
+            Self::Opaque(r) => IssuedAccess::Stored(access_key(&r.jti)),
+            Self::Jwt { claims, .. } => IssuedAccess::Jwt {
+                jti: claims
+                    .get("jti")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                exp: claims.get("exp").and_then(Value::as_u64).unwrap_or(0),
+            },
+        }
+    }
 }
 
 pub fn hash(token: &str) -> String {
@@ -128,6 +255,13 @@ pub fn refresh_key(token: &str) -> String {
 pub fn family_revoked_key(family: &str) -> String {
     format!("oidc:rt-family-revoked:{family}")
 }
+/// A revoked JWT access token, kept until its `exp`.
+pub fn revoked_jti_key(jti: &str) -> String {
+    format!("oidc:at-revoked:{jti}")
+}
+pub fn grant_key(gid: &str) -> String {
+    format!("oidc:grant:{gid}")
+}
 
 fn to_bytes<T: Serialize>(v: &T) -> Bytes {
     Bytes::from(serde_json::to_vec(v).unwrap_or_default())
@@ -143,7 +277,7 @@ pub fn random_chars(len: usize) -> String {
 /// What a token response carries, before it is turned into JSON.
 pub struct Minted {
     pub response: Value,
-    pub access_key: String,
+    pub access: IssuedAccess,
     pub family: Option<String>,
 }
 
@@ -162,32 +296,50 @@ impl Provider {
         let now = now_unix();
         let settings = &client.access_token;
         let exp = now + settings.lifetime.as_secs();
-        let (access_token, jti) = match settings.format {
+        let (access_token, access) = match settings.format {
             AccessTokenFormat::Jwt => {
                 let jti = random_token(16);
-                (
-                    self.jwt_access_token(client, grant, &jti, now, exp, &ext.access_token)?,
-                    jti,
-                )
+                // A user's token refers to its grant (one record per refresh family, else
+                // per token); a client's own token carries all it stands for.
+                let gid = grant
+                    .sub
+                    .is_some()
+                    .then(|| refresh_family.clone().unwrap_or_else(|| jti.clone()));
+                if let Some(gid) = &gid {
+                    let rec = GrantRecord {
+                        grant: grant.clone(),
+                        family: refresh_family.clone(),
+                    };
+                    self.put_state(&grant_key(gid), to_bytes(&rec), settings.lifetime)
+                        .await?;
+                }
+                let token = self.jwt_access_token(
+                    client,
+                    grant,
+                    (&jti, gid.as_deref()),
+                    now,
+                    exp,
+                    &ext.access_token,
+                )?;
+                (token, IssuedAccess::Jwt { jti, exp })
             }
             AccessTokenFormat::Opaque => {
                 let t = random_chars(settings.length);
                 let id = hash(&t);
-                (t, id)
+                let record = AccessRecord {
+                    grant: grant.clone(),
+                    jti: id.clone(),
+                    exp,
+                    iat: now,
+                    family: refresh_family.clone(),
+                    ext_claims: ext.access_token,
+                };
+                let key = access_key(&id);
+                self.put_state(&key, to_bytes(&record), settings.lifetime)
+                    .await?;
+                (t, IssuedAccess::Stored(key))
             }
         };
-        let record = AccessRecord {
-            grant: grant.clone(),
-            jti: jti.clone(),
-            exp,
-            iat: now,
-            family: refresh_family.clone(),
-            ext_claims: ext.access_token,
-        };
-        let akey = access_key(&jti);
-        self.store
-            .put(&akey, to_bytes(&record), settings.lifetime)
-            .await?;
         let mut response = json!({
             "access_token": access_token,
             "token_type": "Bearer",
@@ -213,34 +365,31 @@ impl Provider {
                 exp: now + client.refresh.lifetime.as_secs(),
                 rotated: None,
             };
-            self.store
-                .put(&refresh_key(&rt), to_bytes(&rec), client.refresh.lifetime)
+            self.put_state(&refresh_key(&rt), to_bytes(&rec), client.refresh.lifetime)
                 .await?;
             response["refresh_token"] = json!(rt);
         }
         Ok(Minted {
             response,
-            access_key: akey,
+            access,
             family: refresh_family,
         })
     }
 
-    fn sign(&self, typ: &str, claims: &Value) -> Result<String, OAuthError> {
-        let key = self.signing_key();
-        let mut header = Header::new(key.alg.jwt());
-        header.kid = Some(key.kid.clone());
-        header.typ = Some(typ.to_string());
-        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| {
+    fn sign<T: Serialize>(&self, typ: TokenType, claims: &T) -> Result<String, OAuthError> {
+        let fail = |e: String| {
             tracing::error!(error = %e, "signing failed");
             OAuthError::server_error("the token could not be signed")
-        })
+        };
+        let json = serde_json::to_vec(claims).map_err(|e| fail(e.to_string()))?;
+        self.signing_key().sign(typ, &json).map_err(fail)
     }
 
     fn jwt_access_token(
         &self,
         client: &Client,
         grant: &Grant,
-        jti: &str,
+        (jti, gid): (&str, Option<&str>),
         now: u64,
         exp: u64,
         extra: &Map<String, Value>,
@@ -250,24 +399,31 @@ impl Provider {
             [one] => json!(one),
             many => json!(many),
         };
-        let mut claims = json!({
-            "iss": self.issuer,
-            "sub": grant.sub.clone().unwrap_or_else(|| client.id.clone()),
-            "aud": aud,
-            "exp": exp,
-            "iat": now,
-            "jti": jti,
-            "client_id": client.id,
-            "scope": grant.scope_string(),
-        });
-        if let Some(t) = grant.auth_time {
-            claims["auth_time"] = json!(t);
+        // Extension claims cannot be reserved ones (refused when the call returned); one
+        // that names a member written here (`scope`) replaces it, as it always did.
+        let mut ext = std::borrow::Cow::Borrowed(extra);
+        let mut scope = json!(grant.scope_string());
+        if extra.contains_key("scope") || extra.contains_key(GRANT_CLAIM) {
+            let owned = ext.to_mut();
+            if let Some(s) = owned.remove("scope") {
+                scope = s;
+            }
+            owned.remove(GRANT_CLAIM);
         }
-        // Extension claims cannot be reserved ones (refused when the call returned).
-        for (k, v) in extra {
-            claims[k.as_str()] = v.clone();
-        }
-        self.sign("at+jwt", &claims)
+        let claims = AccessClaims {
+            iss: &self.issuer,
+            sub: grant.sub.as_deref().unwrap_or(&client.id),
+            aud,
+            exp,
+            iat: now,
+            jti,
+            client_id: &client.id,
+            scope,
+            auth_time: grant.auth_time,
+            gid,
+            ext: &ext,
+        };
+        self.sign(TokenType::Access, &claims)
     }
 
     pub fn id_token(
@@ -307,45 +463,37 @@ impl Provider {
         if let Some(at) = access_token {
             set("at_hash", json!(self.signing_key().alg.half_hash(at)));
         }
-        self.sign("JWT", &Value::Object(claims))
+        self.sign(TokenType::Id, &claims)
     }
 
-    /// Verifies a token this provider signed (any published key); `typ` must match.
-    pub fn verify(&self, token: &str, typ: &str, check_exp: bool) -> Option<Value> {
-        let header = jsonwebtoken::decode_header(token).ok()?;
-        if header.typ.as_deref().map(|t| t.eq_ignore_ascii_case(typ)) != Some(true) {
+    /// Verifies a token this provider signed (any published key, so tokens of a key being
+    /// rotated out stay valid until it is removed); `typ` must match, `iss` must be ours,
+    /// and with `check_exp` it must carry an `exp` still in the future.
+    pub fn verify(
+        &self,
+        token: &str,
+        typ: TokenType,
+        check_exp: bool,
+    ) -> Option<Map<String, Value>> {
+        let payload = self.keys.iter().find_map(|k| k.verify(typ, token))?;
+        let claims: Map<String, Value> = serde_json::from_slice(&payload).ok()?;
+        if claims.get("iss").and_then(Value::as_str) != Some(self.issuer.as_str()) {
             return None;
         }
-        let key = self
-            .keys
-            .iter()
-            .find(|k| header.kid.as_deref() == Some(k.kid.as_str()) && k.alg.jwt() == header.alg)?;
-        let mut v = jsonwebtoken::Validation::new(key.alg.jwt());
-        v.validate_aud = false;
-        v.validate_exp = check_exp;
-        v.leeway = 0;
-        v.set_issuer(&[&self.issuer]);
-        v.required_spec_claims.clear();
-        jsonwebtoken::decode::<Value>(token, &key.decoding, &v)
-            .ok()
-            .map(|d| d.claims)
+        if check_exp && claims.get("exp").and_then(Value::as_u64)? <= now_unix() {
+            return None;
+        }
+        Some(claims)
     }
 
-    /// Finds the live record of an access token (JWT or opaque), or `None` when it is
-    /// unknown, expired, revoked, or its refresh family was revoked.
-    pub async fn access_record(&self, token: &str) -> Result<Option<AccessRecord>, OAuthError> {
-        let id = if token.matches('.').count() == 2 {
-            match self
-                .verify(token, "at+jwt", true)
-                .and_then(|c| c["jti"].as_str().map(str::to_string))
-            {
-                Some(jti) => jti,
-                None => return Ok(None),
-            }
-        } else {
-            hash(token)
-        };
-        let Some(bytes) = self.store.get(&access_key(&id)).await? else {
+    /// Finds a live access token (JWT or opaque), or `None` when it is unknown, expired,
+    /// revoked, or its refresh family was revoked. A JWT is checked by its signature and
+    /// expiry, then against the revocation set (and its grant record, for a user's token).
+    pub async fn access_record(&self, token: &str) -> Result<Option<LiveAccess>, OAuthError> {
+        if token.matches('.').count() == 2 {
+            return self.live_jwt(token).await;
+        }
+        let Some(bytes) = self.store.get(&access_key(&hash(token))).await? else {
             return Ok(None);
         };
         let Ok(rec) = serde_json::from_slice::<AccessRecord>(&bytes) else {
@@ -359,7 +507,74 @@ impl Provider {
                 return Ok(None);
             }
         }
-        Ok(Some(rec))
+        Ok(Some(LiveAccess::Opaque(rec)))
+    }
+
+    /// The claims of an access token this provider signed and that has not expired; a
+    /// token verified before is not verified again (see `verified`).
+    fn verified_access(&self, token: &str) -> Option<Arc<Map<String, Value>>> {
+        let now = now_unix();
+        let claims = match self.verified.get(token) {
+            Some(c) => c,
+            None => {
+                let c = Arc::new(self.verify(token, TokenType::Access, false)?);
+                self.verified.insert(token, c.clone(), now);
+                c
+            }
+        };
+        (claims.get("exp").and_then(Value::as_u64)? > now).then_some(claims)
+    }
+
+    async fn live_jwt(&self, token: &str) -> Result<Option<LiveAccess>, OAuthError> {
+        let Some(claims) = self.verified_access(token) else {
+            return Ok(None);
+        };
+        let mut claims = Arc::unwrap_or_clone(claims);
+        let Some(jti) = claims.get("jti").and_then(Value::as_str) else {
+            return Ok(None);
+        };
+        if self.store.get(&revoked_jti_key(jti)).await?.is_some() {
+            return Ok(None);
+        }
+        let grant = match claims.remove(GRANT_CLAIM) {
+            None => None,
+            Some(gid) => {
+                let Some(gid) = gid.as_str() else {
+                    return Ok(None);
+                };
+                let Some(bytes) = self.store.get(&grant_key(gid)).await? else {
+                    return Ok(None);
+                };
+                let Ok(rec) = serde_json::from_slice::<GrantRecord>(&bytes) else {
+                    return Ok(None);
+                };
+                if let Some(f) = &rec.family {
+                    if self.family_revoked(f).await? {
+                        return Ok(None);
+                    }
+                }
+                Some(rec.grant)
+            }
+        };
+        Ok(Some(LiveAccess::Jwt { claims, grant }))
+    }
+
+    /// Withdraws an issued access token: an opaque token's record is deleted, a JWT's `jti`
+    /// is revoked until its `exp`.
+    pub async fn withdraw(&self, issued: &IssuedAccess) -> Result<(), OAuthError> {
+        match issued {
+            IssuedAccess::Stored(key) => {
+                self.store.delete(key).await?;
+            }
+            IssuedAccess::Jwt { jti, exp } => {
+                let left = exp.saturating_sub(now_unix());
+                if left > 0 {
+                    let ttl = Duration::from_secs(left + 1);
+                    self.put_revocation(&revoked_jti_key(jti), ttl).await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     pub async fn family_revoked(&self, family: &str) -> Result<bool, OAuthError> {
@@ -367,14 +582,8 @@ impl Provider {
     }
 
     pub async fn revoke_family(&self, family: &str, lifetime: Duration) -> Result<(), OAuthError> {
-        self.store
-            .put(
-                &family_revoked_key(family),
-                Bytes::from_static(b"1"),
-                lifetime,
-            )
-            .await?;
-        Ok(())
+        self.put_revocation(&family_revoked_key(family), lifetime)
+            .await
     }
 
     /// The subject for a user: the configured attribute or `<idp>.sub`, pairwise if asked.
@@ -439,7 +648,7 @@ impl Provider {
                 },
             };
             let input = crate::extensions::HookCall {
-                request: call.request.clone(),
+                request: call.guest_request()?,
                 attrs: grant.attrs.clone(),
             };
             let claims = hook

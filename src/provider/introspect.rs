@@ -7,7 +7,7 @@ use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use super::errors::{json_no_store, OAuthError};
-use super::grants::{access_key, refresh_key, RefreshRecord};
+use super::grants::{refresh_key, LiveAccess, RefreshRecord};
 use super::params;
 use super::Provider;
 use crate::session::now_unix;
@@ -62,8 +62,17 @@ fn inactive() -> Value {
 }
 
 async fn access_info(p: &Provider, token: &str) -> Result<Option<Value>, OAuthError> {
-    let Some(rec) = p.access_record(token).await? else {
+    let Some(live) = p.access_record(token).await? else {
         return Ok(None);
+    };
+    let rec = match live {
+        // A JWT answers with its own (verified) claims; the grant reference stays internal.
+        LiveAccess::Jwt { mut claims, .. } => {
+            claims.insert("active".into(), json!(true));
+            claims.insert("token_type".into(), json!("Bearer"));
+            return Ok(Some(Value::Object(claims)));
+        }
+        LiveAccess::Opaque(rec) => rec,
     };
     let g = &rec.grant;
     let aud: Value = if g.audiences.is_empty() {
@@ -142,9 +151,9 @@ async fn run_revoke(p: &Provider, req: Request<Incoming>) -> Result<(), OAuthErr
         }
         return Ok(());
     }
-    if let Some(rec) = p.access_record(token).await? {
-        if rec.grant.client_id == client.id {
-            p.store.delete(&access_key(&rec.jti)).await?;
+    if let Some(live) = p.access_record(token).await? {
+        if live.client_id() == client.id {
+            p.withdraw(&live.issued()).await?;
         }
         return Ok(());
     }

@@ -85,8 +85,8 @@ pub async fn end_session(
     // The hint may be expired (that is the normal case at logout) but must be ours.
     let hint = match params.get("id_token_hint") {
         None => None,
-        Some(t) => match p.verify(t, "JWT", false) {
-            Some(claims) => Some(claims),
+        Some(t) => match p.verify(t, super::keys::TokenType::Id, false) {
+            Some(claims) => Some(Value::Object(claims)),
             None => {
                 return respond::error(
                     StatusCode::BAD_REQUEST,

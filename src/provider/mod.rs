@@ -11,10 +11,12 @@ pub mod errors;
 pub mod grants;
 pub mod introspect;
 pub mod keys;
+pub mod limits;
 pub mod logout;
 pub mod params;
 pub mod token;
 pub mod userinfo;
+pub mod verified;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -108,6 +110,8 @@ pub struct Client {
     pub hooks: ClientHooks,
     /// Whose tokens this client may introspect besides its own (`introspection.tokensOf`).
     pub introspects: Introspects,
+    /// `rateLimit`: the token bucket of its `client_credentials` and `password` requests.
+    pub rate_limit: Option<limits::RateLimit>,
 }
 
 /// Whose tokens a client may introspect besides its own (RFC 7662 section 4: a resource
@@ -168,6 +172,10 @@ pub struct Provider {
     pub keys: Vec<SigningKey>,
     pub clients: HashMap<String, Client>,
     pub store: Arc<dyn Store>,
+    /// The bytes of token state it may keep in the store (`tokenStateMiB`).
+    state: limits::StateBudget,
+    /// Access tokens whose signature verified (by text), for repeated introspection.
+    verified: verified::VerifiedTokens,
     pub pairwise_salt: Option<SecretString>,
     /// `buildUserInfoClaimsSE`.
     pub userinfo_se: Option<crate::extensions::Hook>,
@@ -198,6 +206,7 @@ impl Provider {
         keys: Vec<SigningKey>,
         clients: HashMap<String, Client>,
         store: Arc<dyn Store>,
+        state_budget_bytes: usize,
         pairwise_salt: Option<SecretString>,
     ) -> Self {
         let mut p = Self {
@@ -206,6 +215,8 @@ impl Provider {
             keys,
             clients,
             store,
+            state: limits::StateBudget::new(state_budget_bytes),
+            verified: Default::default(),
             pairwise_salt,
             userinfo_se: None,
             discovery_json: String::new(),

@@ -34,7 +34,9 @@ pub async fn token(
     req: Request<Incoming>,
     ctx: &RequestCtx,
 ) -> Response<Body> {
-    match run(p, rt, req, ctx).await {
+    let result = run(p, rt, req, ctx).await;
+    rt.metrics.oidc_token_state_bytes(p.state_bytes());
+    match result {
         Ok(v) => json_no_store(&v),
         Err(e) => {
             tracing::info!(error = e.code, description = %e.description, "token request refused");
@@ -73,26 +75,55 @@ async fn run(
             "this client may not use the {grant_type} grant"
         )));
     }
-    // What token hooks see: the request with its form (client credentials removed).
-    let form: Vec<(String, String)> = params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    let parts = RequestParts {
-        method: &method,
-        uri: &uri,
-        headers: &headers,
-    };
+    // What token hooks see: the request with its form (client credentials removed); built
+    // only for a client that has such hooks.
+    let hooks = &client.hooks;
+    let hooked = hooks.id_token_claims.is_some()
+        || hooks.access_token_claims.is_some()
+        || hooks.backchannel.is_some();
+    let request = hooked.then(|| {
+        let form: Vec<(String, String)> =
+            params.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let parts = RequestParts {
+            method: &method,
+            uri: &uri,
+            headers: &headers,
+        };
+        guest_request(ctx, &client.app, parts, &rt.own_cookie_names(), Some(&form))
+    });
     let call = TokenCall {
-        request: guest_request(ctx, &client.app, parts, &rt.own_cookie_names(), Some(&form)),
+        request,
         grant_type: grant_type.clone(),
     };
-    match grant_type.as_str() {
+    let result = match grant_type.as_str() {
         "authorization_code" => authorization_code(p, client, &params, &call).await,
         "refresh_token" => refresh(p, client, &params, &call).await,
-        "client_credentials" => client_credentials(p, client, &params, &call).await,
-        _ => match &client.hooks.backchannel {
-            Some(hook) => extension_password(p, rt, client, &params, hook, peer_ip, &call).await,
-            None => password(p, rt, client, &params, peer_ip, &call).await,
+        "client_credentials" => match limited(p, client).await {
+            Ok(()) => client_credentials(p, client, &params, &call).await,
+            Err(e) => Err(e),
         },
+        _ => match (limited(p, client).await, &client.hooks.backchannel) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(hook)) => {
+                extension_password(p, rt, client, &params, hook, peer_ip, &call).await
+            }
+            (Ok(()), None) => password(p, rt, client, &params, peer_ip, &call).await,
+        },
+    };
+    if let Err(OAuthError {
+        limit: Some(limit), ..
+    }) = &result
+    {
+        rt.metrics.oidc_token_limited(&client.id, limit.label());
     }
+    result
+}
+
+/// The client's rate limit, for the grants a client calls at machine speed.
+async fn limited(p: &Provider, client: &Client) -> Result<(), OAuthError> {
+    p.rate_limit(client).await.inspect_err(|_| {
+        tracing::warn!(client = %client.id, "token request over the client's rate limit");
+    })
 }
 
 fn pkce_ok(challenge: &str, verifier: &str) -> bool {
@@ -118,7 +149,7 @@ async fn authorization_code(
         // (RFC 6749 4.1.2, RFC 9700 4.5).
         if let Some(marker) = p.store.take(&redeemed_key(code)).await? {
             if let Ok(m) = serde_json::from_slice::<RedeemedCode>(&marker) {
-                p.store.delete(&m.access_key).await?;
+                p.withdraw(&m.issued()).await?;
                 if let Some(f) = &m.family {
                     p.revoke_family(f, client.refresh.lifetime).await?;
                 }
@@ -155,17 +186,13 @@ async fn authorization_code(
     let minted = p
         .mint(client, &rec.grant, rec.nonce.as_deref(), family, call)
         .await?;
-    let marker = RedeemedCode {
-        access_key: minted.access_key.clone(),
-        family: minted.family.clone(),
-    };
-    p.store
-        .put(
-            &redeemed_key(code),
-            Bytes::from(serde_json::to_vec(&marker).unwrap_or_default()),
-            client.access_token.lifetime.max(client.refresh.reuse_grace),
-        )
-        .await?;
+    let marker = RedeemedCode::new(&minted.access, minted.family.clone());
+    p.put_counted(
+        &redeemed_key(code),
+        Bytes::from(serde_json::to_vec(&marker).unwrap_or_default()),
+        client.access_token.lifetime.max(client.refresh.reuse_grace),
+    )
+    .await?;
     Ok(minted.response)
 }
 
@@ -262,13 +289,12 @@ async fn refresh(
                 .reuse_grace
                 .max(std::time::Duration::from_secs(1));
             let answer = Bytes::from(serde_json::to_vec(&minted.response).unwrap_or_default());
-            p.store
-                .put(&rotation_answer_key(token), answer, grace)
+            p.put_counted(&rotation_answer_key(token), answer, grace)
                 .await?;
             return Ok(minted.response);
         }
         // Someone else rotated first: withdraw what we minted.
-        p.store.delete(&minted.access_key).await?;
+        p.withdraw(&minted.access).await?;
         if let Some(rt) = minted
             .response
             .get("refresh_token")
@@ -508,7 +534,7 @@ async fn extension_password(
         ));
     };
     let input = crate::extensions::HookCall {
-        request: call.request.clone(),
+        request: call.guest_request()?,
         attrs: Default::default(),
     };
     let called = match hook.backchannel_authenticate(input).await {

@@ -72,13 +72,12 @@ async fn run(
         }
         _ => return Err(OAuthError::invalid_request("userinfo takes GET or POST")),
     };
-    let Some(rec) = p.access_record(&token).await? else {
+    let Some(live) = p.access_record(&token).await? else {
         return Err(OAuthError::invalid_token(
             "the access token is invalid, expired or revoked",
         ));
     };
-    let grant = &rec.grant;
-    let Some(sub) = &grant.sub else {
+    let Some((grant, Some(sub))) = live.user_grant().map(|g| (g, &g.sub)) else {
         return Err(OAuthError::invalid_token(
             "this token was issued to a client, not a user",
         ));

@@ -46,6 +46,12 @@ pub struct ExtensionHookLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLimitLabels {
+    pub client: String,
+    pub limit: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     pub outcome: &'static str,
 }
@@ -94,6 +100,8 @@ pub struct Metrics {
     store_circuit_rejected: Family<CacheLabels, Counter>,
     store_cache_lookups: Family<CacheLookupLabels, Counter>,
     store_cache_flushes: Family<CacheLabels, Counter>,
+    oidc_token_limited: Family<TokenLimitLabels, Counter>,
+    oidc_token_state_bytes: Gauge,
 }
 
 fn extension_histogram() -> Histogram {
@@ -209,12 +217,26 @@ impl Metrics {
             "Times the client-side cache was flushed because its tracking connection was lost, by cache",
             store_cache_flushes.clone(),
         );
+        let oidc_token_limited = Family::<TokenLimitLabels, Counter>::default();
+        let oidc_token_state_bytes = Gauge::default();
+        registry.register(
+            "oidc_token_requests_limited",
+            "Token requests refused by a limit, by client and limit (client_rate, state_budget)",
+            oidc_token_limited.clone(),
+        );
+        registry.register(
+            "oidc_token_state_bytes",
+            "Bytes of token state the OIDC provider counts against its budget",
+            oidc_token_state_bytes.clone(),
+        );
         Self {
             store_circuit_state,
             store_circuit_opened,
             store_circuit_rejected,
             store_cache_lookups,
             store_cache_flushes,
+            oidc_token_limited,
+            oidc_token_state_bytes,
             registry,
             extension_calls,
             extension_latency,
@@ -236,6 +258,20 @@ impl Metrics {
         };
         self.latency.get_or_create(&labels).observe(seconds);
         self.requests.get_or_create(&labels).inc();
+    }
+
+    pub fn oidc_token_limited(&self, client: &str, limit: &'static str) {
+        self.oidc_token_limited
+            .get_or_create(&TokenLimitLabels {
+                client: client.to_string(),
+                limit,
+            })
+            .inc();
+    }
+
+    pub fn oidc_token_state_bytes(&self, bytes: usize) {
+        self.oidc_token_state_bytes
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
     }
 
     pub fn login(&self, idp: &str, result: &'static str) {

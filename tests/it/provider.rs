@@ -18,6 +18,15 @@ struct Op {
 /// A gateway with a proxy app and two OIDC clients: `webapp` (confidential, all grants)
 /// and `spa` (public).
 fn provider(extra_client: &str, access_type: &str, grace: u64) -> Op {
+    let (yaml, keys) = provider_yaml(extra_client, access_type, grace);
+    Op {
+        gw: Gateway::start(&yaml),
+        _keys: keys,
+    }
+}
+
+/// The configuration of `provider`, and the directory of its key (`es256.pem`).
+fn provider_yaml(extra_client: &str, access_type: &str, grace: u64) -> (String, tempfile::TempDir) {
     let keys = tempfile::tempdir().unwrap();
     let key = keys.path().join("es256.pem");
     std::fs::write(
@@ -72,10 +81,7 @@ apps:
 "#,
         key = key.display()
     );
-    Op {
-        gw: Gateway::start(&yaml),
-        _keys: keys,
-    }
+    (yaml, keys)
 }
 
 fn pkce() -> (String, String) {
@@ -1529,4 +1535,567 @@ t.yaml:26:47: unknown key `clients`
 4 problems in t.yaml
 "
     );
+}
+
+async fn introspect(op: &Op, token: &str) -> Value {
+    introspect_as(op, ("webapp", SECRET), token).await
+}
+
+/// Userinfo's status and `WWW-Authenticate` for a bearer token.
+async fn userinfo_refusal(op: &Op, token: &str) -> (u16, String) {
+    let r = client()
+        .get(op.gw.url("/oauth2/userinfo"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    let challenge = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    (r.status().as_u16(), challenge)
+}
+
+async fn revoke(op: &Op, token: &str) {
+    let r = client()
+        .post(op.gw.url("/oauth2/revoke"))
+        .basic_auth("webapp", Some(SECRET))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+fn assert_invalid_token(refusal: (u16, String), why: &str) {
+    assert_eq!(refusal.0, 401, "{why}");
+    assert!(
+        refusal.1.starts_with("Bearer error=\"invalid_token\""),
+        "{why}: {}",
+        refusal.1
+    );
+}
+
+const SHORT_LIVED: &str = r#"  - name: short
+    type: oidc
+    clientID: short
+    clientSecret: short-secret-short-secret
+    redirectURLs: []
+    grantTypes: [client_credentials]
+    accessToken: { lifetimeSeconds: 1 }
+    introspection: { tokensOf: ["*"] }
+"#;
+
+/// Issue #14: a JWT access token has no store record. Introspection and userinfo check its
+/// signature and expiry, then the revocation set (a revoked `jti` until its `exp`) and, for
+/// a user's token, the grant and the refresh family that issued it.
+#[tokio::test]
+async fn jwt_access_tokens_are_stateless_and_revocable() {
+    let op = provider(SHORT_LIVED, "jwt", 0);
+    let body = code_flow(&op, "openid email offline_access").await;
+    let at1 = body["access_token"].as_str().unwrap();
+    let rt1 = body["refresh_token"].as_str().unwrap();
+    let i = introspect(&op, at1).await;
+    assert_eq!(
+        (&i["active"], &i["sub"], &i["client_id"], &i["token_type"]),
+        (
+            &true.into(),
+            &"alice".into(),
+            &"webapp".into(),
+            &"Bearer".into()
+        ),
+        "{i}"
+    );
+    assert_eq!(i["scope"], "openid email offline_access");
+    assert!(
+        i.get("gid").is_none(),
+        "the grant reference stays internal: {i}"
+    );
+    assert_eq!(userinfo_refusal(&op, at1).await.0, 200);
+    // RFC 7009 revocation of the access token alone: its jti is revoked
+    revoke(&op, at1).await;
+    assert_eq!(
+        introspect(&op, at1).await,
+        serde_json::json!({"active": false})
+    );
+    assert_invalid_token(userinfo_refusal(&op, at1).await, "revoked JWT");
+    // the family lives on: a refresh issues a new, active token
+    let (s, r2, _) = token(
+        &op,
+        &[("grant_type", "refresh_token"), ("refresh_token", rt1)],
+        Some(("webapp", SECRET)),
+    )
+    .await;
+    assert_eq!(s, 200, "{r2}");
+    let at2 = r2["access_token"].as_str().unwrap();
+    assert_eq!(introspect(&op, at2).await["active"], true);
+    assert_eq!(userinfo_refusal(&op, at2).await.0, 200);
+    // reuse of the rotated refresh token (past the grace second) revokes the family and the
+    // JWTs it issued
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (s, e, _) = token(
+        &op,
+        &[("grant_type", "refresh_token"), ("refresh_token", rt1)],
+        Some(("webapp", SECRET)),
+    )
+    .await;
+    assert_eq!((s, e["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(
+        introspect(&op, at2).await,
+        serde_json::json!({"active": false})
+    );
+    assert_invalid_token(userinfo_refusal(&op, at2).await, "family revoked");
+
+    // a client's own JWT: active, then revoked
+    let (s, cc, _) = token(
+        &op,
+        &[("grant_type", "client_credentials")],
+        Some(("webapp", SECRET)),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let cc = cc["access_token"].as_str().unwrap();
+    let i = introspect(&op, cc).await;
+    assert_eq!((&i["active"], &i["sub"]), (&true.into(), &"webapp".into()));
+    let (status, body) = {
+        let r = client()
+            .get(op.gw.url("/oauth2/userinfo"))
+            .bearer_auth(cc)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_token")),
+        "a client's token has no user"
+    );
+    revoke(&op, cc).await;
+    assert_eq!(introspect(&op, cc).await["active"], false);
+
+    // forged and altered tokens: inactive, 401
+    let (s, fresh, _) = token(
+        &op,
+        &[("grant_type", "client_credentials")],
+        Some(("webapp", SECRET)),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let fresh = fresh["access_token"].as_str().unwrap();
+    let parts: Vec<&str> = fresh.split('.').collect();
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let mut claims: Value = serde_json::from_slice(&engine.decode(parts[1]).unwrap()).unwrap();
+    claims["scope"] = "openid".into();
+    claims["sub"] = "alice".into();
+    let altered = format!(
+        "{}.{}.{}",
+        parts[0],
+        engine.encode(claims.to_string()),
+        parts[2]
+    );
+    let foreign_key = tessera::provider::keys::SigningKey::from_pem(
+        tessera::provider::keys::generate_pem(tessera::provider::keys::SigningAlg::Es256)
+            .unwrap()
+            .as_bytes(),
+        tessera::provider::keys::SigningAlg::Es256,
+    )
+    .unwrap();
+    let foreign = foreign_key
+        .sign(
+            tessera::provider::keys::TokenType::Access,
+            claims.to_string().as_bytes(),
+        )
+        .unwrap();
+    let none_alg = format!(
+        "{}.{}.",
+        engine.encode(r#"{"alg":"none","typ":"at+jwt"}"#),
+        parts[1]
+    );
+    for bad in [altered, foreign, none_alg, format!("{fresh}x")] {
+        assert_eq!(
+            introspect(&op, &bad).await,
+            serde_json::json!({"active": false}),
+            "{bad}"
+        );
+        assert_invalid_token(userinfo_refusal(&op, &bad).await, &bad);
+    }
+    // an ID token is not an access token
+    let id = body_id_token(&op).await;
+    assert_eq!(introspect(&op, &id).await["active"], false);
+    assert_invalid_token(userinfo_refusal(&op, &id).await, "ID token as bearer");
+
+    // expiry: a token of a 1 s lifetime is inactive once it has passed
+    let (s, short, _) = token(
+        &op,
+        &[("grant_type", "client_credentials")],
+        Some(("short", "short-secret-short-secret")),
+    )
+    .await;
+    assert_eq!(s, 200, "{short}");
+    let short = short["access_token"].as_str().unwrap();
+    let as_short = ("short", "short-secret-short-secret");
+    assert_eq!(introspect_as(&op, as_short, short).await["active"], true);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(introspect_as(&op, as_short, short).await["active"], false);
+}
+
+async fn body_id_token(op: &Op) -> String {
+    code_flow(op, "openid").await["id_token"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `yaml` with the metrics served at `/metrics`.
+fn with_metrics(yaml: &str) -> String {
+    yaml.replace(
+        "oidcProvider:\n",
+        "telemetry: { metrics: { location: /metrics } }\noidcProvider:\n",
+    )
+}
+
+async fn metrics_text(gw: &Gateway) -> String {
+    client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Floods the token endpoint with `client_credentials` for `client` from `tasks` concurrent
+/// loops for `secs`; returns (answers by status, the refusals' Retry-After and body).
+async fn flood(
+    gw: &Gateway,
+    client_id: &'static str,
+    secret: &'static str,
+    tasks: usize,
+    secs: u64,
+) -> (HashMap<u16, usize>, Vec<(String, Value)>) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let url = gw.url("/oauth2/token");
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let url = url.clone();
+        handles.push(tokio::spawn(async move {
+            let c = client();
+            let mut counts: HashMap<u16, usize> = HashMap::new();
+            let mut refusals = Vec::new();
+            while std::time::Instant::now() < deadline {
+                let r = c
+                    .post(&url)
+                    .basic_auth(client_id, Some(secret))
+                    .form(&[("grant_type", "client_credentials")])
+                    .send()
+                    .await
+                    .unwrap();
+                let status = r.status().as_u16();
+                *counts.entry(status).or_default() += 1;
+                if status != 200 && refusals.len() < 3 {
+                    let retry = r
+                        .headers()
+                        .get("retry-after")
+                        .map(|v| v.to_str().unwrap().to_string())
+                        .unwrap_or_default();
+                    refusals.push((retry, r.json::<Value>().await.unwrap()));
+                }
+            }
+            (counts, refusals)
+        }));
+    }
+    let mut counts: HashMap<u16, usize> = HashMap::new();
+    let mut refusals = Vec::new();
+    for h in handles {
+        let (c, r) = h.await.unwrap();
+        for (k, v) in c {
+            *counts.entry(k).or_default() += v;
+        }
+        refusals.extend(r);
+    }
+    (counts, refusals)
+}
+
+const FLOODER: &str = r#"  - name: flooder
+    type: oidc
+    clientID: flooder
+    clientSecret: flooder-secret-flooder
+    redirectURLs: []
+    grantTypes: [client_credentials]
+    rateLimit: { requestsPerSecond: 20, burst: 10 }
+"#;
+
+/// Issue #14: one client hammering `client_credentials` is held to its `rateLimit` (429 with
+/// `Retry-After` and an OAuth error body, counted in the metrics), its JWTs leave nothing in
+/// the store, and a user signing in through the browser meanwhile is not affected.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_credentials_flood_is_limited_and_logins_keep_working() {
+    let (yaml, keys) = provider_yaml(FLOODER, "jwt", 10);
+    let op = Op {
+        gw: Gateway::start(&with_metrics(&yaml)),
+        _keys: keys,
+    };
+    let secs = 3;
+    let started = std::time::Instant::now();
+    let (flooded, logins) = tokio::join!(
+        flood(&op.gw, "flooder", "flooder-secret-flooder", 8, secs),
+        async {
+            let mut done = 0;
+            while started.elapsed() < std::time::Duration::from_secs(secs) {
+                let body = code_flow(&op, "openid email").await;
+                assert!(body["id_token"].is_string(), "{body}");
+                done += 1;
+            }
+            done
+        }
+    );
+    let elapsed = started.elapsed().as_secs_f64();
+    let (counts, refusals) = flooded;
+    let granted = counts.get(&200).copied().unwrap_or(0);
+    let limited = counts.get(&429).copied().unwrap_or(0);
+    assert!(logins >= 1, "the user signed in during the flood");
+    assert_eq!(
+        granted + limited,
+        counts.values().sum::<usize>(),
+        "only 200 and 429: {counts:?}"
+    );
+    // the bucket: 10 at once, then 20 per second
+    let allowed = 10.0 + 20.0 * elapsed + 5.0;
+    assert!(
+        (granted as f64) <= allowed && granted >= 10,
+        "{granted} granted in {elapsed:.1} s (at most {allowed:.0}): {counts:?}"
+    );
+    assert!(
+        limited > granted,
+        "the flood exceeded the limit: {counts:?}"
+    );
+    for (retry, body) in &refusals {
+        assert_eq!(retry, "1", "Retry-After of a 20/s bucket");
+        assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    }
+    let m = metrics_text(&op.gw).await;
+    let line = format!(
+        "tessera_oidc_token_requests_limited_total{{client=\"flooder\",limit=\"client_rate\"}} {limited}"
+    );
+    assert!(m.contains(&line), "{line} in\n{m}");
+    let rss_mib = op.gw.rss_kib() / 1024;
+    assert!(rss_mib < 150, "RSS {rss_mib} MiB after the flood");
+}
+
+/// Issue #14: token state has a budget (`tokenStateMiB`) inside the memory store's: opaque
+/// tokens past it are refused (503, `Retry-After`), and sessions still find room.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_state_budget_never_starves_logins() {
+    let opaque = r#"  - name: bulk
+    type: oidc
+    clientID: bulk
+    clientSecret: bulk-secret-bulk-secret
+    redirectURLs: []
+    grantTypes: [client_credentials]
+    accessToken: { type: opaque }
+"#;
+    let (yaml, keys) = provider_yaml(opaque, "jwt", 10);
+    let yaml = yaml.replace(
+        "oidcProvider:\n",
+        "session: { memoryStore: { maxMiB: 4 } }\noidcProvider:\n  tokenStateMiB: 1\n",
+    );
+    let op = Op {
+        gw: Gateway::start(&with_metrics(&yaml)),
+        _keys: keys,
+    };
+    // ~1 MiB of records of ~0.5 KiB each fill within seconds
+    let mut refused = None;
+    for _ in 0..20 {
+        let (counts, refusals) = flood(&op.gw, "bulk", "bulk-secret-bulk-secret", 8, 1).await;
+        if counts.contains_key(&503) {
+            refused = Some((counts, refusals));
+            break;
+        }
+    }
+    let (counts, refusals) = refused.expect("the budget filled");
+    // each record (the grant with its claims) costs ~1.5 KiB
+    assert!(counts[&200] >= 300, "{counts:?}");
+    assert_eq!(counts.len(), 2, "200 then 503 only: {counts:?}");
+    for (retry, body) in &refusals {
+        assert!(retry.parse::<u64>().unwrap() >= 1, "{retry}");
+        assert_eq!(body["error"], "temporarily_unavailable", "{body}");
+    }
+    // the budget is full, the store is not: a browser login still makes a session
+    let (cookie, _) = login(&op.gw, "/portal", "local", "alice", "pw").await;
+    assert!(cookie.starts_with("tessera_session="));
+    let m = metrics_text(&op.gw).await;
+    assert!(
+        m.contains(
+            r#"tessera_oidc_token_requests_limited_total{client="bulk",limit="state_budget"}"#
+        ),
+        "{m}"
+    );
+    let used: u64 = m
+        .lines()
+        .find_map(|l| l.strip_prefix("tessera_oidc_token_state_bytes "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(used <= 1024 * 1024, "{used}");
+}
+
+/// `tessera validate` on `yaml`: (exit code, stderr with the file named `t.yaml`).
+fn validate(yaml: &str) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let out = std::process::Command::new(BIN)
+        .args(["validate", "--config"])
+        .arg(&path)
+        .env_remove("TESSERA_HTTP_ADDRESS")
+        .output()
+        .unwrap();
+    let text = String::from_utf8(out.stderr)
+        .unwrap()
+        .replace(&path.display().to_string(), "t.yaml");
+    (out.status.code(), text)
+}
+
+/// The line of `needle` in `yaml`, 1-based.
+fn line_of(yaml: &str, needle: &str) -> usize {
+    yaml.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+/// Rate limits and budgets are checked at load: each bad value refused at its position.
+#[test]
+fn limit_configuration_errors_are_positioned() {
+    let app = |extra: &str| {
+        format!("  - name: x\n    type: oidc\n    clientID: x\n    clientSecret: x-secret-x-secret-x\n    redirectURLs: []\n    grantTypes: [client_credentials]\n{extra}")
+    };
+    let cases = [
+        (
+            app("    rateLimit: { requestsPerSecond: 0 }\n"),
+            "rateLimit",
+            18,
+            "0 is out of range\n    hint: use 1 to 1000000",
+        ),
+        (
+            app("    rateLimit: { requestsPerSecond: 5, burst: 2000000 }\n"),
+            "rateLimit",
+            40,
+            "2000000 is out of range\n    hint: use 1 to 1000000",
+        ),
+        (
+            app("    rateLimit: { requestsPerSecond: 5, bucket: 1 }\n"),
+            "rateLimit",
+            40,
+            "unknown key `bucket`\n    hint: valid keys here: requestsPerSecond, burst",
+        ),
+        (
+            "  - name: x\n    type: oidc\n    clientID: x\n    clientSecret: x-secret-x-secret-x\n    redirectURLs: [\"https://x.example/cb\"]\n    authentication: { idps: [local] }\n    rateLimit: { requestsPerSecond: 5 }\n".to_string(),
+            "rateLimit",
+            5,
+            "rateLimit applies to client_credentials and password requests, which this app does not use\n    hint: remove it, or add one of these grant types",
+        ),
+    ];
+    for (extra, needle, col, expected) in cases {
+        let (yaml, _keys) = provider_yaml(&extra, "jwt", 10);
+        let (code, out) = validate(&yaml);
+        let line = line_of(&yaml, needle);
+        assert_eq!(code, Some(2), "{out}");
+        assert_eq!(
+            out,
+            format!("t.yaml:{line}:{col}: {expected}\n1 problem in t.yaml\n"),
+            "{yaml}"
+        );
+    }
+    for (top, expected) in [
+        ("tokenStateMiB: 0", "must be greater than 0"),
+        (
+            "tokenStateMiB: 200",
+            "200 MiB of tokens would leave too little of the memory store (256 MiB) to sessions and login flows\n    hint: use at most three quarters of session.memoryStore.maxMiB, or raise it",
+        ),
+    ] {
+        let (yaml, _keys) = provider_yaml("", "jwt", 10);
+        let yaml = yaml.replace("oidcProvider:\n", &format!("oidcProvider:\n  {top}\n"));
+        let (code, out) = validate(&yaml);
+        assert_eq!(code, Some(2), "{out}");
+        let line = line_of(&yaml, top);
+        assert_eq!(
+            out,
+            format!("t.yaml:{line}:3: {expected}\n1 problem in t.yaml\n")
+        );
+    }
+}
+
+/// Key rotation by reload: a new first key signs, the old one (still listed) verifies what it
+/// signed until it is removed.
+#[tokio::test(flavor = "multi_thread")]
+async fn key_rotation_by_reload() {
+    let (yaml, keys) = provider_yaml("", "jwt", 10);
+    let old_key = keys.path().join("es256.pem");
+    let new_key = keys.path().join("new.pem");
+    std::fs::write(
+        &new_key,
+        tessera::provider::keys::generate_pem(tessera::provider::keys::SigningAlg::Es256).unwrap(),
+    )
+    .unwrap();
+    let op = Op {
+        gw: Gateway::start(&yaml),
+        _keys: keys,
+    };
+    let cc = || async {
+        let (s, b, _) = token(
+            &op,
+            &[("grant_type", "client_credentials")],
+            Some(("webapp", SECRET)),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+        b["access_token"].as_str().unwrap().to_string()
+    };
+    let kid_of = |t: &str| jsonwebtoken::decode_header(t).unwrap().kid.unwrap();
+    let old_token = cc().await;
+    let old_id = body_id_token(&op).await;
+    let old_kid = kid_of(&old_token);
+    let reload = |keys: String| {
+        let line = format!(
+            "  signingKeys: [{{ file: {}, alg: ES256 }}]",
+            old_key.display()
+        );
+        assert!(yaml.contains(&line));
+        let n = op.gw.count_logs("config reloaded");
+        op.gw
+            .rewrite_config(&yaml.replace(&line, &format!("  signingKeys: [{keys}]")));
+        op.gw.signal("HUP");
+        op.gw
+            .wait_logs("config reloaded", n + 1, std::time::Duration::from_secs(20));
+    };
+    reload(format!(
+        "{{ file: {}, alg: ES256 }}, {{ file: {}, alg: ES256 }}",
+        new_key.display(),
+        old_key.display()
+    ));
+    let published: Vec<String> = jwks(&op).await["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(published.len(), 2);
+    assert_eq!(published[1], old_kid, "the old key is still published");
+    let new_token = cc().await;
+    assert_eq!(kid_of(&new_token), published[0], "the new first key signs");
+    assert_ne!(published[0], old_kid);
+    assert_eq!(introspect(&op, &old_token).await["active"], true);
+    assert_eq!(introspect(&op, &new_token).await["active"], true);
+    // the old key removed: what it signed is no longer ours
+    reload(format!("{{ file: {}, alg: ES256 }}", new_key.display()));
+    assert_eq!(introspect(&op, &old_token).await["active"], false);
+    assert_eq!(introspect(&op, &new_token).await["active"], true);
+    // an ID token of the removed key is no valid id_token_hint any more
+    let r = client()
+        .get(op.gw.url(&format!("/oauth2/logout?id_token_hint={old_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
 }

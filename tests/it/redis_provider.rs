@@ -40,6 +40,13 @@ apps:
     grantTypes: [authorization_code, refresh_token]
     authentication: {{ idps: [local] }}
     refreshToken: {{ allowOfflineAccess: true, reuseGraceSeconds: 0 }}
+  - name: svc
+    type: oidc
+    clientID: svc
+    clientSecret: {SECRET}
+    redirectURLs: []
+    grantTypes: [client_credentials]
+    rateLimit: {{ requestsPerSecond: 1, burst: 4 }}
 "#,
         hash = pw_hash(),
         key = key.display()
@@ -55,6 +62,30 @@ async fn token(gw: &Gateway, form: &[(&str, &str)]) -> (u16, Value) {
         .await
         .unwrap();
     (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn introspect(gw: &Gateway, t: &str) -> Value {
+    client()
+        .post(gw.url("/oauth2/introspect"))
+        .basic_auth("web", Some(SECRET))
+        .form(&[("token", t)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn userinfo_status(gw: &Gateway, t: &str) -> u16 {
+    client()
+        .get(gw.url("/oauth2/userinfo"))
+        .bearer_auth(t)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -136,6 +167,26 @@ async fn provider_state_is_shared_by_replicas() {
     let (s, tokens) = token(&a, &form).await;
     assert_eq!(s, 200, "{tokens}");
 
+    // a JWT access token revoked at A is inactive at B (the revocation set is shared), and
+    // userinfo at B refuses it
+    let at = tokens["access_token"].as_str().unwrap();
+    assert_eq!(introspect(&b, at).await["active"], true);
+    assert_eq!(userinfo_status(&b, at).await, 200);
+    let r = c
+        .post(a.url("/oauth2/revoke"))
+        .basic_auth("web", Some(SECRET))
+        .form(&[("token", at)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        introspect(&b, at).await,
+        serde_json::json!({"active": false})
+    );
+    assert_eq!(userinfo_status(&b, at).await, 401);
+    assert_eq!(introspect(&a, at).await["active"], false);
+
     // rotated at A, replayed at B after the grace period: detected, the family is revoked
     let rt1 = tokens["refresh_token"].as_str().unwrap();
     let (s, rotated) = token(
@@ -169,6 +220,10 @@ async fn provider_state_is_shared_by_replicas() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401, "and its access tokens, at every replica");
+    assert_eq!(
+        introspect(&b, rotated["access_token"].as_str().unwrap()).await,
+        serde_json::json!({"active": false})
+    );
     // the code, single use across replicas
     let (s, e) = token(&b, &form).await;
     assert_eq!(
@@ -176,4 +231,18 @@ async fn provider_state_is_shared_by_replicas() {
         (400, Some("invalid_grant")),
         "code replay at the other replica"
     );
+
+    // a client's rate limit is one bucket for all replicas: 4 at once, then 1 per second
+    let mut statuses = Vec::new();
+    for gw in [&a, &b, &a, &b, &a, &b] {
+        let r = c
+            .post(gw.url("/oauth2/token"))
+            .basic_auth("svc", Some(SECRET))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 429, 429]);
 }

@@ -240,8 +240,13 @@ pub fn compile(
         Err(e) => ctx.diags.error(&root.key("serviceExtensions"), e),
     }
     let (apps, routers, oidc_apps) = compile_apps(section("apps"), &connectors, &mut ctx);
-    let provider =
-        super::oidc::compile_provider(section("oidcProvider"), oidc_apps, &connectors, &mut ctx);
+    let provider = super::oidc::compile_provider(
+        section("oidcProvider"),
+        oidc_apps,
+        &connectors,
+        memory_bytes,
+        &mut ctx,
+    );
 
     let listen = listen?;
     let secure_cookies = secure_cookies?;

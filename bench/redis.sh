@@ -45,12 +45,15 @@ version: 1
 http: { address: "127.0.0.1:$port" }
 logger: { level: warn, format: json }
 caches: [{ name: shared, type: redis, redis: { addresses: ["127.0.0.1:$REDIS_PORT"], keyPrefix: "$1:" } }]
-session: { store: $2 }
+# Room for a full-speed refresh load: every rotated refresh token is kept (reuse detection)
+# until it expires, and counts against oidcProvider.tokenStateMiB.
+session: { store: $2, memoryStore: { maxMiB: 4096 } }
 connectors:
   - { name: local, type: local, users: [{ username: bench, passwordHash: "$HASH", attributes: { email: b@example.com, groups: [admins] } }] }
 oidcProvider:
   issuer: http://127.0.0.1:$port
   cache: $2
+  tokenStateMiB: 3072
   signingKeys: [{ file: $TMP/es256.pem, alg: ES256 }]
 apps:
   - name: app

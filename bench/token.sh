@@ -159,6 +159,9 @@ session:
 connectors:
   - name: local
     type: local
+    # FLOWS concurrent sign-ins of one user from one IP: each holds a throttle reservation
+    # while its password is checked, so the default maxFailures would refuse the burst.
+    throttle: { maxFailures: 100000, maxUsersPerClientIP: 100000 }
     users:
       - username: $USER_NAME
         passwordHash: "$HASH"      # argon2id, the defaults of \`tessera hash-password\`

@@ -24,7 +24,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderMap};
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
@@ -33,7 +32,7 @@ use crate::pages;
 use crate::runtime::Runtime;
 use crate::session::cookie::{cookie_values, CookieSpec};
 use crate::session::random_token;
-use crate::web::body::Body;
+use crate::web::body::{Body, RequestBody};
 use crate::web::rejection::{Outcome, Rejection};
 use crate::web::respond::{self, RequestCtx};
 use credentials::Checked;
@@ -214,7 +213,7 @@ pub fn sanitize_return(rd: &str, host: &str) -> Option<String> {
 }
 
 /// Handles everything under `/.tessera/`.
-pub async fn handle(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Outcome {
+pub async fn handle(rt: &Runtime, req: Request<RequestBody>, ctx: &RequestCtx) -> Outcome {
     match (req.method().clone(), req.uri().path()) {
         (Method::GET | Method::HEAD, LOGIN_PATH) => login_page(rt, &req, ctx).await,
         (Method::POST, LOGIN_PATH) => submit(rt, req, ctx).await,
@@ -262,7 +261,7 @@ async fn load_flow(
     Ok(bound.then_some(flow))
 }
 
-async fn login_page(rt: &Runtime, req: &Request<Incoming>, ctx: &RequestCtx) -> Outcome {
+async fn login_page(rt: &Runtime, req: &Request<RequestBody>, ctx: &RequestCtx) -> Outcome {
     let q = match fields(req.uri().query().unwrap_or("").as_bytes()) {
         Ok(q) => q,
         Err(e) => return Err(Rejection::page(StatusCode::BAD_REQUEST, e)),
@@ -319,7 +318,7 @@ async fn login_page(rt: &Runtime, req: &Request<Incoming>, ctx: &RequestCtx) -> 
 /// path routes to on this host; a foreign `rd` is ignored.
 async fn direct_login(
     rt: &Runtime,
-    req: &Request<Incoming>,
+    req: &Request<RequestBody>,
     ctx: &RequestCtx,
     rd: Option<&str>,
 ) -> Outcome {
@@ -376,7 +375,7 @@ fn form(
 }
 
 async fn read_form(
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
 ) -> Result<(HeaderMap, std::collections::HashMap<String, String>), Rejection> {
     let is_form = req
         .headers()
@@ -416,7 +415,7 @@ async fn read_form(
     }
 }
 
-async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Outcome {
+async fn submit(rt: &Runtime, req: Request<RequestBody>, ctx: &RequestCtx) -> Outcome {
     let (headers, f) = read_form(req).await?;
     let get = |k: &str| f.get(k).map(String::as_str).unwrap_or("");
     let (flow_id, idp, username, password) =
@@ -521,7 +520,7 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Outco
 /// (or sent to `redirect`) directly.
 pub async fn logout(
     rt: &Runtime,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ctx: &RequestCtx,
     action: &str,
     redirect: Option<&str>,

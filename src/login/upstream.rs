@@ -7,13 +7,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::HeaderMap;
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use super::{expired, flow_cookie, flow_key, load_flow, store_down, Flow};
 use crate::connectors::oidc::{OidcConnector, PendingLogin};
 use crate::pages;
 use crate::runtime::Runtime;
-use crate::web::body::Body;
+use crate::web::body::{Body, RequestBody};
 use crate::web::rejection::{Outcome, Rejection};
 use crate::web::respond::{self, RequestCtx};
 
@@ -71,7 +70,7 @@ pub fn callback_of<'r>(rt: &'r Runtime, path: &str) -> Option<(&'r OidcConnector
     })
 }
 
-fn query(req: &Request<Incoming>) -> Result<std::collections::HashMap<String, String>, String> {
+fn query(req: &Request<RequestBody>) -> Result<std::collections::HashMap<String, String>, String> {
     super::fields(req.uri().query().unwrap_or("").as_bytes())
 }
 
@@ -79,7 +78,7 @@ fn query(req: &Request<Incoming>) -> Result<std::collections::HashMap<String, St
 pub async fn callback(
     rt: &Runtime,
     idp: &OidcConnector,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ctx: &RequestCtx,
 ) -> Outcome {
     let q = match query(&req) {

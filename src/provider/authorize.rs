@@ -6,11 +6,10 @@
 //! When the user must sign in, the request is parked in the store and the gateway's login
 //! flow brings the browser back to `resume`, which finishes it.
 
-use crate::web::body::read_limited;
+use crate::web::body::{read_limited, RequestBody};
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -67,7 +66,7 @@ fn parked_key(id: &str) -> String {
 
 /// The parameters, or the status and text of the refusal (400; 408/413 for a body that
 /// came too slowly or too large).
-async fn read_params(req: Request<Incoming>) -> Result<Params, (StatusCode, String)> {
+async fn read_params(req: Request<RequestBody>) -> Result<Params, (StatusCode, String)> {
     let bad = |e: String| (StatusCode::BAD_REQUEST, e);
     let query = req.uri().query().unwrap_or("").to_string();
     if req.method() == Method::GET || req.method() == Method::HEAD {
@@ -103,7 +102,7 @@ fn bad_request_page(ctx: &RequestCtx, message: &str) -> Response<Body> {
 pub async fn authorize(
     p: &Provider,
     rt: &Runtime,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ctx: &RequestCtx,
 ) -> Response<Body> {
     let headers = req.headers().clone();
@@ -120,7 +119,7 @@ pub async fn authorize(
 pub async fn resume(
     p: &Provider,
     rt: &Runtime,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ctx: &RequestCtx,
 ) -> Response<Body> {
     let id = req

@@ -3,7 +3,6 @@
 //! lists; any other token is answered `{"active": false}`.
 
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use super::errors::{json_no_store, OAuthError};
@@ -11,16 +10,16 @@ use super::grants::{refresh_key, LiveAccess, RefreshRecord};
 use super::params;
 use super::Provider;
 use crate::session::now_unix;
-use crate::web::body::{full, Body};
+use crate::web::body::{full, Body, RequestBody};
 
-pub async fn introspect(p: &Provider, req: Request<Incoming>) -> Response<Body> {
+pub async fn introspect(p: &Provider, req: Request<RequestBody>) -> Response<Body> {
     match run_introspect(p, req).await {
         Ok(v) => json_no_store(&v),
         Err(e) => e.response(),
     }
 }
 
-async fn run_introspect(p: &Provider, req: Request<Incoming>) -> Result<Value, OAuthError> {
+async fn run_introspect(p: &Provider, req: Request<RequestBody>) -> Result<Value, OAuthError> {
     let (headers, form) = params::read_form(req).await?;
     let caller = params::authenticate(p, &headers, &form, false)?;
     let token = form
@@ -121,7 +120,7 @@ async fn refresh_info(p: &Provider, token: &str) -> Result<Option<Value>, OAuthE
     })))
 }
 
-pub async fn revoke(p: &Provider, req: Request<Incoming>) -> Response<Body> {
+pub async fn revoke(p: &Provider, req: Request<RequestBody>) -> Response<Body> {
     match run_revoke(p, req).await {
         Ok(()) => {
             let mut r = Response::new(full(""));
@@ -135,7 +134,7 @@ pub async fn revoke(p: &Provider, req: Request<Incoming>) -> Response<Body> {
 /// Revokes a refresh token (and its whole family, with the access tokens issued from it) or
 /// an access token. Unknown tokens and tokens of other clients are answered 200 without
 /// effect, as RFC 7009 2.2 requires.
-async fn run_revoke(p: &Provider, req: Request<Incoming>) -> Result<(), OAuthError> {
+async fn run_revoke(p: &Provider, req: Request<RequestBody>) -> Result<(), OAuthError> {
     let (headers, form) = params::read_form(req).await?;
     let client = params::authenticate(p, &headers, &form, true)?;
     let token = form

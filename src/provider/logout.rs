@@ -8,9 +8,8 @@
 //! with the session's CSRF token (§2 and §6 of the specification: logout requests without a
 //! valid hint are a means of denial of service, so the user must confirm).
 
-use crate::web::body::read_limited;
+use crate::web::body::{read_limited, RequestBody};
 use http::{Method, Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use super::params::{self, Params};
 use super::Provider;
@@ -23,7 +22,9 @@ use serde_json::Value;
 
 /// The parameters, or the status and text of the refusal (400; 408/413 for a body that
 /// came too slowly or too large).
-async fn read(req: Request<Incoming>) -> Result<(http::HeaderMap, Params), (StatusCode, String)> {
+async fn read(
+    req: Request<RequestBody>,
+) -> Result<(http::HeaderMap, Params), (StatusCode, String)> {
     let bad = |e: String| (StatusCode::BAD_REQUEST, e);
     let (parts, raw) = if req.method() == Method::POST {
         read_limited(req, 64 * 1024)
@@ -72,7 +73,7 @@ fn unavailable(ctx: &RequestCtx) -> Response<Body> {
 pub async fn end_session(
     p: &Provider,
     rt: &Runtime,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ctx: &RequestCtx,
 ) -> Response<Body> {
     let method = req.method().clone();

@@ -23,13 +23,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Request, Response};
-use hyper::body::Incoming;
 
 use crate::claims::AttrRef;
 use crate::runtime::Runtime;
 use crate::secrets::SecretString;
 use crate::store::Store;
-use crate::web::body::Body;
+use crate::web::body::{Body, RequestBody};
 use crate::web::respond::RequestCtx;
 use keys::SigningKey;
 
@@ -269,7 +268,7 @@ impl Provider {
     pub async fn handle(
         &self,
         rt: &Runtime,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         ctx: &RequestCtx,
         path: &str,
     ) -> Response<Body> {

@@ -8,12 +8,11 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use http::header::{self, HeaderMap};
 use http::{Method, Request};
-use hyper::body::Incoming;
 use subtle::ConstantTimeEq;
 
 use super::errors::OAuthError;
 use super::{Client, ClientAuth, Provider};
-use crate::web::body::read_limited;
+use crate::web::body::{read_limited, RequestBody};
 
 const MAX_BODY: usize = 64 * 1024;
 const MAX_PARAM: usize = 8 * 1024;
@@ -44,7 +43,7 @@ pub fn parse(raw: &[u8]) -> Result<Params, OAuthError> {
 }
 
 /// The headers and form parameters of a POST with a form body.
-pub async fn read_form(req: Request<Incoming>) -> Result<(HeaderMap, Params), OAuthError> {
+pub async fn read_form(req: Request<RequestBody>) -> Result<(HeaderMap, Params), OAuthError> {
     if req.method() != Method::POST {
         return Err(OAuthError::invalid_request("this endpoint takes POST"));
     }

@@ -6,7 +6,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bytes::Bytes;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -25,13 +24,13 @@ use crate::login::credentials::{self, Checked};
 use crate::login::throttle;
 use crate::runtime::Runtime;
 use crate::session::{now_unix, random_token};
-use crate::web::body::Body;
+use crate::web::body::{Body, RequestBody};
 use crate::web::respond::RequestCtx;
 
 pub async fn token(
     p: &Provider,
     rt: &Runtime,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ctx: &RequestCtx,
 ) -> Response<Body> {
     let result = run(p, rt, req, ctx).await;
@@ -48,7 +47,7 @@ pub async fn token(
 async fn run(
     p: &Provider,
     rt: &Runtime,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ctx: &RequestCtx,
 ) -> Result<serde_json::Value, OAuthError> {
     let peer_ip = ctx.client_ip;

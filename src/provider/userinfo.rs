@@ -3,14 +3,13 @@
 
 use http::header::{self, HeaderMap};
 use http::{Method, Request, Response};
-use hyper::body::Incoming;
 use serde_json::{json, Value};
 
 use super::errors::{json_no_store, OAuthError};
 use super::params;
 use super::Provider;
 use crate::claims::oidc::released;
-use crate::web::body::Body;
+use crate::web::body::{Body, RequestBody};
 
 /// The bearer token from `Authorization: Bearer` or, for a form POST, `access_token`
 /// (RFC 6750 2.1 and 2.2; never both).
@@ -37,7 +36,7 @@ pub fn bearer(headers: &HeaderMap, form: Option<&params::Params>) -> Result<Stri
 pub async fn userinfo(
     p: &Provider,
     rt: &crate::runtime::Runtime,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ctx: &crate::web::respond::RequestCtx,
 ) -> Response<Body> {
     let view = p.userinfo_se.as_ref().map(|_| {
@@ -56,7 +55,7 @@ pub async fn userinfo(
 
 async fn run(
     p: &Provider,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     view: Option<crate::extensions::GuestRequest>,
 ) -> Result<Value, OAuthError> {
     let token = match *req.method() {

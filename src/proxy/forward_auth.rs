@@ -15,14 +15,13 @@
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
 
 use super::pipeline::SignInBy;
 use super::AppKind;
 use crate::edge::forwarded::{original_request, OriginalError};
 use crate::edge::path;
 use crate::runtime::Runtime;
-use crate::web::body::{full, Body};
+use crate::web::body::{full, Body, RequestBody};
 use crate::web::rejection::Rejection;
 use crate::web::respond::RequestCtx;
 
@@ -49,7 +48,7 @@ pub enum Style {
 /// Answers a forward-auth call. `ctx` is the call's own context (the ingress is the peer).
 pub async fn handle(
     rt: &Runtime,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ctx: &RequestCtx,
     style: Style,
 ) -> (Response<Body>, Option<usize>) {
@@ -72,7 +71,7 @@ type Refused = (Rejection, Option<usize>);
 
 async fn decide(
     rt: &Runtime,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ctx: &RequestCtx,
     style: Style,
 ) -> Result<(http::HeaderMap, usize), Refused> {

@@ -15,7 +15,6 @@
 
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response};
-use hyper::body::Incoming;
 use tracing::Instrument;
 
 use super::policy::{Authorization, Policy};
@@ -31,7 +30,7 @@ use crate::runtime::Runtime;
 use crate::session::Session;
 use crate::telemetry::access::Decision;
 use crate::telemetry::traces;
-use crate::web::body::Body;
+use crate::web::body::{Body, RequestBody};
 use crate::web::rejection::{settle, Rejection};
 use crate::web::respond::{self, RequestCtx};
 
@@ -53,7 +52,7 @@ struct Exchange<'a> {
     /// The request line and headers, owned: phases read them, `upstream` sends them on.
     parts: Parts,
     /// The body to forward (none for a forward-auth call: the ingress has it).
-    body: Option<Incoming>,
+    body: Option<RequestBody>,
     /// The app's view of the path (its path rules applied).
     path: CanonicalPath,
     policy: &'a Policy,
@@ -123,7 +122,7 @@ impl ProxyApp {
     pub async fn handle(
         &self,
         rt: &Runtime,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         ctx: &RequestCtx,
         path: CanonicalPath,
     ) -> Response<Body> {

@@ -22,7 +22,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 
 use self::connect::{Connector, Protocol};
 use self::pool::{Http1, Leased, Pool};
-use crate::web::body::{empty, Body};
+use crate::web::body::{empty, Body, RequestBody};
 
 /// Idle HTTP/1.1 connections kept per upstream, and how long one may stay idle.
 const MAX_IDLE: usize = 256;
@@ -146,7 +146,7 @@ impl Upstream {
     /// [`requested_upgrade`]) is joined end to end when the upstream answers 101.
     pub async fn send(
         &self,
-        mut req: Request<Incoming>,
+        mut req: Request<RequestBody>,
         path: &str,
         headers: HeaderMap,
         upgrade: Option<HeaderValue>,

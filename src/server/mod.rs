@@ -29,7 +29,7 @@ use tokio_rustls::TlsAcceptor;
 
 use self::conn::{Activity, Counter, Guarded, Limits};
 use crate::runtime::{Live, Runtime};
-use crate::web::body::BodyReadTimeout;
+use crate::web::body::{BodyReadTimeout, RequestBody};
 
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The admin listener serves probes and scrapes: a few connections are plenty, and a cap
@@ -173,7 +173,8 @@ pub async fn serve(
         let activity = Activity::new();
         let conn_live = live.clone();
         let conn_activity = activity.clone();
-        let svc = service_fn(move |mut req| {
+        let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+            let mut req = req.map(RequestBody::Wire);
             // One runtime per request, kept to its end (a reload does not change it midway).
             let rt = conn_live.load();
             let busy = conn_activity.begin();

@@ -8,7 +8,6 @@ use std::time::Instant;
 
 use http::header::{self, HeaderValue};
 use http::{Request, Response};
-use hyper::body::Incoming;
 use tracing::Instrument;
 
 use crate::edge::forwarded;
@@ -20,7 +19,7 @@ use crate::runtime::Runtime;
 use crate::session::cookie::MAX_COOKIE_HEADER;
 use crate::telemetry::access::{AccessNote, Decision};
 use crate::telemetry::traces;
-use crate::web::body::{full, Body};
+use crate::web::body::{full, Body, RequestBody};
 use crate::web::rejection::{settle, Rejection};
 use crate::web::respond::RequestCtx;
 
@@ -28,7 +27,7 @@ use crate::web::respond::RequestCtx;
 const MAX_HEADER_VALUE: usize = 16 * 1024;
 
 /// Keeps a client's `X-Request-Id` when it is a plain token, else makes one.
-fn request_id(req: &Request<Incoming>) -> String {
+fn request_id(req: &Request<RequestBody>) -> String {
     req.headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
@@ -53,7 +52,7 @@ fn new_request_id() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(buf)
 }
 
-fn host_of(req: &Request<Incoming>) -> (String, Option<HeaderValue>) {
+fn host_of(req: &Request<RequestBody>) -> (String, Option<HeaderValue>) {
     let header = req.headers().get(header::HOST).cloned().or_else(|| {
         req.uri()
             .authority()
@@ -78,7 +77,7 @@ fn host_of(req: &Request<Incoming>) -> (String, Option<HeaderValue>) {
 
 pub async fn handle(
     rt: Arc<Runtime>,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     peer: SocketAddr,
     scheme: &'static str,
 ) -> Response<Body> {
@@ -145,11 +144,11 @@ pub async fn handle(
     .await
 }
 
-fn check_input(req: &Request<Incoming>) -> Result<(), Rejection> {
+fn check_input(req: &Request<RequestBody>) -> Result<(), Rejection> {
     input_problem(req).map_or(Ok(()), |m| Err(Rejection::BadRequest(m.into())))
 }
 
-fn input_problem(req: &Request<Incoming>) -> Option<&'static str> {
+fn input_problem(req: &Request<RequestBody>) -> Option<&'static str> {
     let cookie_bytes: usize = req
         .headers()
         .get_all(header::COOKIE)
@@ -176,7 +175,7 @@ fn input_problem(req: &Request<Incoming>) -> Option<&'static str> {
 /// Returns the response and the index of the app that served it (for metrics and logs).
 async fn dispatch(
     rt: &Runtime,
-    req: Request<Incoming>,
+    req: Request<RequestBody>,
     ctx: &RequestCtx,
 ) -> (Response<Body>, Option<usize>) {
     // The one place the path is decoded: everything after sees only the canonical path.

@@ -18,6 +18,59 @@ pub fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
+/// A request's body as every handler takes it: from the client's connection, or built in
+/// process (tests drive the whole request path without a socket this way). One concrete type,
+/// so handlers stay non-generic and the wire case costs one match per frame.
+#[derive(Debug)]
+pub enum RequestBody {
+    Wire(hyper::body::Incoming),
+    Local(Full<Bytes>),
+}
+
+impl RequestBody {
+    /// An in-process body holding `bytes`.
+    pub fn local(bytes: impl Into<Bytes>) -> Self {
+        RequestBody::Local(Full::new(bytes.into()))
+    }
+}
+
+impl From<hyper::body::Incoming> for RequestBody {
+    fn from(body: hyper::body::Incoming) -> Self {
+        RequestBody::Wire(body)
+    }
+}
+
+impl hyper::body::Body for RequestBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BoxError>>> {
+        use std::pin::Pin;
+        // Both variants are `Unpin`, so each can be polled through a plain `&mut`.
+        match self.get_mut() {
+            RequestBody::Wire(b) => Pin::new(b).poll_frame(cx).map_err(Into::into),
+            RequestBody::Local(b) => Pin::new(b).poll_frame(cx).map_err(|never| match never {}),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RequestBody::Wire(b) => b.is_end_stream(),
+            RequestBody::Local(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self {
+            RequestBody::Wire(b) => b.size_hint(),
+            RequestBody::Local(b) => b.size_hint(),
+        }
+    }
+}
+
 /// The deadline for reading a whole request body the gateway reads itself
 /// (`http.limits.bodyReadTimeoutSeconds`), put in each request's extensions by the listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

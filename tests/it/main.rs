@@ -15,6 +15,7 @@ mod forward_auth;
 mod ldap;
 mod login;
 mod observability;
+mod pipeline;
 mod provider;
 mod proxy;
 mod redis;

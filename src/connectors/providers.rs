@@ -100,11 +100,12 @@ fn due(p: &AttrProvider, refresh: Option<u64>, data: &SessionData, now: u64) -> 
 }
 
 /// Brings the providers' attributes in `data` up to date (in order, so a provider's mapping
-/// may use an earlier provider's attribute); returns the updates made, for the store.
+/// may use an earlier provider's attribute); returns the updates made, for the store. `data`
+/// is copied only when an update is made (it may be shared with the decoded-session cache).
 pub async fn resolve(
     connectors: &Connectors,
     providers: &[AttrProvider],
-    data: &mut SessionData,
+    data: &mut std::sync::Arc<SessionData>,
 ) -> Result<Vec<AttrUpdate>, ProviderError> {
     let mut updates = Vec::new();
     let now = now_unix();
@@ -141,7 +142,7 @@ pub async fn resolve(
                 }
             }
         };
-        update.apply(data);
+        update.apply(std::sync::Arc::make_mut(data));
         updates.push(update);
     }
     Ok(updates)
@@ -172,16 +173,16 @@ pub async fn resolve_attrs(
     if providers.is_empty() {
         return Ok(());
     }
-    let mut data = SessionData {
+    let mut data = std::sync::Arc::new(SessionData {
         v: 1,
         created: 0,
         seen: 0,
         attrs: std::mem::take(attrs),
         tokens: Default::default(),
         lookups: Default::default(),
-    };
+    });
     let result = resolve(connectors, providers, &mut data).await;
-    *attrs = data.attrs;
+    *attrs = std::mem::take(&mut std::sync::Arc::make_mut(&mut data).attrs);
     result.map(|_| ())
 }
 

@@ -245,7 +245,9 @@ pub async fn refresh_upstream(
         };
         match idp.refresh(rt_token).await {
             Ok(Some(new)) => {
-                session.data.tokens.insert(name.clone(), new.clone());
+                std::sync::Arc::make_mut(&mut session.data)
+                    .tokens
+                    .insert(name.clone(), new.clone());
                 let stored = rt
                     .sessions
                     .modify(session, |d| {

@@ -91,7 +91,7 @@ impl Exchange<'_> {
             .filter(|(k, v)| s.data.attrs.get(*k) != Some(*v))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        s.data.attrs = attrs;
+        std::sync::Arc::make_mut(&mut s.data).attrs = attrs;
         if changes.is_empty() {
             return;
         }

@@ -4,6 +4,7 @@
 
 mod clock;
 pub mod cookie;
+mod decoded;
 
 pub use clock::Clock;
 
@@ -22,6 +23,7 @@ use crate::claims::Attributes;
 pub use crate::connectors::oidc::UpstreamTokens;
 use crate::store::{Store, StoreError};
 use cookie::{cookie_values, CookieSpec};
+use decoded::{Decoded, DecodedSessions};
 use std::collections::BTreeMap;
 
 /// Format version of stored sessions, so a rolling upgrade can read older ones.
@@ -125,11 +127,12 @@ impl SessionData {
     }
 }
 
-/// A loaded session.
+/// A loaded session. Its data is shared with the decoded-session cache until a change is
+/// made to it (`Arc::make_mut` copies it then).
 #[derive(Debug, Clone)]
 pub struct Session {
     id: String,
-    pub data: SessionData,
+    pub data: Arc<SessionData>,
 }
 
 impl Session {
@@ -185,6 +188,7 @@ pub struct Sessions {
     store: Arc<dyn Store>,
     pub settings: SessionSettings,
     clock: Clock,
+    decoded: DecodedSessions,
 }
 
 impl Sessions {
@@ -198,6 +202,7 @@ impl Sessions {
             store,
             settings,
             clock,
+            decoded: DecodedSessions::default(),
         }
     }
 
@@ -213,29 +218,52 @@ impl Sessions {
             if !well_formed(id) {
                 continue;
             }
-            let key = store_key(id);
+            let known = self.decoded.get(id);
+            let key = known
+                .as_ref()
+                .map_or_else(|| Arc::from(store_key(id)), |d| d.key.clone());
             let Some(bytes) = self.store.get(&key).await? else {
                 continue;
             };
-            let Ok(mut data) = serde_json::from_slice::<SessionData>(&bytes) else {
-                tracing::warn!(session = %key, "unreadable session record dropped");
-                self.store.delete(&key).await?;
-                continue;
+            // The same bytes as decoded before: the same record (see `decoded`).
+            let data = match known.filter(|d| d.raw == bytes) {
+                Some(d) => d.data,
+                None => match serde_json::from_slice::<SessionData>(&bytes) {
+                    Ok(data) => {
+                        let data = Arc::new(data);
+                        self.remember(id, &key, bytes.clone(), &data);
+                        data
+                    }
+                    Err(_) => {
+                        tracing::warn!(session = %key, "unreadable session record dropped");
+                        self.decoded.forget(id);
+                        self.store.delete(&key).await?;
+                        continue;
+                    }
+                },
             };
             let age = now.saturating_sub(data.created);
             let idle = now.saturating_sub(data.seen);
             if age >= self.settings.max_lifetime.as_secs()
                 || idle >= self.settings.idle_timeout.as_secs()
             {
+                self.decoded.forget(id);
                 self.store.delete(&key).await?;
                 continue;
             }
+            let mut data = data;
             if idle >= self.settings.touch_interval() {
-                data.seen = now;
+                Arc::make_mut(&mut data).seen = now;
                 let ttl = self.ttl(&data, now);
-                let new = Bytes::from(serde_json::to_vec(&data).unwrap_or_default());
+                let new = Bytes::from(serde_json::to_vec(&*data).unwrap_or_default());
                 // Lost races only mean another request touched it first.
-                self.store.compare_and_set(&key, &bytes, new, ttl).await?;
+                if self
+                    .store
+                    .compare_and_set(&key, &bytes, new.clone(), ttl)
+                    .await?
+                {
+                    self.remember(id, &key, new, &data);
+                }
             }
             return Ok(Some(Session {
                 id: id.to_string(),
@@ -243,6 +271,17 @@ impl Sessions {
             }));
         }
         Ok(None)
+    }
+
+    fn remember(&self, id: &str, key: &Arc<str>, raw: Bytes, data: &Arc<SessionData>) {
+        self.decoded.put(
+            id,
+            Decoded {
+                key: key.clone(),
+                raw,
+                data: data.clone(),
+            },
+        );
     }
 
     fn ttl(&self, data: &SessionData, now: u64) -> Duration {
@@ -323,6 +362,7 @@ impl Sessions {
         let bytes = Bytes::from(serde_json::to_vec(&data).unwrap_or_default());
         self.store.put(&store_key(&id), bytes, ttl).await?;
         if let Some(p) = previous {
+            self.decoded.forget(&p.id);
             self.store.delete(&p.store_key()).await?;
         }
         Ok(self
@@ -379,6 +419,7 @@ impl Sessions {
     /// Ends a session server-side; returns the `Set-Cookie` value that clears it.
     pub async fn end(&self, session: Option<&Session>) -> Result<String, StoreError> {
         if let Some(s) = session {
+            self.decoded.forget(&s.id);
             self.store.delete(&s.store_key()).await?;
         }
         Ok(self.settings.cookie.clear())
@@ -491,5 +532,52 @@ mod tests {
         // 50 s without use: gone
         clock.advance(50);
         assert!(s.load(&h).await.unwrap().is_none());
+    }
+
+    /// The decoded-session cache never hides the store: a record changed or deleted behind
+    /// this process's back (another replica) is seen at the next load.
+    #[tokio::test]
+    async fn the_store_stays_the_truth_under_the_decoded_cache() {
+        let s = sessions(1000, 500);
+        let mut attrs = Attributes::new();
+        attrs.insert("local.level".into(), 1.into());
+        let h = headers_for(&s.login(None, "local", attrs).await.unwrap());
+        let first = s.load(&h).await.unwrap().unwrap();
+        let again = s.load(&h).await.unwrap().unwrap();
+        assert!(
+            Arc::ptr_eq(&first.data, &again.data),
+            "the same record is decoded once"
+        );
+        // Changed elsewhere: written straight to the store, as another replica would.
+        let mut changed = (*again.data).clone();
+        changed.attrs.insert("local.level".into(), 2.into());
+        let key = again.store_key();
+        s.store
+            .put(
+                &key,
+                Bytes::from(serde_json::to_vec(&changed).unwrap()),
+                Duration::from_secs(100),
+            )
+            .await
+            .unwrap();
+        let seen = s.load(&h).await.unwrap().unwrap();
+        assert_eq!(seen.data.attrs["local.level"], 2);
+        // Ended elsewhere.
+        s.store.delete(&key).await.unwrap();
+        assert!(s.load(&h).await.unwrap().is_none());
+        // A change made through a loaded session does not leak into the cached decoding.
+        let h = headers_for(&s.login(None, "local", Attributes::new()).await.unwrap());
+        let mut mine = s.load(&h).await.unwrap().unwrap();
+        Arc::make_mut(&mut mine.data)
+            .attrs
+            .insert("local.x".into(), 1.into());
+        assert!(!s
+            .load(&h)
+            .await
+            .unwrap()
+            .unwrap()
+            .data
+            .attrs
+            .contains_key("local.x"));
     }
 }

@@ -11,7 +11,8 @@
 # Usage: bench/callgrind.sh [BINARY...]   (default: a release build of this tree)
 #   Several binaries are measured one after the other with the same load, e.g. before/after:
 #   bench/callgrind.sh /path/to/old/tessera target/release/tessera
-# Knobs: REQUESTS=20000 CONNECTIONS=8
+# Knobs: REQUESTS=20000 CONNECTIONS=8 KEEP_PROFILE=<dir> (keeps each binary's callgrind
+#   output there, for `callgrind_annotate --inclusive=yes <file>`)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -83,6 +84,10 @@ measure() { # $1 binary -> "instructions/request"
   callgrind_control -d "$vg" >/dev/null
   sleep 1
   kill "$vg"; wait "$vg" 2>/dev/null || true
+  if [ -n "${KEEP_PROFILE:-}" ]; then
+    mkdir -p "$KEEP_PROFILE"
+    for f in "$out"*; do cp "$f" "$KEEP_PROFILE/$(basename "$bin").$(basename "$f")"; done
+  fi
   ir="$(cat "$out"* | sed -n 's/^totals: *\([0-9]*\).*/\1/p' | awk '{s += $1} END {print s}')"
   [ -n "$ir" ] && [ "$ir" -gt 0 ] || die "no callgrind summary for $bin"
   echo "$((ir / done_n)) $done_n"

@@ -144,8 +144,8 @@ fn invalid(realm: &str, why: &'static str) -> Rejection {
 }
 
 /// Authenticates a request by its bearer `token`: its claims as `token.*` attributes, or the
-/// refusal (401 `invalid_token`, 403 `insufficient_scope`, 503 when the store or the IdP
-/// cannot say).
+/// refusal (401 `invalid_token`, 503 when the store or the IdP cannot say). What the token
+/// grants is [`check_scopes`]'s to judge.
 pub async fn authenticate(
     rt: &Runtime,
     policy: &BearerPolicy,
@@ -164,18 +164,27 @@ pub async fn authenticate(
     if !audience_ok {
         return Err(invalid(realm, "the token is not meant for this audience"));
     }
-    let attrs = attributes(claims);
-    if !policy.scopes.is_empty() {
-        let granted = attrs.get("token.scope").and_then(Value::as_array);
-        let has = |s: &String| granted.is_some_and(|g| g.iter().any(|x| x.as_str() == Some(s)));
-        if !policy.scopes.iter().all(has) {
-            return Err(refuse(
-                realm,
-                BearerProblem::InsufficientScope(Some(policy.scopes.join(" "))),
-            ));
-        }
+    Ok(attributes(claims))
+}
+
+/// The token carries every scope the policy requires, or 403 `insufficient_scope` naming them.
+pub fn check_scopes(
+    policy: &BearerPolicy,
+    attrs: &Attributes,
+    realm: &str,
+) -> Result<(), Rejection> {
+    if policy.scopes.is_empty() {
+        return Ok(());
     }
-    Ok(attrs)
+    let granted = attrs.get("token.scope").and_then(Value::as_array);
+    let has = |s: &String| granted.is_some_and(|g| g.iter().any(|x| x.as_str() == Some(s)));
+    if policy.scopes.iter().all(has) {
+        return Ok(());
+    }
+    Err(refuse(
+        realm,
+        BearerProblem::InsufficientScope(Some(policy.scopes.join(" "))),
+    ))
 }
 
 /// The claims of a token one of the policy's issuers vouches for.

@@ -265,6 +265,7 @@ impl ProxyApp {
                     if let Some(sub) = attrs.get("token.sub").and_then(|v| v.as_str()) {
                         ctx.access.user_is(sub);
                     }
+                    bearer::check_scopes(b, &attrs, &self.name)?;
                     x.loose = attrs;
                     x.bearer = true;
                     return Ok(());
@@ -530,8 +531,26 @@ impl ProxyApp {
         resp
     }
 
-    /// Sends the user to sign in at `idps`, coming back to this request's address.
+    /// Sends the user to sign in at `idps`, coming back to this request's address. A request
+    /// that cannot be sent to sign in (401) on a location that also accepts bearer tokens gets
+    /// the bearer challenge (RFC 6750 3: a 401 names the scheme that would have worked).
     async fn challenge(
+        &self,
+        rt: &Runtime,
+        ctx: &RequestCtx,
+        x: &Exchange<'_>,
+        idps: Vec<String>,
+    ) -> Rejection {
+        match self.sign_in_challenge(rt, ctx, x, idps).await {
+            Rejection::SignInFirst if x.policy.bearer.is_some() => Rejection::Bearer {
+                realm: self.name.clone(),
+                problem: BearerProblem::Missing,
+            },
+            other => other,
+        }
+    }
+
+    async fn sign_in_challenge(
         &self,
         rt: &Runtime,
         ctx: &RequestCtx,

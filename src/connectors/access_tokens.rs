@@ -163,7 +163,8 @@ impl AccessKeys {
             .typ
             .as_deref()
             .is_none_or(|t| t.eq_ignore_ascii_case("jwt"));
-        if !typed && !(untyped && id_token_type) {
+        let accepted = typed || (untyped && id_token_type);
+        if !accepted {
             return Err(Invalid(
                 "the token is not typed as an access token (at+jwt)",
             ));

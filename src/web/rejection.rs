@@ -230,7 +230,7 @@ impl Rejection {
             } => {
                 let mut resp = respond::error(status, &self.message(), ctx);
                 // The challenge is built of the gateway's own texts (see `challenge`).
-                if let Ok(v) = HeaderValue::from_str(&problem.challenge(&realm)) {
+                if let Ok(v) = HeaderValue::from_str(&problem.challenge(realm)) {
                     resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
                 }
                 resp

@@ -4,7 +4,7 @@
 //! echo upstream received. Tokens come from the gateway's own provider (client_credentials,
 //! JWT and opaque) and from panva's `oidc-provider` as an upstream IdP.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
 use base64::Engine;
@@ -476,6 +476,8 @@ async fn forward_auth_decides_a_bearer_call() {
 struct Idp {
     child: Child,
     out: Value,
+    /// Kept open: the IdP's later output must not meet a closed pipe.
+    _stdout: std::io::Lines<BufReader<std::process::ChildStdout>>,
 }
 
 impl Drop for Idp {
@@ -491,6 +493,7 @@ fn start_idp() -> Idp {
     let mut child = Command::new("node")
         .arg(script)
         .arg(port.to_string())
+        // it exits when its stdin closes: with this test, even if the test is killed
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -501,14 +504,19 @@ fn start_idp() -> Idp {
     let out = loop {
         let line = lines
             .next()
-            .expect("token-idp.mjs printed nothing")
+            .expect(
+                "token-idp.mjs printed nothing (tests/e2e/node_modules: scripts/install-deps.sh)",
+            )
             .unwrap();
         if line.starts_with('{') {
             break serde_json::from_str(&line).unwrap();
         }
     };
-    let _ = child.stdin.as_mut().unwrap().flush();
-    Idp { child, out }
+    Idp {
+        child,
+        out,
+        _stdout: lines,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -3,7 +3,9 @@
 #   (floor)   nginx auth_request to a location of its own that always answers 200, then
 #             proxy_pass to the upstream: the cost of the pattern itself;
 #   (tessera) nginx auth_request to Tessera's /.tessera/auth for a signed-in session (one
-#             rule, three identity headers copied upstream), then proxy_pass.
+#             rule, three identity headers copied upstream), then proxy_pass;
+#   (bearer)  the same with a JWT access token of Tessera's own provider (client_credentials)
+#             instead of a session: verified in-process, its claims as the three headers.
 # Pinned: wrk on CPU 0; the front nginx, Tessera and the upstream on CPU 1 (one core for the
 # whole system under test, the same for both rows). Rounds interleave floor, tessera, floor…;
 # medians are reported. Target: tessera ≥ 0.67 × floor req/s.
@@ -42,7 +44,9 @@ start_upstream "${SUT[@]}"
 GW_PORT="$(free_port)"
 FRONT_PORT="$(free_port)"
 FLOOR_PORT="$(free_port)"
+BEARER_PORT="$(free_port)"
 HASH="$(printf 'bench-pass\n' | "$TESSERA_BIN" hash-password)"
+"$TESSERA_BIN" keys generate --alg ES256 --out "$WORK/signing.pem" >/dev/null
 cat >"$WORK/tessera.yaml" <<CONF
 version: 1
 http: { address: "127.0.0.1:$GW_PORT", trustedProxies: ["127.0.0.1/32"] }
@@ -68,6 +72,31 @@ apps:
         authentication: { idps: [local] }
         authorization:
           rules: { attribute: local.groups, contains: admins }
+  - name: bench-bearer
+    type: forwardAuth
+    routePatterns: ["127.0.0.1:$BEARER_PORT/"]
+    gatewayURL: http://127.0.0.1:$GW_PORT
+    headers:
+      - { name: X-User, value: "{{ token.sub }}" }
+      - { name: X-Email, value: "{{ token.client_id }}" }
+      - { name: X-Groups, value: "{{ token.scope }}" }
+    policies:
+      - location: /
+        authentication: { bearer: { issuers: [oidcProvider], audiences: ["https://api.bench"] } }
+        authorization:
+          rules: { attribute: token.scope, contains: orders.read }
+  - name: bench-client
+    type: oidc
+    clientID: bench-client
+    clientSecret: bench-client-secret-0123456789
+    redirectURLs: ["https://client.bench/cb"]
+    grantTypes: [client_credentials]
+    scopes: [orders.read]
+    authentication: { idps: [local] }
+    accessToken: { allowedAudiences: ["https://api.bench"] }
+oidcProvider:
+  issuer: http://127.0.0.1:$GW_PORT
+  signingKeys: [{ file: $WORK/signing.pem, alg: ES256 }]
 CONF
 TOKIO_WORKER_THREADS=1 "${SUT[@]}" "$TESSERA_BIN" run --config "$WORK/tessera.yaml" >"$WORK/tessera.log" 2>&1 &
 PIDS+=($!)
@@ -92,6 +121,31 @@ http {
   upstream tessera { server 127.0.0.1:$GW_PORT; keepalive 64; }
   server {
     listen 127.0.0.1:$FRONT_PORT;
+    location = /_auth {
+      internal;
+      proxy_pass http://tessera/.tessera/auth;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
+      proxy_set_header X-Original-Method \$request_method;
+    }
+    location / {
+      auth_request /_auth;
+      auth_request_set \$u \$upstream_http_x_user;
+      auth_request_set \$e \$upstream_http_x_email;
+      auth_request_set \$g \$upstream_http_x_groups;
+      proxy_set_header X-User \$u;
+      proxy_set_header X-Email \$e;
+      proxy_set_header X-Groups \$g;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass http://app;
+    }
+  }
+  server {
+    listen 127.0.0.1:$BEARER_PORT;
     location = /_auth {
       internal;
       proxy_pass http://tessera/.tessera/auth;
@@ -145,9 +199,19 @@ code="$(curl -s -o /dev/null -w '%{http_code}' -H "Cookie: $COOKIE" "http://127.
 [ "$code" = 200 ] || die "a signed-in request through nginx answered $code"
 code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$FRONT_PORT/")"
 [ "$code" = 401 ] || die "an anonymous request through nginx answered $code (expected 401)"
+# A JWT access token of the gateway's own provider, for the bearer row.
+TOKEN="$(curl -s -u bench-client:bench-client-secret-0123456789 \
+  --data-urlencode grant_type=client_credentials --data-urlencode scope=orders.read \
+  --data-urlencode resource=https://api.bench "http://127.0.0.1:$GW_PORT/oauth2/token" |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')"
+[ "$(tr -cd . <<<"$TOKEN")" = ".." ] || die "no JWT access token: $TOKEN"
+code="$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$BEARER_PORT/")"
+[ "$code" = 200 ] || die "a bearer request through nginx answered $code"
+code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$BEARER_PORT/")"
+[ "$code" = 401 ] || die "a request without a token through nginx answered $code (expected 401)"
 
-run() { # $1 url -> "rps p50_ms p99_ms"
-  "${LOAD[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Cookie: $COOKIE" "$1" 2>/dev/null |
+run() { # $1 url, $2 credential header -> "rps p50_ms p99_ms"
+  "${LOAD[@]}" wrk -t1 -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "$2" "$1" 2>/dev/null |
     awk '/Requests\/sec/ {rps=$2}
          /^ +50%/ {p50=$2} /^ +99%/ {p99=$2}
          /Non-2xx/ {bad=$NF}
@@ -160,20 +224,23 @@ to_ms() { awk -v v="$1" 'BEGIN { if (v ~ /us$/) printf "%.2f", v/1000; else if (
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 log "warm-up"
-run "http://127.0.0.1:$FLOOR_PORT/" >/dev/null
-run "http://127.0.0.1:$FRONT_PORT/" >/dev/null
+run "http://127.0.0.1:$FLOOR_PORT/" "Cookie: $COOKIE" >/dev/null
+run "http://127.0.0.1:$FRONT_PORT/" "Cookie: $COOKIE" >/dev/null
+run "http://127.0.0.1:$BEARER_PORT/" "Authorization: Bearer $TOKEN" >/dev/null
 declare -A rps p50 p99
 for r in $(seq 1 "$ROUNDS"); do
-  for t in floor tessera; do
-    port=$FLOOR_PORT; [ "$t" = tessera ] && port=$FRONT_PORT
-    read -r a b c < <(run "http://127.0.0.1:$port/")
+  for t in floor tessera bearer; do
+    port=$FLOOR_PORT; cred="Cookie: $COOKIE"
+    [ "$t" = tessera ] && port=$FRONT_PORT
+    [ "$t" = bearer ] && port=$BEARER_PORT && cred="Authorization: Bearer $TOKEN"
+    read -r a b c < <(run "http://127.0.0.1:$port/" "$cred")
     [ "$a" != ERROR ] || die "$t: $a $b $c"
     rps[$t]+="$a "; p50[$t]+="$(to_ms "$b") "; p99[$t]+="$(to_ms "$c") "
     log "round $r $t: $a req/s, p50 $b, p99 $c"
   done
 done
 med() { tr ' ' '\n' <<<"$1" | sed '/^$/d' | median; }
-F="$(med "${rps[floor]}")"; T="$(med "${rps[tessera]}")"
+F="$(med "${rps[floor]}")"; T="$(med "${rps[tessera]}")"; B="$(med "${rps[bearer]}")"
 echo
 echo "Run on $(date -u +%F) — $(nproc) CPUs; $(nginx -v 2>&1 | sed 's/.*: //'), $("$TESSERA_BIN" version 2>/dev/null | head -1)."
 echo "Command: \`bench/forward-auth.sh\` (DURATION=$DURATION CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS; wrk on CPU 0, everything else on CPU 1)."
@@ -182,3 +249,4 @@ echo "| row | req/s (median of $ROUNDS) | p50 | p99 | × floor |"
 echo "|---|---:|---:|---:|---:|"
 printf '| nginx auth_request → 200 (floor) | %.0f | %s ms | %s ms | 1.00 |\n' "$F" "$(med "${p50[floor]}")" "$(med "${p99[floor]}")"
 printf '| nginx auth_request → Tessera (session, 1 rule, 3 headers) | %.0f | %s ms | %s ms | %.2f |\n' "$T" "$(med "${p50[tessera]}")" "$(med "${p99[tessera]}")" "$(awk -v a="$T" -v b="$F" 'BEGIN{print a/b}')"
+printf '| nginx auth_request → Tessera (bearer JWT, 1 rule, 3 headers) | %.0f | %s ms | %s ms | %.2f |\n' "$B" "$(med "${p50[bearer]}")" "$(med "${p99[bearer]}")" "$(awk -v a="$B" -v b="$F" 'BEGIN{print a/b}')"

@@ -581,6 +581,33 @@ pub struct AuthenticationConfig {
     pub isAuthenticatedSE: Option<HookConfig>,
     /// An extension's Authenticate hook decides how an unauthenticated user logs in.
     pub authenticateSE: Option<HookConfig>,
+    /// API clients may authenticate with an `Authorization: Bearer` access token instead of
+    /// a session. Alone (no `idps`), the location is for tokens only.
+    pub bearer: Option<BearerConfig>,
+}
+
+/// Bearer access tokens (RFC 6750) a policy accepts.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BearerConfig {
+    /// Who may have issued the token: `oidcProvider` (the built-in provider: its JWT and
+    /// opaque access tokens) and/or names of `type: oidc` connectors (JWT access tokens,
+    /// verified with the IdP's published keys).
+    pub issuers: Vec<String>,
+    /// The token's `aud` must name one of these (e.g. `https://api.example.com`).
+    pub audiences: Vec<String>,
+    /// Scopes the token must all carry; otherwise 403 `insufficient_scope`.
+    #[serde(default)]
+    pub scopes: Vec<String>,
+    /// Connectors of `issuers` whose JWT access tokens are not typed `at+jwt` (RFC 9068):
+    /// their tokens typed `JWT` or untyped are accepted, unless they carry an ID token's
+    /// `nonce`, `at_hash` or `c_hash`. Any other issuer's token must be typed `at+jwt`.
+    #[serde(default)]
+    pub untypedTokensFrom: Vec<String>,
+    /// Send the `Authorization` header on to the upstream (default: removed, so the upstream
+    /// cannot replay the token; set it when the upstream checks the token itself).
+    #[serde(default)]
+    pub forwardToken: bool,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

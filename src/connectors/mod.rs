@@ -2,6 +2,7 @@
 //! puts in a session (`<name>.<attribute>`). Login-capable connectors are listed in
 //! policies' `idps`; upstream OIDC and LDAP connectors plug in beside `local`.
 
+pub mod access_tokens;
 pub mod ldap;
 pub mod local;
 pub mod oidc;

@@ -20,6 +20,7 @@ use openidconnect::{
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::access_tokens::{AccessKeys, AccessTokenError};
 use crate::claims::Attributes;
 use crate::connectors::local::Throttle;
 use crate::secrets::SecretString;
@@ -117,6 +118,10 @@ pub struct UpstreamTokens {
 struct Discovered {
     client: RpClient,
     issuer: String,
+    /// The issuer exactly as the discovery document writes it: what `iss` must equal.
+    issuer_exact: String,
+    /// The same JWKS, as keys for the IdP's JWT access tokens (bearer tokens).
+    access_keys: AccessKeys,
     end_session_endpoint: Option<String>,
     userinfo_endpoint: Option<String>,
     fetched: Instant,
@@ -281,7 +286,8 @@ impl OidcConnector {
         let doc = self.get_json(&self.well_known).await?;
         let metadata: CoreProviderMetadata = serde_json::from_value(doc.clone())
             .map_err(|e| OidcError::BadDiscovery(e.to_string()))?;
-        let issuer = metadata.issuer().as_str().trim_end_matches('/').to_string();
+        let issuer_exact = metadata.issuer().as_str().to_string();
+        let issuer = issuer_exact.trim_end_matches('/').to_string();
         // OIDC Discovery 4.3: the issuer must be the URL the document was fetched under.
         let expected = self
             .well_known
@@ -293,6 +299,7 @@ impl OidcConnector {
             )));
         }
         let jwks_value = self.get_json(metadata.jwks_uri().as_str()).await?;
+        let access_keys = AccessKeys::from_jwks(&jwks_value);
         let jwks: CoreJsonWebKeySet = serde_json::from_value(jwks_value)
             .map_err(|e| OidcError::BadDiscovery(format!("keys: {e}")))?;
         let metadata = metadata.set_jwks(jwks);
@@ -312,6 +319,8 @@ impl OidcConnector {
         let discovered = Discovered {
             client,
             issuer,
+            issuer_exact,
+            access_keys,
             end_session_endpoint: doc
                 .get("end_session_endpoint")
                 .and_then(Value::as_str)
@@ -601,6 +610,37 @@ impl OidcConnector {
 
     pub fn issuer(&self) -> Option<String> {
         self.current().map(|d| d.issuer.clone())
+    }
+
+    /// Is `iss` exactly this IdP's issuer (as discovered)?
+    pub fn issues(&self, iss: &str) -> bool {
+        self.current().is_some_and(|d| d.issuer_exact == iss)
+    }
+
+    /// The claims of a JWT access token this IdP issued (see `access_tokens`). A `kid` the
+    /// keys do not have refreshes them once, at most every `FORCED_REFRESH_EVERY` (so tokens
+    /// with made-up key ids cannot make the gateway hammer the IdP), and retries.
+    pub async fn verify_access_token(
+        &self,
+        token: &str,
+        untyped: bool,
+    ) -> Result<serde_json::Map<String, Value>, AccessTokenError> {
+        let d = self.current().ok_or(AccessTokenError::Unavailable)?;
+        match d.access_keys.verify(token, &d.issuer_exact, untyped) {
+            Err(AccessTokenError::UnknownKey) if self.may_force_refresh() => {
+                if let Err(e) = self.discover().await {
+                    crate::telemetry::failures::failed(
+                        "oidc",
+                        &self.name,
+                        "key refresh for an unknown key id failed",
+                        &e,
+                    );
+                }
+                let d = self.current().ok_or(AccessTokenError::Unavailable)?;
+                d.access_keys.verify(token, &d.issuer_exact, untyped)
+            }
+            other => other,
+        }
     }
 }
 

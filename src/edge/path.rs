@@ -486,6 +486,7 @@ mod properties {
             authorization: Authorization::AllowAll,
             is_authenticated_se: None,
             authenticate_se: None,
+            bearer: None,
         }
     }
 

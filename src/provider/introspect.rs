@@ -3,7 +3,7 @@
 //! lists; any other token is answered `{"active": false}`.
 
 use http::{Request, Response, StatusCode};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::errors::{json_no_store, OAuthError};
 use super::grants::{refresh_key, LiveAccess, RefreshRecord};
@@ -64,13 +64,18 @@ async fn access_info(p: &Provider, token: &str) -> Result<Option<Value>, OAuthEr
     let Some(live) = p.access_record(token).await? else {
         return Ok(None);
     };
+    let mut info = access_claims(p, live);
+    info.insert("active".into(), json!(true));
+    info.insert("token_type".into(), json!("Bearer"));
+    Ok(Some(Value::Object(info)))
+}
+
+/// The claims of a live access token, as introspection answers them and as a bearer
+/// request's `token.*` attributes: a JWT's own (verified) claims, the grant reference kept
+/// internal; an opaque token's record in the same RFC 9068 names.
+pub fn access_claims(p: &Provider, live: LiveAccess) -> Map<String, Value> {
     let rec = match live {
-        // A JWT answers with its own (verified) claims; the grant reference stays internal.
-        LiveAccess::Jwt { mut claims, .. } => {
-            claims.insert("active".into(), json!(true));
-            claims.insert("token_type".into(), json!("Bearer"));
-            return Ok(Some(Value::Object(claims)));
-        }
+        LiveAccess::Jwt { claims, .. } => return claims,
         LiveAccess::Opaque(rec) => rec,
     };
     let g = &rec.grant;
@@ -79,23 +84,26 @@ async fn access_info(p: &Provider, token: &str) -> Result<Option<Value>, OAuthEr
     } else {
         json!(g.audiences)
     };
-    let mut info = json!({
-        "active": true,
-        "token_type": "Bearer",
-        "scope": g.scope_string(),
-        "client_id": g.client_id,
-        "sub": g.sub.clone().unwrap_or_else(|| g.client_id.clone()),
-        "aud": aud,
-        "iss": p.issuer,
-        "exp": rec.exp,
-        "iat": rec.iat,
-        "jti": rec.jti,
-    });
+    let mut info = Map::new();
+    let mut set = |k: &str, v: Value| {
+        info.insert(k.to_string(), v);
+    };
+    set("scope", json!(g.scope_string()));
+    set("client_id", json!(g.client_id));
+    set(
+        "sub",
+        json!(g.sub.clone().unwrap_or_else(|| g.client_id.clone())),
+    );
+    set("aud", aud);
+    set("iss", json!(p.issuer));
+    set("exp", json!(rec.exp));
+    set("iat", json!(rec.iat));
+    set("jti", json!(rec.jti));
     // Claims a BuildAccessTokenClaims extension added (never reserved ones).
     for (k, v) in &rec.ext_claims {
-        info[k.as_str()] = v.clone();
+        info.insert(k.clone(), v.clone());
     }
-    Ok(Some(info))
+    info
 }
 
 async fn refresh_info(p: &Provider, token: &str) -> Result<Option<Value>, OAuthError> {

@@ -141,6 +141,9 @@ async fn decide(
     if let Some(user) = on_behalf.access.user() {
         ctx.access.user_is(user);
     }
+    if on_behalf.access.is_bearer() {
+        ctx.access.by_bearer();
+    }
     match decided {
         Ok(headers) => {
             ctx.access

@@ -2,6 +2,7 @@
 //! app's phases; `policy` and `rules` decide, `headers` builds what the upstream sees,
 //! `upstream` calls it.
 
+pub mod bearer;
 pub mod forward_auth;
 pub mod headers;
 pub mod pipeline;

@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use super::policy::{Authorization, Policy};
 use super::upstream::Upstream;
-use super::{headers, AppKind, ProxyApp};
+use super::{bearer, headers, AppKind, ProxyApp};
 use crate::claims::Attributes;
 use crate::edge::path::CanonicalPath;
 use crate::extensions::request::{guest_request, RequestParts};
@@ -31,7 +31,7 @@ use crate::session::Session;
 use crate::telemetry::access::Decision;
 use crate::telemetry::traces;
 use crate::web::body::{Body, RequestBody};
-use crate::web::rejection::{settle, Rejection};
+use crate::web::rejection::{settle, BearerProblem, Rejection};
 use crate::web::respond::{self, RequestCtx};
 
 /// How an unauthenticated request is sent to sign in.
@@ -57,9 +57,12 @@ struct Exchange<'a> {
     path: CanonicalPath,
     policy: &'a Policy,
     session: Option<Session>,
-    /// Attributes extensions set when there is no session: this request only.
+    /// Attributes extensions set when there is no session (or a bearer token's claims):
+    /// this request only.
     loose: Attributes,
     sign_in: SignInBy<'a>,
+    /// Authenticated by an `Authorization: Bearer` token (no session: see `proxy::bearer`).
+    bearer: bool,
 }
 
 impl Exchange<'_> {
@@ -151,6 +154,7 @@ impl ProxyApp {
             session: None,
             loose: Attributes::new(),
             sign_in: SignInBy::Flow,
+            bearer: false,
         };
         let outcome: Result<Response<Body>, Rejection> = async {
             self.admit(rt, ctx, &mut x).await?;
@@ -190,6 +194,7 @@ impl ProxyApp {
             session: None,
             loose: Attributes::new(),
             sign_in,
+            bearer: false,
         };
         self.admit(rt, ctx, &mut x).await?;
         self.identity_headers(rt, ctx, &x).await
@@ -237,15 +242,43 @@ impl ProxyApp {
         }
     }
 
-    /// The session, checked against the policy: authenticated by one of its IdPs (or by its
-    /// IsAuthenticated hook), else sent to sign in (or to its Authenticate hook); a public
-    /// location goes on without one.
+    /// A bearer token, where the policy accepts one, is the request's only credential (the
+    /// session is not looked at). Otherwise the session, checked against the policy:
+    /// authenticated by one of its IdPs (or by its IsAuthenticated hook), else sent to sign in
+    /// (or to its Authenticate hook); a public location goes on without one.
     async fn authenticate(
         &self,
         rt: &Runtime,
         ctx: &RequestCtx,
         x: &mut Exchange<'_>,
     ) -> Result<(), Rejection> {
+        if let Some(b) = &x.policy.bearer {
+            let refuse = |problem| Rejection::Bearer {
+                realm: self.name.clone(),
+                problem,
+            };
+            match bearer::presented(&x.parts.headers) {
+                bearer::Presented::Token(token) => {
+                    ctx.access.by_bearer();
+                    let attrs = bearer::authenticate(rt, b, &self.name, token).await?;
+                    if let Some(sub) = attrs.get("token.sub").and_then(|v| v.as_str()) {
+                        ctx.access.user_is(sub);
+                    }
+                    bearer::check_scopes(b, &attrs, &self.name)?;
+                    x.loose = attrs;
+                    x.bearer = true;
+                    return Ok(());
+                }
+                bearer::Presented::Malformed(why) => {
+                    ctx.access.by_bearer();
+                    return Err(refuse(BearerProblem::Malformed(why)));
+                }
+                bearer::Presented::Absent if x.policy.bearer_only() => {
+                    return Err(refuse(BearerProblem::Missing));
+                }
+                bearer::Presented::Absent => {}
+            }
+        }
         x.session = rt.sessions.load(&x.parts.headers).await.map_err(|e| {
             // Once per interval with a count (the store logs its own failures the same way).
             crate::telemetry::failures::failed("store", "sessions", "session store failed", &e);
@@ -377,6 +410,13 @@ impl ProxyApp {
         }
         rt.metrics.authz_denied(&self.name);
         tracing::info!(app = %self.name, location = %x.policy.location_text, "authorization denied");
+        if x.bearer {
+            // RFC 6750 3.1: the token is valid but does not grant this location.
+            return Err(Rejection::Bearer {
+                realm: self.name.clone(),
+                problem: BearerProblem::InsufficientScope(None),
+            });
+        }
         Err(Rejection::NotAllowed {
             unauthorized_page: self.unauthorized_page.clone(),
         })
@@ -401,6 +441,10 @@ impl ProxyApp {
             hooked.extend(called.value);
         }
         let upgrade = super::upstream::requested_upgrade(&x.parts, &self.upgrades);
+        if x.bearer && !x.policy.bearer.as_ref().is_some_and(|b| b.forward_token) {
+            // The token was for the gateway: the upstream must not be able to replay it.
+            x.parts.headers.remove(http::header::AUTHORIZATION);
+        }
         let incoming = std::mem::take(&mut x.parts.headers);
         let mut headers =
             headers::upstream_headers(self, incoming, ctx, x.attrs(), &rt.own_cookie_names());
@@ -486,8 +530,26 @@ impl ProxyApp {
         resp
     }
 
-    /// Sends the user to sign in at `idps`, coming back to this request's address.
+    /// Sends the user to sign in at `idps`, coming back to this request's address. A request
+    /// that cannot be sent to sign in (401) on a location that also accepts bearer tokens gets
+    /// the bearer challenge (RFC 6750 3: a 401 names the scheme that would have worked).
     async fn challenge(
+        &self,
+        rt: &Runtime,
+        ctx: &RequestCtx,
+        x: &Exchange<'_>,
+        idps: Vec<String>,
+    ) -> Rejection {
+        match self.sign_in_challenge(rt, ctx, x, idps).await {
+            Rejection::SignInFirst if x.policy.bearer.is_some() => Rejection::Bearer {
+                realm: self.name.clone(),
+                problem: BearerProblem::Missing,
+            },
+            other => other,
+        }
+    }
+
+    async fn sign_in_challenge(
         &self,
         rt: &Runtime,
         ctx: &RequestCtx,

@@ -76,9 +76,21 @@ pub struct Policy {
     /// Extension hooks replacing the session check / the login decision.
     pub is_authenticated_se: Option<crate::extensions::Hook>,
     pub authenticate_se: Option<crate::extensions::Hook>,
+    /// Bearer access tokens this location accepts (`authentication.bearer`).
+    pub bearer: Option<super::bearer::BearerPolicy>,
 }
 
 impl Policy {
+    /// Only a bearer token opens this location: no sign-in, no hook, not public. A request
+    /// without a token is answered with a bearer challenge, never sent to a login page.
+    pub fn bearer_only(&self) -> bool {
+        self.bearer.is_some()
+            && self.idps.is_empty()
+            && !self.allow_unauthenticated
+            && self.is_authenticated_se.is_none()
+            && self.authenticate_se.is_none()
+    }
+
     /// The static decision; `None` when an extension decides.
     pub fn authorizes(&self, attrs: &crate::claims::Attributes) -> Option<bool> {
         match &self.authorization {
@@ -138,6 +150,7 @@ mod tests {
             authorization: Authorization::AllowAll,
             is_authenticated_se: None,
             authenticate_se: None,
+            bearer: None,
         }
     }
 

@@ -132,6 +132,7 @@ pub async fn handle(
             request_id = %ctx.request_id,
             app,
             user = ctx.access.user().unwrap_or("-"),
+            auth = ctx.access.auth(),
             decision = decision.as_str(),
             status,
             client_ip = %ctx.client_ip,

@@ -4,7 +4,7 @@
 //!
 //! Only the user's subject is ever noted (`<idp>.sub`), never a cookie, token or password.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::OnceLock;
 
 /// The gateway's decision on a request.
@@ -62,6 +62,8 @@ impl Decision {
 pub struct AccessNote {
     decision: AtomicU8,
     user: OnceLock<String>,
+    /// The request carried a bearer token (the access line says `auth: bearer`).
+    bearer: AtomicBool,
 }
 
 impl Clone for AccessNote {
@@ -70,6 +72,9 @@ impl Clone for AccessNote {
         note.decide(self.decision());
         if let Some(u) = self.user() {
             note.user_is(u);
+        }
+        if self.is_bearer() {
+            note.by_bearer();
         }
         note
     }
@@ -93,6 +98,24 @@ impl AccessNote {
 
     pub fn user(&self) -> Option<&str> {
         self.user.get().map(String::as_str)
+    }
+
+    /// Notes that the request authenticated (or tried to) with a bearer token.
+    pub fn by_bearer(&self) {
+        self.bearer.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_bearer(&self) -> bool {
+        self.bearer.load(Ordering::Relaxed)
+    }
+
+    /// How the request authenticated, for the access line: `bearer` or `-`.
+    pub fn auth(&self) -> &'static str {
+        if self.is_bearer() {
+            "bearer"
+        } else {
+            "-"
+        }
     }
 }
 

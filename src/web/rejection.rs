@@ -49,6 +49,13 @@ pub enum Rejection {
         message: &'static str,
         retry_after_secs: u64,
     },
+    /// A request that carries (or on a bearer-only policy, lacks) an `Authorization: Bearer`
+    /// token refused as RFC 6750 section 3 says: a `WWW-Authenticate: Bearer` challenge,
+    /// never a redirect to a sign-in page. `realm` is the app's name.
+    Bearer {
+        realm: String,
+        problem: BearerProblem,
+    },
     /// A refusal of the gateway's own pages (login, logout, callbacks) with its own status,
     /// text and decision.
     Page {
@@ -56,6 +63,52 @@ pub enum Rejection {
         message: Cow<'static, str>,
         decision: Decision,
     },
+}
+
+/// What is wrong with a bearer request (RFC 6750 section 3.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BearerProblem {
+    /// No token on a location only a token opens: 401, a challenge without an error code.
+    Missing,
+    /// The `Authorization` header is not one well-formed bearer token: 400 `invalid_request`.
+    Malformed(&'static str),
+    /// The token is expired, revoked, forged, or not meant for this location: 401
+    /// `invalid_token`, with why (text of the gateway's own, never the token's).
+    Invalid(&'static str),
+    /// The token is valid but does not grant enough: 403 `insufficient_scope`, with the scopes
+    /// the location requires when it names some.
+    InsufficientScope(Option<String>),
+}
+
+impl BearerProblem {
+    /// The `WWW-Authenticate` value. Every text in it is the gateway's own: `realm` is an app
+    /// name, descriptions are constants, scopes are configured tokens (quotes and
+    /// backslashes are dropped all the same, so a quoted-string can never be broken).
+    pub fn challenge(&self, realm: &str) -> String {
+        let q = |s: &str| s.replace(['"', '\\'], "");
+        let mut out = format!("Bearer realm=\"{}\"", q(realm));
+        let (code, detail) = match self {
+            BearerProblem::Missing => return out,
+            BearerProblem::Malformed(d) => ("invalid_request", Some(("error_description", *d))),
+            BearerProblem::Invalid(d) => ("invalid_token", Some(("error_description", *d))),
+            BearerProblem::InsufficientScope(s) => {
+                ("insufficient_scope", s.as_deref().map(|s| ("scope", s)))
+            }
+        };
+        out.push_str(&format!(", error=\"{code}\""));
+        if let Some((k, v)) = detail {
+            out.push_str(&format!(", {k}=\"{}\"", q(v)));
+        }
+        out
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            BearerProblem::Missing | BearerProblem::Invalid(_) => StatusCode::UNAUTHORIZED,
+            BearerProblem::Malformed(_) => StatusCode::BAD_REQUEST,
+            BearerProblem::InsufficientScope(_) => StatusCode::FORBIDDEN,
+        }
+    }
 }
 
 impl Rejection {
@@ -82,6 +135,11 @@ impl Rejection {
             | Rejection::RenewalFailed
             | Rejection::Upstream(_) => Decision::Error,
             Rejection::TooMany { .. } => Decision::Denied,
+            Rejection::Bearer { problem, .. } => match problem {
+                BearerProblem::Missing => Decision::LoginRequired,
+                BearerProblem::Malformed(_) => Decision::Invalid,
+                BearerProblem::Invalid(_) | BearerProblem::InsufficientScope(_) => Decision::Denied,
+            },
             Rejection::Page { decision, .. } => *decision,
         }
     }
@@ -105,6 +163,7 @@ impl Rejection {
             Rejection::RenewalFailed => StatusCode::BAD_GATEWAY,
             Rejection::Upstream(s) => *s,
             Rejection::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Rejection::Bearer { problem, .. } => problem.status(),
             Rejection::Page { status, .. } => *status,
         }
     }
@@ -136,6 +195,14 @@ impl Rejection {
             }
             Rejection::Upstream(_) => "The application is not reachable right now.",
             Rejection::TooMany { message, .. } => message,
+            Rejection::Bearer { problem, .. } => match problem {
+                BearerProblem::Missing => "This location needs an access token.",
+                BearerProblem::Malformed(_) => "The Authorization header is malformed.",
+                BearerProblem::Invalid(_) => "The access token is not valid here.",
+                BearerProblem::InsufficientScope(_) => {
+                    "The access token does not grant access to this location."
+                }
+            },
             Rejection::LoginRequired(_) | Rejection::ExtensionAnswered(_) => "",
         })
     }
@@ -155,6 +222,17 @@ impl Rejection {
                 let mut resp = respond::error(status, &self.message(), ctx);
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+                resp
+            }
+            Rejection::Bearer {
+                ref realm,
+                ref problem,
+            } => {
+                let mut resp = respond::error(status, &self.message(), ctx);
+                // The challenge is built of the gateway's own texts (see `challenge`).
+                if let Ok(v) = HeaderValue::from_str(&problem.challenge(realm)) {
+                    resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
                 resp
             }
             other => respond::error(status, &other.message(), ctx),
@@ -318,5 +396,65 @@ mod tests {
         let resp = r.answer(&c);
         assert_eq!(resp.headers()["location"], "/.tessera/login");
         assert_eq!(c.access.decision(), Decision::LoginRequired);
+    }
+
+    #[tokio::test]
+    async fn a_bearer_refusal_is_an_rfc6750_challenge_never_a_redirect() {
+        let cases: Vec<(BearerProblem, u16, &str, Decision)> = vec![
+            (
+                BearerProblem::Missing,
+                401,
+                r#"Bearer realm="orders""#,
+                Decision::LoginRequired,
+            ),
+            (
+                BearerProblem::Malformed("send one bearer token"),
+                400,
+                r#"Bearer realm="orders", error="invalid_request", error_description="send one bearer token""#,
+                Decision::Invalid,
+            ),
+            (
+                BearerProblem::Invalid("the token expired"),
+                401,
+                r#"Bearer realm="orders", error="invalid_token", error_description="the token expired""#,
+                Decision::Denied,
+            ),
+            (
+                BearerProblem::InsufficientScope(Some("orders.read orders.write".into())),
+                403,
+                r#"Bearer realm="orders", error="insufficient_scope", scope="orders.read orders.write""#,
+                Decision::Denied,
+            ),
+            (
+                BearerProblem::InsufficientScope(None),
+                403,
+                r#"Bearer realm="orders", error="insufficient_scope""#,
+                Decision::Denied,
+            ),
+        ];
+        for (problem, status, challenge, decision) in cases {
+            let c = ctx();
+            let what = format!("{problem:?}");
+            let resp = Rejection::Bearer {
+                realm: "orders".into(),
+                problem,
+            }
+            .answer(&c);
+            assert_eq!(resp.status().as_u16(), status, "{what}");
+            assert_eq!(resp.headers()["www-authenticate"], challenge, "{what}");
+            assert!(resp.headers().get("location").is_none(), "{what}");
+            assert_eq!(c.access.decision(), decision, "{what}");
+            assert!(text(resp).await.contains("rid-1"), "{what}");
+        }
+    }
+
+    #[test]
+    fn a_challenge_cannot_be_broken_out_of_its_quoted_strings() {
+        let v =
+            BearerProblem::InsufficientScope(Some(r#"a" error="x\"#.into())).challenge(r#"ap"p\"#);
+        assert_eq!(
+            v,
+            r#"Bearer realm="app", error="insufficient_scope", scope="a error=x""#
+        );
     }
 }

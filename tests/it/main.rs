@@ -7,6 +7,7 @@ mod support;
 
 mod anonymous_state;
 mod attributes;
+mod bearer;
 mod cli;
 mod deploy;
 mod edge;

@@ -543,15 +543,29 @@ pub(super) fn compile_policy(
         is_authenticated_se.ok().flatten(),
         authenticate_se.ok().flatten(),
     );
+    let bearer = match &authn.bearer {
+        None => None,
+        Some(b) => {
+            let compiled = super::bearer::compile_bearer(
+                b,
+                &pp.key("authentication").key("bearer"),
+                connectors,
+                ctx,
+            );
+            ok &= compiled.is_some();
+            compiled
+        }
+    };
     if !authn.allowUnauthenticated
         && authn.idps.is_empty()
         && authenticate_se.is_none()
         && is_authenticated_se.is_none()
+        && authn.bearer.is_none()
     {
         ctx.diags.error_hint(
             &pp.key("authentication"),
             "say how users sign in here",
-            "add `idps: [<connector>]`, or `allowUnauthenticated: true` for a public location",
+            "add `idps: [<connector>]`, `bearer:` for API clients, or `allowUnauthenticated: true` for a public location",
         );
         ok = false;
     }
@@ -603,5 +617,6 @@ pub(super) fn compile_policy(
         authorization: authorization?,
         is_authenticated_se,
         authenticate_se,
+        bearer,
     })
 }

@@ -18,6 +18,7 @@ use crate::tls;
 
 mod apps;
 use apps::compile_apps;
+mod bearer;
 mod caches;
 mod connectors;
 use connectors::compile_connectors;
@@ -98,6 +99,8 @@ pub(super) struct Ctx<'a> {
     pub(super) files: Vec<PathBuf>,
     /// `http.trustedProxies` lists at least one proxy (forward-auth apps need one).
     pub(super) trusted_proxies_set: bool,
+    /// `oidcProvider` is configured (policies may accept its bearer tokens).
+    pub(super) provider_configured: bool,
 }
 
 impl Ctx<'_> {
@@ -162,6 +165,7 @@ pub fn compile(
         extension_names: HashSet::new(),
         files: Vec::new(),
         trusted_proxies_set: http.as_ref().is_some_and(|h| !h.trustedProxies.is_empty()),
+        provider_configured: section("oidcProvider").is_some(),
     };
     caches::compile_caches(section("caches"), env, &mut ctx);
     let session_store = store_ref(
@@ -456,10 +460,22 @@ pub(super) fn check_name(
             .error(path, format!("duplicate {what} name `{name}`"));
         return false;
     }
+    if name == crate::proxy::bearer::NAMESPACE && what != "app" && what != "cache" {
+        ctx.diags.error_hint(
+            path,
+            format!("`{name}` is reserved: `token.<claim>` names a bearer token's claims"),
+            format!("give the {what} another name"),
+        );
+        return false;
+    }
     true
 }
 
 pub(super) fn check_attr_ref(a: &AttrRef, path: &ConfigPath, ctx: &mut Ctx<'_>) {
+    // `token.<claim>`: a bearer token's claims (present only on requests with one).
+    if a.connector() == crate::proxy::bearer::NAMESPACE {
+        return;
+    }
     if !ctx.connectors.contains(a.connector()) && !ctx.extension_names.contains(a.connector()) {
         let known: Vec<String> = ctx.connectors.iter().cloned().collect();
         let hint = match closest(a.connector(), &known) {

@@ -251,6 +251,7 @@ impl Hook {
             attrs: call.attrs,
             wrote: false,
             deadline: started + limits.timeout,
+            wasi: None,
         };
         let mut store = Store::new(ext.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -280,7 +281,14 @@ impl Hook {
             }
             // Pool exhaustion and traps in start functions end up here.
             Ok(Err(Failure::Instantiate(e))) => Err(CallError::Unavailable(first_line(&e))),
-            Ok(Err(Failure::Call(e))) => Err(CallError::Trap(first_line(&e))),
+            // `wasi:cli/exit` ends the call, never the gateway: a failed call like a trap.
+            Ok(Err(Failure::Call(e))) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                Some(exit) => Err(CallError::Trap(format!(
+                    "the guest called exit (status {})",
+                    exit.0
+                ))),
+                None => Err(CallError::Trap(first_line(&e))),
+            },
             Ok(Ok(ret)) => {
                 let data = store.into_data();
                 let mut view = View {

@@ -153,6 +153,8 @@ pub struct Extension {
     pub namespace: Option<String>,
     /// Refusals already logged (`secret:<name>`, `attribute:<name>`), to log each once.
     refusals_logged: Mutex<HashSet<String>>,
+    /// How many stdout/stderr lines of WASI guests may still be logged this second.
+    pub(super) output_budget: super::wasi::OutputBudget,
     pub(super) pre: InstancePre<HostState>,
     pub(super) indices: Indices,
     pub(super) services: Arc<Services>,
@@ -226,15 +228,19 @@ impl Extension {
             .map_err(|e| format!("`{shown}` is not a valid component: {}", first_line(&e)))?;
         let ty = component.component_type();
         for (name, _) in ty.imports(engine) {
-            if !allowed_import(name) {
+            if !allowed_import(name) && !super::wasi::allowed_import(name) {
                 return Err(format!(
-                    "`{shown}` imports `{name}`, which Tessera does not provide: extensions may import only {PACKAGE}/host (build with WASI stubbed or disabled, see extensions/README.md)"
+                    "`{shown}` imports `{name}`, which Tessera does not provide: extensions may import only {PACKAGE}/host and the WASI 0.2 interfaces of wasi:cli, wasi:clocks, wasi:random, wasi:io, wasi:filesystem and wasi:sockets (see extensions/README.md)"
                 ));
             }
         }
         let mut linker: Linker<HostState> = Linker::new(engine);
         AllHooks::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| format!("cannot link the host API: {e}"))?;
+        // Deny-by-default WASI (see `wasi`): linked for every component, used only by those
+        // that import it.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| format!("cannot link WASI: {e}"))?;
         let pre = linker.instantiate_pre(&component).map_err(|e| {
             format!(
                 "`{shown}` does not match the host API: {}",
@@ -251,6 +257,7 @@ impl Extension {
             secrets: settings.secrets,
             namespace: settings.namespace,
             refusals_logged: Mutex::new(HashSet::new()),
+            output_budget: Default::default(),
             pre,
             indices,
             services,

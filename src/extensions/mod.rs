@@ -7,7 +7,8 @@
 //! - `host`: the host API a guest imports (log, session, secrets, attributes, cache, http);
 //! - `call`: one hook call — a fresh instance, a deadline, a memory cap — and what its
 //!   result means (claims checked, headers checked);
-//! - `request`: the request view a guest receives.
+//! - `request`: the request view a guest receives;
+//! - `wasi`: the deny-by-default WASI of guests built with standard toolchains.
 //!
 //! Every failure of a call (trap, deadline, memory cap, invalid result) is an `Err` the caller
 //! turns into a closed decision; it is logged with the extension's name and the request id and
@@ -18,6 +19,7 @@ pub mod engine;
 pub mod host;
 pub mod load;
 pub mod request;
+pub mod wasi;
 
 use std::fmt;
 use std::sync::Arc;

@@ -121,12 +121,23 @@ fn broken_components_are_config_errors_with_positions() {
         "{out}"
     );
 
-    let (code, out) = validate(&case(&guest("wasi-import")));
+    // WASI beyond the deny-by-default set (wasi:http here) is refused, the import named.
+    let dir = tempfile::tempdir().unwrap();
+    let http = dir.path().join("http.wat");
+    std::fs::write(
+        &http,
+        r#"(component (import "wasi:http/outgoing-handler@0.2.0" (instance)))"#,
+    )
+    .unwrap();
+    let (code, out) = validate(&case(&http.display().to_string()));
     assert_eq!(code, 2, "{out}");
     assert!(
-        out.contains("imports `wasi:") && out.contains("which Tessera does not provide"),
+        out.contains("imports `wasi:http/outgoing-handler@0.2.0`, which Tessera does not provide"),
         "{out}"
     );
+    // The C WASI probe (wasi:cli, clocks, random, io, filesystem) loads.
+    let (code, out) = validate(&case(&guest("wasi-import")));
+    assert_eq!(code, 0, "{out}");
 
     let (code, out) = validate(&case(&guest("wrong-exports")));
     assert_eq!(code, 2, "{out}");
@@ -155,6 +166,118 @@ fn broken_components_are_config_errors_with_positions() {
     // A valid component passes.
     let (code, out) = validate(&case(&guest("proxy-hooks")));
     assert_eq!(code, 0, "{out}");
+}
+
+/// Guests built the standard way (WASI not stubbed) in C, Python and JavaScript: their output
+/// reaches the log with the extension's name, clocks and random work, the environment is empty
+/// and no file opens (each probe answers true only then, so the upstream answering proves it),
+/// and `exit` or an uncaught exception fails the call closed.
+#[tokio::test]
+async fn wasi_guests_print_to_the_log_and_get_no_files_and_no_environment() {
+    let up = upstream().await;
+    let c_probe = guest("wasi-import");
+    let py = component("examples/wasi-probe/python.wasm")
+        .display()
+        .to_string();
+    let js = component("examples/wasi-probe/js.wasm")
+        .display()
+        .to_string();
+    let policy = |loc: &str, ext: &str| {
+        format!(
+            r#"      - location: /{loc}/
+        authentication: {{ idps: [local], isAuthenticatedSE: {{ funcName: IsAuthenticated, extension: {ext} }} }}
+        authorization: {{ allowAll: true }}
+"#
+        )
+    };
+    let yaml = format!(
+        r#"version: 1
+http: {{ address: "127.0.0.1:0" }}
+logger: {{ level: info, format: json }}
+connectors:
+  - name: local
+    type: local
+    users: []
+serviceExtensions:
+  - {{ name: wasi-c, file: "{c_probe}", limits: {{ timeoutMillis: 5000 }} }}
+  - {{ name: wasi-py, file: "{py}", limits: {{ timeoutMillis: 5000 }} }}
+  - {{ name: wasi-js, file: "{js}", limits: {{ timeoutMillis: 5000 }} }}
+apps:
+  - name: app
+    type: proxy
+    routePatterns: ["/"]
+    upstream: http://{up}
+    policies:
+{}{}{}"#,
+        policy("c", "wasi-c"),
+        policy("py", "wasi-py"),
+        policy("js", "wasi-js")
+    );
+    // A variable the gateway has that no guest may see.
+    let gw = Gateway::start_with(&yaml, &[("PROBE_VISIBLE_SECRET", "hunter2")]);
+    let c = client();
+    for lang in ["c", "py", "js"] {
+        let r = c
+            .get(gw.url(&format!("/{lang}/page")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{lang}");
+        assert_eq!(Echo::from(r).await.path(), format!("/{lang}/page"));
+    }
+    // stdout lines in the log, tagged with the extension's name, the hook and the stream.
+    for (ext, lang, report) in [
+        ("wasi-c", "c", "clock=ok random=ok env=empty file=denied"),
+        (
+            "wasi-py",
+            "python",
+            "clock=ok random=ok env=empty file=denied(FileNotFoundError)",
+        ),
+    ] {
+        let line = gw.wait_log(&format!("wasi-probe {lang}: {report}"));
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["message"], "extension output", "{line}");
+        assert_eq!(v["extension"], ext, "{line}");
+        assert_eq!(v["hook"], "IsAuthenticated", "{line}");
+        assert_eq!(v["stream"], "stdout", "{line}");
+        assert!(
+            gw.logs()
+                .contains(&format!("wasi-probe {lang}: hello http://")),
+            "{lang}"
+        );
+    }
+    gw.wait_log("wasi-probe js: clock=ok random=ok");
+    assert!(!gw.logs().contains("hunter2"));
+
+    // exit ends the call as a failure: 500, never the upstream.
+    for lang in ["c", "py"] {
+        let r = c
+            .get(gw.url(&format!("/{lang}/exit")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 500, "{lang}");
+    }
+    assert_eq!(
+        gw.wait_logs(
+            "the guest called exit (status 1)",
+            2,
+            Duration::from_secs(5)
+        )
+        .len(),
+        2
+    );
+    // An uncaught exception: the runtime's stderr is logged, the call fails closed.
+    let r = c.get(gw.url("/js/throw")).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    let line = gw.wait_log("wasi-probe js: thrown on purpose");
+    assert!(
+        line.contains(r#""stream":"stderr""#) && line.contains(r#""extension":"wasi-js""#),
+        "{line}"
+    );
+    // The gateway keeps serving the probes after the failures.
+    let r = c.get(gw.url("/c/again")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 /// A proxy app whose policy and headers are all decided by `proxy-hooks.wasm`.

@@ -90,6 +90,10 @@ pub struct HookConfig {
     pub file: Option<String>,
     /// The name of a `serviceExtensions` entry.
     pub extension: Option<String>,
+    /// Reuse the hook's answer for this many seconds (1..=3600) for the same session, policy
+    /// and session attributes (proxy apps' IsAuthenticated, IsAuthorized, LoadAttributes and
+    /// CreateHeaders only). Off by default: the hook runs on every request.
+    pub cacheSeconds: Option<u64>,
 }
 
 /// The listener.

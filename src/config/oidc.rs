@@ -560,6 +560,16 @@ fn client_hook(
     p: &ConfigPath,
     ctx: &mut Ctx<'_>,
 ) -> Option<crate::extensions::Hook> {
+    if cfg.is_some_and(|c| c.cacheSeconds.is_some()) {
+        // The cache is keyed by a proxy policy; an OIDC app's hooks run once per login or
+        // token anyway.
+        ctx.diags.error_hint(
+            &p.key("cacheSeconds"),
+            "cacheSeconds applies to hooks of proxy apps, not of OIDC apps",
+            "leave it out",
+        );
+        return None;
+    }
     super::compile::hook(cfg, kind, p, ctx).ok().flatten()
 }
 

@@ -2,6 +2,7 @@
 //! a memory cap, a wall-clock deadline (the guest yields at every epoch tick, so a busy guest
 //! shares its worker thread and is dropped at the deadline), and a checked result.
 
+use std::borrow::Borrow;
 use std::time::Instant;
 
 use tracing::Instrument;
@@ -66,9 +67,10 @@ pub const RESERVED_CLAIMS: [&str; 15] = [
     "cnf",
 ];
 
-/// The input of a call: the request under decision and the session's attributes.
-pub struct HookCall {
-    pub request: GuestRequest,
+/// The input of a call: the request under decision (owned, or borrowed when one view serves
+/// several hooks of a request) and the session's attributes.
+pub struct HookCall<R: Borrow<GuestRequest> = GuestRequest> {
+    pub request: R,
     pub attrs: Attributes,
 }
 
@@ -100,19 +102,25 @@ macro_rules! expect {
 }
 
 impl Hook {
-    pub async fn is_authenticated(&self, call: HookCall) -> Result<Called<bool>, CallError> {
-        self.run(call, None, |r, _| Ok(expect!(r, Ret::Bool(b) => b)))
-            .await
-    }
-
-    pub async fn is_authorized(&self, call: HookCall) -> Result<Called<bool>, CallError> {
-        self.run(call, None, |r, _| Ok(expect!(r, Ret::Bool(b) => b)))
-            .await
-    }
-
-    pub async fn authenticate(
+    pub async fn is_authenticated<R: Borrow<GuestRequest> + Send>(
         &self,
-        call: HookCall,
+        call: HookCall<R>,
+    ) -> Result<Called<bool>, CallError> {
+        self.run(call, None, |r, _| Ok(expect!(r, Ret::Bool(b) => b)))
+            .await
+    }
+
+    pub async fn is_authorized<R: Borrow<GuestRequest> + Send>(
+        &self,
+        call: HookCall<R>,
+    ) -> Result<Called<bool>, CallError> {
+        self.run(call, None, |r, _| Ok(expect!(r, Ret::Bool(b) => b)))
+            .await
+    }
+
+    pub async fn authenticate<R: Borrow<GuestRequest> + Send>(
+        &self,
+        call: HookCall<R>,
     ) -> Result<Called<AuthenticateAction>, CallError> {
         self.run(call, None, |r, _| {
             let action = expect!(r, Ret::Action(a) => a);
@@ -134,9 +142,9 @@ impl Hook {
     }
 
     /// Ok(Ok(subject)) accepts, Ok(Err(message)) refuses the credentials.
-    pub async fn backchannel_authenticate(
+    pub async fn backchannel_authenticate<R: Borrow<GuestRequest> + Send>(
         &self,
-        call: HookCall,
+        call: HookCall<R>,
     ) -> Result<Called<Result<String, String>>, CallError> {
         self.run(call, None, |r, _| {
             let verdict = expect!(r, Ret::Subject(s) => s);
@@ -150,9 +158,9 @@ impl Hook {
 
     /// BuildIDTokenClaims, BuildAccessTokenClaims or BuildUserInfoClaims (per `self.kind`).
     /// Malformed JSON and reserved claims refuse the whole answer.
-    pub async fn build_claims(
+    pub async fn build_claims<R: Borrow<GuestRequest> + Send>(
         &self,
-        call: HookCall,
+        call: HookCall<R>,
         token: TokenContext,
     ) -> Result<Called<ClaimsOut>, CallError> {
         self.run(call, Some(token), |r, _| {
@@ -181,7 +189,10 @@ impl Hook {
     /// `wrote` is set when they change anything). An attribute outside the extension's own
     /// namespace (a connector's, `local.groups`) makes the whole answer invalid: the call
     /// fails closed (500 on the proxy path), nothing is merged.
-    pub async fn load_attributes(&self, call: HookCall) -> Result<Called<()>, CallError> {
+    pub async fn load_attributes<R: Borrow<GuestRequest> + Send>(
+        &self,
+        call: HookCall<R>,
+    ) -> Result<Called<()>, CallError> {
         let ext = self.extension.clone();
         self.run(call, None, move |r, view| {
             let loaded = expect!(r, Ret::Attributes(a) => a);
@@ -208,9 +219,9 @@ impl Hook {
     }
 
     /// CreateHeaders: names and values checked; the gateway's own headers refused.
-    pub async fn create_headers(
+    pub async fn create_headers<R: Borrow<GuestRequest> + Send>(
         &self,
-        call: HookCall,
+        call: HookCall<R>,
     ) -> Result<Called<Vec<(HeaderName, http::HeaderValue)>>, CallError> {
         self.run(call, None, |r, _| {
             let fields = expect!(r, Ret::Fields(f) => f);
@@ -233,14 +244,14 @@ impl Hook {
     }
 
     /// Runs the call, then `check` on its result; counts and logs the outcome.
-    async fn run<T>(
+    async fn run<T, R: Borrow<GuestRequest> + Send>(
         &self,
-        call: HookCall,
+        call: HookCall<R>,
         token: Option<TokenContext>,
         check: impl FnOnce(Ret, &mut View) -> Result<T, String>,
     ) -> Result<Called<T>, CallError> {
         let ext = self.extension.clone();
-        let request_id = call.request.id.clone();
+        let request_id = call.request.borrow().id.clone();
         let started = Instant::now();
         let limits = ext.limits;
         let state = HostState {
@@ -259,7 +270,7 @@ impl Hook {
         store.set_epoch_deadline(1);
         store.epoch_deadline_async_yield_and_update(1);
         let kind = self.kind;
-        let request = call.request;
+        let request = call.request.borrow();
         let span = crate::telemetry::traces::extension_span(&ext.name, kind.func_name());
         let outcome = tokio::time::timeout(limits.timeout, async {
             let instance = ext
@@ -362,7 +373,7 @@ async fn invoke(
     kind: HookKind,
     store: &mut Store<HostState>,
     instance: &Instance,
-    req: GuestRequest,
+    req: &GuestRequest,
     token: Option<TokenContext>,
 ) -> wasmtime::Result<Ret> {
     let token = || {
@@ -377,7 +388,7 @@ async fn invoke(
             call_is_authenticated,
             store,
             instance,
-            &req
+            req
         )),
         HookKind::IsAuthorized => Ret::Bool(call_hook!(
             indices,
@@ -385,7 +396,7 @@ async fn invoke(
             call_is_authorized,
             store,
             instance,
-            &req
+            req
         )),
         HookKind::Authenticate => Ret::Action(call_hook!(
             indices,
@@ -393,7 +404,7 @@ async fn invoke(
             call_authenticate,
             store,
             instance,
-            &req
+            req
         )),
         HookKind::BackchannelAuthenticate => Ret::Subject(call_hook!(
             indices,
@@ -401,7 +412,7 @@ async fn invoke(
             call_backchannel_authenticate,
             store,
             instance,
-            &req
+            req
         )),
         HookKind::BuildIdTokenClaims => {
             let t = token()?;
@@ -411,7 +422,7 @@ async fn invoke(
                 call_build_id_token_claims,
                 store,
                 instance,
-                &req,
+                req,
                 &t
             ))
         }
@@ -423,7 +434,7 @@ async fn invoke(
                 call_build_access_token_claims,
                 store,
                 instance,
-                &req,
+                req,
                 &t
             ))
         }
@@ -435,7 +446,7 @@ async fn invoke(
                 call_build_userinfo_claims,
                 store,
                 instance,
-                &req,
+                req,
                 &t
             ))
         }
@@ -445,7 +456,7 @@ async fn invoke(
             call_load_attributes,
             store,
             instance,
-            &req
+            req
         )),
         HookKind::CreateHeaders => Ret::Fields(call_hook!(
             indices,
@@ -453,7 +464,7 @@ async fn invoke(
             call_create_headers,
             store,
             instance,
-            &req
+            req
         )),
     })
 }

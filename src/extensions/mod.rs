@@ -5,6 +5,7 @@
 //! - `load`: reading a component, checking its imports and exports against the contract
 //!   (`extensions/wit/`), preparing its `InstancePre`;
 //! - `host`: the host API a guest imports (log, session, secrets, attributes, cache, http);
+//! - `cache`: the opt-in cache of a hook position's answers (`cacheSeconds`);
 //! - `call`: one hook call — a fresh instance, a deadline, a memory cap — and what its
 //!   result means (claims checked, headers checked);
 //! - `request`: the request view a guest receives;
@@ -14,6 +15,7 @@
 //! turns into a closed decision; it is logged with the extension's name and the request id and
 //! counted in `tessera_extension_calls_total`.
 
+pub mod cache;
 pub mod call;
 pub mod engine;
 pub mod host;
@@ -63,6 +65,14 @@ pub enum HookKind {
 }
 
 impl HookKind {
+    /// The hooks whose answers a proxy app may cache (`cacheSeconds`).
+    pub const CACHEABLE: [HookKind; 4] = [
+        HookKind::IsAuthenticated,
+        HookKind::IsAuthorized,
+        HookKind::LoadAttributes,
+        HookKind::CreateHeaders,
+    ];
+
     pub const ALL: [HookKind; 9] = [
         HookKind::IsAuthenticated,
         HookKind::Authenticate,
@@ -130,6 +140,8 @@ impl fmt::Display for HookKind {
 pub struct Hook {
     pub extension: Arc<Extension>,
     pub kind: HookKind,
+    /// `cacheSeconds`: answers reused per session, policy and attribute version.
+    pub cache: Option<Arc<cache::DecisionCache>>,
 }
 
 impl fmt::Debug for Hook {

@@ -23,8 +23,9 @@ use super::upstream::Upstream;
 use super::{headers, AppKind, ProxyApp};
 use crate::claims::Attributes;
 use crate::edge::path::CanonicalPath;
+use crate::extensions::cache::Cached;
 use crate::extensions::request::{guest_request, RequestParts};
-use crate::extensions::{AuthenticateAction, HookCall};
+use crate::extensions::{AuthenticateAction, GuestRequest, HookCall};
 use crate::login;
 use crate::login::upstream::Freshness;
 use crate::runtime::Runtime;
@@ -61,12 +62,19 @@ struct Exchange<'a> {
     /// Attributes extensions set when there is no session: this request only.
     loose: Attributes,
     sign_in: SignInBy<'a>,
+    /// The request as hooks see it, built on the first hook call and shared by the others.
+    guest: std::sync::OnceLock<GuestRequest>,
 }
 
 impl Exchange<'_> {
     /// The user's attributes: the session's, else this request's own.
     fn attrs(&self) -> &Attributes {
         self.session.as_ref().map_or(&self.loose, |s| &s.data.attrs)
+    }
+
+    /// The policy's identity for the hook caches (stable while its configuration is loaded).
+    fn policy_id(&self) -> usize {
+        std::ptr::from_ref(self.policy) as usize
     }
 
     /// Where to come back to after a sign-in: the canonical path and the query.
@@ -152,6 +160,7 @@ impl ProxyApp {
             session: None,
             loose: Attributes::new(),
             sign_in: SignInBy::Flow,
+            guest: Default::default(),
         };
         let outcome: Result<Response<Body>, Rejection> = async {
             self.admit(rt, ctx, &mut x).await?;
@@ -191,6 +200,7 @@ impl ProxyApp {
             session: None,
             loose: Attributes::new(),
             sign_in,
+            guest: Default::default(),
         };
         self.admit(rt, ctx, &mut x).await?;
         self.identity_headers(rt, ctx, &x).await
@@ -259,12 +269,19 @@ impl ProxyApp {
                 .as_ref()
                 .is_some_and(|s| s.data.authenticated_by_any(&policy.idps)),
             Some(h) => {
-                let called = h
-                    .is_authenticated(self.hook_call(rt, ctx, x))
-                    .await
-                    .map_err(|_| Rejection::ExtensionFailed)?;
-                x.absorb(rt, called.attrs, called.wrote).await;
-                called.value
+                let lookup = h.cached(x.session.as_ref(), x.policy_id());
+                match lookup.as_ref().and_then(|l| l.hit.clone()) {
+                    Some(Cached::Bool(b)) => b,
+                    _ => {
+                        let called = h
+                            .is_authenticated(self.hook_call(rt, ctx, x))
+                            .await
+                            .map_err(|_| Rejection::ExtensionFailed)?;
+                        x.absorb(rt, called.attrs, called.wrote).await;
+                        h.remember(lookup, x.session.as_ref(), Cached::Bool(called.value));
+                        called.value
+                    }
+                }
             }
         };
         if policy.allow_unauthenticated || authenticated {
@@ -340,11 +357,18 @@ impl ProxyApp {
             .map_err(|e| e.rejection())?;
         }
         if let Some(h) = &self.load_attrs_se {
-            let called = h
-                .load_attributes(self.hook_call(rt, ctx, x))
-                .await
-                .map_err(|_| Rejection::ExtensionFailed)?;
-            x.absorb(rt, called.attrs, called.wrote).await;
+            let lookup = h.cached(x.session.as_ref(), x.policy_id());
+            if !matches!(
+                lookup.as_ref().and_then(|l| l.hit.as_ref()),
+                Some(Cached::Loaded)
+            ) {
+                let called = h
+                    .load_attributes(self.hook_call(rt, ctx, x))
+                    .await
+                    .map_err(|_| Rejection::ExtensionFailed)?;
+                x.absorb(rt, called.attrs, called.wrote).await;
+                h.remember(lookup, x.session.as_ref(), Cached::Loaded);
+            }
         }
         if let Some(sub) = super::subject(x.attrs(), &x.policy.idps) {
             ctx.access.user_is(sub);
@@ -361,13 +385,18 @@ impl ProxyApp {
     ) -> Result<(), Rejection> {
         let allowed = match &x.policy.authorization {
             Authorization::Extension(h) => {
-                match h.is_authorized(self.hook_call(rt, ctx, x)).await {
-                    Ok(called) => {
-                        x.absorb(rt, called.attrs, called.wrote).await;
-                        called.value
-                    }
-                    // Fail closed: a failed check denies.
-                    Err(_) => false,
+                let lookup = h.cached(x.session.as_ref(), x.policy_id());
+                match lookup.as_ref().and_then(|l| l.hit.clone()) {
+                    Some(Cached::Bool(b)) => b,
+                    _ => match h.is_authorized(self.hook_call(rt, ctx, x)).await {
+                        Ok(called) => {
+                            x.absorb(rt, called.attrs, called.wrote).await;
+                            h.remember(lookup, x.session.as_ref(), Cached::Bool(called.value));
+                            called.value
+                        }
+                        // Fail closed: a failed check denies.
+                        Err(_) => false,
+                    },
                 }
             }
             _ => tracing::debug_span!("authorize")
@@ -395,11 +424,7 @@ impl ProxyApp {
         // Hooks see the client's headers: they run before those move.
         let mut hooked = Vec::new();
         for h in &self.header_hooks {
-            let called = h
-                .create_headers(self.hook_call(rt, ctx, x))
-                .await
-                .map_err(|_| Rejection::ExtensionFailed)?;
-            hooked.extend(called.value);
+            hooked.extend(self.created_headers(rt, ctx, x, h).await?);
         }
         let upgrade = super::upstream::requested_upgrade(&x.parts, &self.upgrades);
         let incoming = std::mem::take(&mut x.parts.headers);
@@ -422,11 +447,7 @@ impl ProxyApp {
     ) -> Result<HeaderMap, Rejection> {
         let mut headers = headers::identity_headers(self, x.attrs());
         for h in &self.header_hooks {
-            let called = h
-                .create_headers(self.hook_call(rt, ctx, x))
-                .await
-                .map_err(|_| Rejection::ExtensionFailed)?;
-            for (name, value) in called.value {
+            for (name, value) in self.created_headers(rt, ctx, x, h).await? {
                 headers.insert(name, value);
             }
         }
@@ -438,6 +459,31 @@ impl ProxyApp {
             }
         }
         Ok(headers)
+    }
+
+    /// One CreateHeader hook's headers (from its cache when it has one and the answer is
+    /// current).
+    async fn created_headers(
+        &self,
+        rt: &Runtime,
+        ctx: &RequestCtx,
+        x: &Exchange<'_>,
+        h: &crate::extensions::Hook,
+    ) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, Rejection> {
+        let lookup = h.cached(x.session.as_ref(), x.policy_id());
+        if let Some(Cached::Headers(hit)) = lookup.as_ref().and_then(|l| l.hit.clone()) {
+            return Ok(hit);
+        }
+        let called = h
+            .create_headers(self.hook_call(rt, ctx, x))
+            .await
+            .map_err(|_| Rejection::ExtensionFailed)?;
+        h.remember(
+            lookup,
+            x.session.as_ref(),
+            Cached::Headers(called.value.clone()),
+        );
+        Ok(called.value)
     }
 
     /// The call to the app's upstream (streamed both ways; upgrades the app allows).
@@ -537,18 +583,27 @@ impl ProxyApp {
         }
     }
 
-    /// The input of a hook call: the request and the attributes the user has so far.
-    fn hook_call(&self, rt: &Runtime, ctx: &RequestCtx, x: &Exchange<'_>) -> HookCall {
-        // The guest sees the canonical path, as the policy and the upstream do.
-        let uri =
-            http::Uri::try_from(x.return_to()).unwrap_or_else(|_| http::Uri::from_static("/"));
-        let parts = RequestParts {
-            method: &x.parts.method,
-            uri: &uri,
-            headers: &x.parts.headers,
-        };
+    /// The input of a hook call: the request (its view built once per request, borrowed by
+    /// every hook) and the attributes the user has so far.
+    fn hook_call<'x>(
+        &self,
+        rt: &Runtime,
+        ctx: &RequestCtx,
+        x: &'x Exchange<'_>,
+    ) -> HookCall<&'x GuestRequest> {
+        let request = x.guest.get_or_init(|| {
+            // The guest sees the canonical path, as the policy and the upstream do.
+            let uri =
+                http::Uri::try_from(x.return_to()).unwrap_or_else(|_| http::Uri::from_static("/"));
+            let parts = RequestParts {
+                method: &x.parts.method,
+                uri: &uri,
+                headers: &x.parts.headers,
+            };
+            guest_request(ctx, &self.name, parts, &rt.own_cookie_names(), None)
+        });
         HookCall {
-            request: guest_request(ctx, &self.name, parts, &rt.own_cookie_names(), None),
+            request,
             attrs: x.attrs().clone(),
         }
     }

@@ -839,6 +839,7 @@ fn malformed_claims_json_is_refused() {
         let hook = tessera::extensions::Hook {
             extension: ext,
             kind: HookKind::BuildIdTokenClaims,
+            cache: None,
         };
         let call = HookCall {
             request: GuestRequest {
@@ -1153,6 +1154,7 @@ fn a_component_named_only_by_file_reads_no_secret_and_writes_no_attribute() {
         let hook = tessera::extensions::Hook {
             extension: ext,
             kind: HookKind::CreateHeaders,
+            cache: None,
         };
         let call = HookCall {
             request: plain_request(&[("x-secret", "path"), ("x-set", "test.note=hi")]),
@@ -1235,6 +1237,7 @@ fn the_memory_cap_covers_all_memories_of_a_component_together() {
         let hook = tessera::extensions::Hook {
             extension: ext,
             kind: HookKind::IsAuthenticated,
+            cache: None,
         };
         let call = HookCall {
             request: plain_request(&[]),
@@ -1254,4 +1257,181 @@ fn the_memory_cap_covers_all_memories_of_a_component_together() {
     let (two, msg) = outcome(component(2));
     assert_eq!(two, "memory", "{msg}");
     assert_eq!(msg, "memory limit of 2 MiB reached");
+}
+
+/// Calls of `hook` of extension `ext` that succeeded, from the gateway's metrics.
+async fn ok_calls(gw: &Gateway, ext: &str, hook: &str) -> u64 {
+    let metrics = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let needle = format!(
+        "tessera_extension_calls_total{{extension=\"{ext}\",hook=\"{hook}\",outcome=\"ok\"}} "
+    );
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// `cacheSeconds`: a cached answer is reused for the same session, policy and attributes (the
+/// hook is not called, even when the request alone would make it answer otherwise); a changed
+/// attribute or the expiry re-runs it; a logout leaves nothing usable behind.
+#[tokio::test]
+async fn cached_hook_answers_are_reused_until_attributes_change_or_they_expire() {
+    let up = upstream().await;
+    let file = guest("proxy-hooks");
+    let hash = pw_hash();
+    let yaml = format!(
+        r#"version: 1
+http: {{ address: "127.0.0.1:0" }}
+logger: {{ level: info, format: json }}
+telemetry: {{ metrics: {{ location: /metrics }} }}
+connectors:
+  - name: local
+    type: local
+    users:
+      - username: alice
+        passwordHash: "{hash}"
+        attributes: {{ groups: [staff], username: alice }}
+serviceExtensions:
+  - name: ext
+    file: "{file}"
+    limits: {{ timeoutMillis: 2000 }}
+apps:
+  - name: app
+    type: proxy
+    routePatterns: ["/"]
+    upstream: http://{up}
+    loadAttrsSE: {{ funcName: LoadAttributes, extension: ext }}
+    headers:
+      - createHeaderSE: {{ funcName: CreateHeaders, extension: ext, cacheSeconds: 2 }}
+    policies:
+      - location: /
+        authentication:
+          idps: [local]
+          isAuthenticatedSE: {{ funcName: IsAuthenticated, extension: ext, cacheSeconds: 2 }}
+          authenticateSE: {{ funcName: Authenticate, extension: ext }}
+        authorization:
+          isAuthorizedSE: {{ funcName: IsAuthorized, extension: ext, cacheSeconds: 2 }}
+"#
+    );
+    let gw = Gateway::start(&yaml);
+    let (cookie, _) = login(&gw, "/a", "local", "alice", "pw").await;
+    let c = client();
+    let get = |path: &'static str, ok_headers: bool| {
+        let mut r = c.get(gw.url(path)).header("cookie", &cookie);
+        if ok_headers {
+            r = r.header("x-ext-auth", "letmein").header("x-allow", "yes");
+        }
+        r.send()
+    };
+    let counts = || async {
+        let mut n = Vec::new();
+        for hook in [
+            "IsAuthenticated",
+            "IsAuthorized",
+            "CreateHeaders",
+            "LoadAttributes",
+        ] {
+            n.push(ok_calls(&gw, "ext", hook).await);
+        }
+        n
+    };
+
+    // Twice: the first request's LoadAttributes changes the attributes IsAuthenticated saw.
+    for _ in 0..2 {
+        let r = get("/a", true).await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let before = counts().await;
+    // Same session, policy and attributes: IsAuthenticated and IsAuthorized answer from the
+    // cache although this request alone would make both say no (no x-ext-auth, no
+    // x-allow, alice is not an admin); CreateHeaders' headers too. LoadAttributes (not
+    // cached) runs and writes the same values.
+    let r = get("/a", false).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let echo = Echo::from(r).await;
+    assert_eq!(echo.one("x-ext-user").as_deref(), Some("alice"));
+    assert_eq!(echo.one("x-ext-tier").as_deref(), Some("gold"));
+    let after = counts().await;
+    assert_eq!(after[..3], before[..3], "cached hooks were not called");
+    assert_eq!(after[3], before[3] + 1, "LoadAttributes runs every time");
+
+    // A changed attribute (LoadAttributes sets ext.path from the path) re-runs the hooks that
+    // come after it; IsAuthenticated ran before the change, so it still answers from the cache.
+    let r = get("/b", false).await.unwrap();
+    assert_eq!(
+        r.status(),
+        403,
+        "IsAuthorized re-ran: no x-allow, not an admin"
+    );
+    let changed = counts().await;
+    assert_eq!(
+        changed[0], after[0],
+        "IsAuthenticated: same attributes when it ran"
+    );
+    assert_eq!(changed[1], after[1] + 1, "IsAuthorized re-ran");
+    let r = get("/b", true).await.unwrap();
+    assert_eq!(r.status(), 403, "a cached deny is a deny");
+    let denied = counts().await;
+    assert_eq!(denied[1], changed[1], "the deny came from the cache");
+    // (IsAuthenticated saw the new attributes for the first time: it ran.)
+    assert_eq!(denied[0], changed[0] + 1);
+
+    // Expiry re-runs them all.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let r = get("/b", true).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let expired = counts().await;
+    assert_eq!(expired[0], denied[0] + 1, "IsAuthenticated re-ran");
+    assert_eq!(expired[1], denied[1] + 1, "IsAuthorized re-ran");
+    assert_eq!(expired[2], denied[2] + 1, "CreateHeaders re-ran");
+
+    // After a logout the old cookie has no session: nothing cached applies, and without the
+    // header IsAuthenticated says no (sent to sign in).
+    let r = logout(&gw, "/.tessera/logout", &cookie).await;
+    assert_eq!(r.status(), 200, "signed out");
+    let r = get("/b", false).await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(counts().await[0], expired[0] + 1, "IsAuthenticated ran");
+}
+
+#[test]
+fn cache_seconds_is_validated() {
+    let up: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let file = guest("proxy-hooks");
+    let case = |hook: &str| proxy_config(up, &format!("{{ idps: [local], {hook} }}"), "");
+    let (code, out) = validate(&case(&format!(
+        "isAuthenticatedSE: {{ funcName: IsAuthenticated, file: \"{file}\", cacheSeconds: 0 }}"
+    )));
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(":20:") && out.contains("cacheSeconds must be 1..=3600, not 0"),
+        "{out}"
+    );
+    let (code, out) = validate(&case(&format!(
+        "isAuthenticatedSE: {{ funcName: IsAuthenticated, file: \"{file}\", cacheSeconds: 3601 }}"
+    )));
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("cacheSeconds must be 1..=3600, not 3601"),
+        "{out}"
+    );
+    let (code, out) = validate(&case(&format!(
+        "authenticateSE: {{ funcName: Authenticate, file: \"{file}\", cacheSeconds: 5 }}"
+    )));
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(":20:") && out.contains("the answer of Authenticate cannot be cached"),
+        "{out}"
+    );
+    let (code, out) = validate(&case(&format!(
+        "isAuthenticatedSE: {{ funcName: IsAuthenticated, file: \"{file}\", cacheSeconds: 30 }}"
+    )));
+    assert_eq!(code, 0, "{out}");
 }

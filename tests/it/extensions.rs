@@ -1435,3 +1435,133 @@ fn cache_seconds_is_validated() {
     )));
     assert_eq!(code, 0, "{out}");
 }
+
+/// The reference product's seed configuration: `authenticateSE` and no `idps` (the extension
+/// picks the IdP, any configured connector), on an OIDC app and on a proxy policy. It
+/// validates, and a user logs in through the IdP the extension chose.
+#[tokio::test]
+async fn seed_shaped_config_authenticate_se_without_idps_logs_in() {
+    let up = upstream().await;
+    let file = component("examples/c/auth.wasm");
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("es256.pem");
+    std::fs::write(
+        &key,
+        tessera::provider::keys::generate_pem(tessera::provider::keys::SigningAlg::Es256).unwrap(),
+    )
+    .unwrap();
+    let hash = pw_hash();
+    let yaml = format!(
+        r#"version: 1
+http: {{ address: "127.0.0.1:0" }}
+logger: {{ level: info, format: json }}
+connectors:
+  - name: corp
+    type: local
+    users: []
+  - name: okta
+    type: local
+    users:
+      - username: alice
+        passwordHash: "{hash}"
+        attributes: {{ email: alice@example.com, groups: [admins, staff], roles: [reports.read] }}
+serviceExtensions:
+  - name: auth
+    file: "{file}"
+    limits: {{ timeoutMillis: 500 }}
+oidcProvider:
+  issuer: http://localhost:1234
+  signingKeys: [{{ file: {key}, alg: ES256 }}]
+apps:
+  - name: legacy
+    type: proxy
+    routePatterns: ["/legacy"]
+    upstream: http://{up}
+    policies:
+      - location: /
+        authentication:
+          authenticateSE: {{ funcName: Authenticate, extension: auth }}
+        authorization: {{ allowAll: true }}
+  - name: exampleOIDCApp
+    type: oidc
+    clientID: webapp
+    clientSecret: {SECRET}
+    redirectURLs: ["{REDIRECT}"]
+    grantTypes: [authorization_code]
+    authentication:
+      isAuthenticatedSE: {{ funcName: IsAuthenticated, extension: auth }}
+      authenticateSE: {{ funcName: Authenticate, extension: auth }}
+    buildIDTokenClaimsSE: {{ funcName: BuildIDTokenClaims, extension: auth }}
+"#,
+        file = file.display(),
+        key = key.display()
+    );
+    let (code, out) = validate(&yaml);
+    assert_eq!(code, 0, "{out}");
+    let gw = Gateway::start(&yaml);
+    let op = Op { gw, _keys: keys };
+    let c = client();
+    let verifier = tessera::session::random_token(32);
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let authorize = authorize_url(&op, &challenge);
+    let path = authorize.trim_start_matches(&op.gw.url(""));
+    // The extension chose okta: the login flow offers it (corp would be refused by the form).
+    let (cookie, mut loc) = login(
+        &op.gw,
+        &format!("/{}", path.trim_start_matches('/')),
+        "okta",
+        "alice",
+        "pw",
+    )
+    .await;
+    for _ in 0..3 {
+        if loc.starts_with(REDIRECT) {
+            break;
+        }
+        let r = c
+            .get(op.gw.url(&loc))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302, "{loc}");
+        loc = r.headers()["location"].to_str().unwrap().to_string();
+    }
+    assert!(loc.starts_with(REDIRECT), "{loc}");
+    let q: HashMap<String, String> = url::Url::parse(&loc)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let (status, body) = token(
+        &op,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &q["code"]),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let id = jwt_payload(body["id_token"].as_str().unwrap());
+    assert_eq!(id["sub"], "alice", "{id}");
+
+    // The proxy policy without idps: anonymous is sent to the extension's IdP; the session
+    // from okta is accepted.
+    let r = c.get(op.gw.url("/legacy/x")).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert!(r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/.tessera/login?flow="));
+    let r = c
+        .get(op.gw.url("/legacy/x"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(Echo::from(r).await.path(), "/legacy/x");
+}

@@ -599,7 +599,12 @@ pub(super) fn compile_policy(
         location_text: pol.location.trim().to_string(),
         location: location?,
         allow_unauthenticated: authn.allowUnauthenticated,
-        idps: authn.idps.clone(),
+        idps: if authn.idps.is_empty() && authenticate_se.is_some() {
+            // The Authenticate hook picks the IdP: any connector that can log users in.
+            connectors.login_capable()
+        } else {
+            authn.idps.clone()
+        },
         authorization: authorization?,
         is_authenticated_se,
         authenticate_se,

@@ -534,6 +534,12 @@ pub struct ProxyAppConfig {
     pub attrProviders: Vec<AttrProviderConfig>,
     /// An extension's LoadAttributes hook, called after authentication on each request.
     pub loadAttrsSE: Option<HookConfig>,
+    /// An extension's ModifyResponse hook: rewrites the upstream's answer (status, headers,
+    /// body) before the client gets it.
+    pub modifyResponseSE: Option<HookConfig>,
+    /// The largest upstream body (KiB) read for `modifyResponseSE` (default 1024, 1..=65536);
+    /// a larger body fails the request closed (502).
+    pub modifyResponseMaxBodyKiB: Option<u64>,
     /// `;` path parameters (`/admin;jsessionid=1`): `refuse` (default, 400) or `strip` (removed
     /// before matching; the upstream receives the path without them).
     pub pathParameters: Option<String>,

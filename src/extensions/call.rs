@@ -14,7 +14,7 @@ use wasmtime::Store;
 
 use super::host::{HostState, MemoryLimiter};
 use super::load::Indices;
-use super::{AuthenticateAction, GuestRequest, Hook, HookKind, TokenContext};
+use super::{AuthenticateAction, GuestRequest, Hook, HookKind, HttpResponse, TokenContext};
 use crate::claims::{AttrRef, Attributes};
 
 /// Why a call failed. Every variant means "fail closed".
@@ -74,6 +74,17 @@ pub struct HookCall<R: Borrow<GuestRequest> = GuestRequest> {
     pub attrs: Attributes,
 }
 
+/// Response headers a ModifyResponse hook may not set: they describe one connection.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
 /// A successful call's answer, with the attributes as the guest left them.
 pub struct Called<T> {
     pub value: T,
@@ -89,6 +100,14 @@ enum Ret {
     Claims(Vec<(String, String)>),
     Attributes(Vec<(String, Vec<String>)>),
     Fields(Vec<(String, String)>),
+    Response(HttpResponse),
+}
+
+/// A hook's argument beside the request.
+enum Extra {
+    None,
+    Token(TokenContext),
+    Response(HttpResponse),
 }
 
 /// Unpacks the `Ret` variant a hook returns (the dispatcher guarantees it).
@@ -106,7 +125,7 @@ impl Hook {
         &self,
         call: HookCall<R>,
     ) -> Result<Called<bool>, CallError> {
-        self.run(call, None, |r, _| Ok(expect!(r, Ret::Bool(b) => b)))
+        self.run(call, Extra::None, |r, _| Ok(expect!(r, Ret::Bool(b) => b)))
             .await
     }
 
@@ -114,7 +133,7 @@ impl Hook {
         &self,
         call: HookCall<R>,
     ) -> Result<Called<bool>, CallError> {
-        self.run(call, None, |r, _| Ok(expect!(r, Ret::Bool(b) => b)))
+        self.run(call, Extra::None, |r, _| Ok(expect!(r, Ret::Bool(b) => b)))
             .await
     }
 
@@ -122,7 +141,7 @@ impl Hook {
         &self,
         call: HookCall<R>,
     ) -> Result<Called<AuthenticateAction>, CallError> {
-        self.run(call, None, |r, _| {
+        self.run(call, Extra::None, |r, _| {
             let action = expect!(r, Ret::Action(a) => a);
             if let AuthenticateAction::Respond(resp) = &action {
                 if !(100..=599).contains(&resp.status) {
@@ -146,7 +165,7 @@ impl Hook {
         &self,
         call: HookCall<R>,
     ) -> Result<Called<Result<String, String>>, CallError> {
-        self.run(call, None, |r, _| {
+        self.run(call, Extra::None, |r, _| {
             let verdict = expect!(r, Ret::Subject(s) => s);
             if matches!(&verdict, Ok(s) if s.trim().is_empty()) {
                 return Err("accepted the credentials with an empty subject".into());
@@ -163,7 +182,7 @@ impl Hook {
         call: HookCall<R>,
         token: TokenContext,
     ) -> Result<Called<ClaimsOut>, CallError> {
-        self.run(call, Some(token), |r, _| {
+        self.run(call, Extra::Token(token), |r, _| {
             let raw = expect!(r, Ret::Claims(c) => c);
             let mut out = Vec::with_capacity(raw.len());
             for (name, json) in raw {
@@ -194,7 +213,7 @@ impl Hook {
         call: HookCall<R>,
     ) -> Result<Called<()>, CallError> {
         let ext = self.extension.clone();
-        self.run(call, None, move |r, view| {
+        self.run(call, Extra::None, move |r, view| {
             let loaded = expect!(r, Ret::Attributes(a) => a);
             // Checked before anything is merged: a refused answer writes nothing.
             let mut checked = Vec::with_capacity(loaded.len());
@@ -223,7 +242,7 @@ impl Hook {
         &self,
         call: HookCall<R>,
     ) -> Result<Called<Vec<(HeaderName, http::HeaderValue)>>, CallError> {
-        self.run(call, None, |r, _| {
+        self.run(call, Extra::None, |r, _| {
             let fields = expect!(r, Ret::Fields(f) => f);
             let mut out = Vec::with_capacity(fields.len());
             for (name, value) in fields {
@@ -243,11 +262,47 @@ impl Hook {
         .await
     }
 
+    /// ModifyResponse: the response to send instead of `upstream`. Status 100–599, valid
+    /// headers, no hop-by-hop header; `content-length` and `transfer-encoding` are dropped
+    /// (the gateway frames the body it sends).
+    pub async fn modify_response<R: Borrow<GuestRequest> + Send>(
+        &self,
+        call: HookCall<R>,
+        upstream: HttpResponse,
+    ) -> Result<Called<http::Response<bytes::Bytes>>, CallError> {
+        self.run(call, Extra::Response(upstream), |r, _| {
+            let out = expect!(r, Ret::Response(r) => r);
+            let status = http::StatusCode::from_u16(out.status)
+                .ok()
+                .filter(|s| (100..=599).contains(&s.as_u16()))
+                .ok_or_else(|| format!("response status {} is not 100..=599", out.status))?;
+            let mut resp = http::Response::new(bytes::Bytes::from(out.body));
+            *resp.status_mut() = status;
+            for (name, value) in out.headers {
+                let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else {
+                    return Err(format!("`{name}` is not a valid header name"));
+                };
+                if HOP_BY_HOP.contains(&n.as_str()) {
+                    return Err(format!("header `{name}` is hop-by-hop"));
+                }
+                if n == http::header::CONTENT_LENGTH || n == http::header::TRANSFER_ENCODING {
+                    continue;
+                }
+                let Ok(v) = http::HeaderValue::from_str(&value) else {
+                    return Err(format!("header `{name}` has a value a header cannot carry"));
+                };
+                resp.headers_mut().append(n, v);
+            }
+            Ok(resp)
+        })
+        .await
+    }
+
     /// Runs the call, then `check` on its result; counts and logs the outcome.
     async fn run<T, R: Borrow<GuestRequest> + Send>(
         &self,
         call: HookCall<R>,
-        token: Option<TokenContext>,
+        extra: Extra,
         check: impl FnOnce(Ret, &mut View) -> Result<T, String>,
     ) -> Result<Called<T>, CallError> {
         let ext = self.extension.clone();
@@ -278,7 +333,7 @@ impl Hook {
                 .instantiate_async(&mut store)
                 .await
                 .map_err(Failure::Instantiate)?;
-            invoke(&ext.indices, kind, &mut store, &instance, request, token)
+            invoke(&ext.indices, kind, &mut store, &instance, request, extra)
                 .await
                 .map_err(Failure::Call)
         })
@@ -374,12 +429,11 @@ async fn invoke(
     store: &mut Store<HostState>,
     instance: &Instance,
     req: &GuestRequest,
-    token: Option<TokenContext>,
+    extra: Extra,
 ) -> wasmtime::Result<Ret> {
-    let token = || {
-        token
-            .clone()
-            .ok_or_else(|| wasmtime::format_err!("internal: token context missing"))
+    let token = || match &extra {
+        Extra::Token(t) => Ok(t.clone()),
+        _ => Err(wasmtime::format_err!("internal: token context missing")),
     };
     Ok(match kind {
         HookKind::IsAuthenticated => Ret::Bool(call_hook!(
@@ -466,5 +520,19 @@ async fn invoke(
             instance,
             req
         )),
+        HookKind::ModifyResponse => {
+            let Extra::Response(resp) = &extra else {
+                return Err(wasmtime::format_err!("internal: response missing"));
+            };
+            Ret::Response(call_hook!(
+                indices,
+                modify_response,
+                call_modify_response,
+                store,
+                instance,
+                req,
+                resp
+            ))
+        }
     })
 }

@@ -172,6 +172,7 @@ pub(super) struct Indices {
     pub is_authorized: Option<ex::is_authorized::GuestIndices>,
     pub load_attributes: Option<ex::load_attributes::GuestIndices>,
     pub create_headers: Option<ex::create_headers::GuestIndices>,
+    pub modify_response: Option<ex::modify_response::GuestIndices>,
 }
 
 impl Indices {
@@ -186,6 +187,7 @@ impl Indices {
             is_authorized: ex::is_authorized::GuestIndices::new(pre).ok(),
             load_attributes: ex::load_attributes::GuestIndices::new(pre).ok(),
             create_headers: ex::create_headers::GuestIndices::new(pre).ok(),
+            modify_response: ex::modify_response::GuestIndices::new(pre).ok(),
         }
     }
 
@@ -200,6 +202,7 @@ impl Indices {
             HookKind::IsAuthorized => self.is_authorized.is_some(),
             HookKind::LoadAttributes => self.load_attributes.is_some(),
             HookKind::CreateHeaders => self.create_headers.is_some(),
+            HookKind::ModifyResponse => self.modify_response.is_some(),
         }
     }
 }

@@ -41,6 +41,7 @@ pub mod bindings {
     });
 }
 
+pub use bindings::exports::tessera::extension::modify_response::HttpResponse;
 pub use bindings::tessera::extension::types::{
     AuthenticateAction, Request as GuestRequest, Response as GuestResponse, TokenContext,
 };
@@ -62,6 +63,7 @@ pub enum HookKind {
     IsAuthorized,
     LoadAttributes,
     CreateHeaders,
+    ModifyResponse,
 }
 
 impl HookKind {
@@ -73,7 +75,7 @@ impl HookKind {
         HookKind::CreateHeaders,
     ];
 
-    pub const ALL: [HookKind; 9] = [
+    pub const ALL: [HookKind; 10] = [
         HookKind::IsAuthenticated,
         HookKind::Authenticate,
         HookKind::BackchannelAuthenticate,
@@ -83,6 +85,7 @@ impl HookKind {
         HookKind::IsAuthorized,
         HookKind::LoadAttributes,
         HookKind::CreateHeaders,
+        HookKind::ModifyResponse,
     ];
 
     /// The WIT interface name (`is-authenticated`).
@@ -97,6 +100,7 @@ impl HookKind {
             HookKind::IsAuthorized => "is-authorized",
             HookKind::LoadAttributes => "load-attributes",
             HookKind::CreateHeaders => "create-headers",
+            HookKind::ModifyResponse => "modify-response",
         }
     }
 
@@ -112,6 +116,7 @@ impl HookKind {
             HookKind::IsAuthorized => "IsAuthorized",
             HookKind::LoadAttributes => "LoadAttributes",
             HookKind::CreateHeaders => "CreateHeaders",
+            HookKind::ModifyResponse => "ModifyResponse",
         }
     }
 

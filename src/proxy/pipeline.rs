@@ -1,7 +1,8 @@
 //! A proxy app's request pipeline: named phases over one per-request state ([`Exchange`]).
 //!
 //! ```text
-//! policy → authenticate → refresh → load_attributes → authorize → upstream_request → upstream → response
+//! policy → authenticate → refresh → load_attributes → authorize → upstream_request → upstream
+//!   → modify_response → response
 //! ```
 //!
 //! Each phase returns `Result<_, Rejection>`: the first refusal ends the request and is
@@ -11,7 +12,7 @@
 //!
 //! Extension hooks sit in the phase named like them: IsAuthenticated and Authenticate in
 //! `authenticate`, LoadAttrs in `load_attributes`, IsAuthorized in `authorize`, CreateHeader
-//! in `upstream_request`.
+//! in `upstream_request`, ModifyResponse in `modify_response`.
 
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response};
@@ -164,8 +165,15 @@ impl ProxyApp {
         };
         let outcome: Result<Response<Body>, Rejection> = async {
             self.admit(rt, ctx, &mut x).await?;
+            // ModifyResponse sees the request as the other hooks do (before its headers move
+            // upstream) and the attributes as they are now.
+            let modify = self.modify_response_call(rt, ctx, &x);
             let (headers, upgrade) = self.upstream_request(rt, ctx, &mut x).await?;
             let resp = self.upstream(rt, upstream, x, headers, upgrade).await?;
+            let resp = match modify {
+                Some((h, call)) => self.modify_response(h, call, resp).await?,
+                None => resp,
+            };
             Ok(self.response(rt, resp))
         }
         .await;
@@ -522,6 +530,74 @@ impl ProxyApp {
                 );
                 Rejection::Upstream(e.status())
             })
+    }
+
+    /// The ModifyResponse hook and its input (owned: the exchange moves upstream before it
+    /// runs), when the app has one.
+    fn modify_response_call(
+        &self,
+        rt: &Runtime,
+        ctx: &RequestCtx,
+        x: &Exchange<'_>,
+    ) -> Option<(&crate::extensions::Hook, HookCall)> {
+        let h = self.modify_response_se.as_ref()?;
+        let view = self.hook_call(rt, ctx, x);
+        Some((
+            h,
+            HookCall {
+                request: view.request.clone(),
+                attrs: view.attrs,
+            },
+        ))
+    }
+
+    /// The ModifyResponse hook's answer instead of the upstream's (whose body is read whole,
+    /// up to `modifyResponseMaxBodyKiB`: more fails closed with 502). Upgrades pass as they are.
+    async fn modify_response(
+        &self,
+        h: &crate::extensions::Hook,
+        call: HookCall,
+        resp: Response<Body>,
+    ) -> Result<Response<Body>, Rejection> {
+        use http_body_util::BodyExt;
+        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(resp);
+        }
+        let (parts, mut upstream_body) = resp.into_parts();
+        // Read frame by frame (not `Limited`, whose error conversion defeats rustc's proof
+        // that the handler's future is `Send`).
+        let mut body = Vec::new();
+        while let Some(frame) = upstream_body.frame().await {
+            let failed = |why: String| {
+                tracing::error!(app = %self.name, extension = %h.extension.name, error = %why,
+                    limit_bytes = self.modify_response_max_body,
+                    "upstream body not read for ModifyResponse; failing closed");
+                Rejection::Upstream(http::StatusCode::BAD_GATEWAY)
+            };
+            let frame = frame.map_err(|e| failed(e.to_string()))?;
+            if let Ok(data) = frame.into_data() {
+                if body.len() + data.len() > self.modify_response_max_body {
+                    return Err(failed("larger than modifyResponseMaxBodyKiB".into()));
+                }
+                body.extend_from_slice(&data);
+            }
+        }
+        let headers = parts
+            .headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let upstream = crate::extensions::HttpResponse {
+            status: parts.status.as_u16(),
+            headers,
+            body,
+        };
+        let called = h
+            .modify_response(call, upstream)
+            .await
+            .map_err(|_| Rejection::ExtensionFailed)?;
+        let (parts, body) = called.value.into_parts();
+        Ok(Response::from_parts(parts, crate::web::body::full(body)))
     }
 
     /// The upstream's answer as the client gets it: never a cookie named like the gateway's.

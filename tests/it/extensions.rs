@@ -1565,3 +1565,68 @@ apps:
     assert_eq!(r.status(), 200);
     assert_eq!(Echo::from(r).await.path(), "/legacy/x");
 }
+
+/// `modifyResponseSE`: the upstream's answer rewritten (status, headers, body) before the
+/// client gets it; an invalid rewrite fails closed (500); a body over
+/// `modifyResponseMaxBodyKiB` fails closed (502); a response the hook leaves alone passes.
+#[tokio::test]
+async fn modify_response_rewrites_the_upstream_answer_and_fails_closed() {
+    let up = upstream().await;
+    let file = guest("proxy-hooks");
+    let yaml = format!(
+        r#"version: 1
+http: {{ address: "127.0.0.1:0" }}
+logger: {{ level: info, format: json }}
+connectors:
+  - {{ name: local, type: local, users: [] }}
+serviceExtensions:
+  - {{ name: ext, file: "{file}", limits: {{ timeoutMillis: 2000 }} }}
+apps:
+  - name: app
+    type: proxy
+    routePatterns: ["/"]
+    upstream: http://{up}
+    modifyResponseSE: {{ funcName: ModifyResponse, extension: ext }}
+    modifyResponseMaxBodyKiB: 1
+    policies:
+      - location: /
+        authentication: {{ allowUnauthenticated: true }}
+        authorization: {{ allowAll: true }}
+"#
+    );
+    let (code, out) =
+        validate(&yaml.replace("modifyResponseMaxBodyKiB: 1", "modifyResponseMaxBodyKiB: 0"));
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(":14:5: modifyResponseMaxBodyKiB must be 1..=65536, not 0"),
+        "{out}"
+    );
+    let gw = Gateway::start(&yaml);
+    let c = client();
+
+    let r = c.get(gw.url("/rewrite/page")).send().await.unwrap();
+    assert_eq!(r.status(), 203);
+    assert_eq!(r.headers()["x-rewritten"], "yes");
+    let body = r.text().await.unwrap();
+    let echo = body.strip_prefix("rewritten:").expect("rewritten body");
+    let echo: Value = serde_json::from_str(echo).unwrap();
+    assert_eq!(echo["path"], "/rewrite/page", "{echo}");
+
+    let r = c.get(gw.url("/plain")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-rewritten").is_none());
+    assert_eq!(Echo::from(r).await.path(), "/plain");
+
+    let r = c.get(gw.url("/bytes?n=1000")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), 1000);
+
+    // An invalid status: the call fails closed.
+    let r = c.get(gw.url("/badstatus")).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    gw.wait_log("response status 1000 is not 100..=599");
+    // More than 1 KiB from the upstream: not read, 502.
+    let r = c.get(gw.url("/bytes?n=2000")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    gw.wait_log("larger than modifyResponseMaxBodyKiB");
+}

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Builds the example service extensions (extensions/examples/{c,python,js}/auth.wasm) and the
+# Builds the example service extensions (extensions/examples/{c,python,js}/auth.wasm), the
+# WASI probes built the standard way (extensions/examples/wasi-probe/{python,js}.wasm) and the
 # test guests (extensions/test-guests/out/*.wasm), skipping each step whose outputs are newer
 # than its inputs, and prints the time each step took and the size of each output.
 #
 #   scripts/build-extensions.sh [--force] [--check] [STEP...]
-#     STEP     c, python, js, test-guests (default: all)
+#     STEP     c, python, js, wasi-probe, test-guests (default: all)
 #     --force  rebuild even when the outputs are up to date
 #     --check  afterwards, run the smoke tests (the components transpiled by jco and run in
 #              Node with a mock host API: extensions/*/smoke-test.mjs)
@@ -26,11 +27,11 @@ for arg in "$@"; do
   case "$arg" in
     --force) force=true ;;
     --check) check=true ;;
-    c | python | js | test-guests) steps+=("$arg") ;;
+    c | python | js | wasi-probe | test-guests) steps+=("$arg") ;;
     *) die "unknown argument: $arg (see the top of $0)" ;;
   esac
 done
-((${#steps[@]})) || steps=(c python js test-guests)
+((${#steps[@]})) || steps=(c python js wasi-probe test-guests)
 
 # Inputs every step depends on: the contract, the shared helpers, the pinned npm tools.
 COMMON_INPUTS=("$EXTENSIONS_DIR/wit" "$EX/common.sh" "$EX/js/package-lock.json" "$0")
@@ -40,6 +41,7 @@ step_inputs() {
     c) echo "$EX/wit $EX/c/auth.c $EX/c/json.h $EX/c/sha256.h $EX/c/bindings $EX/c/build.sh" ;;
     python) echo "$EX/wit $EX/python/app.py $EX/python/build.sh" ;;
     js) echo "$EX/wit $EX/js/auth.js $EX/js/build.sh" ;;
+    wasi-probe) echo "$EX/wasi-probe/wit $EX/wasi-probe/probe.py $EX/wasi-probe/probe.js $EX/wasi-probe/build.sh" ;;
     test-guests) echo "$TG/wit $TG/src $TG/bindings $TG/build.sh $TG/guests.sh $EX/c/json.h" ;;
   esac
 }
@@ -47,6 +49,7 @@ step_inputs() {
 step_outputs() {
   case "$1" in
     c | python | js) echo "$EX/$1/auth.wasm" ;;
+    wasi-probe) printf '%s\n' "$EX/wasi-probe/python.wasm" "$EX/wasi-probe/js.wasm" ;;
     test-guests)
       source "$TG/guests.sh"
       local g
@@ -58,7 +61,7 @@ step_outputs() {
 
 step_script() {
   case "$1" in
-    c | python | js) echo "$EX/$1/build.sh" ;;
+    c | python | js | wasi-probe) echo "$EX/$1/build.sh" ;;
     test-guests) echo "$TG/build.sh" ;;
   esac
 }
@@ -102,6 +105,8 @@ if $check; then
   for step in "${steps[@]}"; do
     case "$step" in
       test-guests) node_wasm "$TG/smoke-test.mjs" ;;
+      # The probes are tested through the gateway only (tests/it/extensions.rs).
+      wasi-probe) ;;
       *) node_wasm "$EX/smoke-test.mjs" "$EX/$step/auth.wasm" ;;
     esac
   done

@@ -28,6 +28,22 @@ ensure_jco() {
   fi
 }
 
+# componentize-py, pip-installed into examples/python/.pydeps (shared by every Python build).
+COMPONENTIZE_PY_VERSION=0.25.1
+PYDEPS="$EXAMPLES_DIR/python/.pydeps"
+COMPONENTIZE_PY=(env PYTHONDONTWRITEBYTECODE=1 PYTHONPATH="$PYDEPS" "$PYDEPS/bin/componentize-py")
+
+ensure_componentize_py() {
+  if [[ "$("${COMPONENTIZE_PY[@]}" --version 2>/dev/null)" != \
+    "componentize-py $COMPONENTIZE_PY_VERSION" ]]; then
+    command -v python3 >/dev/null || die "python3 not found"
+    echo "installing componentize-py $COMPONENTIZE_PY_VERSION into $PYDEPS" >&2
+    rm -rf "$PYDEPS"
+    python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+      --target "$PYDEPS" "componentize-py==$COMPONENTIZE_PY_VERSION" >&2
+  fi
+}
+
 # Node runs the smoke tests on jco-transpiled components; Node 20 needs a flag for the
 # extended-const proposal that the interpreter guests use (on by default from Node 22).
 node_wasm() {
@@ -54,6 +70,24 @@ check_wit_deps() {
 check_component() {
   local wasm="$1"
   shift
+  _check_component "$wasm" 'tessera:extension/(host|types)@0\.1\.[0-9]+' "$@"
+}
+
+# check_wasi_component FILE [EXPORT...]
+# The same, for a guest built the standard way: it may (and must) also import the WASI 0.2
+# interfaces Tessera's deny-by-default WASI provides (wasi:cli, clocks, random, io,
+# filesystem, sockets), nothing else (no wasi:http).
+check_wasi_component() {
+  local wasm="$1"
+  shift
+  _check_component "$wasm" \
+    '(tessera:extension/(host|types)@0\.1|wasi:(cli|clocks|random|io|filesystem|sockets)/[a-z-]+@0\.2)\.[0-9]+' "$@"
+  "$JCO" wit "$wasm" | grep -Eq '^  import wasi:' || die "$wasm does not import WASI"
+}
+
+_check_component() {
+  local wasm="$1" allowed="$2"
+  shift 2
   local wit
   wit="$("$JCO" wit "$wasm" 2>&1)" || die "$wasm is not a component: $wit"
   echo "--- $(basename "$wasm"): $(stat -c %s "$wasm") bytes"
@@ -61,8 +95,8 @@ check_component() {
   grep -E '^  (import|export) ' <<<"$wit" | sed -E 's/ \{$/ { ... }/'
   local bad
   bad="$(grep -E '^  import ' <<<"$wit" |
-    grep -Ev '^  import tessera:extension/(host|types)@0\.1\.[0-9]+;$' || true)"
-  [[ -z "$bad" ]] || die "$wasm imports more than the Tessera host API:"$'\n'"$bad"
+    grep -Ev "^  import $allowed;\$" || true)"
+  [[ -z "$bad" ]] || die "$wasm imports more than Tessera provides:"$'\n'"$bad"
   local name
   for name in "$@"; do
     grep -Eq "^  export tessera:extension/$name@0\\.1\\.[0-9]+;\$" <<<"$wit" ||

@@ -8,6 +8,6 @@ GUESTS=(
   "bad-claims build-id-token-claims build-access-token-claims"
   "wrong-exports is-authorized"
   "wasi-import is-authenticated"
-  "proxy-hooks is-authorized load-attributes create-headers is-authenticated authenticate backchannel-authenticate build-userinfo-claims build-access-token-claims"
+  "proxy-hooks is-authorized load-attributes create-headers is-authenticated authenticate backchannel-authenticate build-userinfo-claims build-access-token-claims modify-response"
   "c-isauth is-authenticated"
 )

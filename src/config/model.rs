@@ -90,6 +90,10 @@ pub struct HookConfig {
     pub file: Option<String>,
     /// The name of a `serviceExtensions` entry.
     pub extension: Option<String>,
+    /// Reuse the hook's answer for this many seconds (1..=3600) for the same session, policy
+    /// and session attributes (proxy apps' IsAuthenticated, IsAuthorized, LoadAttributes and
+    /// CreateHeaders only). Off by default: the hook runs on every request.
+    pub cacheSeconds: Option<u64>,
 }
 
 /// The listener.
@@ -530,6 +534,12 @@ pub struct ProxyAppConfig {
     pub attrProviders: Vec<AttrProviderConfig>,
     /// An extension's LoadAttributes hook, called after authentication on each request.
     pub loadAttrsSE: Option<HookConfig>,
+    /// An extension's ModifyResponse hook: rewrites the upstream's answer (status, headers,
+    /// body) before the client gets it.
+    pub modifyResponseSE: Option<HookConfig>,
+    /// The largest upstream body (KiB) read for `modifyResponseSE` (default 1024, 1..=65536);
+    /// a larger body fails the request closed (502).
+    pub modifyResponseMaxBodyKiB: Option<u64>,
     /// `;` path parameters (`/admin;jsessionid=1`): `refuse` (default, 400) or `strip` (removed
     /// before matching; the upstream receives the path without them).
     pub pathParameters: Option<String>,

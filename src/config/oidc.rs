@@ -127,8 +127,13 @@ fn compile_client(
     }
     let auth = client_auth(&cfg, p, ctx);
     let grants = grant_types(&cfg, p, ctx);
-    let idps = client_idps(&cfg, p, ctx);
+    let mut idps = client_idps(&cfg, p, ctx);
     let hooks = client_hooks(&cfg, p, ctx);
+    if idps.is_empty() && hooks.authenticate.is_some() {
+        // The Authenticate hook picks the IdP: any connector that can log users in (the
+        // reference product's configurations name none).
+        idps = connectors.login_capable();
+    }
     check_sign_in(&grants, &idps, &hooks, connectors, p, ctx);
     check_uris(&cfg, &grants, p, ctx);
     check_custom_scopes(&cfg.scopes, p, ctx);
@@ -560,6 +565,16 @@ fn client_hook(
     p: &ConfigPath,
     ctx: &mut Ctx<'_>,
 ) -> Option<crate::extensions::Hook> {
+    if cfg.is_some_and(|c| c.cacheSeconds.is_some()) {
+        // The cache is keyed by a proxy policy; an OIDC app's hooks run once per login or
+        // token anyway.
+        ctx.diags.error_hint(
+            &p.key("cacheSeconds"),
+            "cacheSeconds applies to hooks of proxy apps, not of OIDC apps",
+            "leave it out",
+        );
+        return None;
+    }
     super::compile::hook(cfg, kind, p, ctx).ok().flatten()
 }
 

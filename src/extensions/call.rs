@@ -2,6 +2,7 @@
 //! a memory cap, a wall-clock deadline (the guest yields at every epoch tick, so a busy guest
 //! shares its worker thread and is dropped at the deadline), and a checked result.
 
+use std::borrow::Borrow;
 use std::time::Instant;
 
 use tracing::Instrument;
@@ -13,7 +14,7 @@ use wasmtime::Store;
 
 use super::host::{HostState, MemoryLimiter};
 use super::load::Indices;
-use super::{AuthenticateAction, GuestRequest, Hook, HookKind, TokenContext};
+use super::{AuthenticateAction, GuestRequest, Hook, HookKind, HttpResponse, TokenContext};
 use crate::claims::{AttrRef, Attributes};
 
 /// Why a call failed. Every variant means "fail closed".
@@ -66,11 +67,23 @@ pub const RESERVED_CLAIMS: [&str; 15] = [
     "cnf",
 ];
 
-/// The input of a call: the request under decision and the session's attributes.
-pub struct HookCall {
-    pub request: GuestRequest,
+/// The input of a call: the request under decision (owned, or borrowed when one view serves
+/// several hooks of a request) and the session's attributes.
+pub struct HookCall<R: Borrow<GuestRequest> = GuestRequest> {
+    pub request: R,
     pub attrs: Attributes,
 }
+
+/// Response headers a ModifyResponse hook may not set: they describe one connection.
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "te",
+    "trailer",
+    "upgrade",
+];
 
 /// A successful call's answer, with the attributes as the guest left them.
 pub struct Called<T> {
@@ -87,6 +100,14 @@ enum Ret {
     Claims(Vec<(String, String)>),
     Attributes(Vec<(String, Vec<String>)>),
     Fields(Vec<(String, String)>),
+    Response(HttpResponse),
+}
+
+/// A hook's argument beside the request.
+enum Extra {
+    None,
+    Token(TokenContext),
+    Response(HttpResponse),
 }
 
 /// Unpacks the `Ret` variant a hook returns (the dispatcher guarantees it).
@@ -100,21 +121,27 @@ macro_rules! expect {
 }
 
 impl Hook {
-    pub async fn is_authenticated(&self, call: HookCall) -> Result<Called<bool>, CallError> {
-        self.run(call, None, |r, _| Ok(expect!(r, Ret::Bool(b) => b)))
-            .await
-    }
-
-    pub async fn is_authorized(&self, call: HookCall) -> Result<Called<bool>, CallError> {
-        self.run(call, None, |r, _| Ok(expect!(r, Ret::Bool(b) => b)))
-            .await
-    }
-
-    pub async fn authenticate(
+    pub async fn is_authenticated<R: Borrow<GuestRequest> + Send>(
         &self,
-        call: HookCall,
+        call: HookCall<R>,
+    ) -> Result<Called<bool>, CallError> {
+        self.run(call, Extra::None, |r, _| Ok(expect!(r, Ret::Bool(b) => b)))
+            .await
+    }
+
+    pub async fn is_authorized<R: Borrow<GuestRequest> + Send>(
+        &self,
+        call: HookCall<R>,
+    ) -> Result<Called<bool>, CallError> {
+        self.run(call, Extra::None, |r, _| Ok(expect!(r, Ret::Bool(b) => b)))
+            .await
+    }
+
+    pub async fn authenticate<R: Borrow<GuestRequest> + Send>(
+        &self,
+        call: HookCall<R>,
     ) -> Result<Called<AuthenticateAction>, CallError> {
-        self.run(call, None, |r, _| {
+        self.run(call, Extra::None, |r, _| {
             let action = expect!(r, Ret::Action(a) => a);
             if let AuthenticateAction::Respond(resp) = &action {
                 if !(100..=599).contains(&resp.status) {
@@ -134,11 +161,11 @@ impl Hook {
     }
 
     /// Ok(Ok(subject)) accepts, Ok(Err(message)) refuses the credentials.
-    pub async fn backchannel_authenticate(
+    pub async fn backchannel_authenticate<R: Borrow<GuestRequest> + Send>(
         &self,
-        call: HookCall,
+        call: HookCall<R>,
     ) -> Result<Called<Result<String, String>>, CallError> {
-        self.run(call, None, |r, _| {
+        self.run(call, Extra::None, |r, _| {
             let verdict = expect!(r, Ret::Subject(s) => s);
             if matches!(&verdict, Ok(s) if s.trim().is_empty()) {
                 return Err("accepted the credentials with an empty subject".into());
@@ -150,12 +177,12 @@ impl Hook {
 
     /// BuildIDTokenClaims, BuildAccessTokenClaims or BuildUserInfoClaims (per `self.kind`).
     /// Malformed JSON and reserved claims refuse the whole answer.
-    pub async fn build_claims(
+    pub async fn build_claims<R: Borrow<GuestRequest> + Send>(
         &self,
-        call: HookCall,
+        call: HookCall<R>,
         token: TokenContext,
     ) -> Result<Called<ClaimsOut>, CallError> {
-        self.run(call, Some(token), |r, _| {
+        self.run(call, Extra::Token(token), |r, _| {
             let raw = expect!(r, Ret::Claims(c) => c);
             let mut out = Vec::with_capacity(raw.len());
             for (name, json) in raw {
@@ -181,9 +208,12 @@ impl Hook {
     /// `wrote` is set when they change anything). An attribute outside the extension's own
     /// namespace (a connector's, `local.groups`) makes the whole answer invalid: the call
     /// fails closed (500 on the proxy path), nothing is merged.
-    pub async fn load_attributes(&self, call: HookCall) -> Result<Called<()>, CallError> {
+    pub async fn load_attributes<R: Borrow<GuestRequest> + Send>(
+        &self,
+        call: HookCall<R>,
+    ) -> Result<Called<()>, CallError> {
         let ext = self.extension.clone();
-        self.run(call, None, move |r, view| {
+        self.run(call, Extra::None, move |r, view| {
             let loaded = expect!(r, Ret::Attributes(a) => a);
             // Checked before anything is merged: a refused answer writes nothing.
             let mut checked = Vec::with_capacity(loaded.len());
@@ -208,11 +238,11 @@ impl Hook {
     }
 
     /// CreateHeaders: names and values checked; the gateway's own headers refused.
-    pub async fn create_headers(
+    pub async fn create_headers<R: Borrow<GuestRequest> + Send>(
         &self,
-        call: HookCall,
+        call: HookCall<R>,
     ) -> Result<Called<Vec<(HeaderName, http::HeaderValue)>>, CallError> {
-        self.run(call, None, |r, _| {
+        self.run(call, Extra::None, |r, _| {
             let fields = expect!(r, Ret::Fields(f) => f);
             let mut out = Vec::with_capacity(fields.len());
             for (name, value) in fields {
@@ -232,15 +262,51 @@ impl Hook {
         .await
     }
 
-    /// Runs the call, then `check` on its result; counts and logs the outcome.
-    async fn run<T>(
+    /// ModifyResponse: the response to send instead of `upstream`. Status 100–599, valid
+    /// headers, no hop-by-hop header; `content-length` and `transfer-encoding` are dropped
+    /// (the gateway frames the body it sends).
+    pub async fn modify_response<R: Borrow<GuestRequest> + Send>(
         &self,
-        call: HookCall,
-        token: Option<TokenContext>,
+        call: HookCall<R>,
+        upstream: HttpResponse,
+    ) -> Result<Called<http::Response<bytes::Bytes>>, CallError> {
+        self.run(call, Extra::Response(upstream), |r, _| {
+            let out = expect!(r, Ret::Response(r) => r);
+            let status = http::StatusCode::from_u16(out.status)
+                .ok()
+                .filter(|s| (100..=599).contains(&s.as_u16()))
+                .ok_or_else(|| format!("response status {} is not 100..=599", out.status))?;
+            let mut resp = http::Response::new(bytes::Bytes::from(out.body));
+            *resp.status_mut() = status;
+            for (name, value) in out.headers {
+                let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else {
+                    return Err(format!("`{name}` is not a valid header name"));
+                };
+                if HOP_BY_HOP.contains(&n.as_str()) {
+                    return Err(format!("header `{name}` is hop-by-hop"));
+                }
+                if n == http::header::CONTENT_LENGTH || n == http::header::TRANSFER_ENCODING {
+                    continue;
+                }
+                let Ok(v) = http::HeaderValue::from_str(&value) else {
+                    return Err(format!("header `{name}` has a value a header cannot carry"));
+                };
+                resp.headers_mut().append(n, v);
+            }
+            Ok(resp)
+        })
+        .await
+    }
+
+    /// Runs the call, then `check` on its result; counts and logs the outcome.
+    async fn run<T, R: Borrow<GuestRequest> + Send>(
+        &self,
+        call: HookCall<R>,
+        extra: Extra,
         check: impl FnOnce(Ret, &mut View) -> Result<T, String>,
     ) -> Result<Called<T>, CallError> {
         let ext = self.extension.clone();
-        let request_id = call.request.id.clone();
+        let request_id = call.request.borrow().id.clone();
         let started = Instant::now();
         let limits = ext.limits;
         let state = HostState {
@@ -251,6 +317,7 @@ impl Hook {
             attrs: call.attrs,
             wrote: false,
             deadline: started + limits.timeout,
+            wasi: None,
         };
         let mut store = Store::new(ext.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -258,7 +325,7 @@ impl Hook {
         store.set_epoch_deadline(1);
         store.epoch_deadline_async_yield_and_update(1);
         let kind = self.kind;
-        let request = call.request;
+        let request = call.request.borrow();
         let span = crate::telemetry::traces::extension_span(&ext.name, kind.func_name());
         let outcome = tokio::time::timeout(limits.timeout, async {
             let instance = ext
@@ -266,7 +333,7 @@ impl Hook {
                 .instantiate_async(&mut store)
                 .await
                 .map_err(Failure::Instantiate)?;
-            invoke(&ext.indices, kind, &mut store, &instance, request, token)
+            invoke(&ext.indices, kind, &mut store, &instance, request, extra)
                 .await
                 .map_err(Failure::Call)
         })
@@ -280,7 +347,14 @@ impl Hook {
             }
             // Pool exhaustion and traps in start functions end up here.
             Ok(Err(Failure::Instantiate(e))) => Err(CallError::Unavailable(first_line(&e))),
-            Ok(Err(Failure::Call(e))) => Err(CallError::Trap(first_line(&e))),
+            // `wasi:cli/exit` ends the call, never the gateway: a failed call like a trap.
+            Ok(Err(Failure::Call(e))) => match e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+                Some(exit) => Err(CallError::Trap(format!(
+                    "the guest called exit (status {})",
+                    exit.0
+                ))),
+                None => Err(CallError::Trap(first_line(&e))),
+            },
             Ok(Ok(ret)) => {
                 let data = store.into_data();
                 let mut view = View {
@@ -354,13 +428,12 @@ async fn invoke(
     kind: HookKind,
     store: &mut Store<HostState>,
     instance: &Instance,
-    req: GuestRequest,
-    token: Option<TokenContext>,
+    req: &GuestRequest,
+    extra: Extra,
 ) -> wasmtime::Result<Ret> {
-    let token = || {
-        token
-            .clone()
-            .ok_or_else(|| wasmtime::format_err!("internal: token context missing"))
+    let token = || match &extra {
+        Extra::Token(t) => Ok(t.clone()),
+        _ => Err(wasmtime::format_err!("internal: token context missing")),
     };
     Ok(match kind {
         HookKind::IsAuthenticated => Ret::Bool(call_hook!(
@@ -369,7 +442,7 @@ async fn invoke(
             call_is_authenticated,
             store,
             instance,
-            &req
+            req
         )),
         HookKind::IsAuthorized => Ret::Bool(call_hook!(
             indices,
@@ -377,7 +450,7 @@ async fn invoke(
             call_is_authorized,
             store,
             instance,
-            &req
+            req
         )),
         HookKind::Authenticate => Ret::Action(call_hook!(
             indices,
@@ -385,7 +458,7 @@ async fn invoke(
             call_authenticate,
             store,
             instance,
-            &req
+            req
         )),
         HookKind::BackchannelAuthenticate => Ret::Subject(call_hook!(
             indices,
@@ -393,7 +466,7 @@ async fn invoke(
             call_backchannel_authenticate,
             store,
             instance,
-            &req
+            req
         )),
         HookKind::BuildIdTokenClaims => {
             let t = token()?;
@@ -403,7 +476,7 @@ async fn invoke(
                 call_build_id_token_claims,
                 store,
                 instance,
-                &req,
+                req,
                 &t
             ))
         }
@@ -415,7 +488,7 @@ async fn invoke(
                 call_build_access_token_claims,
                 store,
                 instance,
-                &req,
+                req,
                 &t
             ))
         }
@@ -427,7 +500,7 @@ async fn invoke(
                 call_build_userinfo_claims,
                 store,
                 instance,
-                &req,
+                req,
                 &t
             ))
         }
@@ -437,7 +510,7 @@ async fn invoke(
             call_load_attributes,
             store,
             instance,
-            &req
+            req
         )),
         HookKind::CreateHeaders => Ret::Fields(call_hook!(
             indices,
@@ -445,7 +518,21 @@ async fn invoke(
             call_create_headers,
             store,
             instance,
-            &req
+            req
         )),
+        HookKind::ModifyResponse => {
+            let Extra::Response(resp) = &extra else {
+                return Err(wasmtime::format_err!("internal: response missing"));
+            };
+            Ret::Response(call_hook!(
+                indices,
+                modify_response,
+                call_modify_response,
+                store,
+                instance,
+                req,
+                resp
+            ))
+        }
     })
 }

@@ -11,10 +11,12 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use wasmtime::ResourceLimiter;
+use wasmtime_wasi::{WasiCtxView, WasiView};
 
 use super::bindings::tessera::extension::host::{self, Level};
 use super::bindings::tessera::extension::types;
 use super::load::Extension;
+use super::wasi::WasiState;
 use super::HookKind;
 use crate::claims::Attributes;
 use crate::connectors::Connector;
@@ -56,6 +58,25 @@ pub struct HostState {
     /// Whether the guest wrote any attribute.
     pub(super) wrote: bool,
     pub(super) deadline: Instant,
+    /// WASI for guests that import it, built on the call's first WASI function.
+    pub(super) wasi: Option<Box<WasiState>>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        if self.wasi.is_none() {
+            self.wasi = Some(Box::new(WasiState::new(
+                &self.ext,
+                self.hook,
+                &self.request_id,
+            )));
+        }
+        let wasi = self.wasi.as_deref_mut().expect("just built");
+        WasiCtxView {
+            ctx: &mut wasi.ctx,
+            table: &mut wasi.table,
+        }
+    }
 }
 
 /// Bytes a table element is counted as (a pointer; wasmtime's tables hold pointers).
@@ -224,8 +245,7 @@ impl host::Host for HostState {
         let Connector::Ldap(ldap) = c.as_ref() else {
             return Err(format!("connector `{connector}` cannot look up attributes"));
         };
-        let found = self
-            .within_deadline(ldap.lookup(&username))
+        let found = within_deadline(self.deadline, ldap.lookup(&username))
             .await?
             .map_err(|e| format!("directory lookup failed: {e}"))?;
         Ok(found
@@ -250,7 +270,7 @@ impl host::Host for HostState {
     async fn cache_get(&mut self, key: String) -> Option<String> {
         let k = self.cache_key(&key).ok()?;
         let store = self.ext.services.cache.clone();
-        match self.within_deadline(store.get(&k)).await {
+        match within_deadline(self.deadline, store.get(&k)).await {
             Ok(Ok(v)) => v.and_then(|b| String::from_utf8(b.to_vec()).ok()),
             Ok(Err(e)) => {
                 tracing::warn!(extension = %self.ext.name, request_id = %self.request_id, error = %e, "extension cache read failed");
@@ -274,11 +294,14 @@ impl host::Host for HostState {
             return Err(format!("ttl-seconds must be 1..={MAX_CACHE_TTL}"));
         }
         let store = self.ext.services.cache.clone();
-        self.within_deadline(store.put(
-            &k,
-            Bytes::from(value),
-            Duration::from_secs(ttl_seconds.into()),
-        ))
+        within_deadline(
+            self.deadline,
+            store.put(
+                &k,
+                Bytes::from(value),
+                Duration::from_secs(ttl_seconds.into()),
+            ),
+        )
         .await?
         .map_err(|e| format!("cache unavailable: {e}"))
     }
@@ -358,12 +381,16 @@ impl HostState {
         }
         Ok(format!("ext:{}:{key}", self.ext.name))
     }
+}
 
-    /// Host I/O is bounded by what is left of the call's deadline.
-    async fn within_deadline<F: std::future::Future>(&self, f: F) -> Result<F::Output, String> {
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        tokio::time::timeout(left, f)
-            .await
-            .map_err(|_| "the call's deadline passed".to_string())
-    }
+/// Host I/O is bounded by what is left of the call's deadline. (A free function: the future
+/// must not hold `&HostState`, whose WASI part is not `Sync`.)
+async fn within_deadline<F: std::future::Future>(
+    deadline: Instant,
+    f: F,
+) -> Result<F::Output, String> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    tokio::time::timeout(left, f)
+        .await
+        .map_err(|_| "the call's deadline passed".to_string())
 }

@@ -153,6 +153,8 @@ pub struct Extension {
     pub namespace: Option<String>,
     /// Refusals already logged (`secret:<name>`, `attribute:<name>`), to log each once.
     refusals_logged: Mutex<HashSet<String>>,
+    /// How many stdout/stderr lines of WASI guests may still be logged this second.
+    pub(super) output_budget: super::wasi::OutputBudget,
     pub(super) pre: InstancePre<HostState>,
     pub(super) indices: Indices,
     pub(super) services: Arc<Services>,
@@ -170,6 +172,7 @@ pub(super) struct Indices {
     pub is_authorized: Option<ex::is_authorized::GuestIndices>,
     pub load_attributes: Option<ex::load_attributes::GuestIndices>,
     pub create_headers: Option<ex::create_headers::GuestIndices>,
+    pub modify_response: Option<ex::modify_response::GuestIndices>,
 }
 
 impl Indices {
@@ -184,6 +187,7 @@ impl Indices {
             is_authorized: ex::is_authorized::GuestIndices::new(pre).ok(),
             load_attributes: ex::load_attributes::GuestIndices::new(pre).ok(),
             create_headers: ex::create_headers::GuestIndices::new(pre).ok(),
+            modify_response: ex::modify_response::GuestIndices::new(pre).ok(),
         }
     }
 
@@ -198,6 +202,7 @@ impl Indices {
             HookKind::IsAuthorized => self.is_authorized.is_some(),
             HookKind::LoadAttributes => self.load_attributes.is_some(),
             HookKind::CreateHeaders => self.create_headers.is_some(),
+            HookKind::ModifyResponse => self.modify_response.is_some(),
         }
     }
 }
@@ -226,15 +231,19 @@ impl Extension {
             .map_err(|e| format!("`{shown}` is not a valid component: {}", first_line(&e)))?;
         let ty = component.component_type();
         for (name, _) in ty.imports(engine) {
-            if !allowed_import(name) {
+            if !allowed_import(name) && !super::wasi::allowed_import(name) {
                 return Err(format!(
-                    "`{shown}` imports `{name}`, which Tessera does not provide: extensions may import only {PACKAGE}/host (build with WASI stubbed or disabled, see extensions/README.md)"
+                    "`{shown}` imports `{name}`, which Tessera does not provide: extensions may import only {PACKAGE}/host and the WASI 0.2 interfaces of wasi:cli, wasi:clocks, wasi:random, wasi:io, wasi:filesystem and wasi:sockets (see extensions/README.md)"
                 ));
             }
         }
         let mut linker: Linker<HostState> = Linker::new(engine);
         AllHooks::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| format!("cannot link the host API: {e}"))?;
+        // Deny-by-default WASI (see `wasi`): linked for every component, used only by those
+        // that import it.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(|e| format!("cannot link WASI: {e}"))?;
         let pre = linker.instantiate_pre(&component).map_err(|e| {
             format!(
                 "`{shown}` does not match the host API: {}",
@@ -251,6 +260,7 @@ impl Extension {
             secrets: settings.secrets,
             namespace: settings.namespace,
             refusals_logged: Mutex::new(HashSet::new()),
+            output_budget: Default::default(),
             pre,
             indices,
             services,

@@ -5,19 +5,23 @@
 //! - `load`: reading a component, checking its imports and exports against the contract
 //!   (`extensions/wit/`), preparing its `InstancePre`;
 //! - `host`: the host API a guest imports (log, session, secrets, attributes, cache, http);
+//! - `cache`: the opt-in cache of a hook position's answers (`cacheSeconds`);
 //! - `call`: one hook call — a fresh instance, a deadline, a memory cap — and what its
 //!   result means (claims checked, headers checked);
-//! - `request`: the request view a guest receives.
+//! - `request`: the request view a guest receives;
+//! - `wasi`: the deny-by-default WASI of guests built with standard toolchains.
 //!
 //! Every failure of a call (trap, deadline, memory cap, invalid result) is an `Err` the caller
 //! turns into a closed decision; it is logged with the extension's name and the request id and
 //! counted in `tessera_extension_calls_total`.
 
+pub mod cache;
 pub mod call;
 pub mod engine;
 pub mod host;
 pub mod load;
 pub mod request;
+pub mod wasi;
 
 use std::fmt;
 use std::sync::Arc;
@@ -37,6 +41,7 @@ pub mod bindings {
     });
 }
 
+pub use bindings::exports::tessera::extension::modify_response::HttpResponse;
 pub use bindings::tessera::extension::types::{
     AuthenticateAction, Request as GuestRequest, Response as GuestResponse, TokenContext,
 };
@@ -58,10 +63,19 @@ pub enum HookKind {
     IsAuthorized,
     LoadAttributes,
     CreateHeaders,
+    ModifyResponse,
 }
 
 impl HookKind {
-    pub const ALL: [HookKind; 9] = [
+    /// The hooks whose answers a proxy app may cache (`cacheSeconds`).
+    pub const CACHEABLE: [HookKind; 4] = [
+        HookKind::IsAuthenticated,
+        HookKind::IsAuthorized,
+        HookKind::LoadAttributes,
+        HookKind::CreateHeaders,
+    ];
+
+    pub const ALL: [HookKind; 10] = [
         HookKind::IsAuthenticated,
         HookKind::Authenticate,
         HookKind::BackchannelAuthenticate,
@@ -71,6 +85,7 @@ impl HookKind {
         HookKind::IsAuthorized,
         HookKind::LoadAttributes,
         HookKind::CreateHeaders,
+        HookKind::ModifyResponse,
     ];
 
     /// The WIT interface name (`is-authenticated`).
@@ -85,6 +100,7 @@ impl HookKind {
             HookKind::IsAuthorized => "is-authorized",
             HookKind::LoadAttributes => "load-attributes",
             HookKind::CreateHeaders => "create-headers",
+            HookKind::ModifyResponse => "modify-response",
         }
     }
 
@@ -100,6 +116,7 @@ impl HookKind {
             HookKind::IsAuthorized => "IsAuthorized",
             HookKind::LoadAttributes => "LoadAttributes",
             HookKind::CreateHeaders => "CreateHeaders",
+            HookKind::ModifyResponse => "ModifyResponse",
         }
     }
 
@@ -128,6 +145,8 @@ impl fmt::Display for HookKind {
 pub struct Hook {
     pub extension: Arc<Extension>,
     pub kind: HookKind,
+    /// `cacheSeconds`: answers reused per session, policy and attribute version.
+    pub cache: Option<Arc<cache::DecisionCache>>,
 }
 
 impl fmt::Debug for Hook {

@@ -47,6 +47,10 @@ pub struct ProxyApp {
     pub attr_providers: Vec<crate::connectors::providers::AttrProvider>,
     /// `loadAttrsSE`: an extension adding attributes after authentication.
     pub load_attrs_se: Option<Hook>,
+    /// `modifyResponseSE`: an extension rewriting the upstream's answer.
+    pub modify_response_se: Option<Hook>,
+    /// `modifyResponseMaxBodyKiB` in bytes: the most of an upstream body that hook reads.
+    pub modify_response_max_body: usize,
     /// `headers[].createHeaderSE`: extensions adding upstream headers.
     pub header_hooks: Vec<Hook>,
     /// The headers those hooks are declared to set (`name` beside `createHeaderSE`).

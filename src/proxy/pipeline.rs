@@ -1,7 +1,8 @@
 //! A proxy app's request pipeline: named phases over one per-request state ([`Exchange`]).
 //!
 //! ```text
-//! policy → authenticate → refresh → load_attributes → authorize → upstream_request → upstream → response
+//! policy → authenticate → refresh → load_attributes → authorize → upstream_request → upstream
+//!   → modify_response → response
 //! ```
 //!
 //! Each phase returns `Result<_, Rejection>`: the first refusal ends the request and is
@@ -11,7 +12,7 @@
 //!
 //! Extension hooks sit in the phase named like them: IsAuthenticated and Authenticate in
 //! `authenticate`, LoadAttrs in `load_attributes`, IsAuthorized in `authorize`, CreateHeader
-//! in `upstream_request`.
+//! in `upstream_request`, ModifyResponse in `modify_response`.
 
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response};
@@ -22,8 +23,9 @@ use super::upstream::Upstream;
 use super::{bearer, headers, AppKind, ProxyApp};
 use crate::claims::Attributes;
 use crate::edge::path::CanonicalPath;
+use crate::extensions::cache::Cached;
 use crate::extensions::request::{guest_request, RequestParts};
-use crate::extensions::{AuthenticateAction, HookCall};
+use crate::extensions::{AuthenticateAction, GuestRequest, HookCall};
 use crate::login;
 use crate::login::upstream::Freshness;
 use crate::runtime::Runtime;
@@ -63,12 +65,19 @@ struct Exchange<'a> {
     sign_in: SignInBy<'a>,
     /// Authenticated by an `Authorization: Bearer` token (no session: see `proxy::bearer`).
     bearer: bool,
+    /// The request as hooks see it, built on the first hook call and shared by the others.
+    guest: std::sync::OnceLock<GuestRequest>,
 }
 
 impl Exchange<'_> {
     /// The user's attributes: the session's, else this request's own.
     fn attrs(&self) -> &Attributes {
         self.session.as_ref().map_or(&self.loose, |s| &s.data.attrs)
+    }
+
+    /// The policy's identity for the hook caches (stable while its configuration is loaded).
+    fn policy_id(&self) -> usize {
+        std::ptr::from_ref(self.policy) as usize
     }
 
     /// Where to come back to after a sign-in: the canonical path and the query.
@@ -155,11 +164,19 @@ impl ProxyApp {
             loose: Attributes::new(),
             sign_in: SignInBy::Flow,
             bearer: false,
+            guest: Default::default(),
         };
         let outcome: Result<Response<Body>, Rejection> = async {
             self.admit(rt, ctx, &mut x).await?;
+            // ModifyResponse sees the request as the other hooks do (before its headers move
+            // upstream) and the attributes as they are now.
+            let modify = self.modify_response_call(rt, ctx, &x);
             let (headers, upgrade) = self.upstream_request(rt, ctx, &mut x).await?;
             let resp = self.upstream(rt, upstream, x, headers, upgrade).await?;
+            let resp = match modify {
+                Some((h, call)) => self.modify_response(h, call, resp).await?,
+                None => resp,
+            };
             Ok(self.response(rt, resp))
         }
         .await;
@@ -195,6 +212,7 @@ impl ProxyApp {
             loose: Attributes::new(),
             sign_in,
             bearer: false,
+            guest: Default::default(),
         };
         self.admit(rt, ctx, &mut x).await?;
         self.identity_headers(rt, ctx, &x).await
@@ -291,12 +309,19 @@ impl ProxyApp {
                 .as_ref()
                 .is_some_and(|s| s.data.authenticated_by_any(&policy.idps)),
             Some(h) => {
-                let called = h
-                    .is_authenticated(self.hook_call(rt, ctx, x))
-                    .await
-                    .map_err(|_| Rejection::ExtensionFailed)?;
-                x.absorb(rt, called.attrs, called.wrote).await;
-                called.value
+                let lookup = h.cached(x.session.as_ref(), x.policy_id());
+                match lookup.as_ref().and_then(|l| l.hit.clone()) {
+                    Some(Cached::Bool(b)) => b,
+                    _ => {
+                        let called = h
+                            .is_authenticated(self.hook_call(rt, ctx, x))
+                            .await
+                            .map_err(|_| Rejection::ExtensionFailed)?;
+                        x.absorb(rt, called.attrs, called.wrote).await;
+                        h.remember(lookup, x.session.as_ref(), Cached::Bool(called.value));
+                        called.value
+                    }
+                }
             }
         };
         if policy.allow_unauthenticated || authenticated {
@@ -372,11 +397,18 @@ impl ProxyApp {
             .map_err(|e| e.rejection())?;
         }
         if let Some(h) = &self.load_attrs_se {
-            let called = h
-                .load_attributes(self.hook_call(rt, ctx, x))
-                .await
-                .map_err(|_| Rejection::ExtensionFailed)?;
-            x.absorb(rt, called.attrs, called.wrote).await;
+            let lookup = h.cached(x.session.as_ref(), x.policy_id());
+            if !matches!(
+                lookup.as_ref().and_then(|l| l.hit.as_ref()),
+                Some(Cached::Loaded)
+            ) {
+                let called = h
+                    .load_attributes(self.hook_call(rt, ctx, x))
+                    .await
+                    .map_err(|_| Rejection::ExtensionFailed)?;
+                x.absorb(rt, called.attrs, called.wrote).await;
+                h.remember(lookup, x.session.as_ref(), Cached::Loaded);
+            }
         }
         if let Some(sub) = super::subject(x.attrs(), &x.policy.idps) {
             ctx.access.user_is(sub);
@@ -393,13 +425,18 @@ impl ProxyApp {
     ) -> Result<(), Rejection> {
         let allowed = match &x.policy.authorization {
             Authorization::Extension(h) => {
-                match h.is_authorized(self.hook_call(rt, ctx, x)).await {
-                    Ok(called) => {
-                        x.absorb(rt, called.attrs, called.wrote).await;
-                        called.value
-                    }
-                    // Fail closed: a failed check denies.
-                    Err(_) => false,
+                let lookup = h.cached(x.session.as_ref(), x.policy_id());
+                match lookup.as_ref().and_then(|l| l.hit.clone()) {
+                    Some(Cached::Bool(b)) => b,
+                    _ => match h.is_authorized(self.hook_call(rt, ctx, x)).await {
+                        Ok(called) => {
+                            x.absorb(rt, called.attrs, called.wrote).await;
+                            h.remember(lookup, x.session.as_ref(), Cached::Bool(called.value));
+                            called.value
+                        }
+                        // Fail closed: a failed check denies.
+                        Err(_) => false,
+                    },
                 }
             }
             _ => tracing::debug_span!("authorize")
@@ -434,11 +471,7 @@ impl ProxyApp {
         // Hooks see the client's headers: they run before those move.
         let mut hooked = Vec::new();
         for h in &self.header_hooks {
-            let called = h
-                .create_headers(self.hook_call(rt, ctx, x))
-                .await
-                .map_err(|_| Rejection::ExtensionFailed)?;
-            hooked.extend(called.value);
+            hooked.extend(self.created_headers(rt, ctx, x, h).await?);
         }
         let upgrade = super::upstream::requested_upgrade(&x.parts, &self.upgrades);
         if x.bearer && !x.policy.bearer.as_ref().is_some_and(|b| b.forward_token) {
@@ -465,11 +498,7 @@ impl ProxyApp {
     ) -> Result<HeaderMap, Rejection> {
         let mut headers = headers::identity_headers(self, x.attrs());
         for h in &self.header_hooks {
-            let called = h
-                .create_headers(self.hook_call(rt, ctx, x))
-                .await
-                .map_err(|_| Rejection::ExtensionFailed)?;
-            for (name, value) in called.value {
+            for (name, value) in self.created_headers(rt, ctx, x, h).await? {
                 headers.insert(name, value);
             }
         }
@@ -481,6 +510,31 @@ impl ProxyApp {
             }
         }
         Ok(headers)
+    }
+
+    /// One CreateHeader hook's headers (from its cache when it has one and the answer is
+    /// current).
+    async fn created_headers(
+        &self,
+        rt: &Runtime,
+        ctx: &RequestCtx,
+        x: &Exchange<'_>,
+        h: &crate::extensions::Hook,
+    ) -> Result<Vec<(http::HeaderName, http::HeaderValue)>, Rejection> {
+        let lookup = h.cached(x.session.as_ref(), x.policy_id());
+        if let Some(Cached::Headers(hit)) = lookup.as_ref().and_then(|l| l.hit.clone()) {
+            return Ok(hit);
+        }
+        let called = h
+            .create_headers(self.hook_call(rt, ctx, x))
+            .await
+            .map_err(|_| Rejection::ExtensionFailed)?;
+        h.remember(
+            lookup,
+            x.session.as_ref(),
+            Cached::Headers(called.value.clone()),
+        );
+        Ok(called.value)
     }
 
     /// The call to the app's upstream (streamed both ways; upgrades the app allows).
@@ -519,6 +573,74 @@ impl ProxyApp {
                 );
                 Rejection::Upstream(e.status())
             })
+    }
+
+    /// The ModifyResponse hook and its input (owned: the exchange moves upstream before it
+    /// runs), when the app has one.
+    fn modify_response_call(
+        &self,
+        rt: &Runtime,
+        ctx: &RequestCtx,
+        x: &Exchange<'_>,
+    ) -> Option<(&crate::extensions::Hook, HookCall)> {
+        let h = self.modify_response_se.as_ref()?;
+        let view = self.hook_call(rt, ctx, x);
+        Some((
+            h,
+            HookCall {
+                request: view.request.clone(),
+                attrs: view.attrs,
+            },
+        ))
+    }
+
+    /// The ModifyResponse hook's answer instead of the upstream's (whose body is read whole,
+    /// up to `modifyResponseMaxBodyKiB`: more fails closed with 502). Upgrades pass as they are.
+    async fn modify_response(
+        &self,
+        h: &crate::extensions::Hook,
+        call: HookCall,
+        resp: Response<Body>,
+    ) -> Result<Response<Body>, Rejection> {
+        use http_body_util::BodyExt;
+        if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(resp);
+        }
+        let (parts, mut upstream_body) = resp.into_parts();
+        // Read frame by frame (not `Limited`, whose error conversion defeats rustc's proof
+        // that the handler's future is `Send`).
+        let mut body = Vec::new();
+        while let Some(frame) = upstream_body.frame().await {
+            let failed = |why: String| {
+                tracing::error!(app = %self.name, extension = %h.extension.name, error = %why,
+                    limit_bytes = self.modify_response_max_body,
+                    "upstream body not read for ModifyResponse; failing closed");
+                Rejection::Upstream(http::StatusCode::BAD_GATEWAY)
+            };
+            let frame = frame.map_err(|e| failed(e.to_string()))?;
+            if let Ok(data) = frame.into_data() {
+                if body.len() + data.len() > self.modify_response_max_body {
+                    return Err(failed("larger than modifyResponseMaxBodyKiB".into()));
+                }
+                body.extend_from_slice(&data);
+            }
+        }
+        let headers = parts
+            .headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let upstream = crate::extensions::HttpResponse {
+            status: parts.status.as_u16(),
+            headers,
+            body,
+        };
+        let called = h
+            .modify_response(call, upstream)
+            .await
+            .map_err(|_| Rejection::ExtensionFailed)?;
+        let (parts, body) = called.value.into_parts();
+        Ok(Response::from_parts(parts, crate::web::body::full(body)))
     }
 
     /// The upstream's answer as the client gets it: never a cookie named like the gateway's.
@@ -598,18 +720,27 @@ impl ProxyApp {
         }
     }
 
-    /// The input of a hook call: the request and the attributes the user has so far.
-    fn hook_call(&self, rt: &Runtime, ctx: &RequestCtx, x: &Exchange<'_>) -> HookCall {
-        // The guest sees the canonical path, as the policy and the upstream do.
-        let uri =
-            http::Uri::try_from(x.return_to()).unwrap_or_else(|_| http::Uri::from_static("/"));
-        let parts = RequestParts {
-            method: &x.parts.method,
-            uri: &uri,
-            headers: &x.parts.headers,
-        };
+    /// The input of a hook call: the request (its view built once per request, borrowed by
+    /// every hook) and the attributes the user has so far.
+    fn hook_call<'x>(
+        &self,
+        rt: &Runtime,
+        ctx: &RequestCtx,
+        x: &'x Exchange<'_>,
+    ) -> HookCall<&'x GuestRequest> {
+        let request = x.guest.get_or_init(|| {
+            // The guest sees the canonical path, as the policy and the upstream do.
+            let uri =
+                http::Uri::try_from(x.return_to()).unwrap_or_else(|_| http::Uri::from_static("/"));
+            let parts = RequestParts {
+                method: &x.parts.method,
+                uri: &uri,
+                headers: &x.parts.headers,
+            };
+            guest_request(ctx, &self.name, parts, &rt.own_cookie_names(), None)
+        });
         HookCall {
-            request: guest_request(ctx, &self.name, parts, &rt.own_cookie_names(), None),
+            request,
             attrs: x.attrs().clone(),
         }
     }

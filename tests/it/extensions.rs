@@ -121,12 +121,23 @@ fn broken_components_are_config_errors_with_positions() {
         "{out}"
     );
 
-    let (code, out) = validate(&case(&guest("wasi-import")));
+    // WASI beyond the deny-by-default set (wasi:http here) is refused, the import named.
+    let dir = tempfile::tempdir().unwrap();
+    let http = dir.path().join("http.wat");
+    std::fs::write(
+        &http,
+        r#"(component (import "wasi:http/outgoing-handler@0.2.0" (instance)))"#,
+    )
+    .unwrap();
+    let (code, out) = validate(&case(&http.display().to_string()));
     assert_eq!(code, 2, "{out}");
     assert!(
-        out.contains("imports `wasi:") && out.contains("which Tessera does not provide"),
+        out.contains("imports `wasi:http/outgoing-handler@0.2.0`, which Tessera does not provide"),
         "{out}"
     );
+    // The C WASI probe (wasi:cli, clocks, random, io, filesystem) loads.
+    let (code, out) = validate(&case(&guest("wasi-import")));
+    assert_eq!(code, 0, "{out}");
 
     let (code, out) = validate(&case(&guest("wrong-exports")));
     assert_eq!(code, 2, "{out}");
@@ -155,6 +166,118 @@ fn broken_components_are_config_errors_with_positions() {
     // A valid component passes.
     let (code, out) = validate(&case(&guest("proxy-hooks")));
     assert_eq!(code, 0, "{out}");
+}
+
+/// Guests built the standard way (WASI not stubbed) in C, Python and JavaScript: their output
+/// reaches the log with the extension's name, clocks and random work, the environment is empty
+/// and no file opens (each probe answers true only then, so the upstream answering proves it),
+/// and `exit` or an uncaught exception fails the call closed.
+#[tokio::test]
+async fn wasi_guests_print_to_the_log_and_get_no_files_and_no_environment() {
+    let up = upstream().await;
+    let c_probe = guest("wasi-import");
+    let py = component("examples/wasi-probe/python.wasm")
+        .display()
+        .to_string();
+    let js = component("examples/wasi-probe/js.wasm")
+        .display()
+        .to_string();
+    let policy = |loc: &str, ext: &str| {
+        format!(
+            r#"      - location: /{loc}/
+        authentication: {{ idps: [local], isAuthenticatedSE: {{ funcName: IsAuthenticated, extension: {ext} }} }}
+        authorization: {{ allowAll: true }}
+"#
+        )
+    };
+    let yaml = format!(
+        r#"version: 1
+http: {{ address: "127.0.0.1:0" }}
+logger: {{ level: info, format: json }}
+connectors:
+  - name: local
+    type: local
+    users: []
+serviceExtensions:
+  - {{ name: wasi-c, file: "{c_probe}", limits: {{ timeoutMillis: 5000 }} }}
+  - {{ name: wasi-py, file: "{py}", limits: {{ timeoutMillis: 5000 }} }}
+  - {{ name: wasi-js, file: "{js}", limits: {{ timeoutMillis: 5000 }} }}
+apps:
+  - name: app
+    type: proxy
+    routePatterns: ["/"]
+    upstream: http://{up}
+    policies:
+{}{}{}"#,
+        policy("c", "wasi-c"),
+        policy("py", "wasi-py"),
+        policy("js", "wasi-js")
+    );
+    // A variable the gateway has that no guest may see.
+    let gw = Gateway::start_with(&yaml, &[("PROBE_VISIBLE_SECRET", "hunter2")]);
+    let c = client();
+    for lang in ["c", "py", "js"] {
+        let r = c
+            .get(gw.url(&format!("/{lang}/page")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{lang}");
+        assert_eq!(Echo::from(r).await.path(), format!("/{lang}/page"));
+    }
+    // stdout lines in the log, tagged with the extension's name, the hook and the stream.
+    for (ext, lang, report) in [
+        ("wasi-c", "c", "clock=ok random=ok env=empty file=denied"),
+        (
+            "wasi-py",
+            "python",
+            "clock=ok random=ok env=empty file=denied(FileNotFoundError)",
+        ),
+    ] {
+        let line = gw.wait_log(&format!("wasi-probe {lang}: {report}"));
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["message"], "extension output", "{line}");
+        assert_eq!(v["extension"], ext, "{line}");
+        assert_eq!(v["hook"], "IsAuthenticated", "{line}");
+        assert_eq!(v["stream"], "stdout", "{line}");
+        assert!(
+            gw.logs()
+                .contains(&format!("wasi-probe {lang}: hello http://")),
+            "{lang}"
+        );
+    }
+    gw.wait_log("wasi-probe js: clock=ok random=ok");
+    assert!(!gw.logs().contains("hunter2"));
+
+    // exit ends the call as a failure: 500, never the upstream.
+    for lang in ["c", "py"] {
+        let r = c
+            .get(gw.url(&format!("/{lang}/exit")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 500, "{lang}");
+    }
+    assert_eq!(
+        gw.wait_logs(
+            "the guest called exit (status 1)",
+            2,
+            Duration::from_secs(5)
+        )
+        .len(),
+        2
+    );
+    // An uncaught exception: the runtime's stderr is logged, the call fails closed.
+    let r = c.get(gw.url("/js/throw")).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    let line = gw.wait_log("wasi-probe js: thrown on purpose");
+    assert!(
+        line.contains(r#""stream":"stderr""#) && line.contains(r#""extension":"wasi-js""#),
+        "{line}"
+    );
+    // The gateway keeps serving the probes after the failures.
+    let r = c.get(gw.url("/c/again")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
 }
 
 /// A proxy app whose policy and headers are all decided by `proxy-hooks.wasm`.
@@ -716,6 +839,7 @@ fn malformed_claims_json_is_refused() {
         let hook = tessera::extensions::Hook {
             extension: ext,
             kind: HookKind::BuildIdTokenClaims,
+            cache: None,
         };
         let call = HookCall {
             request: GuestRequest {
@@ -1030,6 +1154,7 @@ fn a_component_named_only_by_file_reads_no_secret_and_writes_no_attribute() {
         let hook = tessera::extensions::Hook {
             extension: ext,
             kind: HookKind::CreateHeaders,
+            cache: None,
         };
         let call = HookCall {
             request: plain_request(&[("x-secret", "path"), ("x-set", "test.note=hi")]),
@@ -1112,6 +1237,7 @@ fn the_memory_cap_covers_all_memories_of_a_component_together() {
         let hook = tessera::extensions::Hook {
             extension: ext,
             kind: HookKind::IsAuthenticated,
+            cache: None,
         };
         let call = HookCall {
             request: plain_request(&[]),
@@ -1131,4 +1257,376 @@ fn the_memory_cap_covers_all_memories_of_a_component_together() {
     let (two, msg) = outcome(component(2));
     assert_eq!(two, "memory", "{msg}");
     assert_eq!(msg, "memory limit of 2 MiB reached");
+}
+
+/// Calls of `hook` of extension `ext` that succeeded, from the gateway's metrics.
+async fn ok_calls(gw: &Gateway, ext: &str, hook: &str) -> u64 {
+    let metrics = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let needle = format!(
+        "tessera_extension_calls_total{{extension=\"{ext}\",hook=\"{hook}\",outcome=\"ok\"}} "
+    );
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
+/// `cacheSeconds`: a cached answer is reused for the same session, policy and attributes (the
+/// hook is not called, even when the request alone would make it answer otherwise); a changed
+/// attribute or the expiry re-runs it; a logout leaves nothing usable behind.
+#[tokio::test]
+async fn cached_hook_answers_are_reused_until_attributes_change_or_they_expire() {
+    let up = upstream().await;
+    let file = guest("proxy-hooks");
+    let hash = pw_hash();
+    let yaml = format!(
+        r#"version: 1
+http: {{ address: "127.0.0.1:0" }}
+logger: {{ level: info, format: json }}
+telemetry: {{ metrics: {{ location: /metrics }} }}
+connectors:
+  - name: local
+    type: local
+    users:
+      - username: alice
+        passwordHash: "{hash}"
+        attributes: {{ groups: [staff], username: alice }}
+serviceExtensions:
+  - name: ext
+    file: "{file}"
+    limits: {{ timeoutMillis: 2000 }}
+apps:
+  - name: app
+    type: proxy
+    routePatterns: ["/"]
+    upstream: http://{up}
+    loadAttrsSE: {{ funcName: LoadAttributes, extension: ext }}
+    headers:
+      - createHeaderSE: {{ funcName: CreateHeaders, extension: ext, cacheSeconds: 2 }}
+    policies:
+      - location: /
+        authentication:
+          idps: [local]
+          isAuthenticatedSE: {{ funcName: IsAuthenticated, extension: ext, cacheSeconds: 2 }}
+          authenticateSE: {{ funcName: Authenticate, extension: ext }}
+        authorization:
+          isAuthorizedSE: {{ funcName: IsAuthorized, extension: ext, cacheSeconds: 2 }}
+"#
+    );
+    let gw = Gateway::start(&yaml);
+    let (cookie, _) = login(&gw, "/a", "local", "alice", "pw").await;
+    let c = client();
+    let get = |path: &'static str, ok_headers: bool| {
+        let mut r = c.get(gw.url(path)).header("cookie", &cookie);
+        if ok_headers {
+            r = r.header("x-ext-auth", "letmein").header("x-allow", "yes");
+        }
+        r.send()
+    };
+    let counts = || async {
+        let mut n = Vec::new();
+        for hook in [
+            "IsAuthenticated",
+            "IsAuthorized",
+            "CreateHeaders",
+            "LoadAttributes",
+        ] {
+            n.push(ok_calls(&gw, "ext", hook).await);
+        }
+        n
+    };
+
+    // Twice: the first request's LoadAttributes changes the attributes IsAuthenticated saw.
+    for _ in 0..2 {
+        let r = get("/a", true).await.unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    let before = counts().await;
+    // Same session, policy and attributes: IsAuthenticated and IsAuthorized answer from the
+    // cache although this request alone would make both say no (no x-ext-auth, no
+    // x-allow, alice is not an admin); CreateHeaders' headers too. LoadAttributes (not
+    // cached) runs and writes the same values.
+    let r = get("/a", false).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let echo = Echo::from(r).await;
+    assert_eq!(echo.one("x-ext-user").as_deref(), Some("alice"));
+    assert_eq!(echo.one("x-ext-tier").as_deref(), Some("gold"));
+    let after = counts().await;
+    assert_eq!(after[..3], before[..3], "cached hooks were not called");
+    assert_eq!(after[3], before[3] + 1, "LoadAttributes runs every time");
+
+    // A changed attribute (LoadAttributes sets ext.path from the path) re-runs the hooks that
+    // come after it; IsAuthenticated ran before the change, so it still answers from the cache.
+    let r = get("/b", false).await.unwrap();
+    assert_eq!(
+        r.status(),
+        403,
+        "IsAuthorized re-ran: no x-allow, not an admin"
+    );
+    let changed = counts().await;
+    assert_eq!(
+        changed[0], after[0],
+        "IsAuthenticated: same attributes when it ran"
+    );
+    assert_eq!(changed[1], after[1] + 1, "IsAuthorized re-ran");
+    let r = get("/b", true).await.unwrap();
+    assert_eq!(r.status(), 403, "a cached deny is a deny");
+    let denied = counts().await;
+    assert_eq!(denied[1], changed[1], "the deny came from the cache");
+    // (IsAuthenticated saw the new attributes for the first time: it ran.)
+    assert_eq!(denied[0], changed[0] + 1);
+
+    // Expiry re-runs them all.
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let r = get("/b", true).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let expired = counts().await;
+    assert_eq!(expired[0], denied[0] + 1, "IsAuthenticated re-ran");
+    assert_eq!(expired[1], denied[1] + 1, "IsAuthorized re-ran");
+    assert_eq!(expired[2], denied[2] + 1, "CreateHeaders re-ran");
+
+    // After a logout the old cookie has no session: nothing cached applies, and without the
+    // header IsAuthenticated says no (sent to sign in).
+    let r = logout(&gw, "/.tessera/logout", &cookie).await;
+    assert_eq!(r.status(), 200, "signed out");
+    let r = get("/b", false).await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(counts().await[0], expired[0] + 1, "IsAuthenticated ran");
+}
+
+#[test]
+fn cache_seconds_is_validated() {
+    let up: std::net::SocketAddr = "127.0.0.1:9".parse().unwrap();
+    let file = guest("proxy-hooks");
+    let case = |hook: &str| proxy_config(up, &format!("{{ idps: [local], {hook} }}"), "");
+    let (code, out) = validate(&case(&format!(
+        "isAuthenticatedSE: {{ funcName: IsAuthenticated, file: \"{file}\", cacheSeconds: 0 }}"
+    )));
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(":20:") && out.contains("cacheSeconds must be 1..=3600, not 0"),
+        "{out}"
+    );
+    let (code, out) = validate(&case(&format!(
+        "isAuthenticatedSE: {{ funcName: IsAuthenticated, file: \"{file}\", cacheSeconds: 3601 }}"
+    )));
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains("cacheSeconds must be 1..=3600, not 3601"),
+        "{out}"
+    );
+    let (code, out) = validate(&case(&format!(
+        "authenticateSE: {{ funcName: Authenticate, file: \"{file}\", cacheSeconds: 5 }}"
+    )));
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(":20:") && out.contains("the answer of Authenticate cannot be cached"),
+        "{out}"
+    );
+    let (code, out) = validate(&case(&format!(
+        "isAuthenticatedSE: {{ funcName: IsAuthenticated, file: \"{file}\", cacheSeconds: 30 }}"
+    )));
+    assert_eq!(code, 0, "{out}");
+}
+
+/// The reference product's seed configuration: `authenticateSE` and no `idps` (the extension
+/// picks the IdP, any configured connector), on an OIDC app and on a proxy policy. It
+/// validates, and a user logs in through the IdP the extension chose.
+#[tokio::test]
+async fn seed_shaped_config_authenticate_se_without_idps_logs_in() {
+    let up = upstream().await;
+    let file = component("examples/c/auth.wasm");
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("es256.pem");
+    std::fs::write(
+        &key,
+        tessera::provider::keys::generate_pem(tessera::provider::keys::SigningAlg::Es256).unwrap(),
+    )
+    .unwrap();
+    let hash = pw_hash();
+    let yaml = format!(
+        r#"version: 1
+http: {{ address: "127.0.0.1:0" }}
+logger: {{ level: info, format: json }}
+connectors:
+  - name: corp
+    type: local
+    users: []
+  - name: okta
+    type: local
+    users:
+      - username: alice
+        passwordHash: "{hash}"
+        attributes: {{ email: alice@example.com, groups: [admins, staff], roles: [reports.read] }}
+serviceExtensions:
+  - name: auth
+    file: "{file}"
+    limits: {{ timeoutMillis: 500 }}
+oidcProvider:
+  issuer: http://localhost:1234
+  signingKeys: [{{ file: {key}, alg: ES256 }}]
+apps:
+  - name: legacy
+    type: proxy
+    routePatterns: ["/legacy"]
+    upstream: http://{up}
+    policies:
+      - location: /
+        authentication:
+          authenticateSE: {{ funcName: Authenticate, extension: auth }}
+        authorization: {{ allowAll: true }}
+  - name: exampleOIDCApp
+    type: oidc
+    clientID: webapp
+    clientSecret: {SECRET}
+    redirectURLs: ["{REDIRECT}"]
+    grantTypes: [authorization_code]
+    authentication:
+      isAuthenticatedSE: {{ funcName: IsAuthenticated, extension: auth }}
+      authenticateSE: {{ funcName: Authenticate, extension: auth }}
+    buildIDTokenClaimsSE: {{ funcName: BuildIDTokenClaims, extension: auth }}
+"#,
+        file = file.display(),
+        key = key.display()
+    );
+    let (code, out) = validate(&yaml);
+    assert_eq!(code, 0, "{out}");
+    let gw = Gateway::start(&yaml);
+    let op = Op { gw, _keys: keys };
+    let c = client();
+    let verifier = tessera::session::random_token(32);
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let authorize = authorize_url(&op, &challenge);
+    let path = authorize.trim_start_matches(&op.gw.url(""));
+    // The extension chose okta: the login flow offers it (corp would be refused by the form).
+    let (cookie, mut loc) = login(
+        &op.gw,
+        &format!("/{}", path.trim_start_matches('/')),
+        "okta",
+        "alice",
+        "pw",
+    )
+    .await;
+    for _ in 0..3 {
+        if loc.starts_with(REDIRECT) {
+            break;
+        }
+        let r = c
+            .get(op.gw.url(&loc))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302, "{loc}");
+        loc = r.headers()["location"].to_str().unwrap().to_string();
+    }
+    assert!(loc.starts_with(REDIRECT), "{loc}");
+    let q: HashMap<String, String> = url::Url::parse(&loc)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let (status, body) = token(
+        &op,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &q["code"]),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let id = jwt_payload(body["id_token"].as_str().unwrap());
+    assert_eq!(id["sub"], "alice", "{id}");
+
+    // The proxy policy without idps: anonymous is sent to the extension's IdP; the session
+    // from okta is accepted.
+    let r = c.get(op.gw.url("/legacy/x")).send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    assert!(r.headers()["location"]
+        .to_str()
+        .unwrap()
+        .starts_with("/.tessera/login?flow="));
+    let r = c
+        .get(op.gw.url("/legacy/x"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(Echo::from(r).await.path(), "/legacy/x");
+}
+
+/// `modifyResponseSE`: the upstream's answer rewritten (status, headers, body) before the
+/// client gets it; an invalid rewrite fails closed (500); a body over
+/// `modifyResponseMaxBodyKiB` fails closed (502); a response the hook leaves alone passes.
+#[tokio::test]
+async fn modify_response_rewrites_the_upstream_answer_and_fails_closed() {
+    let up = upstream().await;
+    let file = guest("proxy-hooks");
+    let yaml = format!(
+        r#"version: 1
+http: {{ address: "127.0.0.1:0" }}
+logger: {{ level: info, format: json }}
+connectors:
+  - {{ name: local, type: local, users: [] }}
+serviceExtensions:
+  - {{ name: ext, file: "{file}", limits: {{ timeoutMillis: 2000 }} }}
+apps:
+  - name: app
+    type: proxy
+    routePatterns: ["/"]
+    upstream: http://{up}
+    modifyResponseSE: {{ funcName: ModifyResponse, extension: ext }}
+    modifyResponseMaxBodyKiB: 1
+    policies:
+      - location: /
+        authentication: {{ allowUnauthenticated: true }}
+        authorization: {{ allowAll: true }}
+"#
+    );
+    let (code, out) =
+        validate(&yaml.replace("modifyResponseMaxBodyKiB: 1", "modifyResponseMaxBodyKiB: 0"));
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(":14:5: modifyResponseMaxBodyKiB must be 1..=65536, not 0"),
+        "{out}"
+    );
+    let gw = Gateway::start(&yaml);
+    let c = client();
+
+    let r = c.get(gw.url("/rewrite/page")).send().await.unwrap();
+    assert_eq!(r.status(), 203);
+    assert_eq!(r.headers()["x-rewritten"], "yes");
+    let body = r.text().await.unwrap();
+    let echo = body.strip_prefix("rewritten:").expect("rewritten body");
+    let echo: Value = serde_json::from_str(echo).unwrap();
+    assert_eq!(echo["path"], "/rewrite/page", "{echo}");
+
+    let r = c.get(gw.url("/plain")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().get("x-rewritten").is_none());
+    assert_eq!(Echo::from(r).await.path(), "/plain");
+
+    let r = c.get(gw.url("/bytes?n=1000")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len(), 1000);
+
+    // An invalid status: the call fails closed.
+    let r = c.get(gw.url("/badstatus")).send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    gw.wait_log("response status 1000 is not 100..=599");
+    // More than 1 KiB from the upstream: not read, 502.
+    let r = c.get(gw.url("/bytes?n=2000")).send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    gw.wait_log("larger than modifyResponseMaxBodyKiB");
 }

@@ -5,25 +5,14 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "$HERE/../common.sh"
 
-COMPONENTIZE_PY_VERSION=0.25.1
-PYDEPS="$HERE/.pydeps"
-
-if [[ "$(PYTHONPATH="$PYDEPS" "$PYDEPS/bin/componentize-py" --version 2>/dev/null)" != \
-  "componentize-py $COMPONENTIZE_PY_VERSION" ]]; then
-  command -v python3 >/dev/null || die "python3 not found"
-  echo "installing componentize-py $COMPONENTIZE_PY_VERSION into $PYDEPS" >&2
-  rm -rf "$PYDEPS"
-  python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
-    --target "$PYDEPS" "componentize-py==$COMPONENTIZE_PY_VERSION" >&2
-fi
-
+ensure_componentize_py
 ensure_jco
 check_wit_deps "$EXAMPLES_DIR/wit"
 # componentize-py bundles the app's directory: build from a copy that holds only the app
 # (and keep Python from writing __pycache__ next to the source).
 mkdir -p "$BUILD_TMP/app"
 cp "$HERE/app.py" "$BUILD_TMP/app/"
-PYTHONDONTWRITEBYTECODE=1 PYTHONPATH="$PYDEPS" "$PYDEPS/bin/componentize-py" --quiet \
+"${COMPONENTIZE_PY[@]}" --quiet \
   --wit-path "$EXAMPLES_DIR/wit" --world auth \
   componentize --stub-wasi --python-path "$BUILD_TMP/app" app --output "$HERE/auth.wasm.tmp"
 mv "$HERE/auth.wasm.tmp" "$HERE/auth.wasm"

@@ -244,3 +244,44 @@ void exports_tessera_extension_build_access_token_claims_build_access_token_clai
   tessera_extension_types_request_free(request);
   tessera_extension_types_token_context_free(token);
 }
+
+typedef exports_tessera_extension_modify_response_http_response_t http_response_t;
+
+// Whether the request URL contains `needle`.
+static bool url_has(const request_t *request, const char *needle) {
+  size_t n = strlen(needle);
+  for (size_t i = 0; i + n <= request->url.len; i++) {
+    if (memcmp(request->url.ptr + i, needle, n) == 0) return true;
+  }
+  return false;
+}
+
+// ModifyResponse: for a URL containing `rewrite`, status 203, the upstream's headers plus
+// `x-rewritten: yes`, and the body `rewritten:` followed by the upstream's body; for a URL
+// containing `badstatus`, status 1000 (the gateway must refuse it); otherwise unchanged.
+void exports_tessera_extension_modify_response_modify_response(request_t *request, http_response_t *response,
+                                                               http_response_t *ret) {
+  *ret = *response;  // takes ownership of the upstream's headers and body
+  if (url_has(request, "badstatus")) {
+    ret->status = 1000;
+  } else if (url_has(request, "rewrite")) {
+    ret->status = 203;
+    size_t n = ret->headers.len;
+    exports_tessera_extension_modify_response_field_t *fields = xmalloc((n + 1) * sizeof *fields);
+    if (n) memcpy(fields, ret->headers.ptr, n * sizeof *fields);
+    free(ret->headers.ptr);
+    guest_string_dup(&fields[n].f0, "x-rewritten");
+    guest_string_dup(&fields[n].f1, "yes");
+    ret->headers.ptr = fields;
+    ret->headers.len = n + 1;
+    static const char prefix[] = "rewritten:";
+    size_t p = sizeof prefix - 1, len = ret->body.len;
+    uint8_t *body = xmalloc(p + len);
+    memcpy(body, prefix, p);
+    if (len) memcpy(body + p, ret->body.ptr, len);
+    free(ret->body.ptr);
+    ret->body.ptr = body;
+    ret->body.len = p + len;
+  }
+  tessera_extension_types_request_free(request);
+}

@@ -157,6 +157,25 @@ pub(super) fn compile_proxy_app(
         ctx,
     );
     ok &= load_attrs_se.is_ok();
+    let modify_response_se = hook(
+        cfg.modifyResponseSE.as_ref(),
+        HookKind::ModifyResponse,
+        &p.key("modifyResponseSE"),
+        ctx,
+    );
+    ok &= modify_response_se.is_ok();
+    let modify_response_max_body = match cfg.modifyResponseMaxBodyKiB {
+        None => 1 << 20,
+        Some(k @ 1..=65536) => (k as usize) << 10,
+        Some(k) => {
+            ctx.diags.error(
+                &p.key("modifyResponseMaxBodyKiB"),
+                format!("modifyResponseMaxBodyKiB must be 1..=65536, not {k}"),
+            );
+            ok = false;
+            0
+        }
+    };
     let paths = edge::path_rules(&cfg, p, ctx);
     let upgrades = edge::upgrades(&cfg, p, ctx);
     let (kind, headers, policies, logout) = (kind?, headers?, policies?, logout?);
@@ -174,6 +193,8 @@ pub(super) fn compile_proxy_app(
         upgrades,
         protected,
         load_attrs_se: load_attrs_se.ok().flatten(),
+        modify_response_se: modify_response_se.ok().flatten(),
+        modify_response_max_body,
         header_hooks: headers.hooks,
         hook_header_names,
         attr_providers: attr_providers.unwrap_or_default(),
@@ -202,6 +223,7 @@ fn compile_forward_auth(
         ("preserveHost", cfg.preserveHost),
         ("upgrades", cfg.upgrades.is_some()),
         ("logout", cfg.logout.is_some()),
+        ("modifyResponseSE", cfg.modifyResponseSE.is_some()),
     ];
     for (key, set) in upstream_only {
         if set {
@@ -613,7 +635,12 @@ pub(super) fn compile_policy(
         location_text: pol.location.trim().to_string(),
         location: location?,
         allow_unauthenticated: authn.allowUnauthenticated,
-        idps: authn.idps.clone(),
+        idps: if authn.idps.is_empty() && authenticate_se.is_some() {
+            // The Authenticate hook picks the IdP: any connector that can log users in.
+            connectors.login_capable()
+        } else {
+            authn.idps.clone()
+        },
         authorization: authorization?,
         is_authenticated_se,
         authenticate_se,

@@ -13,7 +13,7 @@ use crate::config::decode::decode;
 use crate::config::model::{HookConfig, ServiceExtensionConfig};
 use crate::config::source::ConfigPath;
 use crate::extensions::load::{HostPattern, SecretPattern, Settings};
-use crate::extensions::{engine, Extension, Hook, HookKind, Limits, Services};
+use crate::extensions::{cache, engine, Extension, Hook, HookKind, Limits, Services};
 
 /// Components by file, loaded on first reference; `None` = failed (already reported).
 #[derive(Default)]
@@ -248,8 +248,29 @@ pub(in crate::config) fn hook(
         );
         return Err(());
     }
+    let cache = match cfg.cacheSeconds {
+        None => None,
+        Some(_) if !HookKind::CACHEABLE.contains(&expected) => {
+            ctx.diags.error_hint(
+                &p.key("cacheSeconds"),
+                format!("the answer of {expected} cannot be cached"),
+                "cacheSeconds applies to IsAuthenticated, IsAuthorized, LoadAttributes and CreateHeaders of proxy apps",
+            );
+            return Err(());
+        }
+        Some(s) if !(1..=cache::MAX_SECONDS).contains(&s) => {
+            ctx.diags.error_hint(
+                &p.key("cacheSeconds"),
+                format!("cacheSeconds must be 1..={}, not {s}", cache::MAX_SECONDS),
+                "leave it out to call the hook on every request",
+            );
+            return Err(());
+        }
+        Some(s) => Some(Arc::new(cache::DecisionCache::new(Duration::from_secs(s)))),
+    };
     Ok(Some(Hook {
         extension: ext,
         kind: expected,
+        cache,
     }))
 }

@@ -192,6 +192,36 @@ void __wasm_export_exports_tessera_extension_build_access_token_claims_build_acc
   }
 }
 
+// Exported Functions from `tessera:extension/modify-response@0.1.0`
+
+__attribute__((__weak__, __export_name__("cabi_post_tessera:extension/modify-response@0.1.0#modify-response")))
+void __wasm_export_exports_tessera_extension_modify_response_modify_response_post_return(uint8_t * arg0) {
+  size_t len = *((size_t*) (arg0 + (2*sizeof(void*))));
+  if (len > 0) {
+    uint8_t *ptr = *((uint8_t **) (arg0 + sizeof(void*)));
+    for (size_t i = 0; i < len; i++) {
+      uint8_t *base = ptr + i * (4*sizeof(void*));
+      (void) base;
+      if ((*((size_t*) (base + sizeof(void*)))) > 0) {
+        free(*((uint8_t **) (base + 0)));
+      }
+      if ((*((size_t*) (base + (3*sizeof(void*))))) > 0) {
+        free(*((uint8_t **) (base + (2*sizeof(void*)))));
+      }
+    }
+    free(ptr);
+  }
+  size_t len0 = *((size_t*) (arg0 + (4*sizeof(void*))));
+  if (len0 > 0) {
+    uint8_t *ptr1 = *((uint8_t **) (arg0 + (3*sizeof(void*))));
+    for (size_t i2 = 0; i2 < len0; i2++) {
+      uint8_t *base = ptr1 + i2 * 1;
+      (void) base;
+    }
+    free(ptr1);
+  }
+}
+
 // Canonical ABI intrinsics
 
 __attribute__((__weak__, __export_name__("cabi_realloc")))
@@ -450,6 +480,29 @@ void exports_tessera_extension_build_access_token_claims_token_context_free(expo
 
 void exports_tessera_extension_build_access_token_claims_claims_free(exports_tessera_extension_build_access_token_claims_claims_t *ptr) {
   tessera_extension_types_claims_free(ptr);
+}
+
+void exports_tessera_extension_modify_response_request_free(exports_tessera_extension_modify_response_request_t *ptr) {
+  tessera_extension_types_request_free(ptr);
+}
+
+void exports_tessera_extension_modify_response_field_free(exports_tessera_extension_modify_response_field_t *ptr) {
+  tessera_extension_types_field_free(ptr);
+}
+
+void exports_tessera_extension_modify_response_list_field_free(exports_tessera_extension_modify_response_list_field_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    exports_tessera_extension_modify_response_field_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+      exports_tessera_extension_modify_response_field_free(&list_ptr[i]);
+    }
+    free(list_ptr);
+  }
+}
+
+void exports_tessera_extension_modify_response_http_response_free(exports_tessera_extension_modify_response_http_response_t *ptr) {
+  exports_tessera_extension_modify_response_list_field_free(&ptr->headers);
 }
 
 void guest_string_set(guest_string_t *ret, const char*s) {
@@ -863,6 +916,34 @@ uint8_t * __wasm_export_exports_tessera_extension_build_access_token_claims_buil
   uint8_t *ptr = (uint8_t *) &RET_AREA;
   *((size_t*)(ptr + sizeof(void*))) = (ret).len;
   *((uint8_t **)(ptr + 0)) = (uint8_t *) (ret).ptr;
+  return ptr;
+}
+
+__attribute__((__export_name__("tessera:extension/modify-response@0.1.0#modify-response")))
+uint8_t * __wasm_export_exports_tessera_extension_modify_response_modify_response(uint8_t * arg) {
+  exports_tessera_extension_modify_response_request_t arg0 = (tessera_extension_types_request_t) {
+    (guest_string_t) (guest_string_t) { (uint8_t*)(*((uint8_t **) (arg + 0))), (*((size_t*) (arg + sizeof(void*)))) },
+    (guest_string_t) (guest_string_t) { (uint8_t*)(*((uint8_t **) (arg + (2*sizeof(void*))))), (*((size_t*) (arg + (3*sizeof(void*))))) },
+    (guest_string_t) (guest_string_t) { (uint8_t*)(*((uint8_t **) (arg + (4*sizeof(void*))))), (*((size_t*) (arg + (5*sizeof(void*))))) },
+    (tessera_extension_types_list_field_t) (tessera_extension_types_list_field_t) { (tessera_extension_types_field_t*)(*((uint8_t **) (arg + (6*sizeof(void*))))), (*((size_t*) (arg + (7*sizeof(void*))))) },
+    (tessera_extension_types_list_field_t) (tessera_extension_types_list_field_t) { (tessera_extension_types_field_t*)(*((uint8_t **) (arg + (8*sizeof(void*))))), (*((size_t*) (arg + (9*sizeof(void*))))) },
+    (guest_string_t) (guest_string_t) { (uint8_t*)(*((uint8_t **) (arg + (10*sizeof(void*))))), (*((size_t*) (arg + (11*sizeof(void*))))) },
+    (guest_string_t) (guest_string_t) { (uint8_t*)(*((uint8_t **) (arg + (12*sizeof(void*))))), (*((size_t*) (arg + (13*sizeof(void*))))) },
+  };
+  exports_tessera_extension_modify_response_http_response_t arg1 = (exports_tessera_extension_modify_response_http_response_t) {
+    (uint16_t) (uint16_t) ((int32_t) *((uint16_t*) (arg + (14*sizeof(void*))))),
+    (exports_tessera_extension_modify_response_list_field_t) (exports_tessera_extension_modify_response_list_field_t) { (exports_tessera_extension_modify_response_field_t*)(*((uint8_t **) (arg + (15*sizeof(void*))))), (*((size_t*) (arg + (16*sizeof(void*))))) },
+    (guest_list_u8_t) (guest_list_u8_t) { (uint8_t*)(*((uint8_t **) (arg + (17*sizeof(void*))))), (*((size_t*) (arg + (18*sizeof(void*))))) },
+  };
+  exports_tessera_extension_modify_response_http_response_t ret;
+  exports_tessera_extension_modify_response_modify_response(&arg0, &arg1, &ret);
+  free(arg);
+  uint8_t *ptr = (uint8_t *) &RET_AREA;
+  *((int16_t*)(ptr + 0)) = (int32_t) ((ret).status);
+  *((size_t*)(ptr + (2*sizeof(void*)))) = ((ret).headers).len;
+  *((uint8_t **)(ptr + sizeof(void*))) = (uint8_t *) ((ret).headers).ptr;
+  *((size_t*)(ptr + (4*sizeof(void*)))) = ((ret).body).len;
+  *((uint8_t **)(ptr + (3*sizeof(void*)))) = (uint8_t *) ((ret).body).ptr;
   return ptr;
 }
 

@@ -233,6 +233,22 @@ typedef tessera_extension_types_token_context_t exports_tessera_extension_build_
 
 typedef tessera_extension_types_claims_t exports_tessera_extension_build_access_token_claims_claims_t;
 
+typedef tessera_extension_types_request_t exports_tessera_extension_modify_response_request_t;
+
+typedef tessera_extension_types_field_t exports_tessera_extension_modify_response_field_t;
+
+typedef struct {
+  exports_tessera_extension_modify_response_field_t *ptr;
+  size_t len;
+} exports_tessera_extension_modify_response_list_field_t;
+
+// An HTTP response: the upstream's, or the one to send.
+typedef struct exports_tessera_extension_modify_response_http_response_t {
+  uint16_t   status;
+  exports_tessera_extension_modify_response_list_field_t   headers;
+  guest_list_u8_t   body;
+} exports_tessera_extension_modify_response_http_response_t;
+
 // Imported Functions from `tessera:extension/host@0.1.0`
 // Writes a structured log line into the gateway's log, tagged with the extension's name
 // and the request id. `fields` become key/value fields of the line.
@@ -291,6 +307,9 @@ void exports_tessera_extension_build_userinfo_claims_build_userinfo_claims(expor
 
 // Exported Functions from `tessera:extension/build-access-token-claims@0.1.0`
 void exports_tessera_extension_build_access_token_claims_build_access_token_claims(exports_tessera_extension_build_access_token_claims_request_t *request, exports_tessera_extension_build_access_token_claims_token_context_t *token, exports_tessera_extension_build_access_token_claims_claims_t *ret);
+
+// Exported Functions from `tessera:extension/modify-response@0.1.0`
+void exports_tessera_extension_modify_response_modify_response(exports_tessera_extension_modify_response_request_t *request, exports_tessera_extension_modify_response_http_response_t *response, exports_tessera_extension_modify_response_http_response_t *ret);
 
 // Helper Functions
 
@@ -369,6 +388,14 @@ void exports_tessera_extension_build_access_token_claims_request_free(exports_te
 void exports_tessera_extension_build_access_token_claims_token_context_free(exports_tessera_extension_build_access_token_claims_token_context_t *ptr);
 
 void exports_tessera_extension_build_access_token_claims_claims_free(exports_tessera_extension_build_access_token_claims_claims_t *ptr);
+
+void exports_tessera_extension_modify_response_request_free(exports_tessera_extension_modify_response_request_t *ptr);
+
+void exports_tessera_extension_modify_response_field_free(exports_tessera_extension_modify_response_field_t *ptr);
+
+void exports_tessera_extension_modify_response_list_field_free(exports_tessera_extension_modify_response_list_field_t *ptr);
+
+void exports_tessera_extension_modify_response_http_response_free(exports_tessera_extension_modify_response_http_response_t *ptr);
 
 // Sets the string `ret` to reference the input string `s` without copying it
 void guest_string_set(guest_string_t *ret, const char*s);

@@ -801,6 +801,10 @@ pub struct RefreshTokenConfig {
     pub lifetimeSeconds: Option<u64>,
     /// A replay of a rotated token within this window gets the same answer (default 10).
     pub reuseGraceSeconds: Option<u64>,
+    /// Refresh tokens outlive the sign-in session they were issued in (default false: a
+    /// sign-out or the session's end ends them).
+    #[serde(default)]
+    pub survivesLogout: bool,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

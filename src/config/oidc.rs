@@ -463,7 +463,15 @@ fn refresh_settings(
             ctx,
         ),
         reuse_grace: Duration::from_secs(rt.and_then(|r| r.reuseGraceSeconds).unwrap_or(10)),
+        survives_logout: rt.is_some_and(|r| r.survivesLogout),
     };
+    if refresh.survives_logout && !refresh.allow_offline_access {
+        ctx.diags.error_hint(
+            &rtp.key("survivesLogout"),
+            "refresh tokens may survive logout but none are issued",
+            "set refreshToken.allowOfflineAccess: true, or remove survivesLogout",
+        );
+    }
     if refresh.allow_offline_access && !grants.refresh_token {
         ctx.diags.error_hint(
             &rtp.key("allowOfflineAccess"),

@@ -174,6 +174,7 @@ pub async fn resolve_attrs(
     }
     let mut data = SessionData {
         v: 1,
+        sid: String::new(),
         created: 0,
         seen: 0,
         attrs: std::mem::take(attrs),
@@ -194,6 +195,7 @@ mod tests {
     fn data(attrs: Attributes) -> SessionData {
         SessionData {
             v: 1,
+            sid: String::new(),
             created: 0,
             seen: 0,
             attrs,

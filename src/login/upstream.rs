@@ -260,7 +260,10 @@ pub async fn refresh_upstream(
             }
             Ok(None) => {
                 tracing::info!(idp = %name, "the identity provider refused the refresh: sign-in required");
-                let _ = rt.sessions.end(Some(session)).await;
+                let _ = rt
+                    .sessions
+                    .end_for(Some(session), crate::session::EndReason::Upstream)
+                    .await;
                 return Freshness::Expired;
             }
             Err(e) => return Freshness::Unavailable(e.to_string()),

@@ -29,7 +29,7 @@ use crate::web::body::{full, Body};
 use crate::web::rejection::settle;
 use crate::web::respond::{self, RequestCtx};
 
-const CODE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+use super::session_end::CODE_TTL;
 const PARKED_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 /// Largest authorization request accepted (its parameters' names and values together): an
 /// anonymous browser's request is parked in the store while the user signs in, so its size
@@ -563,14 +563,7 @@ async fn issue_code(
         requested: req.claims.clone(),
         auth_time: Some(session.data.created),
         amr: vec!["pwd".to_string()],
-        sid: Some(
-            session
-                .store_key()
-                .trim_start_matches("session:")
-                .chars()
-                .take(22)
-                .collect(),
-        ),
+        sid: Some(session.data.sid.clone()).filter(|s| !s.is_empty()),
         audiences: req.audiences.clone(),
         attrs: if v.client.hooks.need_attributes() {
             attrs.clone()

@@ -14,6 +14,7 @@ pub mod keys;
 pub mod limits;
 pub mod logout;
 pub mod params;
+pub mod session_end;
 pub mod token;
 pub mod userinfo;
 pub mod verified;
@@ -75,6 +76,8 @@ pub struct RefreshSettings {
     pub length: usize,
     pub lifetime: Duration,
     pub reuse_grace: Duration,
+    /// `survivesLogout`: refresh tokens outlive the session they were issued in.
+    pub survives_logout: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -179,6 +182,8 @@ pub struct Provider {
     pub pairwise_salt: Option<SecretString>,
     /// `buildUserInfoClaimsSE`.
     pub userinfo_se: Option<crate::extensions::Hook>,
+    /// Marks ended sessions, so that their grants end (the sessions' listener).
+    pub session_ends: Arc<session_end::SessionEnds>,
     discovery_json: String,
     metadata_json: String,
     jwks_json: String,
@@ -209,12 +214,17 @@ impl Provider {
         state_budget_bytes: usize,
         pairwise_salt: Option<SecretString>,
     ) -> Self {
+        let session_ends = Arc::new(session_end::SessionEnds::new(
+            store.clone(),
+            clients.values(),
+        ));
         let mut p = Self {
             issuer,
             endpoints,
             keys,
             clients,
             store,
+            session_ends,
             state: limits::StateBudget::new(state_budget_bytes),
             verified: Default::default(),
             pairwise_salt,

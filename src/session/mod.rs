@@ -46,6 +46,11 @@ impl SessionSettings {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SessionData {
     pub v: u8,
+    /// The session's public id: random, kept by the logins that extend the session (a second
+    /// IdP), the `sid` of the ID tokens issued in it, and what its grants are ended by.
+    /// Empty in records written before it existed (their grants are bound to no session).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sid: String,
     /// Unix seconds of the login that created it.
     pub created: u64,
     /// Unix seconds of the last request seen (updated coarsely, see `touch_interval`).
@@ -125,6 +130,35 @@ impl SessionData {
     }
 }
 
+/// Told when a session ends, before its record is deleted: the OpenID provider ends the
+/// grants issued in it. An error keeps the session (fail closed: a sign-out that could not
+/// end the grants is refused, and the user may try again).
+#[async_trait::async_trait]
+pub trait EndListener: Send + Sync + std::fmt::Debug {
+    async fn session_ended(&self, data: &SessionData, why: EndReason) -> Result<(), StoreError>;
+}
+
+/// Why a session ended (logged, and told to the listener).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The user signed out (an app's or the gateway's logout, the provider's end-session).
+    Logout,
+    /// Found past its lifetime or idle timeout.
+    Expired,
+    /// The upstream IdP ended its session (back-channel logout, a refused refresh).
+    Upstream,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Logout => "logout",
+            Self::Expired => "expired",
+            Self::Upstream => "upstream",
+        }
+    }
+}
+
 /// A loaded session.
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -185,6 +219,8 @@ pub struct Sessions {
     store: Arc<dyn Store>,
     pub settings: SessionSettings,
     clock: Clock,
+    /// Told of every session that ends (the provider, when there is one).
+    listener: Option<Arc<dyn EndListener>>,
 }
 
 impl Sessions {
@@ -198,6 +234,21 @@ impl Sessions {
             store,
             settings,
             clock,
+            listener: None,
+        }
+    }
+
+    /// The same sessions, telling `listener` of every session that ends.
+    pub fn ending_with(mut self, listener: Option<Arc<dyn EndListener>>) -> Self {
+        self.listener = listener;
+        self
+    }
+
+    /// Tells the listener that the session `data` ends (before its record goes).
+    async fn ended(&self, data: &SessionData, why: EndReason) -> Result<(), StoreError> {
+        match &self.listener {
+            Some(l) if !data.sid.is_empty() => l.session_ended(data, why).await,
+            _ => Ok(()),
         }
     }
 
@@ -227,6 +278,9 @@ impl Sessions {
             if age >= self.settings.max_lifetime.as_secs()
                 || idle >= self.settings.idle_timeout.as_secs()
             {
+                // Seen expired (a record the store let expire is never seen: see README,
+                // "Sessions and logout").
+                self.ended(&data, EndReason::Expired).await?;
                 self.store.delete(&key).await?;
                 continue;
             }
@@ -276,6 +330,11 @@ impl Sessions {
         let mut data = match previous {
             Some(p) => SessionData {
                 v: SESSION_FORMAT,
+                sid: if p.data.sid.is_empty() {
+                    random_token(16)
+                } else {
+                    p.data.sid.clone()
+                },
                 created: now,
                 seen: now,
                 attrs: p
@@ -303,6 +362,7 @@ impl Sessions {
             },
             None => SessionData {
                 v: SESSION_FORMAT,
+                sid: random_token(16),
                 created: now,
                 seen: now,
                 attrs: Attributes::new(),
@@ -376,10 +436,22 @@ impl Sessions {
         Ok(())
     }
 
-    /// Ends a session server-side; returns the `Set-Cookie` value that clears it.
+    /// Ends a session server-side (the listener first, so the grants issued in it end
+    /// with it); returns the `Set-Cookie` value that clears it.
     pub async fn end(&self, session: Option<&Session>) -> Result<String, StoreError> {
+        self.end_for(session, EndReason::Logout).await
+    }
+
+    /// `end`, for `why`.
+    pub async fn end_for(
+        &self,
+        session: Option<&Session>,
+        why: EndReason,
+    ) -> Result<String, StoreError> {
         if let Some(s) = session {
+            self.ended(&s.data, why).await?;
             self.store.delete(&s.store_key()).await?;
+            tracing::debug!(session = %s.store_key(), reason = why.as_str(), "session ended");
         }
         Ok(self.settings.cookie.clear())
     }

@@ -14,6 +14,7 @@ mod extensions;
 mod forward_auth;
 mod ldap;
 mod login;
+mod logout;
 mod observability;
 mod provider;
 mod proxy;

@@ -260,7 +260,11 @@ pub fn compile(
         logging: logging?,
         health_location,
         metrics_location,
-        sessions: Sessions::new(session_store?, settings?),
+        sessions: Sessions::new(session_store?, settings?).ending_with(
+            provider
+                .as_ref()
+                .map(|p| p.session_ends.clone() as std::sync::Arc<dyn crate::session::EndListener>),
+        ),
         stores: std::mem::take(&mut ctx.stores_in_use),
         connectors,
         apps,

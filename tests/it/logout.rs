@@ -1,0 +1,409 @@
+//! Single logout (issue 15): ending a gateway session ends the grants issued in it, on every
+//! replica; `refreshToken.survivesLogout`; the provider's end-session.
+
+use std::collections::HashMap;
+
+use crate::support::redis::RedisServer;
+use crate::support::*;
+use base64::Engine;
+use serde_json::Value;
+use sha2::Digest;
+
+const SECRET: &str = "s3cret-s3cret-s3cret";
+const REDIRECT: &str = "https://rp.example.com/cb";
+
+/// A provider with a proxy app and three clients: `web` (tokens end with the session),
+/// `keeper` (`survivesLogout`), `svc` (client credentials), all with `access` tokens (jwt or
+/// opaque). `top` is added at the top level (a Redis cache, the session store).
+fn yaml(key: &std::path::Path, access: &str, top: &str, provider_extra: &str) -> String {
+    format!(
+        r#"version: 1
+http: {{ address: "127.0.0.1:0" }}
+logger: {{ level: debug, format: json }}
+{top}
+connectors:
+  - name: local
+    type: local
+    users: [{{ username: alice, passwordHash: "{hash}", attributes: {{ email: alice@example.com }} }}]
+oidcProvider:
+  issuer: http://localhost:1234
+  signingKeys: [{{ file: {key}, alg: ES256 }}]
+{provider_extra}
+apps:
+  - name: portal
+    type: proxy
+    routePatterns: ["/portal"]
+    upstream: http://127.0.0.1:9
+    policies: [{{ location: /, authentication: {{ idps: [local] }}, authorization: {{ allowAll: true }} }}]
+  - name: web
+    type: oidc
+    clientID: web
+    clientSecret: {SECRET}
+    redirectURLs: ["{REDIRECT}"]
+    logoutRedirectURLs: ["https://rp.example.com/bye"]
+    grantTypes: [authorization_code, refresh_token]
+    authentication: {{ idps: [local] }}
+    accessToken: {{ type: {access} }}
+    refreshToken: {{ allowOfflineAccess: true, reuseGraceSeconds: 0 }}
+  - name: keeper
+    type: oidc
+    clientID: keeper
+    clientSecret: {SECRET}
+    redirectURLs: ["{REDIRECT}"]
+    grantTypes: [authorization_code, refresh_token]
+    authentication: {{ idps: [local] }}
+    accessToken: {{ type: {access} }}
+    refreshToken: {{ allowOfflineAccess: true, reuseGraceSeconds: 0, survivesLogout: true }}
+  - name: svc
+    type: oidc
+    clientID: svc
+    clientSecret: {SECRET}
+    redirectURLs: []
+    grantTypes: [client_credentials]
+    accessToken: {{ type: {access} }}
+"#,
+        hash = pw_hash(),
+        key = key.display()
+    )
+}
+
+fn query_of(location: &str) -> HashMap<String, String> {
+    url::Url::parse(location)
+        .unwrap()
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// The browser part of a code flow for `client` (signing alice in when `session` is `None`),
+/// then the code. Returns (code, PKCE verifier, session cookie).
+async fn authorize(
+    gw: &Gateway,
+    client_id: &str,
+    scope: &str,
+    session: Option<&str>,
+) -> (String, String, String) {
+    let c = client();
+    let verifier = tessera::session::random_token(32);
+    let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let q: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("client_id", client_id),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "code"),
+            ("scope", scope),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
+        ])
+        .finish();
+    let mut req = c.get(gw.url(&format!("/oauth2/authorize?{q}")));
+    if let Some(s) = session {
+        req = req.header("cookie", s);
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 302);
+    let mut loc = r.headers()["location"].to_str().unwrap().to_string();
+    let mut cookie = session.unwrap_or_default().to_string();
+    if loc.starts_with("/.tessera/login") {
+        let flow = set_cookie(&r, "tessera_login").unwrap();
+        let html = c
+            .get(gw.url(&loc))
+            .header("cookie", &flow)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let r = c
+            .post(gw.url("/.tessera/login"))
+            .header("cookie", &flow)
+            .form(&[
+                ("flow", hidden(&html, "flow")),
+                ("csrf", hidden(&html, "csrf")),
+                ("idp", "local".into()),
+                ("username", "alice".into()),
+                ("password", "pw".into()),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 303);
+        cookie = set_cookie(&r, "tessera_session").unwrap();
+        let back = r.headers()["location"].to_str().unwrap().to_string();
+        let r = c
+            .get(gw.url(&back))
+            .header("cookie", &cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 302);
+        loc = r.headers()["location"].to_str().unwrap().to_string();
+    }
+    (query_of(&loc)["code"].clone(), verifier, cookie)
+}
+
+async fn token(gw: &Gateway, client_id: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    let r = client()
+        .post(gw.url("/oauth2/token"))
+        .basic_auth(client_id, Some(SECRET))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.json().await.unwrap())
+}
+
+async fn redeem(gw: &Gateway, client_id: &str, code: &str, verifier: &str) -> (u16, Value) {
+    token(
+        gw,
+        client_id,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await
+}
+
+/// Signs alice in (or reuses `session`) and gets `client_id`'s tokens; returns them and
+/// the session cookie.
+async fn tokens(gw: &Gateway, client_id: &str, session: Option<&str>) -> (Value, String) {
+    let (code, verifier, cookie) = authorize(gw, client_id, "openid offline_access", session).await;
+    let (status, body) = redeem(gw, client_id, &code, &verifier).await;
+    assert_eq!(status, 200, "{body}");
+    (body, cookie)
+}
+
+async fn refresh(gw: &Gateway, client_id: &str, rt: &str) -> (u16, Value) {
+    token(
+        gw,
+        client_id,
+        &[("grant_type", "refresh_token"), ("refresh_token", rt)],
+    )
+    .await
+}
+
+/// `active` at introspection, asked by the token's own client.
+async fn active(gw: &Gateway, client_id: &str, t: &str) -> bool {
+    let v: Value = client()
+        .post(gw.url("/oauth2/introspect"))
+        .basic_auth(client_id, Some(SECRET))
+        .form(&[("token", t)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["active"].as_bool().unwrap()
+}
+
+async fn userinfo_status(gw: &Gateway, t: &str) -> u16 {
+    client()
+        .get(gw.url("/oauth2/userinfo"))
+        .bearer_auth(t)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn s(v: &Value, k: &str) -> String {
+    v[k].as_str()
+        .unwrap_or_else(|| panic!("no {k} in {v}"))
+        .to_string()
+}
+
+/// The proxy app's sign-out (confirmation, then POST) ends the access and refresh tokens
+/// issued in the session, and a code issued in it; a client's own token and another
+/// session's tokens live on.
+async fn logout_ends_the_sessions_grants(access: &str) {
+    let keys = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(&yaml(&es256_key(&keys), access, "", ""));
+    let (web, alice) = tokens(&gw, "web", None).await;
+    let (at, rt) = (s(&web, "access_token"), s(&web, "refresh_token"));
+    // a second sign-in (another browser): a session of its own
+    let (other, _) = tokens(&gw, "web", None).await;
+    // a code issued in the session, redeemed only after the sign-out
+    let (late_code, late_verifier, _) =
+        authorize(&gw, "web", "openid offline_access", Some(&alice)).await;
+    let (status, svc) = token(&gw, "svc", &[("grant_type", "client_credentials")]).await;
+    assert_eq!(status, 200, "{svc}");
+    let svc_at = s(&svc, "access_token");
+    assert!(active(&gw, "web", &at).await);
+    assert!(active(&gw, "web", &rt).await);
+    assert_eq!(userinfo_status(&gw, &at).await, 200);
+
+    let r = logout(&gw, "/.tessera/logout", &alice).await;
+    assert_eq!(r.status(), 200);
+
+    assert!(!active(&gw, "web", &at).await, "{access} access token");
+    assert!(!active(&gw, "web", &rt).await, "refresh token");
+    assert_eq!(userinfo_status(&gw, &at).await, 401);
+    let (status, body) = refresh(&gw, "web", &rt).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_grant");
+    assert_eq!(
+        body["error_description"],
+        "the session the refresh token was issued in has ended"
+    );
+    let (status, body) = redeem(&gw, "web", &late_code, &late_verifier).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_grant");
+    assert_eq!(
+        body["error_description"],
+        "the session the code was issued in has ended"
+    );
+    // not bound to the session: untouched
+    assert!(active(&gw, "svc", &svc_at).await);
+    assert!(active(&gw, "web", &s(&other, "access_token")).await);
+    let (status, body) = refresh(&gw, "web", &s(&other, "refresh_token")).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn logout_ends_the_sessions_jwt_grants() {
+    logout_ends_the_sessions_grants("jwt").await;
+}
+
+#[tokio::test]
+async fn logout_ends_the_sessions_opaque_grants() {
+    logout_ends_the_sessions_grants("opaque").await;
+}
+
+/// The provider's end-session (with a hint, at once) ends the grants too, and the `sid` of
+/// the ID token names the session: the same for every client, kept when the session grows.
+#[tokio::test]
+async fn end_session_ends_the_grants_of_every_client_of_the_session() {
+    let keys = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(&yaml(&es256_key(&keys), "jwt", "", ""));
+    let (web, alice) = tokens(&gw, "web", None).await;
+    let (keeper, same) = tokens(&gw, "keeper", Some(&alice)).await;
+    assert_eq!(same, alice, "no new sign-in");
+    let sid = |t: &Value| {
+        let id = s(t, "id_token");
+        let payload = id.split('.').nth(1).unwrap();
+        let claims: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(payload)
+                .unwrap(),
+        )
+        .unwrap();
+        s(&claims, "sid")
+    };
+    assert_eq!(sid(&web), sid(&keeper));
+    assert_eq!(sid(&web).len(), 22);
+    let hint = s(&web, "id_token");
+    let r = client()
+        .get(gw.url(&format!("/oauth2/logout?id_token_hint={hint}")))
+        .header("cookie", &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("You are signed out"));
+    assert!(!active(&gw, "web", &s(&web, "access_token")).await);
+    assert!(!active(&gw, "keeper", &s(&keeper, "access_token")).await);
+    assert!(!active(&gw, "web", &s(&web, "refresh_token")).await);
+    // the survivor's refresh token lives on
+    assert!(active(&gw, "keeper", &s(&keeper, "refresh_token")).await);
+}
+
+/// `refreshToken.survivesLogout`: the client's refresh tokens outlive the session; what they
+/// mint afterwards is bound to no session, and the access tokens the sign-out ended stay
+/// ended (JWT and opaque alike).
+async fn survivors_keep_their_refresh_tokens(access: &str) {
+    let keys = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(&yaml(&es256_key(&keys), access, "", ""));
+    let (keeper, alice) = tokens(&gw, "keeper", None).await;
+    let (at, rt) = (s(&keeper, "access_token"), s(&keeper, "refresh_token"));
+    // a refresh inside the session: still bound to it
+    let (status, inside) = refresh(&gw, "keeper", &rt).await;
+    assert_eq!(status, 200, "{inside}");
+    let (at2, rt2) = (s(&inside, "access_token"), s(&inside, "refresh_token"));
+    assert_eq!(logout(&gw, "/.tessera/logout", &alice).await.status(), 200);
+    assert!(!active(&gw, "keeper", &at).await);
+    assert!(!active(&gw, "keeper", &at2).await);
+    assert!(active(&gw, "keeper", &rt2).await, "{access}: the survivor");
+    let (status, after) = refresh(&gw, "keeper", &rt2).await;
+    assert_eq!(status, 200, "{after}");
+    let at3 = s(&after, "access_token");
+    assert!(active(&gw, "keeper", &at3).await);
+    assert_eq!(userinfo_status(&gw, &at3).await, 200);
+    // unbinding revived nothing
+    assert!(!active(&gw, "keeper", &at2).await);
+    assert_eq!(userinfo_status(&gw, &at2).await, 401);
+    let (status, again) = refresh(&gw, "keeper", &s(&after, "refresh_token")).await;
+    assert_eq!(status, 200, "{again}");
+}
+
+#[tokio::test]
+async fn survivors_keep_their_jwt_refresh_tokens() {
+    survivors_keep_their_refresh_tokens("jwt").await;
+}
+
+#[tokio::test]
+async fn survivors_keep_their_opaque_refresh_tokens() {
+    survivors_keep_their_refresh_tokens("opaque").await;
+}
+
+/// Two replicas on one Redis: a sign-out at A ends the tokens at B at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_logout_at_one_replica_ends_the_grants_at_the_other() {
+    let server = RedisServer::start();
+    let keys = tempfile::tempdir().unwrap();
+    let redis = format!(
+        "session: {{ store: shared }}\ncaches:\n  - {{ name: shared, type: redis, redis: {{ addresses: [\"{}\"], timeoutMillis: 500 }} }}",
+        server.address()
+    );
+    for access in ["jwt", "opaque"] {
+        let config = yaml(&es256_key(&keys), access, &redis, "  cache: shared");
+        let a = Gateway::start(&config);
+        let b = Gateway::start(&config);
+        let (web, alice) = tokens(&a, "web", None).await;
+        let (at, rt) = (s(&web, "access_token"), s(&web, "refresh_token"));
+        // B knows them (and has looked at them, so a cached answer would show)
+        assert!(active(&b, "web", &at).await);
+        assert!(active(&b, "web", &rt).await);
+        assert_eq!(userinfo_status(&b, &at).await, 200);
+        assert_eq!(status_with_cookie(b.url("/portal"), &alice).await, 502);
+        assert_eq!(logout(&a, "/.tessera/logout", &alice).await.status(), 200);
+        assert!(!active(&b, "web", &at).await, "{access}");
+        assert!(!active(&b, "web", &rt).await, "{access}");
+        assert_eq!(userinfo_status(&b, &at).await, 401);
+        let (status, body) = refresh(&b, "web", &rt).await;
+        assert_eq!(
+            (status, body["error"].as_str()),
+            (400, Some("invalid_grant"))
+        );
+        assert_eq!(status_with_cookie(b.url("/portal"), &alice).await, 302);
+    }
+}
+
+/// `survivesLogout` without refresh tokens is refused at its position.
+#[test]
+fn survives_logout_without_refresh_tokens_is_refused() {
+    let keys = tempfile::tempdir().unwrap();
+    let config = yaml(&es256_key(&keys), "jwt", "", "").replace(
+        "refreshToken: { allowOfflineAccess: true, reuseGraceSeconds: 0, survivesLogout: true }",
+        "refreshToken: { survivesLogout: true }",
+    );
+    let (code, out) = validate_with(&config, &[]);
+    let line = config
+        .lines()
+        .position(|l| l.contains("survivesLogout"))
+        .unwrap()
+        + 1;
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!(
+            ":{line}:21: refresh tokens may survive logout but none are issued\n    hint: set refreshToken.allowOfflineAccess: true, or remove survivesLogout"
+        )),
+        "{out}"
+    );
+}

@@ -407,3 +407,64 @@ fn survives_logout_without_refresh_tokens_is_refused() {
         "{out}"
     );
 }
+
+/// RP-Initiated Logout without a hint (issue 15): `client_id` and a registered
+/// `post_logout_redirect_uri` get the confirmation page; confirming signs out, ends the
+/// session's tokens and returns to the RP with its `state`; afterwards `prompt=none` answers
+/// `login_required` instead of a code.
+#[tokio::test]
+async fn end_session_without_a_hint_confirms_ends_the_grants_and_returns_to_the_rp() {
+    let keys = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(&yaml(&es256_key(&keys), "opaque", "", ""));
+    let c = client();
+    let (web, alice) = tokens(&gw, "web", None).await;
+    let url = gw.url(
+        "/oauth2/logout?client_id=web&post_logout_redirect_uri=https://rp.example.com/bye&state=s1",
+    );
+    let r = c.get(&url).header("cookie", &alice).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("<strong>web</strong> asks to sign you out"), "{html}");
+    // not yet: the page alone ends nothing
+    assert!(active(&gw, "web", &s(&web, "access_token")).await);
+    let r = c
+        .post(gw.url("/oauth2/logout"))
+        .header("cookie", &alice)
+        .form(&[
+            ("csrf", hidden(&html, "csrf")),
+            ("client_id", hidden(&html, "client_id")),
+            (
+                "post_logout_redirect_uri",
+                hidden(&html, "post_logout_redirect_uri"),
+            ),
+            ("state", hidden(&html, "state")),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "https://rp.example.com/bye?state=s1");
+    assert!(!active(&gw, "web", &s(&web, "access_token")).await);
+    assert!(!active(&gw, "web", &s(&web, "refresh_token")).await);
+    let q: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("client_id", "web"),
+            ("redirect_uri", REDIRECT),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            ("prompt", "none"),
+            ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+            ("code_challenge_method", "S256"),
+        ])
+        .finish();
+    let r = c
+        .get(gw.url(&format!("/oauth2/authorize?{q}")))
+        .header("cookie", &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let back = query_of(r.headers()["location"].to_str().unwrap());
+    assert_eq!(back.get("error").map(String::as_str), Some("login_required"));
+    assert!(!back.contains_key("code"));
+}

@@ -706,6 +706,12 @@ pub struct OidcAppConfig {
     /// Where RP-initiated logout may return, matched exactly.
     #[serde(default)]
     pub logoutRedirectURLs: Vec<String>,
+    /// Back-channel logout (OpenID Connect Back-Channel Logout 1.0): where a signed logout
+    /// token is POSTed when a session this app got a code in ends.
+    pub backchannelLogoutURI: Option<String>,
+    /// The app needs `sid` in logout tokens (always sent; default false).
+    #[serde(default)]
+    pub backchannelLogoutSessionRequired: bool,
     /// authorization_code (default), refresh_token, client_credentials, password.
     pub grantTypes: Option<Vec<String>>,
     /// Scopes beyond openid/profile/email/address/phone/offline_access this client may request.

@@ -146,6 +146,7 @@ fn compile_client(
         super::compile::compile_attr_providers(&cfg.attrProviders, p, connectors, ctx);
     let introspects = compile_introspects(cfg.introspection.as_ref(), p, client_ids, ctx);
     let rate_limit = rate_limit(cfg.rateLimit.as_ref(), &grants, p, ctx);
+    let backchannel_logout = backchannel_logout(&cfg, p, ctx);
     if ctx.diags.items.len() > errors_before {
         return None;
     }
@@ -168,6 +169,35 @@ fn compile_client(
         hooks,
         introspects,
         rate_limit,
+        backchannel_logout,
+    })
+}
+
+/// `backchannelLogoutURI` and `backchannelLogoutSessionRequired`.
+fn backchannel_logout(
+    cfg: &OidcAppConfig,
+    p: &ConfigPath,
+    ctx: &mut Ctx<'_>,
+) -> Option<crate::provider::backchannel::Registration> {
+    let Some(uri) = &cfg.backchannelLogoutURI else {
+        if cfg.backchannelLogoutSessionRequired {
+            ctx.diags.error_hint(
+                &p.key("backchannelLogoutSessionRequired"),
+                "the session is required for back-channel logout, which is not configured",
+                "set backchannelLogoutURI, or remove this",
+            );
+        }
+        return None;
+    };
+    let path = p.key("backchannelLogoutURI");
+    if !(uri.starts_with("https://") || uri.starts_with("http://")) {
+        ctx.diags
+            .error(&path, format!("`{uri}` must be an http or https URL"));
+        return None;
+    }
+    check_redirect(uri, &path, ctx).then(|| crate::provider::backchannel::Registration {
+        uri: uri.clone(),
+        session_required: cfg.backchannelLogoutSessionRequired,
     })
 }
 
@@ -619,6 +649,7 @@ pub(super) fn compile_provider(
     apps: Vec<(ConfigPath, OidcAppConfig)>,
     connectors: &Connectors,
     memory_store_bytes: usize,
+    metrics: std::sync::Arc<crate::telemetry::metrics::Metrics>,
     ctx: &mut Ctx<'_>,
 ) -> Option<Provider> {
     let path = ConfigPath::root().key("oidcProvider");
@@ -773,6 +804,7 @@ pub(super) fn compile_provider(
         store?,
         state_budget,
         pairwise_salt,
+        metrics,
     );
     provider.userinfo_se = userinfo_se;
     Some(provider)

@@ -180,6 +180,7 @@ pub async fn resolve_attrs(
         attrs: std::mem::take(attrs),
         tokens: Default::default(),
         lookups: Default::default(),
+        rps: Default::default(),
     };
     let result = resolve(connectors, providers, &mut data).await;
     *attrs = data.attrs;
@@ -201,6 +202,7 @@ mod tests {
             attrs,
             tokens: Default::default(),
             lookups: Default::default(),
+            rps: Default::default(),
         }
     }
 

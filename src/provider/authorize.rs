@@ -531,7 +531,7 @@ async fn process(
             ctx,
         );
     }
-    match issue_code(p, &v, &req, &session, &idp).await {
+    match issue_code(p, &rt.sessions, &v, &req, &session, &idp).await {
         Ok(code) => {
             let mut out = vec![("code", code)];
             if let Some(s) = &v.state {
@@ -546,6 +546,7 @@ async fn process(
 
 async fn issue_code(
     p: &Provider,
+    sessions: &crate::session::Sessions,
     v: &Verified<'_>,
     req: &AuthzRequest,
     session: &Session,
@@ -555,6 +556,16 @@ async fn issue_code(
     let sub = p
         .subject(v.client, attrs, idp)
         .ok_or_else(|| OAuthError::server_error("the user has no subject attribute"))?;
+    // The session remembers the client (and the subject it knows), to tell it when the
+    // session ends; written once per client and subject.
+    if session.data.rps.get(&v.client.id) != Some(&sub) {
+        let (id, known_as) = (v.client.id.clone(), sub.clone());
+        sessions
+            .modify(session, |d| {
+                d.rps.insert(id.clone(), known_as.clone());
+            })
+            .await?;
+    }
     let grant = Grant {
         client_id: v.client.id.clone(),
         sub: Some(sub),

@@ -6,6 +6,7 @@
 //! for a proxy app is signed in for OIDC apps too (and the other way round).
 
 pub mod authorize;
+pub mod backchannel;
 pub mod discovery;
 pub mod errors;
 pub mod grants;
@@ -115,6 +116,8 @@ pub struct Client {
     pub introspects: Introspects,
     /// `rateLimit`: the token bucket of its `client_credentials` and `password` requests.
     pub rate_limit: Option<limits::RateLimit>,
+    /// `backchannelLogoutURI`: told when a session it got a code in ends.
+    pub backchannel_logout: Option<backchannel::Registration>,
 }
 
 /// Whose tokens a client may introspect besides its own (RFC 7662 section 4: a resource
@@ -172,7 +175,7 @@ pub struct Provider {
     pub issuer: String,
     pub endpoints: Endpoints,
     /// The first key signs; all are published.
-    pub keys: Vec<SigningKey>,
+    pub keys: Arc<Vec<SigningKey>>,
     pub clients: HashMap<String, Client>,
     pub store: Arc<dyn Store>,
     /// The bytes of token state it may keep in the store (`tokenStateMiB`).
@@ -213,10 +216,14 @@ impl Provider {
         store: Arc<dyn Store>,
         state_budget_bytes: usize,
         pairwise_salt: Option<SecretString>,
+        metrics: Arc<crate::telemetry::metrics::Metrics>,
     ) -> Self {
+        let keys = Arc::new(keys);
+        let notifier = backchannel::Notifier::new(issuer.clone(), keys.clone(), metrics);
         let session_ends = Arc::new(session_end::SessionEnds::new(
             store.clone(),
             clients.values(),
+            notifier,
         ));
         let mut p = Self {
             issuer,

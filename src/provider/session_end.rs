@@ -8,6 +8,9 @@
 //! at one replica is seen by every replica at once, and a token minted while the sign-out
 //! ran is dead at its first use. One mark per session, whatever the number of its tokens.
 //!
+//! The clients that got a code in the session (`SessionData::rps`) and registered a
+//! `backchannelLogoutURI` are told, in the background (`backchannel`).
+//!
 //! A client with `refreshToken.survivesLogout` keeps its refresh tokens: at their first use
 //! after the session ended, the grant is unbound (`sid` dropped), so the tokens minted from
 //! then on no longer die with it. A bound family's JWT access tokens and the unbound ones
@@ -19,6 +22,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use std::collections::HashMap;
+
+use super::backchannel::{Notice, Notifier, Registration};
 use super::errors::OAuthError;
 use super::grants::Grant;
 use super::{Client, Provider};
@@ -33,21 +39,38 @@ pub fn ended_key(sid: &str) -> String {
 /// How long a code lives (the longest a session's code may wait for its redemption).
 pub const CODE_TTL: Duration = Duration::from_secs(60);
 
-/// Marks ended sessions in the provider's store (the sessions' listener).
+/// Marks ended sessions in the provider's store and tells their clients (the sessions'
+/// listener).
 #[derive(Debug)]
 pub struct SessionEnds {
     store: Arc<dyn Store>,
     /// How long a mark stays: the longest any token bound to a session may live.
     horizon: Duration,
+    /// Clients with a `backchannelLogoutURI`, by client ID.
+    backchannel: HashMap<String, Registration>,
+    notifier: Notifier,
 }
 
 impl SessionEnds {
-    pub fn new<'a>(store: Arc<dyn Store>, clients: impl Iterator<Item = &'a Client>) -> Self {
+    pub fn new<'a>(
+        store: Arc<dyn Store>,
+        clients: impl Iterator<Item = &'a Client> + Clone,
+        notifier: Notifier,
+    ) -> Self {
         let horizon = clients
+            .clone()
             .flat_map(|c| [c.access_token.lifetime, c.refresh.lifetime])
             .fold(CODE_TTL, Duration::max)
             + Duration::from_secs(60);
-        Self { store, horizon }
+        let backchannel = clients
+            .filter_map(|c| Some((c.id.clone(), c.backchannel_logout.clone()?)))
+            .collect();
+        Self {
+            store,
+            horizon,
+            backchannel,
+            notifier,
+        }
     }
 }
 
@@ -59,6 +82,16 @@ impl EndListener for SessionEnds {
             .put(&ended_key(&data.sid), at, self.horizon)
             .await?;
         tracing::debug!(reason = why.as_str(), "the session's grants are ended");
+        for (client_id, sub) in &data.rps {
+            if let Some(reg) = self.backchannel.get(client_id) {
+                self.notifier.send(Notice {
+                    client_id: client_id.clone(),
+                    uri: reg.uri.clone(),
+                    sub: sub.clone(),
+                    sid: data.sid.clone(),
+                });
+            }
+        }
         Ok(())
     }
 }

@@ -65,6 +65,10 @@ pub struct SessionData {
     /// and for which username. Their attributes are derived, so a new login drops them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub lookups: BTreeMap<String, Lookup>,
+    /// The OIDC clients that got a code in this session, with the subject each knows the
+    /// user by: told when the session ends (back-channel logout).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rps: BTreeMap<String, String>,
 }
 
 /// One attribute-provider lookup cached in a session.
@@ -359,6 +363,7 @@ impl Sessions {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 lookups: BTreeMap::new(),
+                rps: p.data.rps.clone(),
             },
             None => SessionData {
                 v: SESSION_FORMAT,
@@ -368,6 +373,7 @@ impl Sessions {
                 attrs: Attributes::new(),
                 tokens: BTreeMap::new(),
                 lookups: BTreeMap::new(),
+                rps: BTreeMap::new(),
             },
         };
         data.attrs.extend(attrs);

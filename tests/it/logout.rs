@@ -424,7 +424,10 @@ async fn end_session_without_a_hint_confirms_ends_the_grants_and_returns_to_the_
     let r = c.get(&url).header("cookie", &alice).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let html = r.text().await.unwrap();
-    assert!(html.contains("<strong>web</strong> asks to sign you out"), "{html}");
+    assert!(
+        html.contains("<strong>web</strong> asks to sign you out"),
+        "{html}"
+    );
     // not yet: the page alone ends nothing
     assert!(active(&gw, "web", &s(&web, "access_token")).await);
     let r = c
@@ -443,7 +446,10 @@ async fn end_session_without_a_hint_confirms_ends_the_grants_and_returns_to_the_
         .await
         .unwrap();
     assert_eq!(r.status(), 303);
-    assert_eq!(r.headers()["location"], "https://rp.example.com/bye?state=s1");
+    assert_eq!(
+        r.headers()["location"],
+        "https://rp.example.com/bye?state=s1"
+    );
     assert!(!active(&gw, "web", &s(&web, "access_token")).await);
     assert!(!active(&gw, "web", &s(&web, "refresh_token")).await);
     let q: String = form_urlencoded::Serializer::new(String::new())
@@ -453,7 +459,10 @@ async fn end_session_without_a_hint_confirms_ends_the_grants_and_returns_to_the_
             ("response_type", "code"),
             ("scope", "openid"),
             ("prompt", "none"),
-            ("code_challenge", "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"),
+            (
+                "code_challenge",
+                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            ),
             ("code_challenge_method", "S256"),
         ])
         .finish();
@@ -465,6 +474,334 @@ async fn end_session_without_a_hint_confirms_ends_the_grants_and_returns_to_the_
         .unwrap();
     assert_eq!(r.status(), 302);
     let back = query_of(r.headers()["location"].to_str().unwrap());
-    assert_eq!(back.get("error").map(String::as_str), Some("login_required"));
+    assert_eq!(
+        back.get("error").map(String::as_str),
+        Some("login_required")
+    );
     assert!(!back.contains_key("code"));
+}
+
+/// An RP's back-channel logout endpoint: records every request body (in order) and answers
+/// each with the next status of `statuses` (200 once they are used up).
+struct Receiver {
+    port: u16,
+    bodies: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl Receiver {
+    async fn start(statuses: Vec<u16>) -> Receiver {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let statuses = std::sync::Arc::new(std::sync::Mutex::new(statuses));
+        let (seen, next) = (bodies.clone(), statuses.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let (seen, next) = (seen.clone(), next.clone());
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    // headers, then the body by Content-Length
+                    let (head, len) = loop {
+                        let n = sock.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                            let len = head
+                                .lines()
+                                .find_map(|l| {
+                                    let (k, v) = l.split_once(':')?;
+                                    k.eq_ignore_ascii_case("content-length")
+                                        .then(|| v.trim().parse::<usize>().ok())?
+                                })
+                                .unwrap_or(0);
+                            buf.drain(..end + 4);
+                            break (head, len);
+                        }
+                    };
+                    while buf.len() < len {
+                        let n = sock.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let body = String::from_utf8_lossy(&buf[..len]).to_string();
+                    seen.lock().unwrap().push((head, body));
+                    let status = {
+                        let mut s = next.lock().unwrap();
+                        if s.is_empty() {
+                            200
+                        } else {
+                            s.remove(0)
+                        }
+                    };
+                    let _ = sock
+                        .write_all(
+                            format!("HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                                .as_bytes(),
+                        )
+                        .await;
+                });
+            }
+        });
+        Receiver { port, bodies }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn count(&self) -> usize {
+        self.bodies.lock().unwrap().len()
+    }
+
+    /// Waits until `n` requests came (10 s at most); returns them (head, body).
+    async fn wait_for(&self, n: usize) -> Vec<(String, String)> {
+        for _ in 0..200 {
+            if self.bodies.lock().unwrap().len() >= n {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.bodies.lock().unwrap().clone()
+    }
+}
+
+/// The verified claims of a logout token (signature by the provider's JWKS, `typ`
+/// `logout+jwt`, `iss`, `aud` = `client_id`).
+async fn verify_logout_token(gw: &Gateway, token: &str, client_id: &str) -> Value {
+    let jwks: jsonwebtoken::jwk::JwkSet = client()
+        .get(gw.url("/oauth2/jwks"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
+    let jwk = jwks.find(header.kid.as_deref().unwrap()).unwrap();
+    let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::ES256);
+    v.set_issuer(&["http://localhost:1234"]);
+    v.set_audience(&[client_id]);
+    v.set_required_spec_claims(&["iss", "aud", "exp", "iat"]);
+    jsonwebtoken::decode::<Value>(
+        token,
+        &jsonwebtoken::DecodingKey::from_jwk(jwk).unwrap(),
+        &v,
+    )
+    .unwrap()
+    .claims
+}
+
+fn id_claims(tokens: &Value) -> Value {
+    let id = s(tokens, "id_token");
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(id.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// `yaml` with back-channel logout URIs for `web` and `keeper`, and metrics.
+fn backchannel_yaml(key: &std::path::Path, web: &str, keeper: &str) -> String {
+    yaml(key, "jwt", "telemetry: { metrics: { location: /metrics } }", "")
+        .replace(
+            "    clientID: web\n",
+            &format!("    clientID: web\n    backchannelLogoutURI: \"{web}\"\n    backchannelLogoutSessionRequired: true\n"),
+        )
+        .replace(
+            "    clientID: keeper\n",
+            &format!("    clientID: keeper\n    backchannelLogoutURI: \"{keeper}\"\n"),
+        )
+}
+
+async fn metric(gw: &Gateway, line_start: &str) -> Option<String> {
+    let text = client()
+        .get(gw.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(line_start))
+        .map(str::to_string)
+}
+
+/// Back-channel logout (OpenID Connect Back-Channel Logout 1.0): a sign-out tells every
+/// client that got a code in the session, with a logout token signed by the provider's key
+/// (`typ: logout+jwt`, the event, `sid` of the ID tokens, each client's `sub`, no `nonce`),
+/// POSTed as a form; discovery says so.
+#[tokio::test]
+async fn backchannel_logout_tells_every_rp_of_the_session() {
+    let rp = Receiver::start(vec![]).await;
+    let keys = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(&backchannel_yaml(
+        &es256_key(&keys),
+        &rp.url("/web/bc"),
+        &rp.url("/keeper/bc"),
+    ));
+    let doc: Value = client()
+        .get(gw.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["backchannel_logout_supported"], true);
+    assert_eq!(doc["backchannel_logout_session_supported"], true);
+    let (web, alice) = tokens(&gw, "web", None).await;
+    let (keeper, _) = tokens(&gw, "keeper", Some(&alice)).await;
+    // another session of alice's: not told
+    let (_other, _) = tokens(&gw, "web", None).await;
+    assert_eq!(rp.count(), 0, "told before any sign-out");
+    assert_eq!(logout(&gw, "/.tessera/logout", &alice).await.status(), 200);
+    let got = rp.wait_for(2).await;
+    assert_eq!(got.len(), 2, "{got:?}");
+    for (client_id, tokens) in [("web", &web), ("keeper", &keeper)] {
+        let (head, body) = got
+            .iter()
+            .find(|(h, _)| h.starts_with(&format!("POST /{client_id}/bc HTTP/1.1")))
+            .unwrap_or_else(|| panic!("{client_id} not told: {got:?}"));
+        assert!(head
+            .to_ascii_lowercase()
+            .contains("content-type: application/x-www-form-urlencoded"));
+        let token = body.strip_prefix("logout_token=").unwrap();
+        let claims = verify_logout_token(&gw, token, client_id).await;
+        let id = id_claims(tokens);
+        assert_eq!(claims["sid"], id["sid"], "{claims}");
+        assert_eq!(claims["sub"], id["sub"]);
+        assert_eq!(
+            claims["events"],
+            serde_json::json!({"http://schemas.openid.net/event/backchannel-logout": {}})
+        );
+        assert!(claims.get("nonce").is_none());
+        assert_eq!(claims["jti"].as_str().unwrap().len(), 22);
+        assert_eq!(
+            claims["exp"].as_u64().unwrap() - claims["iat"].as_u64().unwrap(),
+            120
+        );
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(rp.count(), 2, "only the ended session's RPs");
+    assert_eq!(
+        metric(
+            &gw,
+            "tessera_logout_notices_total{client=\"web\",channel=\"back\",result=\"delivered\"}"
+        )
+        .await
+        .as_deref(),
+        Some(
+            "tessera_logout_notices_total{client=\"web\",channel=\"back\",result=\"delivered\"} 1"
+        )
+    );
+}
+
+/// An RP that fails is retried with a pause that doubles (a 5xx, then success); one that
+/// refuses (4xx) is not retried; one that cannot be reached is given up after 5 tries,
+/// counted and logged once. The user's sign-out never waits for any of them.
+#[tokio::test]
+async fn backchannel_logout_retries_is_bounded_and_never_blocks_the_user() {
+    let flaky = Receiver::start(vec![503, 502]).await;
+    let refusing = Receiver::start(vec![400]).await;
+    let keys = tempfile::tempdir().unwrap();
+    let gw = Gateway::start_with(
+        &backchannel_yaml(&es256_key(&keys), &flaky.url("/bc"), &refusing.url("/bc")),
+        &[("TESSERA_BACKCHANNEL_RETRY_MS", "100")],
+    );
+    let (_, alice) = tokens(&gw, "web", None).await;
+    tokens(&gw, "keeper", Some(&alice)).await;
+    assert_eq!(logout(&gw, "/.tessera/logout", &alice).await.status(), 200);
+    assert_eq!(flaky.wait_for(3).await.len(), 3);
+    assert_eq!(refusing.wait_for(1).await.len(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(flaky.count(), 3, "delivered at the third try");
+    assert_eq!(refusing.count(), 1, "a refusal is final");
+    let delivered =
+        "tessera_logout_notices_total{client=\"web\",channel=\"back\",result=\"delivered\"}";
+    assert_eq!(metric(&gw, delivered).await, Some(format!("{delivered} 1")));
+    let refused =
+        "tessera_logout_notices_total{client=\"keeper\",channel=\"back\",result=\"refused\"}";
+    assert_eq!(metric(&gw, refused).await, Some(format!("{refused} 1")));
+    gw.wait_log("back-channel logout refused by the app");
+
+    // unreachable: a port nobody listens on, and a listener that never answers
+    let [closed] = free_ports::<1>();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let gw = Gateway::start_with(
+        &backchannel_yaml(
+            &es256_key(&keys),
+            &format!("http://127.0.0.1:{closed}/bc"),
+            &format!("http://{}/bc", silent.local_addr().unwrap()),
+        ),
+        &[("TESSERA_BACKCHANNEL_RETRY_MS", "50")],
+    );
+    let (_, alice) = tokens(&gw, "web", None).await;
+    tokens(&gw, "keeper", Some(&alice)).await;
+    let started = std::time::Instant::now();
+    assert_eq!(logout(&gw, "/.tessera/logout", &alice).await.status(), 200);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    let failed = "tessera_logout_notices_total{client=\"web\",channel=\"back\",result=\"failed\"}";
+    for _ in 0..100 {
+        if metric(&gw, failed).await.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(metric(&gw, failed).await, Some(format!("{failed} 1")));
+    let line = gw.wait_log("back-channel logout failed after 5 tries");
+    assert!(line.contains("\"name\":\"web\""), "{line}");
+    assert_eq!(gw.count_logs("back-channel logout failed after 5 tries"), 1);
+    drop(silent);
+}
+
+/// Back-channel settings are checked at load, each error at its position.
+#[test]
+fn backchannel_configuration_errors_are_positioned() {
+    let keys = tempfile::tempdir().unwrap();
+    let base = yaml(&es256_key(&keys), "jwt", "", "");
+    for (line, col, expected) in [
+        (
+            "    backchannelLogoutURI: \"ftp://rp.example.com/bc\"\n",
+            5,
+            "`ftp://rp.example.com/bc` must be an http or https URL",
+        ),
+        (
+            "    backchannelLogoutURI: \"https://rp.example.com/bc#x\"\n",
+            5,
+            "`https://rp.example.com/bc#x` must not have a fragment",
+        ),
+        (
+            "    backchannelLogoutURI: \"http://rp.example.com/bc\"\n",
+            5,
+            "`http://rp.example.com/bc` uses http on a non-loopback host: use https",
+        ),
+        (
+            "    backchannelLogoutSessionRequired: true\n",
+            5,
+            "the session is required for back-channel logout, which is not configured\n    hint: set backchannelLogoutURI, or remove this",
+        ),
+    ] {
+        let config = base.replace("    clientID: web\n", &format!("    clientID: web\n{line}"));
+        let (code, out) = validate_with(&config, &[]);
+        let at = config.lines().position(|l| l == line.trim_end()).unwrap() + 1;
+        assert_eq!(code, 2, "{out}");
+        assert!(out.contains(&format!(":{at}:{col}: {expected}\n")), "{out}");
+    }
 }

@@ -245,6 +245,7 @@ pub fn compile(
         oidc_apps,
         &connectors,
         memory_bytes,
+        env.metrics.clone(),
         &mut ctx,
     );
 

@@ -421,6 +421,10 @@ pub struct OidcConnectorConfig {
     pub oauthRedirectURL: String,
     /// Where the IdP returns after RP-initiated logout (registered at the IdP).
     pub oidcLogoutCallbackURL: Option<String>,
+    /// Back-channel logout: the URL registered at the IdP as this client's
+    /// `backchannel_logout_uri`; its path is served by the gateway, and a valid logout token
+    /// POSTed there ends every gateway session that came from the IdP session it names.
+    pub oidcBackchannelLogoutURL: Option<String>,
     /// Space-separated scopes (default: `openid profile email`, plus preset extras).
     pub scopes: Option<String>,
     /// Turn PKCE (S256) off for IdPs that reject it.

@@ -14,6 +14,7 @@
 //! is bounded (`flows`): flows per client IP, the return URL's length, and flows are the
 //! first thing the memory store evicts.
 
+pub mod backchannel;
 pub mod credentials;
 pub mod flows;
 pub mod throttle;
@@ -510,7 +511,7 @@ async fn submit(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> Outco
         }
     };
     tracing::info!(idp, user = username, "password verified");
-    upstream::finish_login(rt, idp, attrs, None, flow_id, &flow, &headers, ctx).await
+    upstream::finish_login(rt, idp, attrs, None, None, flow_id, &flow, &headers, ctx).await
 }
 
 /// Sign-out at `/.tessera/logout` or an app's `logout.location` (`action`, where the

@@ -4,8 +4,10 @@
 
 mod clock;
 pub mod cookie;
+mod upstream;
 
 pub use clock::Clock;
+pub use upstream::UpstreamSession;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -317,17 +319,20 @@ impl Sessions {
         connector: &str,
         attrs: Attributes,
     ) -> Result<String, StoreError> {
-        self.login_with_tokens(previous, connector, attrs, None)
+        self.login_with_tokens(previous, connector, attrs, None, None)
             .await
     }
 
-    /// `login`, also keeping the upstream IdP's tokens (for refresh and logout at the IdP).
+    /// `login`, also keeping the upstream IdP's tokens (for refresh and logout at the IdP)
+    /// and, with `upstream`, listing the session under the IdP session it came from (for the
+    /// IdP's back-channel logout).
     pub async fn login_with_tokens(
         &self,
         previous: Option<&Session>,
         connector: &str,
         attrs: Attributes,
         tokens: Option<UpstreamTokens>,
+        upstream: Option<&UpstreamSession>,
     ) -> Result<String, StoreError> {
         let now = self.clock.now();
         let prefix = format!("{connector}.");
@@ -387,7 +392,18 @@ impl Sessions {
         let id = random_token(32);
         let ttl = self.ttl(&data, now);
         let bytes = Bytes::from(serde_json::to_vec(&data).unwrap_or_default());
-        self.store.put(&store_key(&id), bytes, ttl).await?;
+        let key = store_key(&id);
+        self.store.put(&key, bytes, ttl).await?;
+        self.store
+            .put(
+                &upstream::pointer_key(&data.sid),
+                Bytes::from(key),
+                self.settings.max_lifetime,
+            )
+            .await?;
+        if let Some(up) = upstream {
+            self.index_upstream(connector, &data.sid, up).await?;
+        }
         if let Some(p) = previous {
             self.store.delete(&p.store_key()).await?;
         }
@@ -457,6 +473,11 @@ impl Sessions {
         if let Some(s) = session {
             self.ended(&s.data, why).await?;
             self.store.delete(&s.store_key()).await?;
+            if !s.data.sid.is_empty() {
+                self.store
+                    .delete(&upstream::pointer_key(&s.data.sid))
+                    .await?;
+            }
             tracing::debug!(session = %s.store_key(), reason = why.as_str(), "session ended");
         }
         Ok(self.settings.cookie.clear())

@@ -15,10 +15,11 @@ import http from 'node:http';
 import { after, before, test } from 'node:test';
 
 import * as jose from 'jose';
+import Provider from 'oidc-provider';
 import * as oidc from 'openid-client';
 
-import { generateSigningKey, startTesseraWithIssuer } from './oidc-support.mjs';
-import { hashPasswords, launchBrowser, startUpstream } from './support.mjs';
+import { freePort, generateSigningKey, startTesseraWithIssuer } from './oidc-support.mjs';
+import { hashPasswords, launchBrowser, startTessera, startUpstream } from './support.mjs';
 
 const PASSWORD = 'single-logout-e2e';
 const TEST_TIMEOUT_MS = 45_000;
@@ -242,4 +243,151 @@ test('back-channel logout: signing out at the gateway ends the RP session (logou
   // and what Tessera issued in the session is inactive
   assert.equal((await oidc.tokenIntrospection(rp.config, tokens.access_token)).active, false);
   assert.equal((await oidc.tokenIntrospection(rp.config, tokens.refresh_token)).active, false);
+});
+
+/** panva's oidc-provider with back-channel logout, one client (the gateway). */
+async function startIdp(t, gatewayOrigin) {
+  const port = await freePort();
+  const issuer = `http://127.0.0.1:${port}`;
+  const provider = new Provider(issuer, {
+    clients: [
+      {
+        client_id: 'gateway',
+        client_secret: 'gateway-client-secret-0123456789',
+        redirect_uris: [`${gatewayOrigin}/corp/callback`],
+        backchannel_logout_uri: `${gatewayOrigin}/corp/backchannel-logout`,
+        backchannel_logout_session_required: true,
+        grant_types: ['authorization_code'],
+        response_types: ['code'],
+        token_endpoint_auth_method: 'client_secret_basic',
+      },
+    ],
+    claims: { openid: ['sub'], email: ['email'] },
+    async findAccount(_ctx, sub) {
+      return { accountId: sub, async claims() { return { sub, email: `${sub}@corp.example` }; } };
+    },
+    cookies: { keys: ['e2e-cookie-key-0123456789'] },
+    features: { devInteractions: { enabled: true }, backchannelLogout: { enabled: true }, rpInitiatedLogout: { enabled: true } },
+    // oidc-provider refuses outgoing requests to special-use addresses (its SSRF guard, a
+    // dispatcher it adds); the gateway of this test is on loopback, so the guard is left out.
+    fetch: (url, { dispatcher, ...options }) => globalThis.fetch(url, options),
+  });
+  const events = [];
+  provider.on('backchannel.success', (_ctx, client) => events.push(`success ${client.clientId}`));
+  provider.on('backchannel.error', (_ctx, err, client) => events.push(`error ${client.clientId}: ${err.message}`));
+  provider.on('end_session.success', () => events.push('end_session.success'));
+  provider.on('end_session.error', (_ctx, err) => events.push(`end_session.error ${err.message}`));
+  const server = http.createServer(provider.callback());
+  server.listen(port, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(async () => {
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+  });
+  return { issuer, events };
+}
+
+test('back-channel logout from the upstream IdP (oidc-provider): the gateway session and its tokens end', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  const upstream = await startUpstream();
+  t.after(() => upstream.close());
+  // The gateway's port must be known before the IdP (its client URIs) and the IdP before
+  // the gateway (its discovery URL): take a port, start the IdP, then the gateway on it.
+  const port = await freePort();
+  const origin = `http://127.0.0.1:${port}`;
+  const idp = await startIdp(t, origin);
+  const g = await startTessera(
+    `version: 1
+http: { address: "127.0.0.1:${port}" }
+logger: { level: info, format: json }
+connectors:
+  - name: corp
+    type: oidc
+    oidcWellKnownURL: ${idp.issuer}/.well-known/openid-configuration
+    oauthClientID: gateway
+    oauthClientSecret: gateway-client-secret-0123456789
+    oauthRedirectURL: ${origin}/corp/callback
+    oidcBackchannelLogoutURL: ${origin}/corp/backchannel-logout
+    scopes: openid email
+oidcProvider:
+  issuer: ${origin}
+  signingKeys: [{ file: "${key.file}", alg: ES256 }]
+apps:
+  - name: app
+    type: proxy
+    routePatterns: ["/"]
+    upstream: ${upstream.url}
+    policies:
+      - location: /
+        authentication: { idps: [corp] }
+        authorization: { allowAll: true }
+  - name: web
+    type: oidc
+    clientID: web
+    clientSecret: web-client-secret-0123456789
+    redirectURLs: ["http://localhost:1/cb"]
+    grantTypes: [authorization_code, refresh_token]
+    authentication: { idps: [corp] }
+    refreshToken: { allowOfflineAccess: true }
+`,
+    t,
+  );
+  const { context, page } = await newPage(t);
+  await page.goto(`${origin}/inbox`);
+  await page.waitForURL((u) => u.toString().startsWith(idp.issuer));
+  await page.locator('input[name=login]').fill('carol');
+  await page.locator('input[name=password]').fill('any-password');
+  await page.getByRole('button', { name: 'Sign-in' }).click();
+  await page.waitForURL((u) => u.toString().startsWith(idp.issuer));
+  await page.getByRole('button', { name: 'Continue' }).click();
+  await page.waitForURL(`${origin}/inbox`);
+  assert.equal(upstream.requestsFor('/inbox').length, 1);
+
+  // An OIDC app of the gateway gets tokens in this session (single sign-on, no sign-in).
+  const cookie = (await context.cookies(origin)).map((c) => `${c.name}=${c.value}`).join('; ');
+  const authz = new URL(`${origin}/oauth2/authorize`);
+  for (const [k, v] of Object.entries({ client_id: 'web', redirect_uri: 'http://localhost:1/cb', response_type: 'code', scope: 'openid offline_access' })) {
+    authz.searchParams.set(k, v);
+  }
+  const r = await fetch(authz, { headers: { cookie }, redirect: 'manual' });
+  assert.equal(r.status, 302);
+  const code = new URL(r.headers.get('location')).searchParams.get('code');
+  assert.ok(code);
+  const basic = `Basic ${Buffer.from('web:web-client-secret-0123456789').toString('base64')}`;
+  const tokens = await (
+    await fetch(`${origin}/oauth2/token`, {
+      method: 'POST',
+      headers: { authorization: basic, 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: 'http://localhost:1/cb' }),
+    })
+  ).json();
+  const active = async (token) =>
+    (
+      await (
+        await fetch(`${origin}/oauth2/introspect`, {
+          method: 'POST',
+          headers: { authorization: basic, 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ token }),
+        })
+      ).json()
+    ).active;
+  assert.equal(await active(tokens.access_token), true);
+
+  // The session ends at the IdP (its own end-session page); it tells the gateway.
+  await page.goto(`${idp.issuer}/session/end`);
+  await page.getByRole('button', { name: 'Yes, sign me out' }).click();
+  await until('the back-channel logout', () => g.logs.some((l) => l.includes('back-channel logout from the identity provider'))).catch((e) => {
+    e.message += `\nIdP events: ${JSON.stringify(idp.events)}\n--- gateway log ---\n${g.logs.join('\n')}`;
+    throw e;
+  });
+  const line = g.logs.find((l) => l.includes('back-channel logout from the identity provider'));
+  assert.equal(JSON.parse(line).sessions, 1, line);
+  assert.ok(!g.logs.some((l) => l.includes('back-channel logout refused')), g.logs.join('\n'));
+
+  // The next request to the proxy app asks for a sign-in again (at the IdP)...
+  const again = await fetch(`${origin}/inbox`, { headers: { cookie }, redirect: 'manual' });
+  assert.equal(again.status, 302);
+  assert.match(again.headers.get('location'), /^\/\.tessera\/login/);
+  // ...and what the gateway issued to the OIDC app in that session is inactive.
+  assert.equal(await active(tokens.access_token), false);
+  assert.equal(await active(tokens.refresh_token), false);
 });

@@ -208,6 +208,7 @@ enum Endpoint {
 }
 
 impl Provider {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         issuer: String,
         endpoints: Endpoints,

@@ -716,6 +716,12 @@ pub struct OidcAppConfig {
     /// The app needs `sid` in logout tokens (always sent; default false).
     #[serde(default)]
     pub backchannelLogoutSessionRequired: bool,
+    /// Front-channel logout (OpenID Connect Front-Channel Logout 1.0): a page of the app the
+    /// signed-out page loads in an iframe when a session this app got a code in ends.
+    pub frontchannelLogoutURI: Option<String>,
+    /// Add `iss` and `sid` to the front-channel logout URI's query (default false).
+    #[serde(default)]
+    pub frontchannelLogoutSessionRequired: bool,
     /// authorization_code (default), refresh_token, client_credentials, password.
     pub grantTypes: Option<Vec<String>>,
     /// Scopes beyond openid/profile/email/address/phone/offline_access this client may request.

@@ -146,7 +146,20 @@ fn compile_client(
         super::compile::compile_attr_providers(&cfg.attrProviders, p, connectors, ctx);
     let introspects = compile_introspects(cfg.introspection.as_ref(), p, client_ids, ctx);
     let rate_limit = rate_limit(cfg.rateLimit.as_ref(), &grants, p, ctx);
-    let backchannel_logout = backchannel_logout(&cfg, p, ctx);
+    let backchannel_logout = logout_uri(
+        cfg.backchannelLogoutURI.as_deref(),
+        cfg.backchannelLogoutSessionRequired,
+        ("backchannelLogoutURI", "backchannelLogoutSessionRequired"),
+        p,
+        ctx,
+    );
+    let frontchannel_logout = logout_uri(
+        cfg.frontchannelLogoutURI.as_deref(),
+        cfg.frontchannelLogoutSessionRequired,
+        ("frontchannelLogoutURI", "frontchannelLogoutSessionRequired"),
+        p,
+        ctx,
+    );
     if ctx.diags.items.len() > errors_before {
         return None;
     }
@@ -170,34 +183,42 @@ fn compile_client(
         introspects,
         rate_limit,
         backchannel_logout,
+        frontchannel_logout,
     })
 }
 
-/// `backchannelLogoutURI` and `backchannelLogoutSessionRequired`.
-fn backchannel_logout(
-    cfg: &OidcAppConfig,
+/// `backchannelLogoutURI` / `frontchannelLogoutURI` and their `…SessionRequired` (`keys`).
+fn logout_uri(
+    uri: Option<&str>,
+    session_required: bool,
+    keys: (&str, &str),
     p: &ConfigPath,
     ctx: &mut Ctx<'_>,
 ) -> Option<crate::provider::backchannel::Registration> {
-    let Some(uri) = &cfg.backchannelLogoutURI else {
-        if cfg.backchannelLogoutSessionRequired {
+    let channel = if keys.0.starts_with("back") {
+        "back-channel"
+    } else {
+        "front-channel"
+    };
+    let Some(uri) = uri else {
+        if session_required {
             ctx.diags.error_hint(
-                &p.key("backchannelLogoutSessionRequired"),
-                "the session is required for back-channel logout, which is not configured",
-                "set backchannelLogoutURI, or remove this",
+                &p.key(keys.1),
+                format!("the session is required for {channel} logout, which is not configured"),
+                format!("set {}, or remove this", keys.0),
             );
         }
         return None;
     };
-    let path = p.key("backchannelLogoutURI");
+    let path = p.key(keys.0);
     if !(uri.starts_with("https://") || uri.starts_with("http://")) {
         ctx.diags
             .error(&path, format!("`{uri}` must be an http or https URL"));
         return None;
     }
     check_redirect(uri, &path, ctx).then(|| crate::provider::backchannel::Registration {
-        uri: uri.clone(),
-        session_required: cfg.backchannelLogoutSessionRequired,
+        uri: uri.to_string(),
+        session_required,
     })
 }
 

@@ -580,14 +580,24 @@ async fn end_session(
     redirect: Option<&str>,
     status: StatusCode,
 ) -> Outcome {
-    let clear = match rt.sessions.end(session).await {
-        Ok(c) => c,
+    let ended = match rt.sessions.end(session).await {
+        Ok(e) => e,
         Err(e) => return Err(store_down(e)),
     };
+    let clear = ended.clear;
     if session.is_some() {
         tracing::info!("logout");
     }
-    if let Some(idp_url) = session.and_then(|s| upstream::idp_logout_url(rt, s)) {
+    let idp_url = session.and_then(|s| upstream::idp_logout_url(rt, s));
+    // Apps told by front-channel logout: a page loads them, then goes on.
+    if !ended.frames.is_empty() {
+        let next = idp_url.as_deref().or(redirect);
+        let page = pages::signed_out_page(&ended.frames, next);
+        let mut resp = respond::html_with_frames(StatusCode::OK, page, ctx, &ended.frames);
+        respond::add_cookies(&mut resp, &[clear]);
+        return Ok(resp);
+    }
+    if let Some(idp_url) = idp_url {
         return Ok(respond::redirect(status, &idp_url, &[clear], ctx));
     }
     match redirect {

@@ -43,11 +43,12 @@ fn first_pause() -> Duration {
     })
 }
 
-/// A client's back-channel logout registration.
+/// A client's logout URI registration (back- or front-channel).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
     pub uri: String,
-    /// `backchannelLogoutSessionRequired`: the RP needs `sid` (always sent).
+    /// `…LogoutSessionRequired`: the RP needs `sid` (back-channel: always sent; front-channel:
+    /// `iss` and `sid` are added to the URI's query).
     pub session_required: bool,
 }
 

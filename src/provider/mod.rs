@@ -118,6 +118,8 @@ pub struct Client {
     pub rate_limit: Option<limits::RateLimit>,
     /// `backchannelLogoutURI`: told when a session it got a code in ends.
     pub backchannel_logout: Option<backchannel::Registration>,
+    /// `frontchannelLogoutURI`: loaded in the signed-out page when such a session ends.
+    pub frontchannel_logout: Option<backchannel::Registration>,
 }
 
 /// Whose tokens a client may introspect besides its own (RFC 7662 section 4: a resource
@@ -225,6 +227,7 @@ impl Provider {
             store.clone(),
             clients.values(),
             notifier,
+            issuer.clone(),
         ));
         let mut p = Self {
             issuer,

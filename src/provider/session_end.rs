@@ -9,7 +9,8 @@
 //! ran is dead at its first use. One mark per session, whatever the number of its tokens.
 //!
 //! The clients that got a code in the session (`SessionData::rps`) and registered a
-//! `backchannelLogoutURI` are told, in the background (`backchannel`).
+//! `backchannelLogoutURI` are told, in the background (`backchannel`); the URIs of those
+//! with a `frontchannelLogoutURI` are returned for the signed-out page to load.
 //!
 //! A client with `refreshToken.survivesLogout` keeps its refresh tokens: at their first use
 //! after the session ended, the grant is unbound (`sid` dropped), so the tokens minted from
@@ -48,7 +49,10 @@ pub struct SessionEnds {
     horizon: Duration,
     /// Clients with a `backchannelLogoutURI`, by client ID.
     backchannel: HashMap<String, Registration>,
+    /// Clients with a `frontchannelLogoutURI`, by client ID.
+    frontchannel: HashMap<String, Registration>,
     notifier: Notifier,
+    issuer: String,
 }
 
 impl SessionEnds {
@@ -56,6 +60,7 @@ impl SessionEnds {
         store: Arc<dyn Store>,
         clients: impl Iterator<Item = &'a Client> + Clone,
         notifier: Notifier,
+        issuer: String,
     ) -> Self {
         let horizon = clients
             .clone()
@@ -63,20 +68,30 @@ impl SessionEnds {
             .fold(CODE_TTL, Duration::max)
             + Duration::from_secs(60);
         let backchannel = clients
+            .clone()
             .filter_map(|c| Some((c.id.clone(), c.backchannel_logout.clone()?)))
+            .collect();
+        let frontchannel = clients
+            .filter_map(|c| Some((c.id.clone(), c.frontchannel_logout.clone()?)))
             .collect();
         Self {
             store,
             horizon,
             backchannel,
+            frontchannel,
             notifier,
+            issuer,
         }
     }
 }
 
 #[async_trait::async_trait]
 impl EndListener for SessionEnds {
-    async fn session_ended(&self, data: &SessionData, why: EndReason) -> Result<(), StoreError> {
+    async fn session_ended(
+        &self,
+        data: &SessionData,
+        why: EndReason,
+    ) -> Result<Vec<String>, StoreError> {
         let at = Bytes::from(now_unix().to_string());
         self.store
             .put(&ended_key(&data.sid), at, self.horizon)
@@ -92,7 +107,23 @@ impl EndListener for SessionEnds {
                 });
             }
         }
-        Ok(())
+        // Front-channel logout 1.0: the page the browser loads, with `iss` and `sid` when
+        // the client asked for them.
+        let frames = data
+            .rps
+            .keys()
+            .filter_map(|client_id| self.frontchannel.get(client_id))
+            .filter_map(|reg| {
+                let mut url = url::Url::parse(&reg.uri).ok()?;
+                if reg.session_required {
+                    url.query_pairs_mut()
+                        .append_pair("iss", &self.issuer)
+                        .append_pair("sid", &data.sid);
+                }
+                Some(url.to_string())
+            })
+            .collect();
+        Ok(frames)
     }
 }
 

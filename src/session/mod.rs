@@ -137,11 +137,26 @@ impl SessionData {
 }
 
 /// Told when a session ends, before its record is deleted: the OpenID provider ends the
-/// grants issued in it. An error keeps the session (fail closed: a sign-out that could not
-/// end the grants is refused, and the user may try again).
+/// grants issued in it and tells its apps. It returns the pages the browser should load to
+/// tell the apps that can only be told there (front-channel logout). An error keeps the
+/// session (fail closed: a sign-out that could not end the grants is refused, and the user
+/// may try again).
 #[async_trait::async_trait]
 pub trait EndListener: Send + Sync + std::fmt::Debug {
-    async fn session_ended(&self, data: &SessionData, why: EndReason) -> Result<(), StoreError>;
+    async fn session_ended(
+        &self,
+        data: &SessionData,
+        why: EndReason,
+    ) -> Result<Vec<String>, StoreError>;
+}
+
+/// What ending a session gives the browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    /// The `Set-Cookie` value that clears the session cookie.
+    pub clear: String,
+    /// Front-channel logout URLs to load in iframes of the signed-out page.
+    pub frames: Vec<String>,
 }
 
 /// Why a session ended (logged, and told to the listener).
@@ -250,11 +265,12 @@ impl Sessions {
         self
     }
 
-    /// Tells the listener that the session `data` ends (before its record goes).
-    async fn ended(&self, data: &SessionData, why: EndReason) -> Result<(), StoreError> {
+    /// Tells the listener that the session `data` ends (before its record goes); returns
+    /// its front-channel logout URLs.
+    async fn ended(&self, data: &SessionData, why: EndReason) -> Result<Vec<String>, StoreError> {
         match &self.listener {
             Some(l) if !data.sid.is_empty() => l.session_ended(data, why).await,
-            _ => Ok(()),
+            _ => Ok(Vec::new()),
         }
     }
 
@@ -459,8 +475,8 @@ impl Sessions {
     }
 
     /// Ends a session server-side (the listener first, so the grants issued in it end
-    /// with it); returns the `Set-Cookie` value that clears it.
-    pub async fn end(&self, session: Option<&Session>) -> Result<String, StoreError> {
+    /// with it); returns the `Set-Cookie` value that clears it and the front-channel pages.
+    pub async fn end(&self, session: Option<&Session>) -> Result<Ended, StoreError> {
         self.end_for(session, EndReason::Logout).await
     }
 
@@ -469,9 +485,10 @@ impl Sessions {
         &self,
         session: Option<&Session>,
         why: EndReason,
-    ) -> Result<String, StoreError> {
+    ) -> Result<Ended, StoreError> {
+        let mut frames = Vec::new();
         if let Some(s) = session {
-            self.ended(&s.data, why).await?;
+            frames = self.ended(&s.data, why).await?;
             self.store.delete(&s.store_key()).await?;
             if !s.data.sid.is_empty() {
                 self.store
@@ -480,7 +497,10 @@ impl Sessions {
             }
             tracing::debug!(session = %s.store_key(), reason = why.as_str(), "session ended");
         }
-        Ok(self.settings.cookie.clear())
+        Ok(Ended {
+            clear: self.settings.cookie.clear(),
+            frames,
+        })
     }
 }
 

@@ -149,6 +149,7 @@ impl Sessions {
         if data.sid != sid {
             return Ok(false);
         }
+        // No browser is there to load front-channel pages: back-channel only.
         self.ended(&data, EndReason::Upstream).await?;
         self.store.delete(&key).await?;
         self.store.delete(&pointer).await?;

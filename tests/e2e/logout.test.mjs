@@ -52,8 +52,9 @@ async function startRp(t) {
   const pending = new Map();
   const sessions = new Map();
   const notices = [];
+  const frames = [];
   const errors = [];
-  const rp = { sessions, notices, errors };
+  const rp = { sessions, notices, frames, errors };
   let jwks;
 
   const sidOf = (req) => /(?:^|;\s*)rp_sid=([A-Za-z0-9_-]+)/.exec(req.headers.cookie ?? '')?.[1];
@@ -97,6 +98,9 @@ async function startRp(t) {
         });
         sessions.set(sid, { tokens, claims: tokens.claims() });
         send(res, 200, '<h1>Signed in</h1>');
+      } else if (url.pathname === '/frontchannel-logout') {
+        frames.push(Object.fromEntries(url.searchParams));
+        send(res, 200, '<p>bye</p>');
       } else if (url.pathname === '/backchannel-logout' && req.method === 'POST') {
         // OpenID Connect Back-Channel Logout 1.0, section 2.6, with jose doing the JWT work.
         assert.equal(req.headers['content-type'], 'application/x-www-form-urlencoded');
@@ -174,6 +178,8 @@ apps:
     redirectURLs: ["${rpOrigin}/callback"]
     backchannelLogoutURI: "${rpOrigin}/backchannel-logout"
     backchannelLogoutSessionRequired: true
+    frontchannelLogoutURI: "${rpOrigin}/frontchannel-logout"
+    frontchannelLogoutSessionRequired: true
     grantTypes: [authorization_code, refresh_token]
     authentication: { idps: [local] }
     refreshToken: { allowOfflineAccess: true }
@@ -206,7 +212,7 @@ async function until(what, check, ms = 10_000) {
   }
 }
 
-test('back-channel logout: signing out at the gateway ends the RP session (logout token checked with jose)', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+test('back-channel and front-channel logout: signing out at the gateway ends the RP session (logout token checked with jose, iframe loaded)', { timeout: TEST_TIMEOUT_MS }, async (t) => {
   const upstream = await startUpstream();
   t.after(() => upstream.close());
   const rp = await startRp(t);
@@ -215,6 +221,7 @@ test('back-channel logout: signing out at the gateway ends the RP session (logou
   const meta = rp.config.serverMetadata();
   assert.equal(meta.backchannel_logout_supported, true);
   assert.equal(meta.backchannel_logout_session_supported, true);
+  assert.equal(meta.frontchannel_logout_supported, true);
 
   const { page } = await newPage(t);
   await page.goto(`${rp.origin}/login`);
@@ -231,6 +238,9 @@ test('back-channel logout: signing out at the gateway ends the RP session (logou
   assert.equal(await page.title(), 'Sign out?');
   await Promise.all([page.waitForNavigation(), page.getByRole('button', { name: 'Sign out' }).click()]);
   assert.match(await page.locator('body').innerText(), /signed out/i);
+  // front-channel: the signed-out page loaded the RP's page in an iframe (its CSP allows it)
+  await until('the front-channel iframe', () => rp.frames.length > 0);
+  assert.deepEqual(rp.frames, [{ iss: gw.origin, sid: claims.sid }]);
 
   await until('the logout token', () => rp.notices.length > 0 || rp.errors.length > 0);
   assert.deepEqual(rp.errors, []);

@@ -797,6 +797,16 @@ fn backchannel_configuration_errors_are_positioned() {
             5,
             "the session is required for back-channel logout, which is not configured\n    hint: set backchannelLogoutURI, or remove this",
         ),
+        (
+            "    frontchannelLogoutURI: \"rp.example.com/fc\"\n",
+            5,
+            "`rp.example.com/fc` must be an http or https URL",
+        ),
+        (
+            "    frontchannelLogoutSessionRequired: true\n",
+            5,
+            "the session is required for front-channel logout, which is not configured\n    hint: set frontchannelLogoutURI, or remove this",
+        ),
     ] {
         let config = base.replace("    clientID: web\n", &format!("    clientID: web\n{line}"));
         let (code, out) = validate_with(&config, &[]);
@@ -804,4 +814,96 @@ fn backchannel_configuration_errors_are_positioned() {
         assert_eq!(code, 2, "{out}");
         assert!(out.contains(&format!(":{at}:{col}: {expected}\n")), "{out}");
     }
+}
+
+/// Front-channel logout (OpenID Connect Front-Channel Logout 1.0): the signed-out page loads
+/// the `frontchannelLogoutURI` of every app that got a code in the session (with `iss` and
+/// `sid` when asked), in hidden iframes its CSP allows exactly; after the provider's
+/// end-session it then goes on to the RP. Discovery says so.
+#[tokio::test]
+async fn frontchannel_logout_loads_the_apps_pages() {
+    let keys = tempfile::tempdir().unwrap();
+    let config = yaml(&es256_key(&keys), "jwt", "", "")
+        .replace(
+            "    clientID: web\n",
+            "    clientID: web\n    frontchannelLogoutURI: \"https://rp.example.com/fc?x=1\"\n    frontchannelLogoutSessionRequired: true\n",
+        )
+        .replace(
+            "    clientID: keeper\n",
+            "    clientID: keeper\n    frontchannelLogoutURI: \"https://keeper.example.com:8443/fc\"\n",
+        );
+    let gw = Gateway::start(&config);
+    let c = client();
+    let doc: Value = c
+        .get(gw.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["frontchannel_logout_supported"], true);
+    assert_eq!(doc["frontchannel_logout_session_supported"], true);
+
+    // the gateway's sign-out
+    let (web, alice) = tokens(&gw, "web", None).await;
+    tokens(&gw, "keeper", Some(&alice)).await;
+    let sid = s(&id_claims(&web), "sid");
+    let r = logout(&gw, "/.tessera/logout", &alice).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-security-policy"],
+        "default-src 'none'; style-src 'unsafe-inline'; frame-src https://keeper.example.com:8443 https://rp.example.com; frame-ancestors 'none'"
+    );
+    assert!(full_set_cookie(&r, "tessera_session")
+        .unwrap()
+        .contains("Max-Age=0"));
+    let html = r.text().await.unwrap();
+    assert!(html.contains(&format!(
+        "<iframe hidden src=\"https://rp.example.com/fc?x=1&amp;iss=http%3A%2F%2Flocalhost%3A1234&amp;sid={sid}\"></iframe>"
+    )), "{html}");
+    assert!(
+        html.contains("<iframe hidden src=\"https://keeper.example.com:8443/fc\"></iframe>"),
+        "{html}"
+    );
+    assert_eq!(html.matches("<iframe").count(), 2);
+    assert!(!active(&gw, "web", &s(&web, "access_token")).await);
+
+    // the provider's end-session with a hint and a redirect: the page, then the RP
+    let (web, alice) = tokens(&gw, "web", None).await;
+    let r = c
+        .get(gw.url(&format!(
+            "/oauth2/logout?id_token_hint={}&post_logout_redirect_uri=https://rp.example.com/bye&state=s2",
+            s(&web, "id_token")
+        )))
+        .header("cookie", &alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-src https://rp.example.com;"));
+    let html = r.text().await.unwrap();
+    assert_eq!(
+        html.matches("<iframe").count(),
+        1,
+        "only web got a code: {html}"
+    );
+    assert!(html.contains(
+        "<meta http-equiv=\"refresh\" content=\"2;url=https://rp.example.com/bye?state=s2\"><a class=\"button\" href=\"https://rp.example.com/bye?state=s2\">Continue</a>"
+    ), "{html}");
+    assert!(!active(&gw, "web", &s(&web, "access_token")).await);
+
+    // a session no front-channel app got a code in (a proxy app's sign-in only): the plain
+    // signed-out page, with the usual CSP
+    let (portal, _) = login(&gw, "/portal", "local", "alice", "pw").await;
+    let r = logout(&gw, "/.tessera/logout", &portal).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["content-security-policy"],
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
+    );
+    assert!(!r.text().await.unwrap().contains("<iframe"));
 }

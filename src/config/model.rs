@@ -640,6 +640,9 @@ pub struct LogoutConfig {
     pub location: String,
     /// Where to go afterwards (default `/`).
     pub redirectURL: Option<String>,
+    /// The app's own logout URL: called by the gateway (GET, in the background, 3 s
+    /// timeout, with the browser's cookies for the app) after a sign-out here.
+    pub upstreamURL: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

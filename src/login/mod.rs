@@ -14,6 +14,7 @@
 //! is bounded (`flows`): flows per client IP, the return URL's length, and flows are the
 //! first thing the memory store evicts.
 
+pub mod app_logout;
 pub mod backchannel;
 pub mod credentials;
 pub mod flows;
@@ -220,7 +221,7 @@ pub async fn handle(rt: &Runtime, req: Request<Incoming>, ctx: &RequestCtx) -> O
         (Method::GET | Method::HEAD, LOGIN_PATH) => login_page(rt, &req, ctx).await,
         (Method::POST, LOGIN_PATH) => submit(rt, req, ctx).await,
         (Method::GET | Method::HEAD | Method::POST, LOGOUT_PATH) => {
-            logout(rt, req, ctx, LOGOUT_PATH, None).await
+            logout(rt, req, ctx, LOGOUT_PATH, None, None).await
         }
         (_, LOGIN_PATH | LOGOUT_PATH) => Err(Rejection::page(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -526,7 +527,13 @@ pub async fn logout(
     ctx: &RequestCtx,
     action: &str,
     redirect: Option<&str>,
+    app_logout: Option<(&str, &str)>,
 ) -> Outcome {
+    // The app's own logout URL, with the browser's cookies for the app (`logout.upstreamURL`):
+    // called only once the session has really ended.
+    let app_call = app_logout.map(|(app, url)| {
+        app_logout::AppLogoutCall::new(app, url, req.headers(), &rt.own_cookie_names())
+    });
     let session = match rt.sessions.load(req.headers()).await {
         Ok(s) => s,
         Err(e) => return Err(store_down(e)),
@@ -556,7 +563,11 @@ pub async fn logout(
                 tracing::warn!("sign-out without the confirmation page's CSRF token refused");
                 return Err(logout_refused());
             }
-            end_session(rt, Some(&session), ctx, redirect, StatusCode::SEE_OTHER).await
+            let ended = end_session(rt, Some(&session), ctx, redirect, StatusCode::SEE_OTHER).await;
+            if let (Ok(_), Some(call)) = (&ended, app_call) {
+                call.spawn(rt.metrics.clone());
+            }
+            ended
         }
         _ => Err(Rejection::page(
             StatusCode::METHOD_NOT_ALLOWED,

@@ -907,3 +907,104 @@ async fn frontchannel_logout_loads_the_apps_pages() {
     );
     assert!(!r.text().await.unwrap().contains("<iframe"));
 }
+
+/// `logout.upstreamURL`: after a confirmed sign-out at the proxy app's logout location, the
+/// gateway calls the app's own logout URL (GET, in the background) with the browser's
+/// cookies for the app, never the gateway's; not for an unconfirmed or forged sign-out. An
+/// app that cannot be reached never delays the user, and is counted and logged.
+#[tokio::test]
+async fn an_apps_own_logout_url_is_called_after_its_sign_out() {
+    let app = Receiver::start(vec![]).await;
+    let keys = tempfile::tempdir().unwrap();
+    let with_logout = |url: &str| {
+        yaml(&es256_key(&keys), "jwt", "telemetry: { metrics: { location: /metrics } }", "")
+            .replace(
+                "    upstream: http://127.0.0.1:9\n",
+                &format!("    upstream: http://127.0.0.1:9\n    logout: {{ location: /portal/logout, redirectURL: /bye, upstreamURL: \"{url}\" }}\n"),
+            )
+    };
+    let gw = Gateway::start(&with_logout(&app.url("/app/logout?all=1")));
+    let c = client();
+    let (session, _) = login(&gw, "/portal", "local", "alice", "pw").await;
+    let cookies = format!("app_sid=abc; {session}; tessera_login=zzz; theme=dark");
+    let page = c
+        .get(gw.url("/portal/logout"))
+        .header("cookie", &cookies)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    let csrf = hidden(&page.text().await.unwrap(), "csrf");
+    let forged = c
+        .post(gw.url("/portal/logout"))
+        .header("cookie", &cookies)
+        .form(&[("csrf", "AAAA")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        app.count(),
+        0,
+        "nothing is called before the sign-out is confirmed"
+    );
+    let r = c
+        .post(gw.url("/portal/logout"))
+        .header("cookie", &cookies)
+        .form(&[("csrf", csrf)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()["location"], "/bye");
+    let got = app.wait_for(1).await;
+    assert_eq!(got.len(), 1);
+    let head = got[0].0.to_ascii_lowercase();
+    assert!(head.starts_with("get /app/logout?all=1 http/1.1"), "{head}");
+    assert!(
+        head.contains("\r\ncookie: app_sid=abc; theme=dark"),
+        "{head}"
+    );
+    assert!(!head.contains("tessera_"), "{head}");
+    let delivered =
+        "tessera_logout_notices_total{client=\"portal\",channel=\"upstream\",result=\"delivered\"}";
+    assert_eq!(metric(&gw, delivered).await, Some(format!("{delivered} 1")));
+
+    // unreachable: the sign-out is not delayed; counted and logged
+    let [closed] = free_ports::<1>();
+    let gw = Gateway::start(&with_logout(&format!("http://127.0.0.1:{closed}/logout")));
+    let (session, _) = login(&gw, "/portal", "local", "alice", "pw").await;
+    let started = std::time::Instant::now();
+    let r = logout(&gw, "/portal/logout", &session).await;
+    assert_eq!(r.status(), 303);
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    let line = gw.wait_log("the app's logout URL could not be called");
+    assert!(line.contains("\"name\":\"portal\""), "{line}");
+    let failed =
+        "tessera_logout_notices_total{client=\"portal\",channel=\"upstream\",result=\"failed\"}";
+    assert_eq!(metric(&gw, failed).await, Some(format!("{failed} 1")));
+}
+
+/// A `logout.upstreamURL` that is not an absolute http(s) URL is refused at its position.
+#[test]
+fn an_apps_logout_url_must_be_absolute() {
+    let keys = tempfile::tempdir().unwrap();
+    let config = yaml(&es256_key(&keys), "jwt", "", "").replace(
+        "    upstream: http://127.0.0.1:9\n",
+        "    upstream: http://127.0.0.1:9\n    logout:\n      location: /portal/logout\n      upstreamURL: /logout\n",
+    );
+    let (code, out) = validate_with(&config, &[]);
+    let line = config
+        .lines()
+        .position(|l| l.contains("upstreamURL"))
+        .unwrap()
+        + 1;
+    assert_eq!(code, 2, "{out}");
+    assert!(
+        out.contains(&format!(
+            ":{line}:7: `/logout` must be an absolute http or https URL\n"
+        )),
+        "{out}"
+    );
+}

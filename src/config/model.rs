@@ -425,6 +425,10 @@ pub struct OidcConnectorConfig {
     pub oauthRedirectURL: String,
     /// Where the IdP returns after RP-initiated logout (registered at the IdP).
     pub oidcLogoutCallbackURL: Option<String>,
+    /// Back-channel logout: the URL registered at the IdP as this client's
+    /// `backchannel_logout_uri`; its path is served by the gateway, and a valid logout token
+    /// POSTed there ends every gateway session that came from the IdP session it names.
+    pub oidcBackchannelLogoutURL: Option<String>,
     /// Space-separated scopes (default: `openid profile email`, plus preset extras).
     pub scopes: Option<String>,
     /// Turn PKCE (S256) off for IdPs that reject it.
@@ -673,6 +677,9 @@ pub struct LogoutConfig {
     pub location: String,
     /// Where to go afterwards (default `/`).
     pub redirectURL: Option<String>,
+    /// The app's own logout URL: called by the gateway (GET, in the background, 3 s
+    /// timeout, with the browser's cookies for the app) after a sign-out here.
+    pub upstreamURL: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -743,6 +750,18 @@ pub struct OidcAppConfig {
     /// Where RP-initiated logout may return, matched exactly.
     #[serde(default)]
     pub logoutRedirectURLs: Vec<String>,
+    /// Back-channel logout (OpenID Connect Back-Channel Logout 1.0): where a signed logout
+    /// token is POSTed when a session this app got a code in ends.
+    pub backchannelLogoutURI: Option<String>,
+    /// The app needs `sid` in logout tokens (always sent; default false).
+    #[serde(default)]
+    pub backchannelLogoutSessionRequired: bool,
+    /// Front-channel logout (OpenID Connect Front-Channel Logout 1.0): a page of the app the
+    /// signed-out page loads in an iframe when a session this app got a code in ends.
+    pub frontchannelLogoutURI: Option<String>,
+    /// Add `iss` and `sid` to the front-channel logout URI's query (default false).
+    #[serde(default)]
+    pub frontchannelLogoutSessionRequired: bool,
     /// authorization_code (default), refresh_token, client_credentials, password.
     pub grantTypes: Option<Vec<String>>,
     /// Scopes beyond openid/profile/email/address/phone/offline_access this client may request.
@@ -838,6 +857,10 @@ pub struct RefreshTokenConfig {
     pub lifetimeSeconds: Option<u64>,
     /// A replay of a rotated token within this window gets the same answer (default 10).
     pub reuseGraceSeconds: Option<u64>,
+    /// Refresh tokens outlive the sign-in session they were issued in (default false: a
+    /// sign-out or the session's end ends them).
+    #[serde(default)]
+    pub survivesLogout: bool,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

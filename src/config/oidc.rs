@@ -151,6 +151,20 @@ fn compile_client(
         super::compile::compile_attr_providers(&cfg.attrProviders, p, connectors, ctx);
     let introspects = compile_introspects(cfg.introspection.as_ref(), p, client_ids, ctx);
     let rate_limit = rate_limit(cfg.rateLimit.as_ref(), &grants, p, ctx);
+    let backchannel_logout = logout_uri(
+        cfg.backchannelLogoutURI.as_deref(),
+        cfg.backchannelLogoutSessionRequired,
+        ("backchannelLogoutURI", "backchannelLogoutSessionRequired"),
+        p,
+        ctx,
+    );
+    let frontchannel_logout = logout_uri(
+        cfg.frontchannelLogoutURI.as_deref(),
+        cfg.frontchannelLogoutSessionRequired,
+        ("frontchannelLogoutURI", "frontchannelLogoutSessionRequired"),
+        p,
+        ctx,
+    );
     if ctx.diags.items.len() > errors_before {
         return None;
     }
@@ -173,6 +187,43 @@ fn compile_client(
         hooks,
         introspects,
         rate_limit,
+        backchannel_logout,
+        frontchannel_logout,
+    })
+}
+
+/// `backchannelLogoutURI` / `frontchannelLogoutURI` and their `…SessionRequired` (`keys`).
+fn logout_uri(
+    uri: Option<&str>,
+    session_required: bool,
+    keys: (&str, &str),
+    p: &ConfigPath,
+    ctx: &mut Ctx<'_>,
+) -> Option<crate::provider::backchannel::Registration> {
+    let channel = if keys.0.starts_with("back") {
+        "back-channel"
+    } else {
+        "front-channel"
+    };
+    let Some(uri) = uri else {
+        if session_required {
+            ctx.diags.error_hint(
+                &p.key(keys.1),
+                format!("the session is required for {channel} logout, which is not configured"),
+                format!("set {}, or remove this", keys.0),
+            );
+        }
+        return None;
+    };
+    let path = p.key(keys.0);
+    if !(uri.starts_with("https://") || uri.starts_with("http://")) {
+        ctx.diags
+            .error(&path, format!("`{uri}` must be an http or https URL"));
+        return None;
+    }
+    check_redirect(uri, &path, ctx).then(|| crate::provider::backchannel::Registration {
+        uri: uri.to_string(),
+        session_required,
     })
 }
 
@@ -468,7 +519,15 @@ fn refresh_settings(
             ctx,
         ),
         reuse_grace: Duration::from_secs(rt.and_then(|r| r.reuseGraceSeconds).unwrap_or(10)),
+        survives_logout: rt.is_some_and(|r| r.survivesLogout),
     };
+    if refresh.survives_logout && !refresh.allow_offline_access {
+        ctx.diags.error_hint(
+            &rtp.key("survivesLogout"),
+            "refresh tokens may survive logout but none are issued",
+            "set refreshToken.allowOfflineAccess: true, or remove survivesLogout",
+        );
+    }
     if refresh.allow_offline_access && !grants.refresh_token {
         ctx.diags.error_hint(
             &rtp.key("allowOfflineAccess"),
@@ -626,6 +685,7 @@ pub(super) fn compile_provider(
     apps: Vec<(ConfigPath, OidcAppConfig)>,
     connectors: &Connectors,
     memory_store_bytes: usize,
+    metrics: std::sync::Arc<crate::telemetry::metrics::Metrics>,
     ctx: &mut Ctx<'_>,
 ) -> Option<Provider> {
     let path = ConfigPath::root().key("oidcProvider");
@@ -780,6 +840,7 @@ pub(super) fn compile_provider(
         store?,
         state_budget,
         pairwise_salt,
+        metrics,
     );
     provider.userinfo_se = userinfo_se;
     Some(provider)

@@ -74,6 +74,20 @@ pub(super) fn compile_oidc_connector(
     let callback = url::Url::parse(&cfg.oauthRedirectURL)
         .map(|u| u.path().to_string())
         .unwrap_or_default();
+    if let Some(b) = &cfg.oidcBackchannelLogoutURL {
+        let at = p.key("oidcBackchannelLogoutURL");
+        check_url(b, &at, ctx, "back-channel logout URL");
+        let path = url::Url::parse(b)
+            .map(|u| u.path().to_string())
+            .unwrap_or_default();
+        if path == "/" || path.starts_with(crate::login::PREFIX) || path == callback {
+            ctx.diags.error_hint(
+                &at,
+                "the back-channel logout endpoint needs its own path",
+                "use e.g. https://gateway.example.com/okta/backchannel-logout",
+            );
+        }
+    }
     if callback == "/" || callback.starts_with(crate::login::PREFIX) {
         ctx.diags.error_hint(
             &p.key("oauthRedirectURL"),
@@ -141,6 +155,7 @@ pub(super) fn compile_oidc_connector(
         client_secret: SecretString::new(cfg.oauthClientSecret),
         redirect_url: cfg.oauthRedirectURL,
         logout_callback_url: cfg.oidcLogoutCallbackURL,
+        backchannel_logout_url: cfg.oidcBackchannelLogoutURL,
         scopes,
         pkce: !cfg.disablePKCE,
         extra_params: cfg.oauthExtraParams.into_iter().collect(),

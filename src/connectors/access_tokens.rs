@@ -144,6 +144,12 @@ impl AccessKeys {
         }
     }
 
+    /// The key `kid` names (a token without `kid`: only when there is one key) and the
+    /// algorithm pinned to it, for other JWTs of the same IdP (logout tokens).
+    pub fn key(&self, kid: Option<&str>) -> Option<(&DecodingKey, Algorithm)> {
+        self.find(kid).map(|k| (&k.key, k.alg))
+    }
+
     /// The claims of `token` if one of these keys signed it as an access token of `issuer`.
     pub fn verify(
         &self,

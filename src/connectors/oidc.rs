@@ -115,12 +115,85 @@ pub struct UpstreamTokens {
     pub expires_at: Option<u64>,
 }
 
+impl UpstreamTokens {
+    /// A string claim of the ID token (verified when it was received).
+    pub fn id_claim(&self, name: &str) -> Option<String> {
+        payload_claims(self.id_token.as_deref()?)?
+            .get(name)?
+            .as_str()
+            .map(str::to_string)
+    }
+}
+
+/// What a valid logout token of the IdP names (OpenID Connect Back-Channel Logout 1.0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutClaims {
+    pub sid: Option<String>,
+    pub sub: Option<String>,
+    pub jti: String,
+}
+
+/// The event a logout token must carry.
+pub const LOGOUT_EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
+/// A logout token older than this (by `iat`) is refused; its `jti` is remembered as long.
+pub const LOGOUT_TOKEN_MAX_AGE: u64 = 300;
+
+/// The checks of a logout token's claims after its signature, `iss` and `aud` (section 2.6:
+/// `iat` recent, `exp` if any not past, the logout event, no `nonce`, `sid` or `sub`, a
+/// `jti`). The error is the reason logged and answered.
+pub fn check_logout_claims(
+    claims: &serde_json::Map<String, Value>,
+    now: u64,
+) -> Result<LogoutClaims, &'static str> {
+    let leeway = LEEWAY as u64;
+    let iat = claims
+        .get("iat")
+        .and_then(Value::as_u64)
+        .ok_or("the logout token has no iat")?;
+    if iat > now + leeway {
+        return Err("the logout token was issued in the future");
+    }
+    if iat + LOGOUT_TOKEN_MAX_AGE < now {
+        return Err("the logout token is too old (iat)");
+    }
+    if let Some(exp) = claims.get("exp") {
+        match exp.as_u64() {
+            Some(exp) if exp + leeway > now => {}
+            _ => return Err("the logout token has expired"),
+        }
+    }
+    let event = claims
+        .get("events")
+        .and_then(Value::as_object)
+        .and_then(|e| e.get(LOGOUT_EVENT));
+    if !event.is_some_and(Value::is_object) {
+        return Err("the logout token has no back-channel logout event");
+    }
+    if claims.contains_key("nonce") {
+        return Err("the logout token carries a nonce");
+    }
+    let text = |k: &str| {
+        claims
+            .get(k)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    let (sid, sub) = (text("sid"), text("sub"));
+    if sid.is_none() && sub.is_none() {
+        return Err("the logout token has neither sid nor sub");
+    }
+    let jti = text("jti").ok_or("the logout token has no jti")?;
+    Ok(LogoutClaims { sid, sub, jti })
+}
+
 struct Discovered {
     client: RpClient,
     issuer: String,
     /// The issuer exactly as the discovery document writes it: what `iss` must equal.
     issuer_exact: String,
-    /// The same JWKS, as keys for the IdP's JWT access tokens (bearer tokens).
+    /// The same JWKS as verification keys, each pinned to its algorithm: for the IdP's JWT
+    /// access tokens (bearer tokens) and its logout tokens.
     access_keys: AccessKeys,
     end_session_endpoint: Option<String>,
     userinfo_endpoint: Option<String>,
@@ -138,6 +211,8 @@ pub struct OidcConnector {
     pub callback_path: String,
     pub logout_callback_url: Option<String>,
     pub logout_callback_path: Option<String>,
+    /// Path of `oidcBackchannelLogoutURL`: where the IdP POSTs logout tokens.
+    pub backchannel_logout_path: Option<String>,
     scopes: Vec<String>,
     pkce: bool,
     extra_params: Vec<(String, String)>,
@@ -171,6 +246,7 @@ pub struct OidcSettings {
     pub client_secret: SecretString,
     pub redirect_url: String,
     pub logout_callback_url: Option<String>,
+    pub backchannel_logout_url: Option<String>,
     pub scopes: Vec<String>,
     pub pkce: bool,
     pub extra_params: Vec<(String, String)>,
@@ -206,6 +282,9 @@ fn allowed_algs() -> Vec<CoreJwsSigningAlgorithm> {
     ]
 }
 
+/// The reason a logout token signed with a key the IdP does not publish is refused.
+const UNKNOWN_KEY: &str = "the logout token is signed with an unknown key";
+
 /// Clock skew tolerated on `exp` and `iat`.
 const LEEWAY: i64 = 60;
 /// Forced key refreshes (unknown `kid`) at most this often.
@@ -223,6 +302,7 @@ impl OidcConnector {
         Ok(Self {
             callback_path: path_of(&s.redirect_url),
             logout_callback_path: s.logout_callback_url.as_deref().map(path_of),
+            backchannel_logout_path: s.backchannel_logout_url.as_deref().map(path_of),
             name: s.name,
             preset: s.preset,
             well_known: s.well_known,
@@ -523,6 +603,71 @@ impl OidcConnector {
             .claims(&verifier, &Nonce::new(nonce.to_string()))
             .cloned()
             .map_err(|e| e.to_string())
+    }
+
+    /// Verifies a logout token of this IdP: a JWT (`typ`, if any, `logout+jwt`) signed with
+    /// one of its keys by an asymmetric algorithm, `iss` its issuer, `aud` our client ID,
+    /// then `check_logout_claims`. An unknown key refreshes the keys once (rate-limited).
+    /// The error is the reason logged and answered.
+    pub async fn verify_logout_token(&self, token: &str) -> Result<LogoutClaims, String> {
+        let d = self
+            .current()
+            .ok_or("the identity provider is not discovered")?;
+        let claims = match self.logout_token_claims(&d, token) {
+            Err(e) if e == UNKNOWN_KEY && self.may_force_refresh() => {
+                self.discover().await.map_err(|e| e.to_string())?;
+                let d = self
+                    .current()
+                    .ok_or("the identity provider is not discovered")?;
+                self.logout_token_claims(&d, token)?
+            }
+            other => other?,
+        };
+        check_logout_claims(&claims, crate::session::now_unix()).map_err(str::to_string)
+    }
+
+    fn logout_token_claims(
+        &self,
+        d: &Discovered,
+        token: &str,
+    ) -> Result<serde_json::Map<String, Value>, String> {
+        use jsonwebtoken::errors::ErrorKind;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|_| "the logout token is not a JWT")?;
+        if let Some(typ) = &header.typ {
+            let typ = typ.to_ascii_lowercase();
+            if typ != "logout+jwt" && typ != "application/logout+jwt" {
+                return Err(format!("the logout token's typ is `{typ}`"));
+            }
+        }
+        // The key's own algorithm (asymmetric only), never the one the header names.
+        let (key, alg) = d
+            .access_keys
+            .key(header.kid.as_deref())
+            .ok_or(UNKNOWN_KEY)?;
+        if header.alg != alg {
+            return Err(format!(
+                "the logout token's algorithm {:?} is not its key's",
+                header.alg
+            ));
+        }
+        let mut v = jsonwebtoken::Validation::new(alg);
+        v.set_issuer(&[&d.issuer, &format!("{}/", d.issuer)]);
+        v.set_audience(&[&self.client_id]);
+        v.set_required_spec_claims(&["iss", "aud"]);
+        v.validate_exp = false; // checked with the other claims (it is optional here)
+        v.leeway = LEEWAY as u64;
+        jsonwebtoken::decode::<serde_json::Map<String, Value>>(token, key, &v)
+            .map(|t| t.claims)
+            .map_err(|e| match e.kind() {
+                ErrorKind::InvalidSignature => "the logout token's signature is wrong".to_string(),
+                ErrorKind::InvalidIssuer => "the logout token's iss is not the IdP".to_string(),
+                ErrorKind::InvalidAudience => {
+                    "the logout token's aud is not this client".to_string()
+                }
+                ErrorKind::MissingRequiredClaim(c) => format!("the logout token has no {c}"),
+                _ => format!("the logout token is invalid: {e}"),
+            })
     }
 
     fn may_force_refresh(&self) -> bool {

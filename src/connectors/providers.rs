@@ -175,11 +175,13 @@ pub async fn resolve_attrs(
     }
     let mut data = std::sync::Arc::new(SessionData {
         v: 1,
+        sid: String::new(),
         created: 0,
         seen: 0,
         attrs: std::mem::take(attrs),
         tokens: Default::default(),
         lookups: Default::default(),
+        rps: Default::default(),
     });
     let result = resolve(connectors, providers, &mut data).await;
     *attrs = std::mem::take(&mut std::sync::Arc::make_mut(&mut data).attrs);
@@ -195,11 +197,13 @@ mod tests {
     fn data(attrs: Attributes) -> SessionData {
         SessionData {
             v: 1,
+            sid: String::new(),
             created: 0,
             seen: 0,
             attrs,
             tokens: Default::default(),
             lookups: Default::default(),
+            rps: Default::default(),
         }
     }
 

@@ -14,6 +14,8 @@
 //! is bounded (`flows`): flows per client IP, the return URL's length, and flows are the
 //! first thing the memory store evicts.
 
+pub mod app_logout;
+pub mod backchannel;
 pub mod credentials;
 pub mod flows;
 pub mod throttle;
@@ -218,7 +220,7 @@ pub async fn handle(rt: &Runtime, req: Request<RequestBody>, ctx: &RequestCtx) -
         (Method::GET | Method::HEAD, LOGIN_PATH) => login_page(rt, &req, ctx).await,
         (Method::POST, LOGIN_PATH) => submit(rt, req, ctx).await,
         (Method::GET | Method::HEAD | Method::POST, LOGOUT_PATH) => {
-            logout(rt, req, ctx, LOGOUT_PATH, None).await
+            logout(rt, req, ctx, LOGOUT_PATH, None, None).await
         }
         (_, LOGIN_PATH | LOGOUT_PATH) => Err(Rejection::page(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -509,7 +511,7 @@ async fn submit(rt: &Runtime, req: Request<RequestBody>, ctx: &RequestCtx) -> Ou
         }
     };
     tracing::info!(idp, user = username, "password verified");
-    upstream::finish_login(rt, idp, attrs, None, flow_id, &flow, &headers, ctx).await
+    upstream::finish_login(rt, idp, attrs, None, None, flow_id, &flow, &headers, ctx).await
 }
 
 /// Sign-out at `/.tessera/logout` or an app's `logout.location` (`action`, where the
@@ -524,7 +526,13 @@ pub async fn logout(
     ctx: &RequestCtx,
     action: &str,
     redirect: Option<&str>,
+    app_logout: Option<(&str, &str)>,
 ) -> Outcome {
+    // The app's own logout URL, with the browser's cookies for the app (`logout.upstreamURL`):
+    // called only once the session has really ended.
+    let app_call = app_logout.map(|(app, url)| {
+        app_logout::AppLogoutCall::new(app, url, req.headers(), &rt.own_cookie_names())
+    });
     let session = match rt.sessions.load(req.headers()).await {
         Ok(s) => s,
         Err(e) => return Err(store_down(e)),
@@ -554,7 +562,11 @@ pub async fn logout(
                 tracing::warn!("sign-out without the confirmation page's CSRF token refused");
                 return Err(logout_refused());
             }
-            end_session(rt, Some(&session), ctx, redirect, StatusCode::SEE_OTHER).await
+            let ended = end_session(rt, Some(&session), ctx, redirect, StatusCode::SEE_OTHER).await;
+            if let (Ok(_), Some(call)) = (&ended, app_call) {
+                call.spawn(rt.metrics.clone());
+            }
+            ended
         }
         _ => Err(Rejection::page(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -578,14 +590,24 @@ async fn end_session(
     redirect: Option<&str>,
     status: StatusCode,
 ) -> Outcome {
-    let clear = match rt.sessions.end(session).await {
-        Ok(c) => c,
+    let ended = match rt.sessions.end(session).await {
+        Ok(e) => e,
         Err(e) => return Err(store_down(e)),
     };
+    let clear = ended.clear;
     if session.is_some() {
         tracing::info!("logout");
     }
-    if let Some(idp_url) = session.and_then(|s| upstream::idp_logout_url(rt, s)) {
+    let idp_url = session.and_then(|s| upstream::idp_logout_url(rt, s));
+    // Apps told by front-channel logout: a page loads them, then goes on.
+    if !ended.frames.is_empty() {
+        let next = idp_url.as_deref().or(redirect);
+        let page = pages::signed_out_page(&ended.frames, next);
+        let mut resp = respond::html_with_frames(StatusCode::OK, page, ctx, &ended.frames);
+        respond::add_cookies(&mut resp, &[clear]);
+        return Ok(resp);
+    }
+    if let Some(idp_url) = idp_url {
         return Ok(respond::redirect(status, &idp_url, &[clear], ctx));
     }
     match redirect {

@@ -57,13 +57,26 @@ pub(crate) async fn redirect_to_idp(
     Ok(respond::redirect(StatusCode::FOUND, &url, &[], ctx))
 }
 
-/// Is `path` the callback (or logout callback) of an OIDC connector?
-pub fn callback_of<'r>(rt: &'r Runtime, path: &str) -> Option<(&'r OidcConnector, bool)> {
+/// Which of an OIDC connector's endpoints a path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Callback {
+    /// The sign-in callback (`oauthRedirectURL`).
+    SignIn,
+    /// Back from the IdP's logout (`oidcLogoutCallbackURL`).
+    LogoutDone,
+    /// The IdP's back-channel logout (`oidcBackchannelLogoutURL`).
+    BackchannelLogout,
+}
+
+/// Is `path` one of an OIDC connector's endpoints?
+pub fn callback_of<'r>(rt: &'r Runtime, path: &str) -> Option<(&'r OidcConnector, Callback)> {
     rt.connectors.oidc().find_map(|c| {
         if c.callback_path == path {
-            Some((c, false))
+            Some((c, Callback::SignIn))
         } else if c.logout_callback_path.as_deref() == Some(path) {
-            Some((c, true))
+            Some((c, Callback::LogoutDone))
+        } else if c.backchannel_logout_path.as_deref() == Some(path) {
+            Some((c, Callback::BackchannelLogout))
         } else {
             None
         }
@@ -141,11 +154,20 @@ pub async fn callback(
             ));
         }
     };
+    // Listed under the IdP's session only when the IdP can end it (back-channel logout).
+    let upstream = idp
+        .backchannel_logout_path
+        .is_some()
+        .then(|| crate::session::UpstreamSession {
+            sid: tokens.id_claim("sid"),
+            sub: tokens.id_claim("sub"),
+        });
     finish_login(
         rt,
         &idp.name,
         attrs,
         Some(tokens),
+        upstream,
         &pending.flow,
         &flow,
         req.headers(),
@@ -162,6 +184,7 @@ pub(super) async fn finish_login(
     idp: &str,
     attrs: crate::claims::Attributes,
     tokens: Option<crate::session::UpstreamTokens>,
+    upstream: Option<crate::session::UpstreamSession>,
     flow_id: &str,
     flow: &Flow,
     headers: &HeaderMap,
@@ -179,7 +202,7 @@ pub(super) async fn finish_login(
     };
     let cookie = match rt
         .sessions
-        .login_with_tokens(previous.as_ref(), idp, attrs, tokens)
+        .login_with_tokens(previous.as_ref(), idp, attrs, tokens, upstream.as_ref())
         .await
     {
         Ok(c) => c,
@@ -261,7 +284,10 @@ pub async fn refresh_upstream(
             }
             Ok(None) => {
                 tracing::info!(idp = %name, "the identity provider refused the refresh: sign-in required");
-                let _ = rt.sessions.end(Some(session)).await;
+                let _ = rt
+                    .sessions
+                    .end_for(Some(session), crate::session::EndReason::Upstream)
+                    .await;
                 return Freshness::Expired;
             }
             Err(e) => return Freshness::Unavailable(e.to_string()),

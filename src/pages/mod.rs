@@ -179,6 +179,28 @@ pub fn logged_out_page() -> String {
     )
 }
 
+/// The signed-out page that tells the apps of the ended session which can only be told in
+/// the browser (Front-Channel Logout 1.0): each URL in a hidden iframe; then on to `next`
+/// (the RP's `post_logout_redirect_uri`, the IdP's logout, an app's page), if any, after two
+/// seconds or by the link.
+pub fn signed_out_page(frames: &[String], next: Option<&str>) -> String {
+    let mut body = String::from("<h1>You are signed out</h1><p>Your session has ended.</p>");
+    for f in frames {
+        let _ = write!(body, "<iframe hidden src=\"{}\"></iframe>", escape(f));
+    }
+    match next {
+        Some(to) => {
+            let _ = write!(
+                body,
+                "<meta http-equiv=\"refresh\" content=\"2;url={0}\"><a class=\"button\" href=\"{0}\">Continue</a>",
+                escape(to)
+            );
+        }
+        None => body.push_str("<a class=\"button\" href=\"/\">Sign in again</a>"),
+    }
+    layout("Signed out", &body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

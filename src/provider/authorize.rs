@@ -28,7 +28,7 @@ use crate::web::body::{full, Body};
 use crate::web::rejection::settle;
 use crate::web::respond::{self, RequestCtx};
 
-const CODE_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+use super::session_end::CODE_TTL;
 const PARKED_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 /// Largest authorization request accepted (its parameters' names and values together): an
 /// anonymous browser's request is parked in the store while the user signs in, so its size
@@ -530,7 +530,7 @@ async fn process(
             ctx,
         );
     }
-    match issue_code(p, &v, &req, &session, &idp).await {
+    match issue_code(p, &rt.sessions, &v, &req, &session, &idp).await {
         Ok(code) => {
             let mut out = vec![("code", code)];
             if let Some(s) = &v.state {
@@ -545,6 +545,7 @@ async fn process(
 
 async fn issue_code(
     p: &Provider,
+    sessions: &crate::session::Sessions,
     v: &Verified<'_>,
     req: &AuthzRequest,
     session: &Session,
@@ -554,6 +555,16 @@ async fn issue_code(
     let sub = p
         .subject(v.client, attrs, idp)
         .ok_or_else(|| OAuthError::server_error("the user has no subject attribute"))?;
+    // The session remembers the client (and the subject it knows), to tell it when the
+    // session ends; written once per client and subject.
+    if session.data.rps.get(&v.client.id) != Some(&sub) {
+        let (id, known_as) = (v.client.id.clone(), sub.clone());
+        sessions
+            .modify(session, |d| {
+                d.rps.insert(id.clone(), known_as.clone());
+            })
+            .await?;
+    }
     let grant = Grant {
         client_id: v.client.id.clone(),
         sub: Some(sub),
@@ -562,14 +573,7 @@ async fn issue_code(
         requested: req.claims.clone(),
         auth_time: Some(session.data.created),
         amr: vec!["pwd".to_string()],
-        sid: Some(
-            session
-                .store_key()
-                .trim_start_matches("session:")
-                .chars()
-                .take(22)
-                .collect(),
-        ),
+        sid: Some(session.data.sid.clone()).filter(|s| !s.is_empty()),
         audiences: req.audiences.clone(),
         attrs: if v.client.hooks.need_attributes() {
             attrs.clone()

@@ -101,6 +101,11 @@ pub fn document(p: &Provider, openid: bool) -> Value {
         let m = doc.as_object_mut().expect("object literal");
         m.insert("userinfo_endpoint".into(), json!(p.url(&e.userinfo)));
         m.insert("end_session_endpoint".into(), json!(p.url(&e.end_session)));
+        // Logout tokens carry `sid` (and `sub`) whenever the session had one.
+        m.insert("backchannel_logout_supported".into(), json!(true));
+        m.insert("backchannel_logout_session_supported".into(), json!(true));
+        m.insert("frontchannel_logout_supported".into(), json!(true));
+        m.insert("frontchannel_logout_session_supported".into(), json!(true));
         m.insert("subject_types_supported".into(), json!(subject_types));
         m.insert("id_token_signing_alg_values_supported".into(), json!(algs));
         m.insert("claims_supported".into(), json!(claims));

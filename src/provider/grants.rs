@@ -32,7 +32,8 @@ pub struct Grant {
     pub requested: Option<Value>,
     pub auth_time: Option<u64>,
     pub amr: Vec<String>,
-    /// Hash of the gateway session the grant came from (for logout).
+    /// The gateway session the grant came from (`SessionData::sid`): its tokens end with
+    /// it (see `session_end`). `None`: bound to no session.
     pub sid: Option<String>,
     pub audiences: Vec<String>,
     /// The user's attributes, kept only for clients whose token hooks read them.
@@ -301,10 +302,17 @@ impl Provider {
                 let jti = random_token(16);
                 // A user's token refers to its grant (one record per refresh family, else
                 // per token); a client's own token carries all it stands for.
+                // A family bound to a session and the same family unbound (a survivor of
+                // the session's end) have separate records: unbinding must not revive the
+                // tokens the session's end ended.
                 let gid = grant
                     .sub
                     .is_some()
-                    .then(|| refresh_family.clone().unwrap_or_else(|| jti.clone()));
+                    .then(|| match (&refresh_family, &grant.sid) {
+                        (Some(f), Some(_)) => f.clone(),
+                        (Some(f), None) => format!("{f}.unbound"),
+                        (None, _) => jti.clone(),
+                    });
                 if let Some(gid) = &gid {
                     let rec = GrantRecord {
                         grant: grant.clone(),
@@ -507,6 +515,9 @@ impl Provider {
                 return Ok(None);
             }
         }
+        if self.session_ended(&rec.grant).await? {
+            return Ok(None);
+        }
         Ok(Some(LiveAccess::Opaque(rec)))
     }
 
@@ -552,6 +563,9 @@ impl Provider {
                     if self.family_revoked(f).await? {
                         return Ok(None);
                     }
+                }
+                if self.session_ended(&rec.grant).await? {
+                    return Ok(None);
                 }
                 Some(rec.grant)
             }

@@ -116,6 +116,13 @@ async fn refresh_info(p: &Provider, token: &str) -> Result<Option<Value>, OAuthE
     if rec.rotated.is_some() || rec.exp <= now_unix() || p.family_revoked(&rec.family).await? {
         return Ok(None);
     }
+    let survives = p
+        .clients
+        .get(&rec.grant.client_id)
+        .is_some_and(|c| c.refresh.survives_logout);
+    if !survives && p.session_ended(&rec.grant).await? {
+        return Ok(None);
+    }
     let g = &rec.grant;
     Ok(Some(json!({
         "active": true,

@@ -79,10 +79,12 @@ pub struct SigningKey {
     pub encoding: EncodingKey,
     /// The public half, for verifying our own tokens.
     public: UnparsedPublicKey<Vec<u8>>,
-    /// `base64url(header)` of an access token (`typ: at+jwt`) and of an ID token (`typ: JWT`)
-    /// signed with this key: built once, compared byte for byte when verifying.
+    /// `base64url(header)` of an access token (`typ: at+jwt`), an ID token (`typ: JWT`) and a
+    /// logout token (`typ: logout+jwt`) signed with this key: built once, compared byte for
+    /// byte when verifying.
     at_header: String,
     id_header: String,
+    logout_header: String,
     /// The public JWK as published.
     pub jwk: serde_json::Value,
 }
@@ -203,6 +205,8 @@ pub enum TokenType {
     Access,
     /// An ID token (`JWT`).
     Id,
+    /// A back-channel logout token (`logout+jwt`).
+    Logout,
 }
 
 impl SigningKey {
@@ -233,6 +237,7 @@ impl SigningKey {
             alg,
             at_header: header_segment("at+jwt", alg, &kid),
             id_header: header_segment("JWT", alg, &kid),
+            logout_header: header_segment("logout+jwt", alg, &kid),
             kid,
             signer,
             encoding,
@@ -251,6 +256,7 @@ impl SigningKey {
         match typ {
             TokenType::Access => &self.at_header,
             TokenType::Id => &self.id_header,
+            TokenType::Logout => &self.logout_header,
         }
     }
 

@@ -182,10 +182,11 @@ pub async fn end_session(
             return crate::login::logout_refused().answer(ctx);
         }
     }
-    let clear = match rt.sessions.end(session.as_ref()).await {
-        Ok(c) => c,
+    let ended = match rt.sessions.end(session.as_ref()).await {
+        Ok(e) => e,
         Err(_) => return unavailable(ctx),
     };
+    let clear = ended.clear;
     if session.is_some() {
         tracing::info!(
             client = client_id.as_deref().unwrap_or("-"),
@@ -198,6 +199,14 @@ pub async fn end_session(
     } else {
         StatusCode::FOUND
     };
+    // Apps told by front-channel logout: a page loads them, then goes on to the RP.
+    if !ended.frames.is_empty() {
+        let next = redirect.as_ref().map(|(_, to)| to.as_str());
+        let page = pages::signed_out_page(&ended.frames, next);
+        let mut resp = respond::html_with_frames(StatusCode::OK, page, ctx, &ended.frames);
+        respond::add_cookies(&mut resp, &[clear]);
+        return resp;
+    }
     match redirect {
         Some((_, to)) => respond::redirect(status, &to, &[clear], ctx),
         None => {

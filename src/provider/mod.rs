@@ -6,6 +6,7 @@
 //! for a proxy app is signed in for OIDC apps too (and the other way round).
 
 pub mod authorize;
+pub mod backchannel;
 pub mod discovery;
 pub mod errors;
 pub mod grants;
@@ -14,6 +15,7 @@ pub mod keys;
 pub mod limits;
 pub mod logout;
 pub mod params;
+pub mod session_end;
 pub mod token;
 pub mod userinfo;
 pub mod verified;
@@ -74,6 +76,8 @@ pub struct RefreshSettings {
     pub length: usize,
     pub lifetime: Duration,
     pub reuse_grace: Duration,
+    /// `survivesLogout`: refresh tokens outlive the session they were issued in.
+    pub survives_logout: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -111,6 +115,10 @@ pub struct Client {
     pub introspects: Introspects,
     /// `rateLimit`: the token bucket of its `client_credentials` and `password` requests.
     pub rate_limit: Option<limits::RateLimit>,
+    /// `backchannelLogoutURI`: told when a session it got a code in ends.
+    pub backchannel_logout: Option<backchannel::Registration>,
+    /// `frontchannelLogoutURI`: loaded in the signed-out page when such a session ends.
+    pub frontchannel_logout: Option<backchannel::Registration>,
 }
 
 /// Whose tokens a client may introspect besides its own (RFC 7662 section 4: a resource
@@ -168,7 +176,7 @@ pub struct Provider {
     pub issuer: String,
     pub endpoints: Endpoints,
     /// The first key signs; all are published.
-    pub keys: Vec<SigningKey>,
+    pub keys: Arc<Vec<SigningKey>>,
     pub clients: HashMap<String, Client>,
     pub store: Arc<dyn Store>,
     /// The bytes of token state it may keep in the store (`tokenStateMiB`).
@@ -178,6 +186,8 @@ pub struct Provider {
     pub pairwise_salt: Option<SecretString>,
     /// `buildUserInfoClaimsSE`.
     pub userinfo_se: Option<crate::extensions::Hook>,
+    /// Marks ended sessions, so that their grants end (the sessions' listener).
+    pub session_ends: Arc<session_end::SessionEnds>,
     discovery_json: String,
     metadata_json: String,
     jwks_json: String,
@@ -199,6 +209,7 @@ enum Endpoint {
 }
 
 impl Provider {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         issuer: String,
         endpoints: Endpoints,
@@ -207,13 +218,23 @@ impl Provider {
         store: Arc<dyn Store>,
         state_budget_bytes: usize,
         pairwise_salt: Option<SecretString>,
+        metrics: Arc<crate::telemetry::metrics::Metrics>,
     ) -> Self {
+        let keys = Arc::new(keys);
+        let notifier = backchannel::Notifier::new(issuer.clone(), keys.clone(), metrics);
+        let session_ends = Arc::new(session_end::SessionEnds::new(
+            store.clone(),
+            clients.values(),
+            notifier,
+            issuer.clone(),
+        ));
         let mut p = Self {
             issuer,
             endpoints,
             keys,
             clients,
             store,
+            session_ends,
             state: limits::StateBudget::new(state_budget_bytes),
             verified: Default::default(),
             pairwise_salt,

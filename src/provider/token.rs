@@ -166,6 +166,11 @@ async fn authorization_code(
             "the code was issued to another client",
         ));
     }
+    if p.session_ended(&rec.grant).await? {
+        return Err(OAuthError::invalid_grant(
+            "the session the code was issued in has ended",
+        ));
+    }
     if params.get("redirect_uri") != Some(&rec.redirect_uri) {
         return Err(OAuthError::invalid_grant(
             "redirect_uri does not match the authorization request",
@@ -249,6 +254,15 @@ async fn refresh(
             ));
         }
         let mut grant = rec.grant.clone();
+        if p.session_ended(&grant).await? {
+            if !client.refresh.survives_logout {
+                return Err(OAuthError::invalid_grant(
+                    "the session the refresh token was issued in has ended",
+                ));
+            }
+            // A survivor: what it mints from now on is bound to no session.
+            grant.sid = None;
+        }
         if let Some(scope) = params.get("scope") {
             let asked: Vec<String> = scope
                 .split(' ')

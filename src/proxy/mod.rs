@@ -22,6 +22,8 @@ use upstream::Upstream;
 pub struct AppLogout {
     pub location: String,
     pub redirect: String,
+    /// `upstreamURL`: the app's own logout, called server-side after a sign-out here.
+    pub upstream_url: Option<String>,
 }
 
 /// What an app does with a request its policy lets through.

@@ -150,7 +150,12 @@ impl ProxyApp {
             Route::Policy(p) => p,
             Route::Logout(lo) => {
                 ctx.access.decide(Decision::Gateway);
-                let outcome = login::logout(rt, req, ctx, &lo.location, Some(&lo.redirect)).await;
+                let app_call = lo
+                    .upstream_url
+                    .as_deref()
+                    .map(|url| (self.name.as_str(), url));
+                let outcome =
+                    login::logout(rt, req, ctx, &lo.location, Some(&lo.redirect), app_call).await;
                 return settle(outcome, ctx);
             }
         };

@@ -223,6 +223,10 @@ async fn dispatch(
             None,
         ),
         Target::IdpLogoutDone => (login::upstream::logout_done(ctx), None),
+        Target::IdpBackchannelLogout(idp) => (
+            Box::pin(login::backchannel::logout(rt, idp, req, ctx)).await,
+            None,
+        ),
         Target::IdpCallback(idp) => (
             settle(
                 Box::pin(login::upstream::callback(rt, idp, req, ctx)).await,
@@ -287,6 +291,7 @@ enum Target<'rt> {
     ForwardAuth(forward_auth::Style),
     IdpCallback(&'rt crate::connectors::OidcConnector),
     IdpLogoutDone,
+    IdpBackchannelLogout(&'rt crate::connectors::OidcConnector),
     Provider(&'rt crate::provider::Provider),
     App(usize),
     Nowhere,
@@ -311,11 +316,11 @@ fn route<'rt>(rt: &'rt Runtime, ctx: &RequestCtx, path: &str) -> Target<'rt> {
     if path.starts_with(login::PREFIX) {
         return Target::Login;
     }
-    if let Some((idp, is_logout)) = login::upstream::callback_of(rt, path) {
-        return if is_logout {
-            Target::IdpLogoutDone
-        } else {
-            Target::IdpCallback(idp)
+    if let Some((idp, kind)) = login::upstream::callback_of(rt, path) {
+        return match kind {
+            login::upstream::Callback::SignIn => Target::IdpCallback(idp),
+            login::upstream::Callback::LogoutDone => Target::IdpLogoutDone,
+            login::upstream::Callback::BackchannelLogout => Target::IdpBackchannelLogout(idp),
         };
     }
     if let Some(provider) = rt.provider.as_ref().filter(|p| p.serves(path)) {

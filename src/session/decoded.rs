@@ -88,6 +88,8 @@ mod tests {
             raw: Bytes::from(n.to_string()),
             data: Arc::new(SessionData {
                 v: 1,
+                sid: String::new(),
+                rps: Default::default(),
                 created: n,
                 seen: n,
                 attrs: Default::default(),

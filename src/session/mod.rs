@@ -5,8 +5,10 @@
 mod clock;
 pub mod cookie;
 mod decoded;
+mod upstream;
 
 pub use clock::Clock;
+pub use upstream::UpstreamSession;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +50,11 @@ impl SessionSettings {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SessionData {
     pub v: u8,
+    /// The session's public id: random, kept by the logins that extend the session (a second
+    /// IdP), the `sid` of the ID tokens issued in it, and what its grants are ended by.
+    /// Empty in records written before it existed (their grants are bound to no session).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sid: String,
     /// Unix seconds of the login that created it.
     pub created: u64,
     /// Unix seconds of the last request seen (updated coarsely, see `touch_interval`).
@@ -62,6 +69,10 @@ pub struct SessionData {
     /// and for which username. Their attributes are derived, so a new login drops them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub lookups: BTreeMap<String, Lookup>,
+    /// The OIDC clients that got a code in this session, with the subject each knows the
+    /// user by: told when the session ends (back-channel logout).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rps: BTreeMap<String, String>,
 }
 
 /// One attribute-provider lookup cached in a session.
@@ -127,6 +138,50 @@ impl SessionData {
     }
 }
 
+/// Told when a session ends, before its record is deleted: the OpenID provider ends the
+/// grants issued in it and tells its apps. It returns the pages the browser should load to
+/// tell the apps that can only be told there (front-channel logout). An error keeps the
+/// session (fail closed: a sign-out that could not end the grants is refused, and the user
+/// may try again).
+#[async_trait::async_trait]
+pub trait EndListener: Send + Sync + std::fmt::Debug {
+    async fn session_ended(
+        &self,
+        data: &SessionData,
+        why: EndReason,
+    ) -> Result<Vec<String>, StoreError>;
+}
+
+/// What ending a session gives the browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    /// The `Set-Cookie` value that clears the session cookie.
+    pub clear: String,
+    /// Front-channel logout URLs to load in iframes of the signed-out page.
+    pub frames: Vec<String>,
+}
+
+/// Why a session ended (logged, and told to the listener).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// The user signed out (an app's or the gateway's logout, the provider's end-session).
+    Logout,
+    /// Found past its lifetime or idle timeout.
+    Expired,
+    /// The upstream IdP ended its session (back-channel logout, a refused refresh).
+    Upstream,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Logout => "logout",
+            Self::Expired => "expired",
+            Self::Upstream => "upstream",
+        }
+    }
+}
+
 /// A loaded session. Its data is shared with the decoded-session cache until a change is
 /// made to it (`Arc::make_mut` copies it then).
 #[derive(Debug, Clone)]
@@ -189,6 +244,8 @@ pub struct Sessions {
     pub settings: SessionSettings,
     clock: Clock,
     decoded: DecodedSessions,
+    /// Told of every session that ends (the provider, when there is one).
+    listener: Option<Arc<dyn EndListener>>,
 }
 
 impl Sessions {
@@ -203,6 +260,22 @@ impl Sessions {
             settings,
             clock,
             decoded: DecodedSessions::default(),
+            listener: None,
+        }
+    }
+
+    /// The same sessions, telling `listener` of every session that ends.
+    pub fn ending_with(mut self, listener: Option<Arc<dyn EndListener>>) -> Self {
+        self.listener = listener;
+        self
+    }
+
+    /// Tells the listener that the session `data` ends (before its record goes); returns
+    /// its front-channel logout URLs.
+    async fn ended(&self, data: &SessionData, why: EndReason) -> Result<Vec<String>, StoreError> {
+        match &self.listener {
+            Some(l) if !data.sid.is_empty() => l.session_ended(data, why).await,
+            _ => Ok(Vec::new()),
         }
     }
 
@@ -248,6 +321,9 @@ impl Sessions {
                 || idle >= self.settings.idle_timeout.as_secs()
             {
                 self.decoded.forget(id);
+                // Seen expired (a record the store let expire is never seen: see README,
+                // "Sessions and logout").
+                self.ended(&data, EndReason::Expired).await?;
                 self.store.delete(&key).await?;
                 continue;
             }
@@ -298,23 +374,31 @@ impl Sessions {
         connector: &str,
         attrs: Attributes,
     ) -> Result<String, StoreError> {
-        self.login_with_tokens(previous, connector, attrs, None)
+        self.login_with_tokens(previous, connector, attrs, None, None)
             .await
     }
 
-    /// `login`, also keeping the upstream IdP's tokens (for refresh and logout at the IdP).
+    /// `login`, also keeping the upstream IdP's tokens (for refresh and logout at the IdP)
+    /// and, with `upstream`, listing the session under the IdP session it came from (for the
+    /// IdP's back-channel logout).
     pub async fn login_with_tokens(
         &self,
         previous: Option<&Session>,
         connector: &str,
         attrs: Attributes,
         tokens: Option<UpstreamTokens>,
+        upstream: Option<&UpstreamSession>,
     ) -> Result<String, StoreError> {
         let now = self.clock.now();
         let prefix = format!("{connector}.");
         let mut data = match previous {
             Some(p) => SessionData {
                 v: SESSION_FORMAT,
+                sid: if p.data.sid.is_empty() {
+                    random_token(16)
+                } else {
+                    p.data.sid.clone()
+                },
                 created: now,
                 seen: now,
                 attrs: p
@@ -339,14 +423,17 @@ impl Sessions {
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
                 lookups: BTreeMap::new(),
+                rps: p.data.rps.clone(),
             },
             None => SessionData {
                 v: SESSION_FORMAT,
+                sid: random_token(16),
                 created: now,
                 seen: now,
                 attrs: Attributes::new(),
                 tokens: BTreeMap::new(),
                 lookups: BTreeMap::new(),
+                rps: BTreeMap::new(),
             },
         };
         data.attrs.extend(attrs);
@@ -360,7 +447,18 @@ impl Sessions {
         let id = random_token(32);
         let ttl = self.ttl(&data, now);
         let bytes = Bytes::from(serde_json::to_vec(&data).unwrap_or_default());
-        self.store.put(&store_key(&id), bytes, ttl).await?;
+        let key = store_key(&id);
+        self.store.put(&key, bytes, ttl).await?;
+        self.store
+            .put(
+                &upstream::pointer_key(&data.sid),
+                Bytes::from(key),
+                self.settings.max_lifetime,
+            )
+            .await?;
+        if let Some(up) = upstream {
+            self.index_upstream(connector, &data.sid, up).await?;
+        }
         if let Some(p) = previous {
             self.decoded.forget(&p.id);
             self.store.delete(&p.store_key()).await?;
@@ -416,13 +514,34 @@ impl Sessions {
         Ok(())
     }
 
-    /// Ends a session server-side; returns the `Set-Cookie` value that clears it.
-    pub async fn end(&self, session: Option<&Session>) -> Result<String, StoreError> {
+    /// Ends a session server-side (the listener first, so the grants issued in it end
+    /// with it); returns the `Set-Cookie` value that clears it and the front-channel pages.
+    pub async fn end(&self, session: Option<&Session>) -> Result<Ended, StoreError> {
+        self.end_for(session, EndReason::Logout).await
+    }
+
+    /// `end`, for `why`.
+    pub async fn end_for(
+        &self,
+        session: Option<&Session>,
+        why: EndReason,
+    ) -> Result<Ended, StoreError> {
+        let mut frames = Vec::new();
         if let Some(s) = session {
             self.decoded.forget(&s.id);
+            frames = self.ended(&s.data, why).await?;
             self.store.delete(&s.store_key()).await?;
+            if !s.data.sid.is_empty() {
+                self.store
+                    .delete(&upstream::pointer_key(&s.data.sid))
+                    .await?;
+            }
+            tracing::debug!(session = %s.store_key(), reason = why.as_str(), "session ended");
         }
-        Ok(self.settings.cookie.clear())
+        Ok(Ended {
+            clear: self.settings.cookie.clear(),
+            frames,
+        })
     }
 }
 

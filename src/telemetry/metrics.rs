@@ -52,6 +52,14 @@ pub struct TokenLimitLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LogoutNoticeLabels {
+    pub client: String,
+    /// back, front: the channel; upstream: an app's own logout URL.
+    pub channel: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReloadLabels {
     pub outcome: &'static str,
 }
@@ -102,6 +110,7 @@ pub struct Metrics {
     store_cache_flushes: Family<CacheLabels, Counter>,
     oidc_token_limited: Family<TokenLimitLabels, Counter>,
     oidc_token_state_bytes: Gauge,
+    logout_notices: Family<LogoutNoticeLabels, Counter>,
 }
 
 fn extension_histogram() -> Histogram {
@@ -229,7 +238,14 @@ impl Metrics {
             "Bytes of token state the OIDC provider counts against its budget",
             oidc_token_state_bytes.clone(),
         );
+        let logout_notices = Family::<LogoutNoticeLabels, Counter>::default();
+        registry.register(
+            "logout_notices",
+            "Logout notices sent to apps, by client, channel (back, upstream) and result (delivered, refused, failed, dropped)",
+            logout_notices.clone(),
+        );
         Self {
+            logout_notices,
             store_circuit_state,
             store_circuit_opened,
             store_circuit_rejected,
@@ -265,6 +281,16 @@ impl Metrics {
             .get_or_create(&TokenLimitLabels {
                 client: client.to_string(),
                 limit,
+            })
+            .inc();
+    }
+
+    pub fn logout_notice(&self, client: &str, channel: &'static str, result: &'static str) {
+        self.logout_notices
+            .get_or_create(&LogoutNoticeLabels {
+                client: client.to_string(),
+                channel,
+                result,
             })
             .inc();
     }

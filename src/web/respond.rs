@@ -60,6 +60,37 @@ pub fn html(status: StatusCode, body: String, ctx: &RequestCtx) -> Response<Body
     with_common(resp, ctx)
 }
 
+/// `html`, for a page that loads `frames` (absolute URLs) in iframes: its CSP allows
+/// framing exactly their origins.
+pub fn html_with_frames(
+    status: StatusCode,
+    body: String,
+    ctx: &RequestCtx,
+    frames: &[String],
+) -> Response<Body> {
+    let mut resp = html(status, body, ctx);
+    let mut origins: Vec<String> = frames
+        .iter()
+        .filter_map(|f| url::Url::parse(f).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .filter(|o| o != "null")
+        .collect();
+    origins.sort();
+    origins.dedup();
+    if origins.is_empty() {
+        return resp;
+    }
+    let csp = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; frame-src {}; frame-ancestors 'none'",
+        origins.join(" ")
+    );
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        resp.headers_mut()
+            .insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    resp
+}
+
 /// A friendly error page carrying the request id.
 pub fn error(status: StatusCode, message: &str, ctx: &RequestCtx) -> Response<Body> {
     let title = status.canonical_reason().unwrap_or("Error");

@@ -15,6 +15,7 @@ mod extensions;
 mod forward_auth;
 mod ldap;
 mod login;
+mod logout;
 mod observability;
 mod pipeline;
 mod provider;

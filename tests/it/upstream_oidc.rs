@@ -440,6 +440,8 @@ enum Forge {
 struct MockIdp {
     addr: SocketAddr,
     mode: Arc<Mutex<(Forge, String)>>,
+    /// Its signing key, a key it does not publish, its issuer.
+    state: Arc<MockState>,
 }
 
 async fn mock_idp() -> MockIdp {
@@ -463,6 +465,7 @@ async fn mock_idp() -> MockIdp {
     let state = Arc::new((key, other, issuer));
     let mode = Arc::new(Mutex::new((Forge::Good, String::new())));
     let m2 = mode.clone();
+    let kept = state.clone();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
@@ -484,8 +487,15 @@ async fn mock_idp() -> MockIdp {
             });
         }
     });
-    MockIdp { addr, mode }
+    MockIdp {
+        addr,
+        mode,
+        state: kept,
+    }
 }
+
+/// The IdP session id in the mock's ID tokens.
+const MOCK_SID: &str = "idp-session-1";
 
 type MockState = (
     tessera::provider::keys::SigningKey,
@@ -523,7 +533,7 @@ async fn mock_answer(
                 .duration_since(std::time::UNIX_EPOCH)
                 .unwrap()
                 .as_secs();
-            let mut claims = json!({"iss": issuer, "sub": "u1", "aud": "gw", "iat": now, "exp": now + 300, "nonce": nonce, "email": "u1@example.com"});
+            let mut claims = json!({"iss": issuer, "sub": "u1", "aud": "gw", "iat": now, "exp": now + 300, "nonce": nonce, "email": "u1@example.com", "sid": MOCK_SID});
             match forge {
                 Forge::WrongAudience => claims["aud"] = json!("someone-else"),
                 Forge::WrongIssuer => claims["iss"] = json!("http://evil.example.com"),
@@ -637,4 +647,324 @@ apps:
         7,
         "each refusal is logged with its reason"
     );
+}
+
+/// A logout token of the mock IdP: `claims` signed with its key (or `other`), `typ`
+/// `logout+jwt`.
+fn logout_token(idp: &MockIdp, claims: &Value, with_other_key: bool) -> String {
+    let (key, other, _) = &*idp.state;
+    let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    h.kid = Some(key.kid.clone());
+    h.typ = Some("logout+jwt".into());
+    let signer = if with_other_key { other } else { key };
+    jsonwebtoken::encode(&h, claims, &signer.encoding).unwrap()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Back-channel logout from an upstream IdP (issue 15): a logout token that fails any check
+/// of section 2.6 is refused with 400 `invalid_request`, logged with its reason, and ends
+/// nothing; a valid one ends the gateway session that came from the IdP session (the proxy
+/// app asks for a sign-in again) and the tokens the provider issued in it; its replay is
+/// refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn upstream_backchannel_logout() {
+    let idp = mock_idp().await;
+    let up = upstream().await;
+    let keys = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(&format!(
+        r#"version: 1
+http: {{ address: "127.0.0.1:0" }}
+logger: {{ level: info, format: json }}
+connectors:
+  - name: mock
+    type: oidc
+    oidcWellKnownURL: http://{idp}/.well-known/openid-configuration
+    oauthClientID: gw
+    oauthClientSecret: {SECRET}
+    oauthRedirectURL: http://127.0.0.1:9/mock/callback
+    oidcBackchannelLogoutURL: http://127.0.0.1:9/mock/backchannel-logout
+oidcProvider:
+  issuer: http://localhost:1234
+  signingKeys: [{{ file: {key}, alg: ES256 }}]
+apps:
+  - name: app
+    type: proxy
+    routePatterns: ["/"]
+    upstream: http://{up}
+    policies: [{{ location: /, authentication: {{ idps: [mock] }}, authorization: {{ allowAll: true }} }}]
+  - name: web
+    type: oidc
+    clientID: web
+    clientSecret: {SECRET}
+    redirectURLs: ["https://rp.example.com/cb"]
+    grantTypes: [authorization_code, refresh_token]
+    authentication: {{ idps: [mock] }}
+    refreshToken: {{ allowOfflineAccess: true }}
+"#,
+        idp = idp.addr,
+        key = es256_key(&keys).display()
+    ));
+    let c = client();
+    // sign in through the IdP
+    let s = start_login(&gw, "/").await;
+    let r = c
+        .get(&s.login_url)
+        .header("cookie", &s.flow_cookie)
+        .send()
+        .await
+        .unwrap();
+    let q = query_of(&location(&r));
+    *idp.mode.lock().unwrap() = (Forge::Good, q["nonce"].clone());
+    let r = c
+        .get(gw.url(&format!("/mock/callback?code=c1&state={}", q["state"])))
+        .header("cookie", &s.flow_cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 303);
+    let session = set_cookie(&r, "tessera_session").unwrap();
+    // an OIDC app gets tokens in that session (single sign-on: no second sign-in)
+    let authz = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("client_id", "web"),
+            ("redirect_uri", "https://rp.example.com/cb"),
+            ("response_type", "code"),
+            ("scope", "openid offline_access"),
+        ])
+        .finish();
+    let r = c
+        .get(gw.url(&format!("/oauth2/authorize?{authz}")))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    let code = query_of(&location(&r))["code"].clone();
+    let tokens: Value = c
+        .post(gw.url("/oauth2/token"))
+        .basic_auth("web", Some(SECRET))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", "https://rp.example.com/cb"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let at = tokens["access_token"].as_str().unwrap().to_string();
+    let active = |t: String| {
+        let gw_url = gw.url("/oauth2/introspect");
+        async move {
+            let v: Value = client()
+                .post(gw_url)
+                .basic_auth("web", Some(SECRET))
+                .form(&[("token", t)])
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["active"].as_bool().unwrap()
+        }
+    };
+    let signed_in =
+        || async { status_with_cookie(gw.url("/"), &session).await == reqwest::StatusCode::OK };
+    assert!(signed_in().await);
+    assert!(active(at.clone()).await);
+
+    let issuer = idp.state.2.clone();
+    let good = |jti: &str| {
+        json!({
+            "iss": issuer, "aud": "gw", "iat": now(), "exp": now() + 120, "jti": jti,
+            "sub": "u1", "sid": MOCK_SID,
+            "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
+        })
+    };
+    let post = |token: String| {
+        let url = gw.url("/mock/backchannel-logout");
+        async move {
+            let r = client()
+                .post(url)
+                .form(&[("logout_token", token)])
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let cache = r
+                .headers()
+                .get("cache-control")
+                .map(|v| v.to_str().unwrap().to_string());
+            let body: Value = if status == 200 {
+                Value::Null
+            } else {
+                r.json().await.unwrap()
+            };
+            (status, cache, body)
+        }
+    };
+    let with = |jti: &str, f: &dyn Fn(&mut Value)| {
+        let mut v = good(jti);
+        f(&mut v);
+        v
+    };
+    let bad: Vec<(String, &str)> = vec![
+        (
+            logout_token(&idp, &good("j-sig"), true),
+            "the logout token's signature is wrong",
+        ),
+        (
+            logout_token(
+                &idp,
+                &with("j-aud", &|v| v["aud"] = json!("someone-else")),
+                false,
+            ),
+            "the logout token's aud is not this client",
+        ),
+        (
+            logout_token(
+                &idp,
+                &with("j-iss", &|v| v["iss"] = json!("http://evil.example.com")),
+                false,
+            ),
+            "the logout token's iss is not the IdP",
+        ),
+        (
+            logout_token(&idp, &with("j-nonce", &|v| v["nonce"] = json!("n")), false),
+            "the logout token carries a nonce",
+        ),
+        (
+            logout_token(
+                &idp,
+                &with("j-events", &|v| {
+                    v.as_object_mut().unwrap().remove("events");
+                }),
+                false,
+            ),
+            "the logout token has no back-channel logout event",
+        ),
+        (
+            logout_token(
+                &idp,
+                &with("j-event", &|v| {
+                    v["events"] = json!({"http://example.com/other": {}})
+                }),
+                false,
+            ),
+            "the logout token has no back-channel logout event",
+        ),
+        (
+            logout_token(
+                &idp,
+                &with("j-iat", &|v| {
+                    v["iat"] = json!(now() - 1000);
+                    v.as_object_mut().unwrap().remove("exp");
+                }),
+                false,
+            ),
+            "the logout token is too old (iat)",
+        ),
+        (
+            logout_token(
+                &idp,
+                &with("j-exp", &|v| v["exp"] = json!(now() - 600)),
+                false,
+            ),
+            "the logout token has expired",
+        ),
+        (
+            logout_token(
+                &idp,
+                &with("j-ids", &|v| {
+                    let m = v.as_object_mut().unwrap();
+                    m.remove("sid");
+                    m.remove("sub");
+                }),
+                false,
+            ),
+            "the logout token has neither sid nor sub",
+        ),
+        (
+            logout_token(
+                &idp,
+                &with("j-jti", &|v| {
+                    v.as_object_mut().unwrap().remove("jti");
+                }),
+                false,
+            ),
+            "the logout token has no jti",
+        ),
+        ("not-a-jwt".into(), "the logout token is not a JWT"),
+    ];
+    for (token, reason) in &bad {
+        let (status, cache, body) = post(token.clone()).await;
+        assert_eq!(status, 400, "{reason}");
+        assert_eq!(cache.as_deref(), Some("no-store"));
+        assert_eq!(body["error"], "invalid_request", "{reason}");
+        assert_eq!(body["error_description"], *reason);
+        assert!(signed_in().await, "{reason}: the session is untouched");
+        assert!(active(at.clone()).await, "{reason}: its tokens too");
+    }
+    for (_, reason) in &bad {
+        gw.wait_log(reason);
+    }
+    // no logout_token at all, or a GET
+    let r = c
+        .post(gw.url("/mock/backchannel-logout"))
+        .form(&[("x", "y")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let r = c
+        .get(gw.url("/mock/backchannel-logout"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 405);
+    assert!(signed_in().await);
+
+    // the genuine token: the session ends, and what was issued in it
+    let genuine = logout_token(&idp, &good("j-good"), false);
+    let (status, cache, _) = post(genuine.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(cache.as_deref(), Some("no-store"));
+    let r = c
+        .get(gw.url("/"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302, "the proxy app asks for a sign-in again");
+    assert!(location(&r).starts_with("/.tessera/login"));
+    assert!(!active(at.clone()).await);
+    assert!(!active(tokens["refresh_token"].as_str().unwrap().to_string()).await);
+    let line = gw.wait_log("back-channel logout from the identity provider");
+    assert!(line.contains("\"sessions\":1"), "{line}");
+    // its replay
+    let (status, _, body) = post(genuine).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error_description"],
+        "the logout token was already used (jti)"
+    );
+    // a token naming only the subject ends the subject's sessions (none left: still 200)
+    let (status, _, _) = post(logout_token(
+        &idp,
+        &with("j-sub", &|v| {
+            v.as_object_mut().unwrap().remove("sid");
+        }),
+        false,
+    ))
+    .await;
+    assert_eq!(status, 200);
 }

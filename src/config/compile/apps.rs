@@ -511,7 +511,23 @@ fn compile_logout(
     } else {
         l.location.clone()
     };
-    ok.then_some(Some(AppLogout { location, redirect }))
+    let upstream_url = l.upstreamURL.clone();
+    if let Some(u) = &upstream_url {
+        let valid = url::Url::parse(u)
+            .is_ok_and(|p| matches!(p.scheme(), "http" | "https") && p.host_str().is_some());
+        if !valid {
+            ctx.diags.error(
+                &p.key("logout").key("upstreamURL"),
+                format!("`{u}` must be an absolute http or https URL"),
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(Some(AppLogout {
+        location,
+        redirect,
+        upstream_url,
+    }))
 }
 
 pub(super) fn compile_policy(

@@ -249,6 +249,7 @@ pub fn compile(
         oidc_apps,
         &connectors,
         memory_bytes,
+        env.metrics.clone(),
         &mut ctx,
     );
 
@@ -264,7 +265,11 @@ pub fn compile(
         logging: logging?,
         health_location,
         metrics_location,
-        sessions: Sessions::new(session_store?, settings?),
+        sessions: Sessions::new(session_store?, settings?).ending_with(
+            provider
+                .as_ref()
+                .map(|p| p.session_ends.clone() as std::sync::Arc<dyn crate::session::EndListener>),
+        ),
         stores: std::mem::take(&mut ctx.stores_in_use),
         connectors,
         apps,

@@ -25,7 +25,7 @@ use crate::pages::escape;
 use crate::runtime::Runtime;
 use crate::session::{now_unix, random_token, Session};
 use crate::web::body::{full, Body};
-use crate::web::rejection::settle;
+use crate::web::rejection::{settle, Rejection};
 use crate::web::respond::{self, RequestCtx};
 
 use super::session_end::CODE_TTL;
@@ -96,7 +96,7 @@ async fn read_params(req: Request<RequestBody>) -> Result<Params, (StatusCode, S
 }
 
 fn bad_request_page(ctx: &RequestCtx, message: &str) -> Response<Body> {
-    respond::error(StatusCode::BAD_REQUEST, message, ctx)
+    Rejection::refused_page(StatusCode::BAD_REQUEST, message.to_string()).answer(ctx)
 }
 
 pub async fn authorize(
@@ -109,7 +109,8 @@ pub async fn authorize(
     let params = match read_params(req).await {
         Ok(p) => p,
         Err((status, e)) => {
-            return respond::error(status, &format!("Invalid authorization request: {e}."), ctx)
+            return Rejection::refused_page(status, format!("Invalid authorization request: {e}."))
+                .answer(ctx)
         }
     };
     process(p, rt, params, &headers, ctx, None).await
@@ -133,11 +134,11 @@ pub async fn resume(
         Ok(None) => None,
         Err(e) => {
             tracing::error!(error = %e, "store failed");
-            return respond::error(
+            return Rejection::refused_page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Sign-in is temporarily unavailable.",
-                ctx,
-            );
+            )
+            .answer(ctx);
         }
     };
     let Some(parked) = parked else {

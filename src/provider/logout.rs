@@ -17,6 +17,7 @@ use crate::pages;
 use crate::runtime::Runtime;
 use crate::session::Session;
 use crate::web::body::Body;
+use crate::web::rejection::Rejection;
 use crate::web::respond::{self, RequestCtx};
 use serde_json::Value;
 
@@ -63,11 +64,11 @@ fn hint_is_for_session(p: &Provider, hint: &Value, session: &Session) -> bool {
 }
 
 fn unavailable(ctx: &RequestCtx) -> Response<Body> {
-    respond::error(
+    Rejection::refused_page(
         StatusCode::SERVICE_UNAVAILABLE,
         "Sign-out is temporarily unavailable.",
-        ctx,
     )
+    .answer(ctx)
 }
 
 pub async fn end_session(
@@ -80,7 +81,8 @@ pub async fn end_session(
     let (headers, params) = match read(req).await {
         Ok(x) => x,
         Err((status, e)) => {
-            return respond::error(status, &format!("Invalid logout request: {e}."), ctx)
+            return Rejection::refused_page(status, format!("Invalid logout request: {e}."))
+                .answer(ctx)
         }
     };
     // The hint may be expired (that is the normal case at logout) but must be ours.
@@ -89,11 +91,11 @@ pub async fn end_session(
         Some(t) => match p.verify(t, super::keys::TokenType::Id, false) {
             Some(claims) => Some(Value::Object(claims)),
             None => {
-                return respond::error(
+                return Rejection::refused_page(
                     StatusCode::BAD_REQUEST,
                     "The id_token_hint is not a valid ID token of this provider.",
-                    ctx,
                 )
+                .answer(ctx)
             }
         },
     };
@@ -102,11 +104,11 @@ pub async fn end_session(
         .and_then(|c| c["aud"].as_str().map(str::to_string));
     let client_id = match (params.get("client_id"), hinted_client) {
         (Some(a), Some(b)) if *a != b => {
-            return respond::error(
+            return Rejection::refused_page(
                 StatusCode::BAD_REQUEST,
                 "client_id does not match the id_token_hint.",
-                ctx,
             )
+            .answer(ctx)
         }
         (Some(a), _) => Some(a.clone()),
         (None, b) => b,
@@ -120,20 +122,20 @@ pub async fn end_session(
             let registered =
                 client.is_some_and(|c| c.logout_redirect_uris.iter().any(|u| u == uri));
             if !registered {
-                return respond::error(
+                return Rejection::refused_page(
                     StatusCode::BAD_REQUEST,
                     "The post_logout_redirect_uri is not registered for this application.",
-                    ctx,
-                );
+                )
+                .answer(ctx);
             }
             let mut url = match url::Url::parse(uri) {
                 Ok(u) => u,
                 Err(_) => {
-                    return respond::error(
+                    return Rejection::refused_page(
                         StatusCode::BAD_REQUEST,
                         "Invalid post_logout_redirect_uri.",
-                        ctx,
                     )
+                    .answer(ctx)
                 }
             };
             if let Some(state) = params.get("state") {

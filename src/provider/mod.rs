@@ -294,11 +294,7 @@ impl Provider {
         path: &str,
     ) -> Response<Body> {
         let Some(endpoint) = self.endpoint(path) else {
-            return crate::web::respond::error(
-                http::StatusCode::NOT_FOUND,
-                "There is no such page.",
-                ctx,
-            );
+            return crate::web::rejection::Rejection::NoRoute.answer(ctx);
         };
         match endpoint {
             Endpoint::Discovery => discovery::serve(&self.discovery_json, "public, max-age=300"),

@@ -121,6 +121,21 @@ impl Rejection {
         }
     }
 
+    /// A refusal shown as a page by an endpoint whose protocol has no other way to answer
+    /// (the provider's authorize and end-session pages when the client can't be redirected
+    /// to): decided `invalid` for a client error, `error` for a server one.
+    pub fn refused_page(status: StatusCode, message: impl Into<Cow<'static, str>>) -> Self {
+        Rejection::Page {
+            status,
+            message: message.into(),
+            decision: if status.is_server_error() {
+                Decision::Error
+            } else {
+                Decision::Invalid
+            },
+        }
+    }
+
     /// What the access log line says of this refusal.
     pub fn decision(&self) -> Decision {
         match self {

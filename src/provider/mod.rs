@@ -188,6 +188,9 @@ pub struct Provider {
     pub userinfo_se: Option<crate::extensions::Hook>,
     /// Marks ended sessions, so that their grants end (the sessions' listener).
     pub session_ends: Arc<session_end::SessionEnds>,
+    /// The sessions' store (set by the configuration once both are compiled): a grant's
+    /// session that is no longer there expired (idle or lifetime) and its grants end with it.
+    pub session_store: Option<Arc<dyn Store>>,
     discovery_json: String,
     metadata_json: String,
     jwks_json: String,
@@ -235,6 +238,7 @@ impl Provider {
             clients,
             store,
             session_ends,
+            session_store: None,
             state: limits::StateBudget::new(state_budget_bytes),
             verified: Default::default(),
             pairwise_salt,

@@ -129,11 +129,20 @@ impl EndListener for SessionEnds {
 
 impl Provider {
     /// Has the session `grant` was issued in ended? Never, for a grant bound to no session
-    /// (client credentials, the password grant, unbound survivors).
+    /// (client credentials, the password grant, unbound survivors). Ended means signed out
+    /// (the mark) or gone from the sessions' store: a session that reached its idle timeout
+    /// or lifetime is dropped by the store's TTL, with nothing run at that moment, so its
+    /// absence is what ends its grants.
     pub async fn session_ended(&self, grant: &Grant) -> Result<bool, OAuthError> {
-        match &grant.sid {
+        let Some(sid) = &grant.sid else {
+            return Ok(false);
+        };
+        if self.store.get(&ended_key(sid)).await?.is_some() {
+            return Ok(true);
+        }
+        match &self.session_store {
+            Some(sessions) => Ok(!crate::session::is_alive(sessions.as_ref(), sid).await?),
             None => Ok(false),
-            Some(sid) => Ok(self.store.get(&ended_key(sid)).await?.is_some()),
         }
     }
 }

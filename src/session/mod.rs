@@ -8,7 +8,7 @@ mod decoded;
 mod upstream;
 
 pub use clock::Clock;
-pub use upstream::UpstreamSession;
+pub use upstream::{is_alive, UpstreamSession};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::{EndReason, SessionData, Sessions};
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
 
 /// Most gateway sessions listed under one IdP session or subject (the oldest go first).
 const MAX_LISTED: usize = 32;
@@ -50,6 +50,18 @@ fn by_sub_key(connector: &str, sub: &str) -> String {
 /// Where a gateway session (by `sid`) is stored now.
 pub(super) fn pointer_key(sid: &str) -> String {
     format!("session-by-sid:{sid}")
+}
+
+/// Is the session `sid` still in `store` (not ended, not expired)? Its pointer names its
+/// current record, whose TTL follows the idle timeout and the lifetime.
+pub async fn is_alive(store: &dyn Store, sid: &str) -> Result<bool, StoreError> {
+    let Some(key) = store.get(&pointer_key(sid)).await? else {
+        return Ok(false);
+    };
+    let Ok(key) = std::str::from_utf8(&key) else {
+        return Ok(false);
+    };
+    Ok(store.get(key).await?.is_some())
 }
 
 impl Sessions {

@@ -1008,3 +1008,46 @@ fn an_apps_logout_url_must_be_absolute() {
         "{out}"
     );
 }
+
+/// A session that ends by itself (here: its idle timeout, in the store's TTL, with no request
+/// to notice it) ends the grants issued in it like a sign-out; `survivesLogout` refresh
+/// tokens and client tokens live on.
+#[tokio::test]
+async fn an_expired_session_ends_its_grants() {
+    let keys = tempfile::tempdir().unwrap();
+    let gw = Gateway::start(&yaml(
+        &es256_key(&keys),
+        "jwt",
+        "session: { idleTimeoutSeconds: 2 }",
+        "",
+    ));
+    let (web, alice) = tokens(&gw, "web", None).await;
+    let (keeper, _) = tokens(&gw, "keeper", Some(&alice)).await;
+    let (at, rt) = (s(&web, "access_token"), s(&web, "refresh_token"));
+    let (status, svc) = token(&gw, "svc", &[("grant_type", "client_credentials")]).await;
+    assert_eq!(status, 200, "{svc}");
+    assert!(active(&gw, "web", &at).await);
+    assert!(active(&gw, "web", &rt).await);
+
+    // Idle past the timeout: nothing ran, the store dropped the session.
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+
+    assert!(
+        !active(&gw, "web", &at).await,
+        "access token of an expired session"
+    );
+    assert!(
+        !active(&gw, "web", &rt).await,
+        "refresh token of an expired session"
+    );
+    assert_eq!(userinfo_status(&gw, &at).await, 401);
+    let (status, body) = refresh(&gw, "web", &rt).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        body["error_description"],
+        "the session the refresh token was issued in has ended"
+    );
+    let (status, body) = refresh(&gw, "keeper", &s(&keeper, "refresh_token")).await;
+    assert_eq!(status, 200, "survivesLogout outlives expiry too: {body}");
+    assert!(active(&gw, "svc", &s(&svc, "access_token")).await);
+}

@@ -244,7 +244,7 @@ pub fn compile(
         Err(e) => ctx.diags.error(&root.key("serviceExtensions"), e),
     }
     let (apps, routers, oidc_apps) = compile_apps(section("apps"), &connectors, &mut ctx);
-    let provider = super::oidc::compile_provider(
+    let mut provider = super::oidc::compile_provider(
         section("oidcProvider"),
         oidc_apps,
         &connectors,
@@ -252,6 +252,10 @@ pub fn compile(
         env.metrics.clone(),
         &mut ctx,
     );
+    // Grants end with their session, also when it expires (see `Provider::session_ended`).
+    if let (Some(p), Some(store)) = (provider.as_mut(), session_store.as_ref()) {
+        p.session_store = Some(store.clone());
+    }
 
     let listen = listen?;
     let secure_cookies = secure_cookies?;

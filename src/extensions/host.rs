@@ -64,14 +64,10 @@ pub struct HostState {
 
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
-        if self.wasi.is_none() {
-            self.wasi = Some(Box::new(WasiState::new(
-                &self.ext,
-                self.hook,
-                &self.request_id,
-            )));
-        }
-        let wasi = self.wasi.as_deref_mut().expect("just built");
+        let (ext, hook, request_id) = (&self.ext, self.hook, &self.request_id);
+        let wasi = self
+            .wasi
+            .get_or_insert_with(|| Box::new(WasiState::new(ext, hook, request_id)));
         WasiCtxView {
             ctx: &mut wasi.ctx,
             table: &mut wasi.table,

@@ -13,6 +13,8 @@
 #   bench/callgrind.sh /path/to/old/tessera target/release/tessera
 # Knobs: REQUESTS=20000 CONNECTIONS=8 KEEP_PROFILE=<dir> (keeps each binary's callgrind
 #   output there, for `callgrind_annotate --inclusive=yes <file>`)
+#   HOOK=c | c-cached: the policy also runs the C test guest's IsAuthenticated, uncached or
+#   cached (see bench_config in bench/common.sh): issue 17's cost of a hook, in instructions
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

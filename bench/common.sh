@@ -52,7 +52,22 @@ CONF
 
 # Writes the configuration of request (c) to $1 for listen port $2 and password hash $3:
 # user bench, one rule, three identity headers, the upstream of start_upstream.
+# HOOK=c | c-cached adds the C test guest's IsAuthenticated to the policy
+# (extensions/test-guests/out/c-isauth.wasm, from scripts/build-extensions.sh), uncached or
+# with `cacheSeconds: 60`: what a hook costs (issue 17).
 bench_config() {
+  local hook=""
+  if [ -n "${HOOK:-}" ]; then
+    local wasm cache=""
+    wasm="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/extensions/test-guests/out/c-isauth.wasm"
+    [ -f "$wasm" ] || { echo "error: missing $wasm (scripts/build-extensions.sh test-guests)" >&2; return 1; }
+    case "$HOOK" in
+      c) ;;
+      c-cached) cache=", cacheSeconds: 60" ;;
+      *) echo "error: HOOK is c or c-cached" >&2; return 1 ;;
+    esac
+    hook=", isAuthenticatedSE: { funcName: IsAuthenticated, file: \"$wasm\"$cache }"
+  fi
   cat >"$1" <<CONF
 version: 1
 http: { address: "127.0.0.1:$2" }
@@ -75,7 +90,7 @@ apps:
       - { name: X-Groups, value: "{{ local.groups }}" }
     policies:
       - location: /
-        authentication: { idps: [local] }
+        authentication: { idps: [local]$hook }
         authorization:
           rules: { attribute: local.groups, contains: admins }
 CONF

@@ -7,7 +7,7 @@
 # so compare within a round).
 #
 # Usage: bench/cpu.sh BINARY...
-# Knobs: ROUNDS=3 DURATION=8 CONNECTIONS=16
+# Knobs: ROUNDS=3 DURATION=8 CONNECTIONS=16 HOOK=c|c-cached (see bench/common.sh)
 set -euo pipefail
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 [ $# -gt 0 ] || { echo "usage: bench/cpu.sh BINARY..." >&2; exit 2; }

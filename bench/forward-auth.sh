@@ -2,6 +2,10 @@
 # Forward-auth decisions through real nginx `auth_request` (issue #16), side by side in one run:
 #   (floor)   nginx auth_request to a location of its own that always answers 200, then
 #             proxy_pass to the upstream: the cost of the pattern itself;
+#   (external) nginx auth_request to an auth *server* as cheap as one can be: a second nginx
+#             process (one worker, CPU 1) answering 200 over keep-alive connections (the same
+#             subrequest hop Tessera needs, with nothing decided): the ceiling of any external
+#             auth server;
 #   (tessera) nginx auth_request to Tessera's /.tessera/auth for a signed-in session (one
 #             rule, three identity headers copied upstream), then proxy_pass;
 #   (bearer)  the same with a JWT access token of Tessera's own provider (client_credentials)
@@ -41,10 +45,17 @@ SUT=(taskset -c 1)
 LOAD=(taskset -c 0)
 
 start_upstream "${SUT[@]}"
+# The external auth server of row (external): its own nginx process, like Tessera is its own.
+AUTH_PORT="$(free_port)"
+mkdir -p "$WORK/auth/logs" "$WORK/auth/tmp"
+sed -e "s#$WORK/up#$WORK/auth#g" -e "s#127.0.0.1:$UP_PORT#127.0.0.1:$AUTH_PORT#" "$WORK/up/nginx.conf" >"$WORK/auth/nginx.conf"
+"${SUT[@]}" nginx -p "$WORK/auth" -c "$WORK/auth/nginx.conf" >/dev/null 2>&1 &
+PIDS+=($!)
 GW_PORT="$(free_port)"
 FRONT_PORT="$(free_port)"
 FLOOR_PORT="$(free_port)"
 BEARER_PORT="$(free_port)"
+EXTERNAL_PORT="$(free_port)"
 HASH="$(printf 'bench-pass\n' | "$TESSERA_BIN" hash-password)"
 "$TESSERA_BIN" keys generate --alg ES256 --out "$WORK/signing.pem" >/dev/null
 cat >"$WORK/tessera.yaml" <<CONF
@@ -119,6 +130,7 @@ http {
   keepalive_requests 1000000;
   upstream app { server 127.0.0.1:$UP_PORT; keepalive 64; }
   upstream tessera { server 127.0.0.1:$GW_PORT; keepalive 64; }
+  upstream authsrv { server 127.0.0.1:$AUTH_PORT; keepalive 64; }
   server {
     listen 127.0.0.1:$FRONT_PORT;
     location = /_auth {
@@ -164,6 +176,25 @@ http {
       proxy_set_header X-User \$u;
       proxy_set_header X-Email \$e;
       proxy_set_header X-Groups \$g;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass http://app;
+    }
+  }
+  server {
+    listen 127.0.0.1:$EXTERNAL_PORT;
+    location = /_auth {
+      internal;
+      proxy_pass http://authsrv/auth;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-URL \$scheme://\$http_host\$request_uri;
+      proxy_set_header X-Original-Method \$request_method;
+    }
+    location / {
+      auth_request /_auth;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
       proxy_pass http://app;
@@ -225,12 +256,14 @@ median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 log "warm-up"
 run "http://127.0.0.1:$FLOOR_PORT/" "Cookie: $COOKIE" >/dev/null
+run "http://127.0.0.1:$EXTERNAL_PORT/" "Cookie: $COOKIE" >/dev/null
 run "http://127.0.0.1:$FRONT_PORT/" "Cookie: $COOKIE" >/dev/null
 run "http://127.0.0.1:$BEARER_PORT/" "Authorization: Bearer $TOKEN" >/dev/null
 declare -A rps p50 p99
 for r in $(seq 1 "$ROUNDS"); do
-  for t in floor tessera bearer; do
+  for t in floor external tessera bearer; do
     port=$FLOOR_PORT; cred="Cookie: $COOKIE"
+    [ "$t" = external ] && port=$EXTERNAL_PORT
     [ "$t" = tessera ] && port=$FRONT_PORT
     [ "$t" = bearer ] && port=$BEARER_PORT && cred="Authorization: Bearer $TOKEN"
     read -r a b c < <(run "http://127.0.0.1:$port/" "$cred")
@@ -240,7 +273,7 @@ for r in $(seq 1 "$ROUNDS"); do
   done
 done
 med() { tr ' ' '\n' <<<"$1" | sed '/^$/d' | median; }
-F="$(med "${rps[floor]}")"; T="$(med "${rps[tessera]}")"; B="$(med "${rps[bearer]}")"
+F="$(med "${rps[floor]}")"; X="$(med "${rps[external]}")"; T="$(med "${rps[tessera]}")"; B="$(med "${rps[bearer]}")"
 echo
 echo "Run on $(date -u +%F) — $(nproc) CPUs; $(nginx -v 2>&1 | sed 's/.*: //'), $("$TESSERA_BIN" version 2>/dev/null | head -1)."
 echo "Command: \`bench/forward-auth.sh\` (DURATION=$DURATION CONNECTIONS=$CONNECTIONS ROUNDS=$ROUNDS; wrk on CPU 0, everything else on CPU 1)."
@@ -248,5 +281,6 @@ echo
 echo "| row | req/s (median of $ROUNDS) | p50 | p99 | × floor |"
 echo "|---|---:|---:|---:|---:|"
 printf '| nginx auth_request → 200 (floor) | %.0f | %s ms | %s ms | 1.00 |\n' "$F" "$(med "${p50[floor]}")" "$(med "${p99[floor]}")"
+printf '| nginx auth_request → nginx answering 200 (an external auth server deciding nothing) | %.0f | %s ms | %s ms | %.2f |\n' "$X" "$(med "${p50[external]}")" "$(med "${p99[external]}")" "$(awk -v a="$X" -v b="$F" 'BEGIN{print a/b}')"
 printf '| nginx auth_request → Tessera (session, 1 rule, 3 headers) | %.0f | %s ms | %s ms | %.2f |\n' "$T" "$(med "${p50[tessera]}")" "$(med "${p99[tessera]}")" "$(awk -v a="$T" -v b="$F" 'BEGIN{print a/b}')"
 printf '| nginx auth_request → Tessera (bearer JWT, 1 rule, 3 headers) | %.0f | %s ms | %s ms | %.2f |\n' "$B" "$(med "${p50[bearer]}")" "$(med "${p99[bearer]}")" "$(awk -v a="$B" -v b="$F" 'BEGIN{print a/b}')"

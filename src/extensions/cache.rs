@@ -45,7 +45,7 @@ pub enum Cached {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
     /// The session's store key (a hash of its id; the id itself is not kept).
-    session: String,
+    session: std::sync::Arc<str>,
     /// The policy's identity within the loaded configuration.
     policy: usize,
 }
@@ -81,7 +81,7 @@ impl DecisionCache {
     pub fn key(session: &Session, policy: usize) -> (CacheKey, u64) {
         (
             CacheKey {
-                session: session.store_key(),
+                session: session.key().clone(),
                 policy,
             },
             attribute_version(session),

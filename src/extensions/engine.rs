@@ -22,6 +22,9 @@ pub const TICK: Duration = Duration::from_millis(1);
 /// slots of this size.
 pub const MAX_MEMORY_MIB: u64 = 1024;
 
+/// Bytes of a pooled linear memory kept resident between instances (reset by memset).
+const KEEP_RESIDENT: usize = 256 << 10;
+
 /// Concurrent instances the pool holds. A call beyond this fails closed (and is counted).
 const POOL_INSTANCES: u32 = 256;
 
@@ -67,6 +70,11 @@ fn build(pooling: bool) -> Result<Engine, String> {
             .total_tables(POOL_INSTANCES * 8)
             .total_stacks(POOL_INSTANCES)
             .max_memory_size((MAX_MEMORY_MIB as usize) << 20);
+        // A slot's memory and tables are reset with memset rather than `madvise` (up to these
+        // sizes), so the next instance in the slot takes no page faults: measured on the C
+        // test guest, 5 minor faults and ≈ 30 µs of kernel time less per call (docs/benchmarks.md).
+        pool.linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT / 4);
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     }
     Engine::new(&config).map_err(|e| e.to_string())

@@ -187,13 +187,21 @@ impl EndReason {
 #[derive(Debug, Clone)]
 pub struct Session {
     id: String,
+    /// The store key (a hash of `id`), computed once: it keys the session's cached answers
+    /// on every request.
+    key: Arc<str>,
     pub data: Arc<SessionData>,
 }
 
 impl Session {
     /// The key of this session in the store (safe to log: it is a hash).
     pub fn store_key(&self) -> String {
-        store_key(&self.id)
+        self.key.to_string()
+    }
+
+    /// The store key, shared (no copy).
+    pub fn key(&self) -> &Arc<str> {
+        &self.key
     }
 
     /// The CSRF token of forms that act on this session (sign-out confirmation). It is
@@ -343,6 +351,7 @@ impl Sessions {
             }
             return Ok(Some(Session {
                 id: id.to_string(),
+                key,
                 data,
             }));
         }

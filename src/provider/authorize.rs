@@ -651,7 +651,7 @@ async fn issue_code(
 enum ConsentStep {
     /// Issue the code under this consent (`None`: a trusted client).
     Granted(Option<String>),
-    /// The consent page (or a refusal page).
+    /// The consent page.
     Page(Response<Body>),
 }
 

@@ -19,11 +19,30 @@ struct Op {
 /// Users alice and bob; `asks` (consent required, refresh tokens) and `trusted` (default).
 fn provider() -> Op {
     let keys = tempfile::tempdir().unwrap();
-    let yaml = format!(
+    let yaml = provider_yaml(&es256_key(&keys), None);
+    Op {
+        gw: Gateway::start(&yaml),
+        _keys: keys,
+    }
+}
+
+/// The configuration of `provider`; with `redis`, sessions and the provider's state are
+/// kept there (replicas).
+fn provider_yaml(key: &std::path::Path, redis: Option<&str>) -> String {
+    let (shared, cache) = match redis {
+        Some(addr) => (
+            format!(
+                "session: {{ store: shared }}\ncaches:\n  - {{ name: shared, type: redis, redis: {{ addresses: [\"{addr}\"], timeoutMillis: 500 }} }}\n"
+            ),
+            "  cache: shared\n",
+        ),
+        None => (String::new(), ""),
+    };
+    format!(
         r#"version: 1
 http: {{ address: "127.0.0.1:0" }}
 logger: {{ level: info, format: json }}
-connectors:
+{shared}connectors:
   - name: local
     type: local
     users:
@@ -35,7 +54,7 @@ connectors:
         attributes: {{ email: bob@example.com }}
 oidcProvider:
   issuer: http://localhost:1234
-  signingKeys: [{{ file: {key}, alg: ES256 }}]
+{cache}  signingKeys: [{{ file: {key}, alg: ES256 }}]
 apps:
   - name: Reports
     type: oidc
@@ -55,12 +74,8 @@ apps:
     authentication: {{ idps: [local] }}
 "#,
         hash = pw_hash(),
-        key = es256_key(&keys).display()
-    );
-    Op {
-        gw: Gateway::start(&yaml),
-        _keys: keys,
-    }
+        key = key.display()
+    )
 }
 
 fn authorize_path(client_id: &str, scope: &str, extra: &[(&str, &str)]) -> String {
@@ -99,6 +114,10 @@ async fn sign_in(op: &Op, user: &str, client_id: &str, scope: &str) -> (String, 
     let r = get(op, &back, &cookie).await;
     (cookie, r)
 }
+
+/// A form that must be refused: whose session posts it, its fields, the status and what
+/// the page says.
+type BadForm<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16, &'a str);
 
 async fn get(op: &Op, path: &str, cookie: &str) -> reqwest::Response {
     let mut req = client().get(op.gw.url(path));
@@ -266,72 +285,76 @@ async fn consent_forms_are_bound_to_the_session_and_the_request() {
     let (_, csrf_bob, _) = consent_page(r).await;
 
     let path = "/oauth2/authorize/consent";
-    // No token, a wrong one, the token of another request, of another session.
-    let missing = post(
-        &op,
-        path,
-        &alice,
-        &[("request", &request_a), ("decision", "allow")],
-    )
-    .await;
-    assert_page(missing, 403, NOT_YOURS).await;
-    assert_page(
-        decide(&op, &alice, &request_a, "forged", "allow").await,
-        403,
-        NOT_YOURS,
-    )
-    .await;
-    assert_page(
-        decide(&op, &alice, &request_a, &csrf_b, "allow").await,
-        403,
-        NOT_YOURS,
-    )
-    .await;
-    assert_page(
-        decide(&op, &alice, &request_b, &csrf_a, "allow").await,
-        403,
-        NOT_YOURS,
-    )
-    .await;
-    assert_page(
-        decide(&op, &bob, &request_a, &csrf_a, "allow").await,
-        403,
-        NOT_YOURS,
-    )
-    .await;
-    assert_page(
-        decide(&op, &bob, &request_a, &csrf_bob, "allow").await,
-        403,
-        NOT_YOURS,
-    )
-    .await;
-    // No session at all, no request, an unknown one, no decision, a GET.
-    assert_page(
-        decide(&op, "", &request_a, &csrf_a, "allow").await,
-        401,
-        "Sign in first, then repeat this request.",
-    )
-    .await;
-    let no_request = post(
-        &op,
-        path,
-        &alice,
-        &[("csrf", &csrf_a), ("decision", "allow")],
-    )
-    .await;
-    assert_page(no_request, 400, EXPIRED).await;
-    assert_page(
-        decide(&op, &alice, "unknown", &csrf_a, "allow").await,
-        400,
-        EXPIRED,
-    )
-    .await;
-    assert_page(
-        decide(&op, &alice, &request_a, &csrf_a, "maybe").await,
-        400,
-        "Choose Allow or Deny.",
-    )
-    .await;
+    let (ra, rb, ca, cb) = (
+        request_a.as_str(),
+        request_b.as_str(),
+        csrf_a.as_str(),
+        csrf_b.as_str(),
+    );
+    let allow = ("decision", "allow");
+    let bad_forms: Vec<BadForm> = vec![
+        // No token, a wrong one, the token of another request, of another session.
+        (&alice, vec![("request", ra), allow], 403, NOT_YOURS),
+        (
+            &alice,
+            vec![("request", ra), ("csrf", "forged"), allow],
+            403,
+            NOT_YOURS,
+        ),
+        (
+            &alice,
+            vec![("request", ra), ("csrf", cb), allow],
+            403,
+            NOT_YOURS,
+        ),
+        (
+            &alice,
+            vec![("request", rb), ("csrf", ca), allow],
+            403,
+            NOT_YOURS,
+        ),
+        (
+            &bob,
+            vec![("request", ra), ("csrf", ca), allow],
+            403,
+            NOT_YOURS,
+        ),
+        (
+            &bob,
+            vec![("request", ra), ("csrf", &csrf_bob), allow],
+            403,
+            NOT_YOURS,
+        ),
+        // No session, no request, an unknown one, no decision, an unknown one.
+        (
+            "",
+            vec![("request", ra), ("csrf", ca), allow],
+            401,
+            "Sign in first, then repeat this request.",
+        ),
+        (&alice, vec![("csrf", ca), allow], 400, EXPIRED),
+        (
+            &alice,
+            vec![("request", "unknown"), ("csrf", ca), allow],
+            400,
+            EXPIRED,
+        ),
+        (
+            &alice,
+            vec![("request", ra), ("csrf", ca)],
+            400,
+            "Choose Allow or Deny.",
+        ),
+        (
+            &alice,
+            vec![("request", ra), ("csrf", ca), ("decision", "maybe")],
+            400,
+            "Choose Allow or Deny.",
+        ),
+    ];
+    for (cookie, form, status, message) in &bad_forms {
+        assert_page(post(&op, path, cookie, form).await, *status, message).await;
+    }
     assert_page(
         get(&op, path, &alice).await,
         405,
@@ -339,19 +362,10 @@ async fn consent_forms_are_bound_to_the_session_and_the_request() {
     )
     .await;
     // None of these decided anything: the right form still works, once.
-    code_of(&decide(&op, &alice, &request_a, &csrf_a, "allow").await);
-    assert_page(
-        decide(&op, &alice, &request_a, &csrf_a, "allow").await,
-        400,
-        EXPIRED,
-    )
-    .await;
-    assert_page(
-        decide(&op, &alice, &request_a, &csrf_a, "deny").await,
-        400,
-        EXPIRED,
-    )
-    .await;
+    code_of(&decide(&op, &alice, ra, ca, "allow").await);
+    for decision in ["allow", "deny"] {
+        assert_page(decide(&op, &alice, ra, ca, decision).await, 400, EXPIRED).await;
+    }
 }
 
 #[tokio::test]
@@ -408,21 +422,20 @@ async fn a_trusted_client_never_shows_the_page() {
     )
     .await;
     code_of(&r);
-    let doc: Value = client()
-        .get(op.gw.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     assert_eq!(
-        doc["prompt_values_supported"],
+        prompt_values(&op.gw).await,
         serde_json::json!(["none", "login", "consent"])
     );
     // Without a client that asks, `consent` is not advertised.
     let keys = tempfile::tempdir().unwrap();
     let gw = Gateway::start(&local_provider_config(&keys, "only", "", ""));
+    assert_eq!(
+        prompt_values(&gw).await,
+        serde_json::json!(["none", "login"])
+    );
+}
+
+async fn prompt_values(gw: &Gateway) -> Value {
     let doc: Value = client()
         .get(gw.url("/.well-known/openid-configuration"))
         .send()
@@ -431,10 +444,7 @@ async fn a_trusted_client_never_shows_the_page() {
         .json()
         .await
         .unwrap();
-    assert_eq!(
-        doc["prompt_values_supported"],
-        serde_json::json!(["none", "login"])
-    );
+    doc["prompt_values_supported"].clone()
 }
 
 #[tokio::test]
@@ -515,23 +525,17 @@ async fn revoking_at_connected_apps_ends_the_apps_tokens() {
     );
     assert!(html.contains("data-scope=\"offline_access\""));
 
-    // Anonymous: a GET signs in first, a POST is refused.
+    // Anonymous: a GET signs in first (a POST is refused below).
     let r = get(&op, "/connected-apps", "").await;
     assert_eq!(r.status(), 302);
     assert!(location(&r).starts_with("/.tessera/login?flow="));
-    let anonymous = post(
-        &op,
-        "/connected-apps",
-        "",
-        &[("csrf", &alice_csrf), ("client_id", "asks")],
-    )
-    .await;
-    assert_page(anonymous, 401, "Sign in first, then repeat this request.").await;
+    let expired_form = "This form has expired. Reload the connected apps page and try again.";
+    let not_connected = "This app is not connected to your account.";
     // Bob cannot revoke alice's app: his session knows only his own consents.
     let (bob, r) = sign_in(&op, "bob", "trusted", "openid").await;
     code_of(&r);
-    let (_, bob_csrf) = connected_apps(&op, &bob).await;
-    assert!(bob_csrf.is_empty(), "bob has no app, so no form");
+    let (_, no_form) = connected_apps(&op, &bob).await;
+    assert!(no_form.is_empty(), "bob has no app, so no form");
     let bob_csrf = hidden(
         &get(&op, "/.tessera/logout", &bob)
             .await
@@ -540,45 +544,55 @@ async fn revoking_at_connected_apps_ends_the_apps_tokens() {
             .unwrap(),
         "csrf",
     );
-    let r = post(
-        &op,
-        "/connected-apps",
-        &bob,
-        &[("csrf", &bob_csrf), ("client_id", "asks")],
-    )
-    .await;
-    assert_page(r, 404, "This app is not connected to your account.").await;
-    let r = post(
-        &op,
-        "/connected-apps",
-        &bob,
-        &[("csrf", &alice_csrf), ("client_id", "asks")],
-    )
-    .await;
-    assert_page(
-        r,
-        403,
-        "This form has expired. Reload the connected apps page and try again.",
-    )
-    .await;
-    // Alice's own bad forms.
-    let r = post(&op, "/connected-apps", &alice, &[("client_id", "asks")]).await;
-    assert_page(
-        r,
-        403,
-        "This form has expired. Reload the connected apps page and try again.",
-    )
-    .await;
-    let r = post(
-        &op,
-        "/connected-apps",
-        &alice,
-        &[("csrf", &alice_csrf), ("client_id", "trusted")],
-    )
-    .await;
-    assert_page(r, 404, "This app is not connected to your account.").await;
-    let r = post(&op, "/connected-apps", &alice, &[("csrf", &alice_csrf)]).await;
-    assert_page(r, 404, "This app is not connected to your account.").await;
+    let (ac, bc) = (alice_csrf.as_str(), bob_csrf.as_str());
+    let bad_forms: Vec<BadForm> = vec![
+        (
+            "",
+            vec![("csrf", ac), ("client_id", "asks")],
+            401,
+            "Sign in first, then repeat this request.",
+        ),
+        (
+            &bob,
+            vec![("csrf", bc), ("client_id", "asks")],
+            404,
+            not_connected,
+        ),
+        (
+            &bob,
+            vec![("csrf", ac), ("client_id", "asks")],
+            403,
+            expired_form,
+        ),
+        (&alice, vec![("client_id", "asks")], 403, expired_form),
+        (
+            &alice,
+            vec![("csrf", bc), ("client_id", "asks")],
+            403,
+            expired_form,
+        ),
+        (
+            &alice,
+            vec![("csrf", ac), ("client_id", "trusted")],
+            404,
+            not_connected,
+        ),
+        (
+            &alice,
+            vec![("csrf", ac), ("client_id", "nobody")],
+            404,
+            not_connected,
+        ),
+        (&alice, vec![("csrf", ac)], 404, not_connected),
+    ];
+    for (cookie, form, status, message) in &bad_forms {
+        assert_page(
+            post(&op, "/connected-apps", cookie, form).await,
+            *status,
+            message,
+        )
+        .await;
+    }
     // Still alive after all that.
     let (status, body) = token(
         &op,
@@ -671,4 +685,59 @@ fn an_unknown_consent_setting_is_positioned() {
         )),
         "{out}"
     );
+}
+
+#[tokio::test]
+async fn replicas_sharing_redis_share_consents_and_revocations() {
+    let redis = crate::support::redis::RedisServer::start();
+    let keys = tempfile::tempdir().unwrap();
+    let yaml = provider_yaml(&es256_key(&keys), Some(&redis.address()));
+    let a = Op {
+        gw: Gateway::start(&yaml),
+        _keys: keys,
+    };
+    let b = Op {
+        gw: Gateway::start(&yaml),
+        _keys: tempfile::tempdir().unwrap(),
+    };
+    let (alice, r) = sign_in(&a, "alice", "asks", "openid offline_access").await;
+    let (request, csrf, _) = consent_page(r).await;
+    // The page shown by A is answered at B.
+    let (status, tokens) = redeem(
+        &a,
+        &code_of(&decide(&b, &alice, &request, &csrf, "allow").await),
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    // Remembered for B too.
+    code_of(
+        &get(
+            &b,
+            &authorize_path("asks", "openid offline_access", &[]),
+            &alice,
+        )
+        .await,
+    );
+    // Revoked at B: A refuses the refresh token and asks again.
+    let (_, csrf) = connected_apps(&b, &alice).await;
+    let r = post(
+        &b,
+        "/connected-apps",
+        &alice,
+        &[("csrf", &csrf), ("client_id", "asks")],
+    )
+    .await;
+    assert_eq!(r.status(), 303);
+    let (status, body) = token(
+        &a,
+        &[("grant_type", "refresh_token"), ("refresh_token", refresh)],
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    consent_page(get(&a, &authorize_path("asks", "openid", &[]), &alice).await).await;
 }

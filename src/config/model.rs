@@ -733,6 +733,8 @@ pub struct EndpointsConfig {
     pub introspection: Option<String>,
     pub revocation: Option<String>,
     pub endSession: Option<String>,
+    /// The signed-in user's "connected apps" page (default `/connected-apps`).
+    pub connectedApps: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -788,6 +790,9 @@ pub struct OidcAppConfig {
     /// A token bucket for this client's `client_credentials` and `password` requests,
     /// shared by the replicas through the provider's store; past it: 429 with `Retry-After`.
     pub rateLimit: Option<ClientRateLimitConfig>,
+    /// `trusted` (default): no consent page. `required`: the user allows the app's scopes
+    /// on a consent page once (remembered, revocable at the connected apps page).
+    pub consent: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -151,6 +151,7 @@ fn compile_client(
         super::compile::compile_attr_providers(&cfg.attrProviders, p, connectors, ctx);
     let introspects = compile_introspects(cfg.introspection.as_ref(), p, client_ids, ctx);
     let rate_limit = rate_limit(cfg.rateLimit.as_ref(), &grants, p, ctx);
+    let consent = consent_policy(cfg.consent.as_deref(), p, ctx);
     let backchannel_logout = logout_uri(
         cfg.backchannelLogoutURI.as_deref(),
         cfg.backchannelLogoutSessionRequired,
@@ -189,7 +190,29 @@ fn compile_client(
         rate_limit,
         backchannel_logout,
         frontchannel_logout,
+        consent,
     })
+}
+
+/// `consent`: whether users allow the app's scopes on a consent page.
+fn consent_policy(
+    value: Option<&str>,
+    p: &ConfigPath,
+    ctx: &mut Ctx<'_>,
+) -> crate::provider::consent::ConsentPolicy {
+    use crate::provider::consent::ConsentPolicy;
+    match value.unwrap_or("trusted") {
+        "trusted" => ConsentPolicy::Trusted,
+        "required" => ConsentPolicy::Required,
+        other => {
+            ctx.diags.error_hint(
+                &p.key("consent"),
+                format!("unknown consent setting `{other}`"),
+                "use trusted or required",
+            );
+            ConsentPolicy::Trusted
+        }
+    }
 }
 
 /// `backchannelLogoutURI` / `frontchannelLogoutURI` and their `…SessionRequired` (`keys`).
@@ -742,6 +765,7 @@ pub(super) fn compile_provider(
         discovery: format!("{base}/.well-known/openid-configuration"),
         oauth_metadata: format!("/.well-known/oauth-authorization-server{base}"),
         authorization_resume: format!("{authorization}/resume"),
+        consent: format!("{authorization}/consent"),
         authorization,
         token: under(&base, e.and_then(|e| e.token.as_deref()), "/oauth2/token"),
         userinfo: under(
@@ -764,6 +788,11 @@ pub(super) fn compile_provider(
             &base,
             e.and_then(|e| e.endSession.as_deref()),
             "/oauth2/logout",
+        ),
+        connected_apps: under(
+            &base,
+            e.and_then(|e| e.connectedApps.as_deref()),
+            "/connected-apps",
         ),
     };
     if cfg.signingKeys.is_empty() {

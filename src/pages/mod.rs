@@ -4,6 +4,8 @@
 
 use std::fmt::Write;
 
+pub mod consent;
+
 /// Escapes text for HTML element content and double-quoted attributes.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());

@@ -66,7 +66,7 @@ fn parked_key(id: &str) -> String {
 
 /// The parameters, or the status and text of the refusal (400; 408/413 for a body that
 /// came too slowly or too large).
-async fn read_params(req: Request<RequestBody>) -> Result<Params, (StatusCode, String)> {
+pub(super) async fn read_params(req: Request<RequestBody>) -> Result<Params, (StatusCode, String)> {
     let bad = |e: String| (StatusCode::BAD_REQUEST, e);
     let query = req.uri().query().unwrap_or("").to_string();
     if req.method() == Method::GET || req.method() == Method::HEAD {
@@ -113,7 +113,7 @@ pub async fn authorize(
                 .answer(ctx)
         }
     };
-    process(p, rt, params, &headers, ctx, None).await
+    process(p, rt, params, &headers, ctx, None, false).await
 }
 
 /// Back from the login flow: finish the parked request.
@@ -154,8 +154,38 @@ pub async fn resume(
         req.headers(),
         ctx,
         Some(parked.requested_at),
+        false,
     )
     .await
+}
+
+/// The user allowed the request on the consent page (`consent::decide`): go on with it.
+pub(super) async fn after_consent(
+    p: &Provider,
+    rt: &Runtime,
+    params: Params,
+    headers: &http::HeaderMap,
+    ctx: &RequestCtx,
+    resumed_after: Option<u64>,
+) -> Response<Body> {
+    process(p, rt, params, headers, ctx, resumed_after, true).await
+}
+
+/// The user denied the request on the consent page: `access_denied` to the client (with
+/// `state` and `iss`), if it is still registered with that redirect URI.
+pub(super) fn refuse_consent(p: &Provider, params: &Params, ctx: &RequestCtx) -> Response<Body> {
+    match verify_client(p, params) {
+        Ok(v) => redirect_error(
+            p,
+            &v,
+            &OAuthError {
+                code: "access_denied",
+                ..OAuthError::invalid_request("the user denied the request")
+            },
+            ctx,
+        ),
+        Err(msg) => bad_request_page(ctx, msg),
+    }
 }
 
 /// Checks the client and redirect URI; errors here are pages, never redirects.
@@ -346,6 +376,7 @@ async fn process(
     headers: &http::HeaderMap,
     ctx: &RequestCtx,
     resumed_after: Option<u64>,
+    just_consented: bool,
 ) -> Response<Body> {
     let v = match verify_client(p, &params) {
         Ok(v) => v,
@@ -531,7 +562,23 @@ async fn process(
             ctx,
         );
     }
-    match issue_code(p, &rt.sessions, &v, &req, &session, &idp).await {
+    let consent = match consent_step(
+        p,
+        &v,
+        &req,
+        &session,
+        &idp,
+        &params,
+        (resumed_after, just_consented),
+        ctx,
+    )
+    .await
+    {
+        Ok(ConsentStep::Granted(c)) => c,
+        Ok(ConsentStep::Page(page)) => return page,
+        Err(e) => return redirect_error(p, &v, &e, ctx),
+    };
+    match issue_code(p, &rt.sessions, &v, &req, &session, &idp, consent).await {
         Ok(code) => {
             let mut out = vec![("code", code)];
             if let Some(s) = &v.state {
@@ -551,6 +598,7 @@ async fn issue_code(
     req: &AuthzRequest,
     session: &Session,
     idp: &str,
+    consent: Option<String>,
 ) -> Result<String, OAuthError> {
     let attrs = &session.data.attrs;
     let sub = p
@@ -581,6 +629,7 @@ async fn issue_code(
         } else {
             Default::default()
         },
+        consent,
     };
     let code = random_chars(43);
     let record = CodeRecord {
@@ -597,6 +646,69 @@ async fn issue_code(
         )
         .await?;
     Ok(code)
+}
+
+enum ConsentStep {
+    /// Issue the code under this consent (`None`: a trusted client).
+    Granted(Option<String>),
+    /// The consent page.
+    Page(Response<Body>),
+}
+
+/// Consent (see `consent`): the user allowed the scopes before, or is asked now.
+/// `prompt=consent` asks again, unless the user has just answered this very request.
+#[allow(clippy::too_many_arguments)]
+async fn consent_step(
+    p: &Provider,
+    v: &Verified<'_>,
+    req: &AuthzRequest,
+    session: &Session,
+    idp: &str,
+    params: &Params,
+    (resumed_after, just_consented): (Option<u64>, bool),
+    ctx: &RequestCtx,
+) -> Result<ConsentStep, OAuthError> {
+    if v.client.consent == super::consent::ConsentPolicy::Trusted {
+        return Ok(ConsentStep::Granted(None));
+    }
+    let sub = p
+        .subject(v.client, &session.data.attrs, idp)
+        .ok_or_else(|| OAuthError::server_error("the user has no subject attribute"))?;
+    let forced = req.prompt.iter().any(|p| p == "consent") && !just_consented;
+    let (new, allowed) = match p.check_consent(v.client, &sub, &req.scopes, forced).await? {
+        super::consent::Check::Granted(c) => return Ok(ConsentStep::Granted(c)),
+        super::consent::Check::Ask { new, allowed } => (new, allowed),
+    };
+    if req.prompt.iter().any(|p| p == "none") {
+        return Err(OAuthError {
+            code: "consent_required",
+            ..OAuthError::invalid_request("the user has not allowed this application these scopes")
+        });
+    }
+    let all = user_claims(&v.client.claims_mapping, &session.data.attrs, idp);
+    let mut claims: Vec<String> = Vec::new();
+    for member in ["id_token", "userinfo"] {
+        let requested = req.claims.as_ref().and_then(|c| c.get(member));
+        for name in crate::claims::oidc::released(&all, &req.scopes, requested).keys() {
+            if !claims.contains(name) {
+                claims.push(name.clone());
+            }
+        }
+    }
+    let ask = super::consent::Ask {
+        client: v.client,
+        session,
+        sub: &sub,
+        params,
+        scopes: &req.scopes,
+        new: &new,
+        allowed: &allowed,
+        claims,
+        requested_at: resumed_after,
+    };
+    Ok(ConsentStep::Page(
+        super::consent::show_page(p, ask, ctx).await?,
+    ))
 }
 
 fn redirect_error(

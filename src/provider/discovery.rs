@@ -112,10 +112,15 @@ pub fn document(p: &Provider, openid: bool) -> Value {
         m.insert("claims_parameter_supported".into(), json!(true));
         m.insert("request_parameter_supported".into(), json!(false));
         m.insert("request_uri_parameter_supported".into(), json!(false));
-        m.insert(
-            "prompt_values_supported".into(),
-            json!(["none", "login", "consent"]),
-        );
+        // `consent` only when a client asks for consent: trusted clients never show the page.
+        let mut prompts = vec!["none", "login"];
+        if p.clients
+            .values()
+            .any(|c| c.consent == super::consent::ConsentPolicy::Required)
+        {
+            prompts.push("consent");
+        }
+        m.insert("prompt_values_supported".into(), json!(prompts));
     }
     doc
 }

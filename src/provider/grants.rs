@@ -39,6 +39,10 @@ pub struct Grant {
     /// The user's attributes, kept only for clients whose token hooks read them.
     #[serde(default, skip_serializing_if = "crate::claims::Attributes::is_empty")]
     pub attrs: crate::claims::Attributes,
+    /// The user's consent the grant was issued under (`consent::ConsentRecord::id`), for a
+    /// client with `consent: required`: its tokens end when the user revokes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent: Option<String>,
 }
 
 impl Grant {
@@ -515,7 +519,7 @@ impl Provider {
                 return Ok(None);
             }
         }
-        if self.session_ended(&rec.grant).await? {
+        if self.session_ended(&rec.grant).await? || self.consent_withdrawn(&rec.grant).await? {
             return Ok(None);
         }
         Ok(Some(LiveAccess::Opaque(rec)))
@@ -564,7 +568,9 @@ impl Provider {
                         return Ok(None);
                     }
                 }
-                if self.session_ended(&rec.grant).await? {
+                if self.session_ended(&rec.grant).await?
+                    || self.consent_withdrawn(&rec.grant).await?
+                {
                     return Ok(None);
                 }
                 Some(rec.grant)

@@ -123,6 +123,9 @@ async fn refresh_info(p: &Provider, token: &str) -> Result<Option<Value>, OAuthE
     if !survives && p.session_ended(&rec.grant).await? {
         return Ok(None);
     }
+    if p.consent_withdrawn(&rec.grant).await? {
+        return Ok(None);
+    }
     let g = &rec.grant;
     Ok(Some(json!({
         "active": true,

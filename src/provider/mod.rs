@@ -7,6 +7,7 @@
 
 pub mod authorize;
 pub mod backchannel;
+pub mod consent;
 pub mod discovery;
 pub mod errors;
 pub mod grants;
@@ -48,6 +49,10 @@ pub struct Endpoints {
     pub introspection: String,
     pub revocation: String,
     pub end_session: String,
+    /// Where the consent page's form is posted (`<authorization>/consent`).
+    pub consent: String,
+    /// The signed-in user's connected apps page (`connectedApps`).
+    pub connected_apps: String,
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +124,8 @@ pub struct Client {
     pub backchannel_logout: Option<backchannel::Registration>,
     /// `frontchannelLogoutURI`: loaded in the signed-out page when such a session ends.
     pub frontchannel_logout: Option<backchannel::Registration>,
+    /// `consent`: trusted (no page) or required (the user allows its scopes once).
+    pub consent: consent::ConsentPolicy,
 }
 
 /// Whose tokens a client may introspect besides its own (RFC 7662 section 4: a resource
@@ -209,6 +216,8 @@ enum Endpoint {
     Introspect,
     Revoke,
     EndSession,
+    Consent,
+    ConnectedApps,
 }
 
 impl Provider {
@@ -279,6 +288,8 @@ impl Provider {
             (&e.introspection, Endpoint::Introspect),
             (&e.revocation, Endpoint::Revoke),
             (&e.end_session, Endpoint::EndSession),
+            (&e.consent, Endpoint::Consent),
+            (&e.connected_apps, Endpoint::ConnectedApps),
         ]
         .into_iter()
         .find(|(p, _)| p.as_str() == path)
@@ -311,6 +322,8 @@ impl Provider {
             Endpoint::Introspect => introspect::introspect(self, req).await,
             Endpoint::Revoke => introspect::revoke(self, req).await,
             Endpoint::EndSession => logout::end_session(self, rt, req, ctx).await,
+            Endpoint::Consent => consent::decide(self, rt, req, ctx).await,
+            Endpoint::ConnectedApps => consent::connected_apps(self, rt, req, ctx).await,
         }
     }
 }

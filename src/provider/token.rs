@@ -171,6 +171,11 @@ async fn authorization_code(
             "the session the code was issued in has ended",
         ));
     }
+    if p.consent_withdrawn(&rec.grant).await? {
+        return Err(OAuthError::invalid_grant(
+            "the user revoked the consent the code was issued under",
+        ));
+    }
     if params.get("redirect_uri") != Some(&rec.redirect_uri) {
         return Err(OAuthError::invalid_grant(
             "redirect_uri does not match the authorization request",
@@ -262,6 +267,11 @@ async fn refresh(
             }
             // A survivor: what it mints from now on is bound to no session.
             grant.sid = None;
+        }
+        if p.consent_withdrawn(&grant).await? {
+            return Err(OAuthError::invalid_grant(
+                "the user revoked the consent the refresh token was issued under",
+            ));
         }
         if let Some(scope) = params.get("scope") {
             let asked: Vec<String> = scope
@@ -385,6 +395,7 @@ async fn client_credentials(
         auth_time: None,
         amr: vec![],
         sid: None,
+        consent: None,
         audiences: audiences(client, params)?,
         attrs: Default::default(),
     };
@@ -477,6 +488,7 @@ async fn password(
             auth_time: Some(now_unix()),
             amr: vec!["pwd".into()],
             sid: None,
+            consent: None,
             audiences,
             attrs: if client.hooks.need_attributes() {
                 attrs
@@ -584,6 +596,7 @@ async fn extension_password(
         auth_time: Some(now_unix()),
         amr: vec!["pwd".into()],
         sid: None,
+        consent: None,
         audiences,
         attrs: if client.hooks.need_attributes() {
             attrs

@@ -9,6 +9,7 @@ mod anonymous_state;
 mod attributes;
 mod bearer;
 mod cli;
+mod consent;
 mod deploy;
 mod edge;
 mod extensions;

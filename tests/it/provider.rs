@@ -67,6 +67,7 @@ apps:
     logoutRedirectURLs: ["https://rp.example.com/bye"]
     grantTypes: [authorization_code, refresh_token, client_credentials, password]
     scopes: [reports.read]
+    strictScopes: true
     authentication: {{ idps: [local] }}
     claimsMapping: {{ groups: local.groups }}
     accessToken: {{ type: {access_type}, length: 40, allowedAudiences: ["https://api.example.com", "https://other.example.com"] }}

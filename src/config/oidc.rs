@@ -291,7 +291,11 @@ fn signing_key_index(
                 format!("no signing key of the provider has algorithm {name}"),
                 format!(
                     "add a {name} key to oidcProvider.signingKeys (configured: {})",
-                    if have.is_empty() { "none".to_string() } else { have.join(", ") }
+                    if have.is_empty() {
+                        "none".to_string()
+                    } else {
+                        have.join(", ")
+                    }
                 ),
             );
             0

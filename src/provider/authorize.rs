@@ -564,7 +564,6 @@ async fn issue_code(
         requested: req.claims.clone(),
         auth_time: Some(session.data.created),
         amr: vec!["pwd".to_string()],
-        acr: None,
         username: p.username(attrs, idp),
         sid: Some(session.data.sid.clone()).filter(|s| !s.is_empty()),
         audiences: req.audiences.clone(),

@@ -32,9 +32,6 @@ pub struct Grant {
     pub requested: Option<Value>,
     pub auth_time: Option<u64>,
     pub amr: Vec<String>,
-    /// The authentication context class achieved (`acr`), when the login says one.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub acr: Option<String>,
     /// The user's name as introspection answers it (RFC 7662 `username`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
@@ -448,7 +445,11 @@ impl Provider {
             gid,
             ext: &ext,
         };
-        self.sign(self.key_at(client.access_token_key), TokenType::Access, &claims)
+        self.sign(
+            self.key_at(client.access_token_key),
+            TokenType::Access,
+            &claims,
+        )
     }
 
     pub fn id_token(

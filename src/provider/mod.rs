@@ -178,7 +178,9 @@ impl Client {
     pub fn may_have_user_scope(&self, s: &str) -> bool {
         let standard = s == "openid"
             || s == "offline_access"
-            || crate::claims::oidc::SCOPE_CLAIMS.iter().any(|(n, _)| *n == s);
+            || crate::claims::oidc::SCOPE_CLAIMS
+                .iter()
+                .any(|(n, _)| *n == s);
         standard || self.may_have_client_scope(s)
     }
 

@@ -63,7 +63,10 @@ mod tests {
         let e = granted(ask, true, known, refusal).unwrap_err();
         assert_eq!(
             (e.code, e.description.as_str()),
-            ("invalid_scope", "scope `groups` is not allowed for this client")
+            (
+                "invalid_scope",
+                "scope `groups` is not allowed for this client"
+            )
         );
         assert_eq!(
             granted(Some("email"), true, known, refusal).unwrap(),
@@ -78,6 +81,8 @@ mod tests {
             assert_eq!(e.code, "invalid_scope");
         }
         assert!(granted(None, false, known, refusal).unwrap().is_empty());
-        assert!(granted(Some("  "), true, known, refusal).unwrap().is_empty());
+        assert!(granted(Some("  "), true, known, refusal)
+            .unwrap()
+            .is_empty());
     }
 }

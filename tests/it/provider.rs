@@ -1948,7 +1948,7 @@ async fn the_token_state_budget_never_starves_logins() {
 }
 
 /// `tessera validate` on `yaml`: (exit code, stderr with the file named `t.yaml`).
-fn validate(yaml: &str) -> (Option<i32>, String) {
+pub(crate) fn validate(yaml: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.yaml");
     std::fs::write(&path, yaml).unwrap();

@@ -163,7 +163,13 @@ async fn unknown_scopes_are_ignored_and_the_granted_scope_is_returned() {
     let op = start("", "", "");
     let cookie = alice(&op).await;
     // authorize: `groups` and `admin` are not this client's: dropped
-    let q = code(&op, &cookie, "rp", "openid email groups profile admin email").await;
+    let q = code(
+        &op,
+        &cookie,
+        "rp",
+        "openid email groups profile admin email",
+    )
+    .await;
     let (s, body) = redeem(&op, "rp", &q["code"]).await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["scope"], "openid email profile");
@@ -287,7 +293,10 @@ async fn strict_scopes_refuse_what_the_client_may_not_have() {
         (s, error_of(&body)),
         (
             400,
-            ("invalid_scope", "scope `admin` is not allowed for this client")
+            (
+                "invalid_scope",
+                "scope `admin` is not allowed for this client"
+            )
         )
     );
     let (s, body) = token(
@@ -327,7 +336,11 @@ async fn strict_scopes_refuse_what_the_client_may_not_have() {
 
 /// The header of a JWT and its claims, verified with the JWKS key its `kid` names, by the
 /// algorithm `alg` only.
-fn verified(jwks: &Value, token: &str, alg: jsonwebtoken::Algorithm) -> (jsonwebtoken::Header, Value) {
+fn verified(
+    jwks: &Value,
+    token: &str,
+    alg: jsonwebtoken::Algorithm,
+) -> (jsonwebtoken::Header, Value) {
     let header = jsonwebtoken::decode_header(token).unwrap();
     let kid = header.kid.clone().unwrap();
     let jwk = jwks["keys"]
@@ -342,7 +355,9 @@ fn verified(jwks: &Value, token: &str, alg: jsonwebtoken::Algorithm) -> (jsonweb
     let mut v = jsonwebtoken::Validation::new(alg);
     v.validate_aud = false;
     v.set_issuer(&[ISSUER]);
-    let claims = jsonwebtoken::decode::<Value>(token, &key, &v).unwrap().claims;
+    let claims = jsonwebtoken::decode::<Value>(token, &key, &v)
+        .unwrap()
+        .claims;
     (header, claims)
 }
 
@@ -394,7 +409,11 @@ async fn each_client_gets_its_signing_algorithm() {
     let (s, body) = redeem(&op, "rp", &q["code"]).await;
     assert_eq!(s, 200, "{body}");
     let access = body["access_token"].as_str().unwrap();
-    let (h, claims) = verified(&jwks, body["id_token"].as_str().unwrap(), jsonwebtoken::Algorithm::RS256);
+    let (h, claims) = verified(
+        &jwks,
+        body["id_token"].as_str().unwrap(),
+        jsonwebtoken::Algorithm::RS256,
+    );
     assert_eq!(
         (h.alg, h.kid.unwrap(), h.typ.as_deref()),
         (jsonwebtoken::Algorithm::RS256, kid_of("RS256"), Some("JWT"))
@@ -405,15 +424,29 @@ async fn each_client_gets_its_signing_algorithm() {
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest[..16])
     );
     let (h, _) = verified(&jwks, access, jsonwebtoken::Algorithm::ES256);
-    assert_eq!((h.alg, h.kid.unwrap()), (jsonwebtoken::Algorithm::ES256, kid_of("ES256")));
+    assert_eq!(
+        (h.alg, h.kid.unwrap()),
+        (jsonwebtoken::Algorithm::ES256, kid_of("ES256"))
+    );
     // api: RS256 access tokens, ES256 ID tokens; its RS256 access token is a live token
     let q = code(&op, &cookie, "api", "openid").await;
     let (s, body) = redeem(&op, "api", &q["code"]).await;
     assert_eq!(s, 200, "{body}");
     let access = body["access_token"].as_str().unwrap();
     let (h, _) = verified(&jwks, access, jsonwebtoken::Algorithm::RS256);
-    assert_eq!((h.alg, h.kid.unwrap(), h.typ.as_deref()), (jsonwebtoken::Algorithm::RS256, kid_of("RS256"), Some("at+jwt")));
-    let (h, _) = verified(&jwks, body["id_token"].as_str().unwrap(), jsonwebtoken::Algorithm::ES256);
+    assert_eq!(
+        (h.alg, h.kid.unwrap(), h.typ.as_deref()),
+        (
+            jsonwebtoken::Algorithm::RS256,
+            kid_of("RS256"),
+            Some("at+jwt")
+        )
+    );
+    let (h, _) = verified(
+        &jwks,
+        body["id_token"].as_str().unwrap(),
+        jsonwebtoken::Algorithm::ES256,
+    );
     assert_eq!(h.alg, jsonwebtoken::Algorithm::ES256);
     let r = client()
         .get(op.gw.url("/oauth2/userinfo"))
@@ -446,7 +479,11 @@ async fn introspection_names_the_user() {
     let (_, body) = redeem(&op, "rp", &q["code"]).await;
     for t in ["access_token", "refresh_token"] {
         let info = introspect(&op, body[t].as_str().unwrap()).await;
-        assert_eq!((info["active"].as_bool(), info["username"].as_str()), (Some(true), Some("alice")), "{t}: {info}");
+        assert_eq!(
+            (info["active"].as_bool(), info["username"].as_str()),
+            (Some(true), Some("alice")),
+            "{t}: {info}"
+        );
     }
     // a client's own token has no resource owner, so no username
     let (_, cc) = token(&op, &[("grant_type", "client_credentials")], "rp").await;
@@ -461,12 +498,20 @@ async fn introspection_names_the_user() {
     );
     let (_, body) = token(
         &op,
-        &[("grant_type", "password"), ("username", "alice"), ("password", "pw")],
+        &[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "pw"),
+        ],
         "rp",
     )
     .await;
     let info = introspect(&op, body["access_token"].as_str().unwrap()).await;
-    assert_eq!((info["active"].as_bool(), info["username"].as_str()), (Some(true), Some("alice@example.com")), "{info}");
+    assert_eq!(
+        (info["active"].as_bool(), info["username"].as_str()),
+        (Some(true), Some("alice@example.com")),
+        "{info}"
+    );
 }
 
 #[tokio::test]
@@ -495,7 +540,13 @@ async fn require_pkce_and_the_code_lifetime_are_per_client() {
     let (s, body) = redeem_pkce(&op, &stale["code"], &verifier).await;
     assert_eq!(
         (s, error_of(&body)),
-        (400, ("invalid_grant", "the code is invalid, expired or already used"))
+        (
+            400,
+            (
+                "invalid_grant",
+                "the code is invalid, expired or already used"
+            )
+        )
     );
 }
 
@@ -635,23 +686,6 @@ async fn token_parameters_in_the_query_only_for_a_basic_client_that_opts_in() {
     assert_eq!(error_of(&body), body_only.1);
 }
 
-/// `tessera validate` on `yaml`: (exit code, stderr with the file named `t.yaml`).
-fn validate(yaml: &str) -> (Option<i32>, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.yaml");
-    std::fs::write(&path, yaml).unwrap();
-    let out = std::process::Command::new(BIN)
-        .args(["validate", "--config"])
-        .arg(&path)
-        .env_remove("TESSERA_HTTP_ADDRESS")
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stderr)
-        .unwrap()
-        .replace(&path.display().to_string(), "t.yaml");
-    (out.status.code(), text)
-}
-
 #[test]
 fn compatibility_settings_are_checked_at_load() {
     let keys = tempfile::tempdir().unwrap();
@@ -685,7 +719,7 @@ apps:
 "#,
         key = es256_key(&keys).display()
     );
-    let (code, text) = validate(&yaml);
+    let (code, text) = crate::provider::validate(&yaml);
     assert_eq!(code, Some(2), "{text}");
     assert_eq!(
         text,

@@ -712,6 +712,16 @@ pub struct OidcProviderConfig {
     /// process may write to the store; past it tokens are refused (503), never logins.
     /// Default: half of `session.memoryStore.maxMiB`.
     pub tokenStateMiB: Option<u64>,
+    /// Token introspection answers (RFC 7662).
+    pub introspection: Option<ProviderIntrospectionConfig>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderIntrospectionConfig {
+    /// The attribute (of the IdP the user signed in with) answered as `username`
+    /// (default: `username`, else `preferred_username`).
+    pub usernameAttribute: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -793,6 +803,35 @@ pub struct OidcAppConfig {
     /// `trusted` (default): no consent page. `required`: the user allows the app's scopes
     /// on a consent page once (remembered, revocable at the connected apps page).
     pub consent: Option<String>,
+    /// Refuse scopes this client may not have (`invalid_scope`) instead of ignoring them
+    /// (the default, OpenID Connect Core 3.1.2.1); the granted `scope` is always returned.
+    #[serde(default)]
+    pub strictScopes: bool,
+    /// Compatibility settings of this client's token requests.
+    pub tokenEndpoint: Option<TokenEndpointConfig>,
+    /// Algorithm of this client's ID tokens (OpenID Dynamic Registration
+    /// `id_token_signed_response_alg`): one of the provider's signing keys' algorithms
+    /// (default: the first key's).
+    pub idTokenSignedResponseAlg: Option<String>,
+    /// Algorithm of this client's JWT access tokens (`access_token_signed_response_alg`),
+    /// chosen the same way.
+    pub accessTokenSignedResponseAlg: Option<String>,
+    /// Require PKCE (S256) from this confidential client too (public clients always need it).
+    #[serde(default)]
+    pub requirePKCE: bool,
+    /// How long an authorization code may wait for its redemption (default 60, 1..=600).
+    pub authorizationCodeLifetimeSeconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEndpointConfig {
+    /// Accept this client's token request parameters in the query string (an empty form
+    /// body and HTTP Basic client authentication; never the same parameter in both). For
+    /// clients that cannot be changed: the code and other parameters then land in access
+    /// logs. Default false.
+    #[serde(default)]
+    pub acceptQueryParameters: bool,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

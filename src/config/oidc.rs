@@ -118,6 +118,7 @@ fn compile_client(
     p: &ConfigPath,
     connectors: &Connectors,
     client_ids: &HashMap<String, String>,
+    key_algs: &[Option<SigningAlg>],
     ctx: &mut Ctx<'_>,
 ) -> Option<Client> {
     let errors_before = ctx.diags.items.len();
@@ -166,6 +167,7 @@ fn compile_client(
         p,
         ctx,
     );
+    let compat = compatibility(&cfg, key_algs, p, ctx);
     if ctx.diags.items.len() > errors_before {
         return None;
     }
@@ -191,6 +193,12 @@ fn compile_client(
         backchannel_logout,
         frontchannel_logout,
         consent,
+        strict_scopes: compat.strict_scopes,
+        token_query_parameters: compat.token_query_parameters,
+        id_token_key: compat.id_token_key,
+        access_token_key: compat.access_token_key,
+        require_pkce: compat.require_pkce,
+        code_lifetime: compat.code_lifetime,
     })
 }
 
@@ -211,6 +219,109 @@ fn consent_policy(
                 "use trusted or required",
             );
             ConsentPolicy::Trusted
+        }
+    }
+}
+
+/// The settings that fit a client's expectations (issue 18): scopes, token request form,
+/// signing algorithms, PKCE and code lifetime.
+struct Compatibility {
+    strict_scopes: bool,
+    token_query_parameters: bool,
+    id_token_key: usize,
+    access_token_key: usize,
+    require_pkce: bool,
+    code_lifetime: Duration,
+}
+
+/// Longest `authorizationCodeLifetimeSeconds`: a code is a bearer secret in a URL.
+const MAX_CODE_LIFETIME: u64 = 600;
+
+fn compatibility(
+    cfg: &OidcAppConfig,
+    key_algs: &[Option<SigningAlg>],
+    p: &ConfigPath,
+    ctx: &mut Ctx<'_>,
+) -> Compatibility {
+    let token_query_parameters = cfg
+        .tokenEndpoint
+        .as_ref()
+        .is_some_and(|t| t.acceptQueryParameters);
+    if token_query_parameters && cfg.public {
+        ctx.diags.error_hint(
+            &p.key("tokenEndpoint").key("acceptQueryParameters"),
+            "query parameters are accepted only from a client that authenticates with HTTP Basic, and a public client has no secret",
+            "remove it, or give the client a clientSecret",
+        );
+    }
+    let lifetime = cfg.authorizationCodeLifetimeSeconds.unwrap_or(60);
+    if !(1..=MAX_CODE_LIFETIME).contains(&lifetime) {
+        ctx.diags.error_hint(
+            &p.key("authorizationCodeLifetimeSeconds"),
+            format!("{lifetime} is out of range"),
+            format!("use 1 to {MAX_CODE_LIFETIME} seconds"),
+        );
+    }
+    Compatibility {
+        strict_scopes: cfg.strictScopes,
+        token_query_parameters,
+        id_token_key: signing_key_index(
+            cfg.idTokenSignedResponseAlg.as_deref(),
+            key_algs,
+            &p.key("idTokenSignedResponseAlg"),
+            ctx,
+        ),
+        access_token_key: signing_key_index(
+            cfg.accessTokenSignedResponseAlg.as_deref(),
+            key_algs,
+            &p.key("accessTokenSignedResponseAlg"),
+            ctx,
+        ),
+        require_pkce: cfg.requirePKCE,
+        code_lifetime: Duration::from_secs(lifetime.clamp(1, MAX_CODE_LIFETIME)),
+    }
+}
+
+/// The first configured signing key of algorithm `alg` (`None`: the first key). `key_algs`:
+/// the algorithm of each configured key (`None` where it is not one Tessera signs with,
+/// already reported).
+fn signing_key_index(
+    alg: Option<&str>,
+    key_algs: &[Option<SigningAlg>],
+    p: &ConfigPath,
+    ctx: &mut Ctx<'_>,
+) -> usize {
+    let Some(name) = alg else { return 0 };
+    let Some(wanted) = SigningAlg::parse(name) else {
+        ctx.diags.error_hint(
+            p,
+            format!("unsupported algorithm `{name}`"),
+            "use ES256, RS256 or EdDSA",
+        );
+        return 0;
+    };
+    match key_algs.iter().position(|a| *a == Some(wanted)) {
+        Some(i) => i,
+        None => {
+            let mut have: Vec<&str> = Vec::new();
+            for a in key_algs.iter().flatten() {
+                if !have.contains(&a.name()) {
+                    have.push(a.name());
+                }
+            }
+            ctx.diags.error_hint(
+                p,
+                format!("no signing key of the provider has algorithm {name}"),
+                format!(
+                    "add a {name} key to oidcProvider.signingKeys (configured: {})",
+                    if have.is_empty() {
+                        "none".to_string()
+                    } else {
+                        have.join(", ")
+                    }
+                ),
+            );
+            0
         }
     }
 }
@@ -692,6 +803,28 @@ fn token_state_bytes(
     bytes
 }
 
+/// `introspection.usernameAttribute`: an attribute name, looked up under the IdP the user
+/// signed in with (`<idp>.<name>`), so one setting serves every connector.
+fn username_attribute(
+    cfg: &OidcProviderConfig,
+    path: &ConfigPath,
+    ctx: &mut Ctx<'_>,
+) -> Option<String> {
+    let name = cfg.introspection.as_ref()?.usernameAttribute.clone()?;
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-:".contains(c));
+    if !valid {
+        ctx.diags.error_hint(
+            &path.key("introspection").key("usernameAttribute"),
+            format!("`{name}` is not an attribute name"),
+            "name the attribute without its connector, e.g. `username` or `mail`",
+        );
+    }
+    Some(name)
+}
+
 /// Endpoint `path` under the issuer's base path.
 fn under(base: &str, path: Option<&str>, default: &str) -> String {
     let p = path.unwrap_or(default);
@@ -803,6 +936,11 @@ pub(super) fn compile_provider(
         );
     }
     let mut keys = Vec::new();
+    let key_algs: Vec<Option<SigningAlg>> = cfg
+        .signingKeys
+        .iter()
+        .map(|k| SigningAlg::parse(&k.alg))
+        .collect();
     for (i, k) in cfg.signingKeys.iter().enumerate() {
         let kp = path.key("signingKeys").index(i);
         let Some(alg) = SigningAlg::parse(&k.alg) else {
@@ -828,7 +966,7 @@ pub(super) fn compile_provider(
     let mut clients = HashMap::new();
     for (p, app) in apps {
         let id = app.clientID.clone();
-        if let Some(client) = compile_client(app, &p, connectors, &client_ids, ctx) {
+        if let Some(client) = compile_client(app, &p, connectors, &client_ids, &key_algs, ctx) {
             if clients.contains_key(&id) {
                 ctx.diags.error(
                     &p.key("clientID"),
@@ -845,6 +983,7 @@ pub(super) fn compile_provider(
         &path.key("buildUserInfoClaimsSE"),
         ctx,
     );
+    let username_attribute = username_attribute(&cfg, &path, ctx);
     let pairwise_salt = cfg.pairwiseSalt.map(SecretString::new);
     if userinfo_se.is_some() {
         for c in clients.values_mut() {
@@ -872,5 +1011,6 @@ pub(super) fn compile_provider(
         metrics,
     );
     provider.userinfo_se = userinfo_se;
+    provider.username_attribute = username_attribute;
     Some(provider)
 }

@@ -16,8 +16,9 @@ use serde_json::Value;
 use super::errors::OAuthError;
 use super::grants::{code_key, random_chars, CodeRecord, Grant};
 use super::params::{self, Params};
+use super::scopes;
 use super::{Client, Provider};
-use crate::claims::oidc::{user_claims, SCOPE_CLAIMS};
+use crate::claims::oidc::user_claims;
 use crate::extensions::request::{guest_request, RequestParts};
 use crate::extensions::{AuthenticateAction, HookCall};
 use crate::login;
@@ -28,7 +29,6 @@ use crate::web::body::{full, Body};
 use crate::web::rejection::{settle, Rejection};
 use crate::web::respond::{self, RequestCtx};
 
-use super::session_end::CODE_TTL;
 const PARKED_TTL: std::time::Duration = std::time::Duration::from_secs(600);
 /// Largest authorization request accepted (its parameters' names and values together): an
 /// anonymous browser's request is parked in the store while the user signs in, so its size
@@ -269,30 +269,15 @@ fn validate(client: &Client, params: &Params) -> Result<AuthzRequest, OAuthError
             "this client may not use the authorization code flow",
         ));
     }
-    let mut scopes: Vec<String> = Vec::new();
-    for s in params
-        .get("scope")
-        .map(String::as_str)
-        .unwrap_or("")
-        .split(' ')
-        .filter(|s| !s.is_empty())
-    {
-        let standard =
-            s == "openid" || s == "offline_access" || SCOPE_CLAIMS.iter().any(|(n, _)| *n == s);
-        if !standard && !client.custom_scopes.iter().any(|c| c == s) {
-            return Err(OAuthError::invalid_scope(format!(
-                "scope `{s}` is not allowed for this client"
-            )));
-        }
-        // offline_access is ignored when the client may not have refresh tokens (OIDC Core 11)
-        if s == "offline_access"
-            && !(client.refresh.allow_offline_access && client.grants.refresh_token)
-        {
-            continue;
-        }
-        if !scopes.iter().any(|x| x == s) {
-            scopes.push(s.to_string());
-        }
+    let mut scopes = scopes::granted(
+        params.get("scope").map(String::as_str),
+        client.strict_scopes,
+        |s| client.may_have_user_scope(s),
+        |s| format!("scope `{s}` is not allowed for this client"),
+    )?;
+    // offline_access is ignored when the client may not have refresh tokens (OIDC Core 11)
+    if !(client.refresh.allow_offline_access && client.grants.refresh_token) {
+        scopes.retain(|s| s != "offline_access");
     }
     let code_challenge = match (
         params.get("code_challenge"),
@@ -301,6 +286,11 @@ fn validate(client: &Client, params: &Params) -> Result<AuthzRequest, OAuthError
         (None, None) if client.is_public() => {
             return Err(OAuthError::invalid_request(
                 "PKCE is required for public clients: send code_challenge with S256",
+            ))
+        }
+        (None, None) if client.require_pkce => {
+            return Err(OAuthError::invalid_request(
+                "PKCE is required for this client: send code_challenge with S256",
             ))
         }
         (None, None) => None,
@@ -622,6 +612,7 @@ async fn issue_code(
         requested: req.claims.clone(),
         auth_time: Some(session.data.created),
         amr: vec!["pwd".to_string()],
+        username: p.username(attrs, idp),
         sid: Some(session.data.sid.clone()).filter(|s| !s.is_empty()),
         audiences: req.audiences.clone(),
         attrs: if v.client.hooks.need_attributes() {
@@ -642,7 +633,7 @@ async fn issue_code(
         .put(
             &code_key(&code),
             Bytes::from(serde_json::to_vec(&record).unwrap_or_default()),
-            CODE_TTL,
+            v.client.code_lifetime,
         )
         .await?;
     Ok(code)

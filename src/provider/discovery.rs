@@ -11,8 +11,13 @@ use crate::web::body::{full, Body};
 
 pub fn document(p: &Provider, openid: bool) -> Value {
     let e = &p.endpoints;
-    let mut algs: Vec<&str> = p.keys.iter().map(|k| k.alg.name()).collect();
-    algs.dedup();
+    // Exactly the algorithms of the keys, each once (a client may be given any of them).
+    let mut algs: Vec<&str> = Vec::new();
+    for k in p.keys.iter() {
+        if !algs.contains(&k.alg.name()) {
+            algs.push(k.alg.name());
+        }
+    }
     let mut scopes = vec![
         "openid",
         "profile",

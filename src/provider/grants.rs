@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::errors::OAuthError;
-use super::keys::TokenType;
+use super::keys::{SigningKey, TokenType};
 use super::{AccessTokenFormat, Client, Provider};
 use crate::claims::oidc::released;
 use crate::session::{now_unix, random_token};
@@ -32,6 +32,9 @@ pub struct Grant {
     pub requested: Option<Value>,
     pub auth_time: Option<u64>,
     pub amr: Vec<String>,
+    /// The user's name as introspection answers it (RFC 7662 `username`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
     /// The gateway session the grant came from (`SessionData::sid`): its tokens end with
     /// it (see `session_end`). `None`: bound to no session.
     pub sid: Option<String>,
@@ -388,13 +391,24 @@ impl Provider {
         })
     }
 
-    fn sign<T: Serialize>(&self, typ: TokenType, claims: &T) -> Result<String, OAuthError> {
+    fn sign<T: Serialize>(
+        &self,
+        key: &SigningKey,
+        typ: TokenType,
+        claims: &T,
+    ) -> Result<String, OAuthError> {
         let fail = |e: String| {
             tracing::error!(error = %e, "signing failed");
             OAuthError::server_error("the token could not be signed")
         };
         let json = serde_json::to_vec(claims).map_err(|e| fail(e.to_string()))?;
-        self.signing_key().sign(typ, &json).map_err(fail)
+        key.sign(typ, &json).map_err(fail)
+    }
+
+    /// The key at `index` of the configured keys (a client's chosen algorithm, checked when
+    /// the configuration was compiled), else the first.
+    fn key_at(&self, index: usize) -> &SigningKey {
+        self.keys.get(index).unwrap_or_else(|| self.signing_key())
     }
 
     fn jwt_access_token(
@@ -435,7 +449,11 @@ impl Provider {
             gid,
             ext: &ext,
         };
-        self.sign(TokenType::Access, &claims)
+        self.sign(
+            self.key_at(client.access_token_key),
+            TokenType::Access,
+            &claims,
+        )
     }
 
     pub fn id_token(
@@ -472,10 +490,12 @@ impl Provider {
         if let Some(sid) = &grant.sid {
             set("sid", json!(sid));
         }
+        let key = self.key_at(client.id_token_key);
         if let Some(at) = access_token {
-            set("at_hash", json!(self.signing_key().alg.half_hash(at)));
+            // the hash that goes with the ID token's own `alg` (OIDC Core 3.1.3.6)
+            set("at_hash", json!(key.alg.half_hash(at)));
         }
-        self.sign(TokenType::Id, &claims)
+        self.sign(key, TokenType::Id, &claims)
     }
 
     /// Verifies a token this provider signed (any published key, so tokens of a key being

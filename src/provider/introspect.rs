@@ -64,7 +64,11 @@ async fn access_info(p: &Provider, token: &str) -> Result<Option<Value>, OAuthEr
     let Some(live) = p.access_record(token).await? else {
         return Ok(None);
     };
+    let username = live.user_grant().and_then(|g| g.username.clone());
     let mut info = access_claims(p, live);
+    if let Some(name) = username {
+        info.insert("username".into(), json!(name));
+    }
     info.insert("active".into(), json!(true));
     info.insert("token_type".into(), json!("Bearer"));
     Ok(Some(Value::Object(info)))
@@ -127,7 +131,7 @@ async fn refresh_info(p: &Provider, token: &str) -> Result<Option<Value>, OAuthE
         return Ok(None);
     }
     let g = &rec.grant;
-    Ok(Some(json!({
+    let mut info = json!({
         "active": true,
         "token_type": "refresh_token",
         "scope": g.scope_string(),
@@ -135,7 +139,11 @@ async fn refresh_info(p: &Provider, token: &str) -> Result<Option<Value>, OAuthE
         "sub": g.sub,
         "iss": p.issuer,
         "exp": rec.exp,
-    })))
+    });
+    if let Some(name) = &g.username {
+        info["username"] = json!(name);
+    }
+    Ok(Some(info))
 }
 
 pub async fn revoke(p: &Provider, req: Request<RequestBody>) -> Response<Body> {

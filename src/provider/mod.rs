@@ -16,6 +16,7 @@ pub mod keys;
 pub mod limits;
 pub mod logout;
 pub mod params;
+pub mod scopes;
 pub mod session_end;
 pub mod token;
 pub mod userinfo;
@@ -126,6 +127,20 @@ pub struct Client {
     pub frontchannel_logout: Option<backchannel::Registration>,
     /// `consent`: trusted (no page) or required (the user allows its scopes once).
     pub consent: consent::ConsentPolicy,
+    /// `strictScopes`: a scope it may not have is `invalid_scope` rather than ignored.
+    pub strict_scopes: bool,
+    /// `tokenEndpoint.acceptQueryParameters`: its (Basic-authenticated) token requests may
+    /// carry their parameters in the query string.
+    pub token_query_parameters: bool,
+    /// Index in `Provider::keys` of the key signing its ID tokens
+    /// (`idTokenSignedResponseAlg`; 0: the first key).
+    pub id_token_key: usize,
+    /// Index of the key signing its JWT access tokens (`accessTokenSignedResponseAlg`).
+    pub access_token_key: usize,
+    /// `requirePKCE`: authorization requests need a code challenge (always for public ones).
+    pub require_pkce: bool,
+    /// `authorizationCodeLifetimeSeconds`.
+    pub code_lifetime: Duration,
 }
 
 /// Whose tokens a client may introspect besides its own (RFC 7662 section 4: a resource
@@ -166,6 +181,21 @@ impl Client {
         matches!(self.auth, ClientAuth::Public)
     }
 
+    /// May a user grant it scope `s`: a standard scope, or one of its custom scopes?
+    pub fn may_have_user_scope(&self, s: &str) -> bool {
+        let standard = s == "openid"
+            || s == "offline_access"
+            || crate::claims::oidc::SCOPE_CLAIMS
+                .iter()
+                .any(|(n, _)| *n == s);
+        standard || self.may_have_client_scope(s)
+    }
+
+    /// May it have scope `s` for itself (client credentials): only its custom scopes.
+    pub fn may_have_client_scope(&self, s: &str) -> bool {
+        self.custom_scopes.iter().any(|c| c == s)
+    }
+
     /// May this client learn about a token issued to `token_client`?
     pub fn may_introspect(&self, token_client: &str) -> bool {
         self.id == token_client
@@ -193,6 +223,9 @@ pub struct Provider {
     pub pairwise_salt: Option<SecretString>,
     /// `buildUserInfoClaimsSE`.
     pub userinfo_se: Option<crate::extensions::Hook>,
+    /// `introspection.usernameAttribute`: the attribute (under the user's IdP) introspection
+    /// answers as `username` (`None`: `username`, else `preferred_username`).
+    pub username_attribute: Option<String>,
     /// Marks ended sessions, so that their grants end (the sessions' listener).
     pub session_ends: Arc<session_end::SessionEnds>,
     /// The sessions' store (set by the configuration once both are compiled): a grant's
@@ -252,6 +285,7 @@ impl Provider {
             verified: Default::default(),
             pairwise_salt,
             userinfo_se: None,
+            username_attribute: None,
             discovery_json: String::new(),
             metadata_json: String::new(),
             jwks_json: String::new(),
@@ -264,6 +298,22 @@ impl Provider {
 
     pub fn signing_key(&self) -> &SigningKey {
         &self.keys[0]
+    }
+
+    /// The user's name as introspection answers it (RFC 7662 `username`): the configured
+    /// attribute of the IdP they signed in with, else what local and LDAP connectors call
+    /// `username`, else what OpenID Connect IdPs call `preferred_username`.
+    pub fn username(&self, attrs: &crate::claims::Attributes, idp: &str) -> Option<String> {
+        let names: &[&str] = match &self.username_attribute {
+            Some(name) => &[name.as_str()],
+            None => &["username", "preferred_username"],
+        };
+        names.iter().find_map(|n| {
+            attrs
+                .get(&format!("{idp}.{n}"))
+                .and_then(crate::claims::render_value)
+                .map(|v| v.into_owned())
+        })
     }
 
     /// Absolute URL of an endpoint path.

@@ -42,8 +42,31 @@ pub fn parse(raw: &[u8]) -> Result<Params, OAuthError> {
     Ok(out)
 }
 
+/// The refusal of parameters in a token-type request's query string.
+pub fn query_refused() -> OAuthError {
+    OAuthError::invalid_request("parameters must be sent in the body, not the query")
+}
+
 /// The headers and form parameters of a POST with a form body.
 pub async fn read_form(req: Request<RequestBody>) -> Result<(HeaderMap, Params), OAuthError> {
+    let form = read_form_and_query(req).await?;
+    // Credentials and grant parameters belong in the body, never in the URL.
+    if !form.query.is_empty() {
+        return Err(query_refused());
+    }
+    Ok((form.headers, form.body))
+}
+
+/// A POST with a form body, its query string's parameters kept apart (for the one case that
+/// may accept them: `token_query::merge`).
+pub struct Form {
+    pub headers: HeaderMap,
+    pub body: Params,
+    pub query: Params,
+}
+
+/// The headers, form parameters and query parameters of a POST with a form body.
+pub async fn read_form_and_query(req: Request<RequestBody>) -> Result<Form, OAuthError> {
     if req.method() != Method::POST {
         return Err(OAuthError::invalid_request("this endpoint takes POST"));
     }
@@ -66,15 +89,34 @@ pub async fn read_form(req: Request<RequestBody>) -> Result<(HeaderMap, Params),
         status: e.status(),
         ..OAuthError::invalid_request(e.message())
     })?;
-    if let Some(q) = parts.uri.query() {
-        // Credentials and grant parameters belong in the body, never in the URL.
-        if !parse(q.as_bytes())?.is_empty() {
-            return Err(OAuthError::invalid_request(
-                "parameters must be sent in the body, not the query",
-            ));
-        }
-    }
-    Ok((parts.headers, parse(&bytes)?))
+    let query = match parts.uri.query() {
+        Some(q) => parse(q.as_bytes())?,
+        None => Params::new(),
+    };
+    Ok(Form {
+        headers: parts.headers,
+        body: parse(&bytes)?,
+        query,
+    })
+}
+
+/// The client ID of `Authorization: Basic` credentials, not verified (to pick the client's
+/// settings before it is authenticated); `None` without such a header or when malformed.
+pub fn basic_client_id(headers: &HeaderMap) -> Option<String> {
+    let b = basic_credentials(headers)?;
+    let decoded = String::from_utf8(STANDARD.decode(b.trim()).ok()?).ok()?;
+    Some(form_decode(decoded.split_once(':')?.0))
+}
+
+/// The base64 part of an `Authorization: Basic` header.
+fn basic_credentials(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Basic ")
+                .or_else(|| v.strip_prefix("basic "))
+        })
 }
 
 /// Percent-decoding of the Basic credentials' parts (RFC 6749 2.3.1).
@@ -93,13 +135,7 @@ pub fn authenticate<'p>(
     params: &Params,
     allow_public: bool,
 ) -> Result<&'p Client, OAuthError> {
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Basic ")
-                .or_else(|| v.strip_prefix("basic "))
-        });
+    let basic = basic_credentials(headers);
     let (id, secret, used_basic) = match basic {
         Some(b) => {
             if params.contains_key("client_secret") {

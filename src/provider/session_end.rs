@@ -37,7 +37,8 @@ pub fn ended_key(sid: &str) -> String {
     format!("oidc:session-ended:{sid}")
 }
 
-/// How long a code lives (the longest a session's code may wait for its redemption).
+/// The shortest horizon of an ended session's mark (a client's code lifetime, access and
+/// refresh token lifetimes lengthen it).
 pub const CODE_TTL: Duration = Duration::from_secs(60);
 
 /// Marks ended sessions in the provider's store and tells their clients (the sessions'
@@ -64,7 +65,7 @@ impl SessionEnds {
     ) -> Self {
         let horizon = clients
             .clone()
-            .flat_map(|c| [c.access_token.lifetime, c.refresh.lifetime])
+            .flat_map(|c| [c.access_token.lifetime, c.refresh.lifetime, c.code_lifetime])
             .fold(CODE_TTL, Duration::max)
             + Duration::from_secs(60);
         let backchannel = clients

@@ -5,7 +5,7 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use bytes::Bytes;
-use http::{Request, Response};
+use http::{HeaderMap, Request, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
@@ -15,8 +15,9 @@ use super::grants::{
     RefreshRecord, Rotation, TokenCall,
 };
 use super::params::{self, Params};
+use super::scopes;
 use super::{Client, Provider};
-use crate::claims::oidc::{user_claims, SCOPE_CLAIMS};
+use crate::claims::oidc::user_claims;
 use crate::connectors::username;
 use crate::connectors::Connector;
 use crate::extensions::request::{guest_request, RequestParts};
@@ -52,7 +53,7 @@ async fn run(
 ) -> Result<serde_json::Value, OAuthError> {
     let peer_ip = ctx.client_ip;
     let (method, uri) = (req.method().clone(), req.uri().clone());
-    let (headers, params) = params::read_form(req).await?;
+    let (headers, params) = token_parameters(p, params::read_form_and_query(req).await?)?;
     let grant_type = params
         .get("grant_type")
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?
@@ -116,6 +117,37 @@ async fn run(
         rt.metrics.oidc_token_limited(&client.id, limit.label());
     }
     result
+}
+
+/// The token request's parameters: the form body's. A client with
+/// `tokenEndpoint.acceptQueryParameters` that authenticates with HTTP Basic may send them in
+/// the query string instead (never one parameter in both places); anyone else's query
+/// parameters are refused as they always were. The credentials are verified next, by
+/// `params::authenticate`, on the Basic header this requires.
+fn token_parameters(p: &Provider, form: params::Form) -> Result<(HeaderMap, Params), OAuthError> {
+    let params::Form {
+        headers,
+        mut body,
+        query,
+    } = form;
+    if query.is_empty() {
+        return Ok((headers, body));
+    }
+    let opted_in = params::basic_client_id(&headers)
+        .and_then(|id| p.clients.get(&id))
+        .is_some_and(|c| c.token_query_parameters);
+    if !opted_in {
+        return Err(params::query_refused());
+    }
+    for (k, v) in query {
+        if body.contains_key(&k) {
+            return Err(OAuthError::invalid_request(format!(
+                "parameter `{k}` is sent both in the query and in the body"
+            )));
+        }
+        body.insert(k, v);
+    }
+    Ok((headers, body))
 }
 
 /// The client's rate limit, for the grants a client calls at machine speed.
@@ -274,17 +306,14 @@ async fn refresh(
             ));
         }
         if let Some(scope) = params.get("scope") {
-            let asked: Vec<String> = scope
-                .split(' ')
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .collect();
-            if let Some(extra) = asked.iter().find(|s| !grant.has_scope(s)) {
-                return Err(OAuthError::invalid_scope(format!(
-                    "scope `{extra}` was not granted originally"
-                )));
-            }
-            grant.scopes = asked;
+            // Down-scoping (RFC 6749 6): what was not granted originally is dropped, or
+            // refused for a strict client.
+            grant.scopes = scopes::granted(
+                Some(scope),
+                client.strict_scopes,
+                |s| grant.has_scope(s),
+                |s| format!("scope `{s}` was not granted originally"),
+            )?;
             // the family keeps living through its own record, whatever the narrowed scope
             if !grant.has_scope("offline_access") {
                 grant.scopes.push("offline_access".into());
@@ -331,36 +360,25 @@ async fn refresh(
     ))
 }
 
+/// The scopes of a token request a client may have: for a user (password grant) any
+/// standard scope or its custom ones, for itself (client credentials) its custom ones.
 fn scopes_for_client(
     client: &Client,
     params: &Params,
     user: bool,
 ) -> Result<Vec<String>, OAuthError> {
-    let mut out = Vec::new();
-    for s in params
-        .get("scope")
-        .map(String::as_str)
-        .unwrap_or("")
-        .split(' ')
-        .filter(|s| !s.is_empty())
-    {
-        let standard =
-            s == "openid" || s == "offline_access" || SCOPE_CLAIMS.iter().any(|(n, _)| *n == s);
-        let ok = if user {
-            standard || client.custom_scopes.iter().any(|c| c == s)
-        } else {
-            client.custom_scopes.iter().any(|c| c == s)
-        };
-        if !ok {
-            return Err(OAuthError::invalid_scope(format!(
-                "scope `{s}` is not allowed for this client"
-            )));
-        }
-        if !out.iter().any(|x| x == s) {
-            out.push(s.to_string());
-        }
-    }
-    Ok(out)
+    scopes::granted(
+        params.get("scope").map(String::as_str),
+        client.strict_scopes,
+        |s| {
+            if user {
+                client.may_have_user_scope(s)
+            } else {
+                client.may_have_client_scope(s)
+            }
+        },
+        |s| format!("scope `{s}` is not allowed for this client"),
+    )
 }
 
 fn audiences(client: &Client, params: &Params) -> Result<Vec<String>, OAuthError> {
@@ -394,6 +412,7 @@ async fn client_credentials(
         requested: None,
         auth_time: None,
         amr: vec![],
+        username: None,
         sid: None,
         consent: None,
         audiences: audiences(client, params)?,
@@ -487,6 +506,7 @@ async fn password(
             requested: None,
             auth_time: Some(now_unix()),
             amr: vec!["pwd".into()],
+            username: p.username(&attrs, idp),
             sid: None,
             consent: None,
             audiences,
@@ -595,6 +615,7 @@ async fn extension_password(
         requested: None,
         auth_time: Some(now_unix()),
         amr: vec!["pwd".into()],
+        username: p.username(&attrs, idp),
         sid: None,
         consent: None,
         audiences,

@@ -20,6 +20,7 @@ mod logout;
 mod observability;
 mod pipeline;
 mod provider;
+mod provider_compat;
 mod proxy;
 mod redis;
 mod redis_provider;

@@ -67,6 +67,7 @@ apps:
     logoutRedirectURLs: ["https://rp.example.com/bye"]
     grantTypes: [authorization_code, refresh_token, client_credentials, password]
     scopes: [reports.read]
+    strictScopes: true
     authentication: {{ idps: [local] }}
     claimsMapping: {{ groups: local.groups }}
     accessToken: {{ type: {access_type}, length: 40, allowedAudiences: ["https://api.example.com", "https://other.example.com"] }}
@@ -1947,7 +1948,7 @@ async fn the_token_state_budget_never_starves_logins() {
 }
 
 /// `tessera validate` on `yaml`: (exit code, stderr with the file named `t.yaml`).
-fn validate(yaml: &str) -> (Option<i32>, String) {
+pub(crate) fn validate(yaml: &str) -> (Option<i32>, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.yaml");
     std::fs::write(&path, yaml).unwrap();

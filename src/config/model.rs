@@ -712,6 +712,18 @@ pub struct OidcProviderConfig {
     /// process may write to the store; past it tokens are refused (503), never logins.
     /// Default: half of `session.memoryStore.maxMiB`.
     pub tokenStateMiB: Option<u64>,
+    /// Pushed authorization requests (RFC 9126): how long a `request_uri` lives and how many
+    /// a client may push per lifetime.
+    pub pushedAuthorizationRequests: Option<PushedAuthorizationRequestsConfig>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PushedAuthorizationRequestsConfig {
+    /// Seconds a pushed request's `request_uri` may be used (default 60, 1..=600).
+    pub lifetimeSeconds: Option<u64>,
+    /// Requests one client may push per lifetime (default 100, 1..=100000); past it: 429.
+    pub perClientLimit: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -733,6 +745,8 @@ pub struct EndpointsConfig {
     pub introspection: Option<String>,
     pub revocation: Option<String>,
     pub endSession: Option<String>,
+    /// The pushed authorization request endpoint (default `/oauth2/par`).
+    pub pushedAuthorizationRequest: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -788,6 +802,32 @@ pub struct OidcAppConfig {
     /// A token bucket for this client's `client_credentials` and `password` requests,
     /// shared by the replicas through the provider's store; past it: 429 with `Retry-After`.
     pub rateLimit: Option<ClientRateLimitConfig>,
+    /// How the client authenticates wherever it must (token, introspection, revocation,
+    /// pushed authorization requests); OAuth Dynamic Client Registration
+    /// `token_endpoint_auth_method`: `client_secret_basic`, `client_secret_post`,
+    /// `client_secret_jwt`, `private_key_jwt` or `none` (public clients). Default: basic or
+    /// post for a client with a secret, none for a public one.
+    pub tokenEndpointAuthMethod: Option<String>,
+    /// `private_key_jwt`: the client's public keys, a JWK Set written inline
+    /// (`{keys: [...]}`; registration name `jwks`).
+    pub jwks: Option<serde_json::Value>,
+    /// `private_key_jwt`: the URL of the client's JWK Set (`jwks_uri`), https (http only on
+    /// loopback); fetched when needed, cached, fetched again for an unknown `kid`.
+    pub jwksURI: Option<String>,
+    /// Authorization requests must be pushed first (RFC 9126,
+    /// `require_pushed_authorization_requests`); a plain request is refused. Default false.
+    #[serde(default)]
+    pub requirePushedAuthorizationRequests: bool,
+    /// Token exchange (RFC 8693): this client may exchange access tokens of this provider
+    /// for tokens of these audiences (an `act` claim names it).
+    pub tokenExchange: Option<TokenExchangeConfig>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenExchangeConfig {
+    /// The audiences (`audience` or `resource` values) it may ask for; at least one.
+    pub audiences: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -7,13 +7,16 @@
 
 pub mod authorize;
 pub mod backchannel;
+pub mod client_auth;
 pub mod discovery;
 pub mod errors;
+pub mod exchange;
 pub mod grants;
 pub mod introspect;
 pub mod keys;
 pub mod limits;
 pub mod logout;
+pub mod par;
 pub mod params;
 pub mod session_end;
 pub mod token;
@@ -48,12 +51,16 @@ pub struct Endpoints {
     pub introspection: String,
     pub revocation: String,
     pub end_session: String,
+    /// The pushed authorization request endpoint (RFC 9126).
+    pub par: String,
 }
 
 #[derive(Debug, Clone)]
 pub enum ClientAuth {
     Secret(SecretString),
     Public,
+    /// `private_key_jwt`: the client signs assertions with a key of its registered JWK Set.
+    Keys(Arc<client_auth::ClientKeys>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,6 +101,9 @@ pub struct Client {
     pub app: String,
     pub id: String,
     pub auth: ClientAuth,
+    /// `tokenEndpointAuthMethod`: the one method it may use; `None`: basic or post for a
+    /// secret, none for a public client.
+    pub auth_method: Option<client_auth::AuthMethod>,
     pub redirect_uris: Vec<String>,
     pub logout_redirect_uris: Vec<String>,
     pub grants: GrantTypes,
@@ -119,6 +129,12 @@ pub struct Client {
     pub backchannel_logout: Option<backchannel::Registration>,
     /// `frontchannelLogoutURI`: loaded in the signed-out page when such a session ends.
     pub frontchannel_logout: Option<backchannel::Registration>,
+    /// `requirePushedAuthorizationRequests`: its authorization requests must come by
+    /// `request_uri` from the pushed authorization request endpoint.
+    pub require_par: bool,
+    /// `tokenExchange.audiences`: it may exchange access tokens (RFC 8693) for tokens of
+    /// these audiences; `None`: no token exchange.
+    pub token_exchange: Option<Vec<String>>,
 }
 
 /// Whose tokens a client may introspect besides its own (RFC 7662 section 4: a resource
@@ -191,6 +207,8 @@ pub struct Provider {
     /// The sessions' store (set by the configuration once both are compiled): a grant's
     /// session that is no longer there expired (idle or lifetime) and its grants end with it.
     pub session_store: Option<Arc<dyn Store>>,
+    /// `pushedAuthorizationRequests`: how long pushed requests live, how many per client.
+    pub par: par::Settings,
     discovery_json: String,
     metadata_json: String,
     jwks_json: String,
@@ -209,6 +227,7 @@ enum Endpoint {
     Introspect,
     Revoke,
     EndSession,
+    Par,
 }
 
 impl Provider {
@@ -239,6 +258,7 @@ impl Provider {
             store,
             session_ends,
             session_store: None,
+            par: Default::default(),
             state: limits::StateBudget::new(state_budget_bytes),
             verified: Default::default(),
             pairwise_salt,
@@ -279,6 +299,7 @@ impl Provider {
             (&e.introspection, Endpoint::Introspect),
             (&e.revocation, Endpoint::Revoke),
             (&e.end_session, Endpoint::EndSession),
+            (&e.par, Endpoint::Par),
         ]
         .into_iter()
         .find(|(p, _)| p.as_str() == path)
@@ -311,6 +332,7 @@ impl Provider {
             Endpoint::Introspect => introspect::introspect(self, req).await,
             Endpoint::Revoke => introspect::revoke(self, req).await,
             Endpoint::EndSession => logout::end_session(self, rt, req, ctx).await,
+            Endpoint::Par => par::push(self, req).await,
         }
     }
 }

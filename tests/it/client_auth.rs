@@ -777,6 +777,21 @@ fn configuration_errors_are_positioned() {
             5,
             "`none` is the method of public clients\n    hint: set `public: true`, or choose a method that uses the client's secret",
         ),
+        (
+            app("    clientSecret: x-secret-x-secret-x\n    tokenExchange: { audiences: [] }\n"),
+            "tokenExchange",
+            22,
+            "list the audiences this client may ask tokens for\n    hint: e.g. `audiences: [https://api.example.com]`",
+        ),
+        (
+            app("    clientSecret: x-secret-x-secret-x\n").replace(
+                "  signingKeys:",
+                "  pushedAuthorizationRequests: { lifetimeSeconds: 0 }\n  signingKeys:",
+            ),
+            "pushedAuthorizationRequests",
+            34,
+            "0 is out of range\n    hint: use 1 to 600",
+        ),
     ];
     for (yaml, needle, col, expected) in cases {
         let dir = tempfile::tempdir().unwrap();

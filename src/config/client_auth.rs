@@ -79,15 +79,14 @@ pub(super) fn compile(
     }
     match method {
         None => {}
-        Some(AuthMethod::None) => {
-            if !cfg.public {
-                ctx.diags.error_hint(
-                    &mp,
-                    "`none` is the method of public clients",
-                    "set `public: true`, or choose a method that uses the client's secret",
-                );
-            }
+        Some(AuthMethod::None) if !cfg.public => {
+            ctx.diags.error_hint(
+                &mp,
+                "`none` is the method of public clients",
+                "set `public: true`, or choose a method that uses the client's secret",
+            );
         }
+        Some(AuthMethod::None) => {}
         Some(m) if cfg.public => {
             ctx.diags.error_hint(
                 &mp,
@@ -95,20 +94,19 @@ pub(super) fn compile(
                 "use `none`, or remove `public: true`",
             );
         }
-        Some(AuthMethod::SecretJwt) => {
+        Some(AuthMethod::SecretJwt)
             if cfg
                 .clientSecret
                 .as_ref()
-                .is_some_and(|s| s.len() < MIN_HMAC_SECRET)
-            {
-                ctx.diags.error_hint(
-                    &p.key("clientSecret"),
-                    "client_secret_jwt uses the secret as an HMAC key: it is too short",
-                    format!("use at least {MIN_HMAC_SECRET} random characters"),
-                );
-            }
+                .is_some_and(|s| s.len() < MIN_HMAC_SECRET) =>
+        {
+            ctx.diags.error_hint(
+                &p.key("clientSecret"),
+                "client_secret_jwt uses the secret as an HMAC key: it is too short",
+                format!("use at least {MIN_HMAC_SECRET} random characters"),
+            );
         }
-        Some(AuthMethod::SecretBasic | AuthMethod::SecretPost) => {}
+        Some(AuthMethod::SecretJwt | AuthMethod::SecretBasic | AuthMethod::SecretPost) => {}
         Some(AuthMethod::PrivateKeyJwt) => {
             if cfg.clientSecret.is_some() {
                 ctx.diags.error_hint(

@@ -233,7 +233,9 @@ async fn bad_pushes_are_json_errors() {
         }
         r
     };
-    let cases: Vec<(Vec<(&str, String)>, Option<&str>, u16, Value)> = vec![
+    // (form, Basic client, status, body)
+    type Case<'a> = (Vec<(&'a str, String)>, Option<&'a str>, u16, Value);
+    let cases: Vec<Case> = vec![
         (
             with("redirect_uri", "https://evil.example/cb"),
             Some("webapp"),

@@ -223,7 +223,9 @@ async fn bad_exchanges_are_refused() {
     let subject = alice_token(&op, "frontend", "email").await;
     let err = |code: &str, d: &str| (400, json!({"error": code, "error_description": d}));
     let s = subject.as_str();
-    let cases: Vec<(&str, Vec<(&str, &str)>, (u16, Value))> = vec![
+    // (client, form, answer)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, (u16, Value));
+    let cases: Vec<Case> = vec![
         (
             "backend",
             vec![("subject_token", s), ("subject_token_type", ACCESS), ("audience", "https://evil.example")],

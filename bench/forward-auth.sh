@@ -48,7 +48,7 @@ start_upstream "${SUT[@]}"
 # The external auth server of row (external): its own nginx process, like Tessera is its own.
 AUTH_PORT="$(free_port)"
 mkdir -p "$WORK/auth/logs" "$WORK/auth/tmp"
-sed -e "s#$WORK/up#$WORK/auth#g" -e "s#127.0.0.1:$UP_PORT#127.0.0.1:$AUTH_PORT#" "$WORK/up/nginx.conf" >"$WORK/auth/nginx.conf"
+sed -e "s#$WORK/up#$WORK/auth#g" -e "s#127.0.0.1:$UP_PORT#127.0.0.1:$AUTH_PORT#" -e "s#return 200 \"ok\\\\n\";#return 200;#" "$WORK/up/nginx.conf" >"$WORK/auth/nginx.conf"
 "${SUT[@]}" nginx -p "$WORK/auth" -c "$WORK/auth/nginx.conf" >/dev/null 2>&1 &
 PIDS+=($!)
 GW_PORT="$(free_port)"

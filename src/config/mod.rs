@@ -2,6 +2,7 @@
 //! reported at `FILE:LINE:COL` (`source`, `decode`, `interpolate`), and how it becomes the
 //! immutable runtime the server reads (`compile`). `schema` publishes the JSON schema.
 
+pub mod client_auth;
 pub mod compile;
 pub mod decode;
 pub mod interpolate;

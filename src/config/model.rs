@@ -714,6 +714,9 @@ pub struct OidcProviderConfig {
     pub tokenStateMiB: Option<u64>,
     /// Token introspection answers (RFC 7662).
     pub introspection: Option<ProviderIntrospectionConfig>,
+    /// Pushed authorization requests (RFC 9126): how long a `request_uri` lives and how many
+    /// a client may push per lifetime.
+    pub pushedAuthorizationRequests: Option<PushedAuthorizationRequestsConfig>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -722,6 +725,15 @@ pub struct ProviderIntrospectionConfig {
     /// The attribute (of the IdP the user signed in with) answered as `username`
     /// (default: `username`, else `preferred_username`).
     pub usernameAttribute: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PushedAuthorizationRequestsConfig {
+    /// Seconds a pushed request's `request_uri` may be used (default 60, 1..=600).
+    pub lifetimeSeconds: Option<u64>,
+    /// Requests one client may push per lifetime (default 100, 1..=100000); past it: 429.
+    pub perClientLimit: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -745,6 +757,8 @@ pub struct EndpointsConfig {
     pub endSession: Option<String>,
     /// The signed-in user's "connected apps" page (default `/connected-apps`).
     pub connectedApps: Option<String>,
+    /// The pushed authorization request endpoint (default `/oauth2/par`).
+    pub pushedAuthorizationRequest: Option<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -821,6 +835,25 @@ pub struct OidcAppConfig {
     pub requirePKCE: bool,
     /// How long an authorization code may wait for its redemption (default 60, 1..=600).
     pub authorizationCodeLifetimeSeconds: Option<u64>,
+    /// How the client authenticates wherever it must (token, introspection, revocation,
+    /// pushed authorization requests); OAuth Dynamic Client Registration
+    /// `token_endpoint_auth_method`: `client_secret_basic`, `client_secret_post`,
+    /// `client_secret_jwt`, `private_key_jwt` or `none` (public clients). Default: basic or
+    /// post for a client with a secret, none for a public one.
+    pub tokenEndpointAuthMethod: Option<String>,
+    /// `private_key_jwt`: the client's public keys, a JWK Set written inline
+    /// (`{keys: [...]}`; registration name `jwks`).
+    pub jwks: Option<serde_json::Value>,
+    /// `private_key_jwt`: the URL of the client's JWK Set (`jwks_uri`), https (http only on
+    /// loopback); fetched when needed, cached, fetched again for an unknown `kid`.
+    pub jwksURI: Option<String>,
+    /// Authorization requests must be pushed first (RFC 9126,
+    /// `require_pushed_authorization_requests`); a plain request is refused. Default false.
+    #[serde(default)]
+    pub requirePushedAuthorizationRequests: bool,
+    /// Token exchange (RFC 8693): this client may exchange access tokens of this provider
+    /// for tokens of these audiences (an `act` claim names it).
+    pub tokenExchange: Option<TokenExchangeConfig>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -832,6 +865,13 @@ pub struct TokenEndpointConfig {
     /// logs. Default false.
     #[serde(default)]
     pub acceptQueryParameters: bool,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenExchangeConfig {
+    /// The audiences (`audience` or `resource` values) it may ask for; at least one.
+    pub audiences: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

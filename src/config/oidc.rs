@@ -39,7 +39,7 @@ fn is_loopback(host: &str) -> bool {
 
 /// A redirect URI a client may register: absolute, no fragment; `http` only on loopback
 /// (RFC 9700 2.1 / RFC 8252 7.3); private-use schemes (`com.example.app:/cb`) for native apps.
-fn check_redirect(uri: &str, path: &ConfigPath, ctx: &mut Ctx<'_>) -> bool {
+pub(super) fn check_redirect(uri: &str, path: &ConfigPath, ctx: &mut Ctx<'_>) -> bool {
     let problem = match url::Url::parse(uri) {
         Err(e) => Some(format!("`{uri}` is not an absolute URL: {e}")),
         Ok(u) if u.fragment().is_some() => Some(format!("`{uri}` must not have a fragment")),
@@ -126,7 +126,8 @@ fn compile_client(
         ctx.diags
             .error(&p.key("clientID"), "clientID must not be empty");
     }
-    let auth = client_auth(&cfg, p, ctx);
+    let (auth, auth_method) = super::client_auth::compile(&cfg, client_auth(&cfg, p, ctx), p, ctx);
+    let token_exchange = super::client_auth::token_exchange(&cfg, p, ctx);
     let grants = grant_types(&cfg, p, ctx);
     let mut idps = client_idps(&cfg, p, ctx);
     let hooks = client_hooks(&cfg, p, ctx);
@@ -175,6 +176,7 @@ fn compile_client(
         app: cfg.name,
         id: cfg.clientID,
         auth,
+        auth_method,
         redirect_uris: cfg.redirectURLs,
         logout_redirect_uris: cfg.logoutRedirectURLs,
         grants,
@@ -199,6 +201,8 @@ fn compile_client(
         access_token_key: compat.access_token_key,
         require_pkce: compat.require_pkce,
         code_lifetime: compat.code_lifetime,
+        require_par: cfg.requirePushedAuthorizationRequests,
+        token_exchange,
     })
 }
 
@@ -382,6 +386,8 @@ fn client_auth(cfg: &OidcAppConfig, p: &ConfigPath, ctx: &mut Ctx<'_>) -> Client
             ClientAuth::Secret(SecretString::new(s.clone()))
         }
         (None, true) => ClientAuth::Public,
+        // `private_key_jwt` (checked in `client_auth`): keys instead of a secret.
+        (None, false) if super::client_auth::uses_keys(cfg) => ClientAuth::Public,
         (None, false) => {
             ctx.diags.error_hint(
                 p,
@@ -927,6 +933,11 @@ pub(super) fn compile_provider(
             e.and_then(|e| e.connectedApps.as_deref()),
             "/connected-apps",
         ),
+        par: under(
+            &base,
+            e.and_then(|e| e.pushedAuthorizationRequest.as_deref()),
+            "/oauth2/par",
+        ),
     };
     if cfg.signingKeys.is_empty() {
         ctx.diags.error_hint(
@@ -957,6 +968,11 @@ pub(super) fn compile_provider(
         }
     }
     let state_budget = token_state_bytes(&cfg, &path, memory_store_bytes, ctx);
+    let par_settings = super::client_auth::par_settings(
+        cfg.pushedAuthorizationRequests.as_ref(),
+        &path.key("pushedAuthorizationRequests"),
+        ctx,
+    );
     // `None`: the reference was wrong and is already reported.
     let store = super::compile::store_ref(cfg.cache.as_deref(), &path.key("cache"), ctx);
     let client_ids: HashMap<String, String> = apps
@@ -1012,5 +1028,6 @@ pub(super) fn compile_provider(
     );
     provider.userinfo_se = userinfo_se;
     provider.username_attribute = username_attribute;
+    provider.par = par_settings;
     Some(provider)
 }

@@ -113,7 +113,33 @@ pub async fn authorize(
                 .answer(ctx)
         }
     };
+    // A `request_uri` stands for the parameters its client pushed (RFC 9126).
+    let params = match super::par::resolve(p, params).await {
+        Ok(params) => params,
+        Err((status, message)) => return Rejection::refused_page(status, message).answer(ctx),
+    };
     process(p, rt, params, &headers, ctx, None, false).await
+}
+
+/// A pushed authorization request (RFC 9126 section 2.1) checked as this endpoint checks a
+/// request, with every error as OAuth JSON: the client's redirect URI, the size, then the
+/// parameters.
+pub(super) fn check_pushed(client: &Client, params: &Params) -> Result<(), OAuthError> {
+    let redirect_uri = params
+        .get("redirect_uri")
+        .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
+    if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
+        return Err(OAuthError::invalid_request(
+            "redirect_uri is not registered for this client",
+        ));
+    }
+    let size: usize = params.iter().map(|(k, val)| k.len() + val.len()).sum();
+    if size > MAX_REQUEST_BYTES {
+        return Err(OAuthError::invalid_request(format!(
+            "the authorization request is too large (more than {MAX_REQUEST_BYTES} bytes of parameters)"
+        )));
+    }
+    validate(client, params).map(|_| ())
 }
 
 /// Back from the login flow: finish the parked request.

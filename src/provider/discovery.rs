@@ -5,7 +5,7 @@ use http::header::{self, HeaderValue};
 use http::Response;
 use serde_json::{json, Value};
 
-use super::Provider;
+use super::{client_auth, Provider};
 use crate::claims::oidc::standard_claims;
 use crate::web::body::{full, Body};
 
@@ -49,6 +49,10 @@ pub fn document(p: &Provider, openid: bool) -> Value {
             p.clients.values().any(|c| c.grants.client_credentials),
         ),
         ("password", p.clients.values().any(|c| c.grants.password)),
+        (
+            super::exchange::GRANT_TYPE,
+            p.clients.values().any(|c| c.token_exchange.is_some()),
+        ),
     ] {
         if on {
             grants.push(name);
@@ -80,7 +84,9 @@ pub fn document(p: &Provider, openid: bool) -> Value {
     custom_claims.sort();
     custom_claims.dedup();
     claims.extend(custom_claims);
-    let auth_methods = json!(["client_secret_basic", "client_secret_post", "none"]);
+    let auth_methods = json!(client_auth::advertised(true));
+    // Algorithms of `client_secret_jwt` and `private_key_jwt` assertions.
+    let assertion_algs = json!(client_auth::SIGNING_ALGS);
     let mut subject_types = vec!["public"];
     if p.clients.values().any(|c| c.pairwise) {
         subject_types.push("pairwise");
@@ -97,10 +103,17 @@ pub fn document(p: &Provider, openid: bool) -> Value {
         "grant_types_supported": grants,
         "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": auth_methods,
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_signing_alg_values_supported": assertion_algs,
+        "introspection_endpoint_auth_methods_supported": client_auth::advertised(false),
+        "introspection_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "revocation_endpoint_auth_methods_supported": auth_methods,
+        "revocation_endpoint_auth_signing_alg_values_supported": assertion_algs,
         "scopes_supported": scopes,
         "authorization_response_iss_parameter_supported": true,
+        "pushed_authorization_request_endpoint": p.url(&e.par),
+        // true only when every client must push (RFC 9126 section 5)
+        "require_pushed_authorization_requests":
+            !p.clients.is_empty() && p.clients.values().all(|c| c.require_par),
     });
     if openid {
         let m = doc.as_object_mut().expect("object literal");

@@ -83,6 +83,8 @@ pub struct TokenCall {
     /// `None` for a client without token hooks (nothing would read it).
     pub request: Option<crate::extensions::GuestRequest>,
     pub grant_type: String,
+    /// The `act` claim (RFC 8693 4.1) of a token issued by token exchange.
+    pub act: Option<Value>,
 }
 
 impl TokenCall {
@@ -300,7 +302,12 @@ impl Provider {
         refresh_family: Option<String>,
         call: &TokenCall,
     ) -> Result<Minted, OAuthError> {
-        let ext = self.extension_claims(client, grant, call).await?;
+        let mut ext = self.extension_claims(client, grant, call).await?;
+        if let Some(act) = &call.act {
+            // Written like an extension's claim: into the JWT, or the opaque token's record
+            // that introspection renders.
+            ext.access_token.insert("act".into(), act.clone());
+        }
         let now = now_unix();
         let settings = &client.access_token;
         let exp = now + settings.lifetime.as_secs();

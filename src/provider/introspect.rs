@@ -7,8 +7,8 @@ use serde_json::{json, Map, Value};
 
 use super::errors::{json_no_store, OAuthError};
 use super::grants::{refresh_key, LiveAccess, RefreshRecord};
-use super::params;
 use super::Provider;
+use super::{client_auth, params};
 use crate::session::now_unix;
 use crate::web::body::{full, Body, RequestBody};
 
@@ -21,7 +21,8 @@ pub async fn introspect(p: &Provider, req: Request<RequestBody>) -> Response<Bod
 
 async fn run_introspect(p: &Provider, req: Request<RequestBody>) -> Result<Value, OAuthError> {
     let (headers, form) = params::read_form(req).await?;
-    let caller = params::authenticate(p, &headers, &form, false)?;
+    let caller =
+        client_auth::authenticate(p, &headers, &form, false, &p.endpoints.introspection).await?;
     let token = form
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
@@ -162,7 +163,8 @@ pub async fn revoke(p: &Provider, req: Request<RequestBody>) -> Response<Body> {
 /// effect, as RFC 7009 2.2 requires.
 async fn run_revoke(p: &Provider, req: Request<RequestBody>) -> Result<(), OAuthError> {
     let (headers, form) = params::read_form(req).await?;
-    let client = params::authenticate(p, &headers, &form, true)?;
+    let client =
+        client_auth::authenticate(p, &headers, &form, true, &p.endpoints.revocation).await?;
     let token = form
         .get("token")
         .ok_or_else(|| OAuthError::invalid_request("token is required"))?;

@@ -8,13 +8,16 @@
 pub mod authorize;
 pub mod backchannel;
 pub mod consent;
+pub mod client_auth;
 pub mod discovery;
 pub mod errors;
+pub mod exchange;
 pub mod grants;
 pub mod introspect;
 pub mod keys;
 pub mod limits;
 pub mod logout;
+pub mod par;
 pub mod params;
 pub mod scopes;
 pub mod session_end;
@@ -54,12 +57,16 @@ pub struct Endpoints {
     pub consent: String,
     /// The signed-in user's connected apps page (`connectedApps`).
     pub connected_apps: String,
+    /// The pushed authorization request endpoint (RFC 9126).
+    pub par: String,
 }
 
 #[derive(Debug, Clone)]
 pub enum ClientAuth {
     Secret(SecretString),
     Public,
+    /// `private_key_jwt`: the client signs assertions with a key of its registered JWK Set.
+    Keys(Arc<client_auth::ClientKeys>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +107,9 @@ pub struct Client {
     pub app: String,
     pub id: String,
     pub auth: ClientAuth,
+    /// `tokenEndpointAuthMethod`: the one method it may use; `None`: basic or post for a
+    /// secret, none for a public client.
+    pub auth_method: Option<client_auth::AuthMethod>,
     pub redirect_uris: Vec<String>,
     pub logout_redirect_uris: Vec<String>,
     pub grants: GrantTypes,
@@ -141,6 +151,12 @@ pub struct Client {
     pub require_pkce: bool,
     /// `authorizationCodeLifetimeSeconds`.
     pub code_lifetime: Duration,
+    /// `requirePushedAuthorizationRequests`: its authorization requests must come by
+    /// `request_uri` from the pushed authorization request endpoint.
+    pub require_par: bool,
+    /// `tokenExchange.audiences`: it may exchange access tokens (RFC 8693) for tokens of
+    /// these audiences; `None`: no token exchange.
+    pub token_exchange: Option<Vec<String>>,
 }
 
 /// Whose tokens a client may introspect besides its own (RFC 7662 section 4: a resource
@@ -231,6 +247,8 @@ pub struct Provider {
     /// The sessions' store (set by the configuration once both are compiled): a grant's
     /// session that is no longer there expired (idle or lifetime) and its grants end with it.
     pub session_store: Option<Arc<dyn Store>>,
+    /// `pushedAuthorizationRequests`: how long pushed requests live, how many per client.
+    pub par: par::Settings,
     discovery_json: String,
     metadata_json: String,
     jwks_json: String,
@@ -251,6 +269,7 @@ enum Endpoint {
     EndSession,
     Consent,
     ConnectedApps,
+    Par,
 }
 
 impl Provider {
@@ -281,6 +300,7 @@ impl Provider {
             store,
             session_ends,
             session_store: None,
+            par: Default::default(),
             state: limits::StateBudget::new(state_budget_bytes),
             verified: Default::default(),
             pairwise_salt,
@@ -340,6 +360,7 @@ impl Provider {
             (&e.end_session, Endpoint::EndSession),
             (&e.consent, Endpoint::Consent),
             (&e.connected_apps, Endpoint::ConnectedApps),
+            (&e.par, Endpoint::Par),
         ]
         .into_iter()
         .find(|(p, _)| p.as_str() == path)
@@ -374,6 +395,7 @@ impl Provider {
             Endpoint::EndSession => logout::end_session(self, rt, req, ctx).await,
             Endpoint::Consent => consent::decide(self, rt, req, ctx).await,
             Endpoint::ConnectedApps => consent::connected_apps(self, rt, req, ctx).await,
+            Endpoint::Par => par::push(self, req).await,
         }
     }
 }

@@ -193,6 +193,18 @@ pub fn authenticate<'p>(
             "this client is public: it has no secret",
             used_basic,
         )),
+        // Its assertions are verified by `client_auth`; it has no secret to send.
+        (ClientAuth::Keys(_), given) => Err(OAuthError::invalid_client(
+            format!(
+                "this client authenticates with private_key_jwt, not {}",
+                match (used_basic, given.is_some()) {
+                    (true, _) => "client_secret_basic",
+                    (false, true) => "client_secret_post",
+                    (false, false) => "none",
+                }
+            ),
+            used_basic,
+        )),
     }
 }
 

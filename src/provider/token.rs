@@ -58,12 +58,14 @@ async fn run(
         .get("grant_type")
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?
         .clone();
-    let client = params::authenticate(p, &headers, &params, true)?;
+    let client =
+        super::client_auth::authenticate(p, &headers, &params, true, &p.endpoints.token).await?;
     let allowed = match grant_type.as_str() {
         "authorization_code" => client.grants.authorization_code,
         "refresh_token" => client.grants.refresh_token,
         "client_credentials" => client.grants.client_credentials,
         "password" => client.grants.password,
+        super::exchange::GRANT_TYPE => client.token_exchange.is_some(),
         other => {
             return Err(OAuthError::unsupported_grant_type(format!(
                 "grant_type `{other}` is not supported"
@@ -94,12 +96,17 @@ async fn run(
     let call = TokenCall {
         request,
         grant_type: grant_type.clone(),
+        act: None,
     };
     let result = match grant_type.as_str() {
         "authorization_code" => authorization_code(p, client, &params, &call).await,
         "refresh_token" => refresh(p, client, &params, &call).await,
         "client_credentials" => match limited(p, client).await {
             Ok(()) => client_credentials(p, client, &params, &call).await,
+            Err(e) => Err(e),
+        },
+        super::exchange::GRANT_TYPE => match limited(p, client).await {
+            Ok(()) => super::exchange::exchange(p, client, &params, &call).await,
             Err(e) => Err(e),
         },
         _ => match (limited(p, client).await, &client.hooks.backchannel) {

@@ -11,12 +11,17 @@ fetched). The code is exchanged with authlib's OAuth2Session.fetch_token, the ID
 verified with authlib's jwt against the JWKS named by discovery (signature, iss, aud, exp,
 nonce, azp, at_hash), userinfo is called, the refresh token (if any) is used once.
 
+With AUTHLIB_AUTH_METHOD=client_secret_jwt in the environment, the client authenticates
+at the token endpoint with an HS256 client assertion made from its secret (authlib's
+ClientSecretJWT, RFC 7523) instead of HTTP Basic.
+
 Prints one JSON line with the results on stdout; exits 1 (with a JSON line carrying
 `error`) on any failure.
 """
 
 import html.parser
 import json
+import os
 import secrets
 import sys
 import time
@@ -31,6 +36,7 @@ warnings.filterwarnings("ignore", message=".*authlib.jose module is deprecated.*
 
 from authlib.integrations.requests_client import OAuth2Session  # noqa: E402
 from authlib.jose import JsonWebKey, JsonWebToken  # noqa: E402
+from authlib.oauth2.rfc7523 import ClientSecretJWT  # noqa: E402
 from authlib.oidc.core import CodeIDToken  # noqa: E402
 
 TIMEOUT = 10  # seconds, every HTTP request
@@ -101,14 +107,17 @@ def main(argv):
         jwks.raise_for_status()
         key_set = JsonWebKey.import_key_set(jwks.json())
 
+        auth_method = os.environ.get("AUTHLIB_AUTH_METHOD", "client_secret_basic")
         client = OAuth2Session(
             client_id,
             secret,
             scope="openid email profile offline_access",
             redirect_uri=redirect_uri,
             code_challenge_method="S256",
-            token_endpoint_auth_method="client_secret_basic",
+            token_endpoint_auth_method=auth_method,
         )
+        if auth_method == "client_secret_jwt":
+            client.register_client_auth_method(ClientSecretJWT(meta["token_endpoint"]))
         code_verifier = secrets.token_urlsafe(48)
         nonce = secrets.token_urlsafe(16)
         state = secrets.token_urlsafe(16)
@@ -164,6 +173,7 @@ def main(argv):
                 "has_at_hash": "at_hash" in claims,
             },
             "token": {
+                "auth_method": auth_method,
                 "token_type": token.get("token_type"),
                 "scope": token.get("scope"),
                 "has_refresh_token": "refresh_token" in token,

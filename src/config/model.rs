@@ -530,17 +530,6 @@ pub struct ProxyAppConfig {
     /// `{ html: … }`).
     #[schemars(with = "Option<UnauthorizedPageSchema>")]
     pub unauthorizedPage: Option<serde_yaml_ng::Value>,
-    /// The page of the gateway's own 5xx answers on this app (an extension failed, the
-    /// session store or a directory is down, the upstream failed or timed out), served with
-    /// that status: `{ file: … }` or `{ html: … }`. Default: the gateway's error page.
-    #[schemars(with = "Option<StaticPageConfig>")]
-    pub errorPage: Option<serde_yaml_ng::Value>,
-    /// An extension's HandleUnauthorized hook: its response answers a denied request (a
-    /// failed call falls back to `unauthorizedPage`, else the 403 page).
-    pub handleUnauthorizedSE: Option<HookConfig>,
-    /// An extension's ModifyRequest hook: rewrites the headers, path (within the app and the
-    /// policy) and query the upstream receives.
-    pub modifyRequestSE: Option<HookConfig>,
     /// Identity headers injected into upstream requests; client-sent copies are removed.
     #[serde(default)]
     pub headers: Vec<HeaderConfig>,
@@ -558,6 +547,17 @@ pub struct ProxyAppConfig {
     /// The largest upstream body (KiB) read for `modifyResponseSE` (default 1024, 1..=65536);
     /// a larger body fails the request closed (502).
     pub modifyResponseMaxBodyKiB: Option<u64>,
+    /// The page of the gateway's own 5xx answers on this app (an extension failed, the
+    /// session store or a directory is down, the upstream failed or timed out), served with
+    /// that status: `{ file: … }` or `{ html: … }`. Default: the gateway's error page.
+    #[schemars(with = "Option<StaticPageConfig>")]
+    pub errorPage: Option<serde_yaml_ng::Value>,
+    /// An extension's HandleUnauthorized hook: its response answers a denied request (a
+    /// failed call falls back to `unauthorizedPage`, else the 403 page).
+    pub handleUnauthorizedSE: Option<HookConfig>,
+    /// An extension's ModifyRequest hook: rewrites the headers, path (within the app and the
+    /// policy) and query the upstream receives.
+    pub modifyRequestSE: Option<HookConfig>,
     /// `;` path parameters (`/admin;jsessionid=1`): `refuse` (default, 400) or `strip` (removed
     /// before matching; the upstream receives the path without them).
     pub pathParameters: Option<String>,

@@ -124,6 +124,27 @@ pub struct ModifiedRequest {
     pub headers: Vec<(HeaderName, http::HeaderValue)>,
 }
 
+/// Headers a guest wants on the upstream request (CreateHeaders, ModifyRequest): valid names
+/// and values, none the gateway manages (`edge::names::reserved`).
+fn upstream_fields(
+    fields: Vec<(String, String)>,
+) -> Result<Vec<(HeaderName, http::HeaderValue)>, String> {
+    let mut out = Vec::with_capacity(fields.len());
+    for (name, value) in fields {
+        let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else {
+            return Err(format!("`{name}` is not a valid header name"));
+        };
+        if crate::edge::names::reserved(&n) {
+            return Err(format!("header `{name}` is managed by the gateway"));
+        }
+        let Ok(v) = http::HeaderValue::from_str(&value) else {
+            return Err(format!("header `{name}` has a value a header cannot carry"));
+        };
+        out.push((n, v));
+    }
+    Ok(out)
+}
+
 /// A response a guest built (Authenticate's `respond`, HandleUnauthorized): a status of
 /// 100–599 and headers a response can carry.
 fn check_guest_response(resp: &GuestResponse) -> Result<(), String> {
@@ -265,20 +286,7 @@ impl Hook {
     ) -> Result<Called<Vec<(HeaderName, http::HeaderValue)>>, CallError> {
         self.run(call, Extra::None, |r, _| {
             let fields = expect!(r, Ret::Fields(f) => f);
-            let mut out = Vec::with_capacity(fields.len());
-            for (name, value) in fields {
-                let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else {
-                    return Err(format!("`{name}` is not a valid header name"));
-                };
-                if crate::edge::names::reserved(&n) {
-                    return Err(format!("header `{name}` is managed by the gateway"));
-                }
-                let Ok(v) = http::HeaderValue::from_str(&value) else {
-                    return Err(format!("header `{name}` has a value a header cannot carry"));
-                };
-                out.push((n, v));
-            }
-            Ok(out)
+            upstream_fields(fields)
         })
         .await
     }
@@ -331,23 +339,10 @@ impl Hook {
     ) -> Result<Called<T>, CallError> {
         self.run(call, Extra::Upstream(upstream), |r, _| {
             let out = expect!(r, Ret::Upstream(u) => u);
-            let mut headers = Vec::with_capacity(out.headers.len());
-            for (name, value) in out.headers {
-                let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else {
-                    return Err(format!("`{name}` is not a valid header name"));
-                };
-                if crate::edge::names::reserved(&n) {
-                    return Err(format!("header `{name}` is managed by the gateway"));
-                }
-                let Ok(v) = http::HeaderValue::from_str(&value) else {
-                    return Err(format!("header `{name}` has a value a header cannot carry"));
-                };
-                headers.push((n, v));
-            }
             check(ModifiedRequest {
                 path: out.path,
                 query: out.query,
-                headers,
+                headers: upstream_fields(out.headers)?,
             })
         })
         .await

@@ -654,15 +654,9 @@ impl ProxyApp {
         policy: &Policy,
         path: &CanonicalPath,
     ) -> bool {
-        let host_port = ctx
-            .host_header
-            .as_ref()
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase();
         let same_app = rt
             .router
-            .route(&ctx.host, &host_port, &path.decoded)
+            .route(&ctx.host, &ctx.host_port(), &path.decoded)
             .is_some_and(|i| std::ptr::eq(&rt.apps[i], self));
         let logout = self
             .logout

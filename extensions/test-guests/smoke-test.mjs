@@ -128,6 +128,26 @@ for (const name of ["loop", "membomb"]) {
       header([["x-fetch-url", "https://elsewhere.example/"]]), token),
     [["cached_before", "null"], ["fetch_error", '"no outbound hosts allowed"']]);
   });
+
+  check("proxy-hooks modify-request", () => {
+    const up = { path: "/a", query: "q=1", headers: [["x-one", "1"], ["x-two", "2"]] };
+    const mr = (headers) => call({}, (x) => x.modifyRequest.modifyRequest(header(headers), structuredClone(up)));
+    assert.deepEqual(mr([]), up);
+    assert.deepEqual(mr([["x-mr-path", "/b"], ["x-mr-query", "-"], ["x-mr-drop", "x-one"], ["x-mr-set", "x-two=3"]]),
+      { path: "/b", query: undefined, headers: [["x-two", "3"]] });
+    assert.deepEqual(mr([["x-mr-query", "z=2"], ["x-mr-set", "x-new=v"]]).headers.at(-1), ["x-new", "v"]);
+    assert.throws(() => mr([["x-mr-trap", ""]]), /unreachable/);
+  });
+
+  check("proxy-hooks handle-unauthorized", () => {
+    const hu = (headers, url) => call({}, (x) => x.handleUnauthorized.handleUnauthorized(request({ headers, url })));
+    assert.deepEqual(hu([], "https://app.example/admin/x?y=1"), {
+      status: 403,
+      headers: [["content-type", "text/html"], ["x-denied-by", "extension"]],
+      body: "<p>custom denial for /admin/x</p>",
+    });
+    assert.throws(() => hu([["x-hu-trap", ""]]), /unreachable/);
+  });
 }
 
 summary("test guests");

@@ -525,8 +525,11 @@ pub struct ProxyAppConfig {
     /// Send the client's Host header upstream instead of the upstream's.
     #[serde(default)]
     pub preserveHost: bool,
-    /// Where a denied user is redirected; default: a 403 page.
-    pub unauthorizedPage: Option<String>,
+    /// What a denied user gets (default: the gateway's 403 page): a URL or absolute path to
+    /// redirect to (`/403.html`), or a page served with status 403 (`{ file: … }` or
+    /// `{ html: … }`).
+    #[schemars(with = "Option<UnauthorizedPageSchema>")]
+    pub unauthorizedPage: Option<serde_yaml_ng::Value>,
     /// Identity headers injected into upstream requests; client-sent copies are removed.
     #[serde(default)]
     pub headers: Vec<HeaderConfig>,
@@ -544,6 +547,17 @@ pub struct ProxyAppConfig {
     /// The largest upstream body (KiB) read for `modifyResponseSE` (default 1024, 1..=65536);
     /// a larger body fails the request closed (502).
     pub modifyResponseMaxBodyKiB: Option<u64>,
+    /// The page of the gateway's own 5xx answers on this app (an extension failed, the
+    /// session store or a directory is down, the upstream failed or timed out), served with
+    /// that status: `{ file: … }` or `{ html: … }`. Default: the gateway's error page.
+    #[schemars(with = "Option<StaticPageConfig>")]
+    pub errorPage: Option<serde_yaml_ng::Value>,
+    /// An extension's HandleUnauthorized hook: its response answers a denied request (a
+    /// failed call falls back to `unauthorizedPage`, else the 403 page).
+    pub handleUnauthorizedSE: Option<HookConfig>,
+    /// An extension's ModifyRequest hook: rewrites the headers, path (within the app and the
+    /// policy) and query the upstream receives.
+    pub modifyRequestSE: Option<HookConfig>,
     /// `;` path parameters (`/admin;jsessionid=1`): `refuse` (default, 400) or `strip` (removed
     /// before matching; the upstream receives the path without them).
     pub pathParameters: Option<String>,
@@ -635,6 +649,29 @@ pub struct AuthorizationConfig {
     pub rules: Option<serde_yaml_ng::Value>,
     /// An extension's IsAuthorized hook decides (instead of `allowAll`/`rules`).
     pub isAuthorizedSE: Option<HookConfig>,
+}
+
+/// A page the gateway serves as is: one of `file` or `html`. `{{ requestId }}` in it is
+/// replaced by the request id.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaticPageConfig {
+    /// An HTML file (UTF-8, at most 256 KiB), relative to the configuration file; read when
+    /// the configuration loads.
+    pub file: Option<String>,
+    /// The HTML itself.
+    pub html: Option<String>,
+}
+
+/// `unauthorizedPage`: a redirect target or a page. Only for the schema: decoded by hand.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum UnauthorizedPageSchema {
+    /// An absolute path or an `http(s)://` URL to redirect a denied user to (302).
+    Redirect(String),
+    /// A page served with status 403.
+    Page(StaticPageConfig),
 }
 
 /// An authorization rule: `and` / `or` / `not` of rules, or one condition on an attribute.

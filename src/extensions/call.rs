@@ -14,7 +14,10 @@ use wasmtime::Store;
 
 use super::host::{HostState, MemoryLimiter};
 use super::load::Indices;
-use super::{AuthenticateAction, GuestRequest, Hook, HookKind, HttpResponse, TokenContext};
+use super::{
+    AuthenticateAction, GuestRequest, GuestResponse, Hook, HookKind, HttpResponse, TokenContext,
+    UpstreamRequest,
+};
 use crate::claims::{AttrRef, Attributes};
 
 /// Why a call failed. Every variant means "fail closed".
@@ -101,6 +104,8 @@ enum Ret {
     Attributes(Vec<(String, Vec<String>)>),
     Fields(Vec<(String, String)>),
     Response(HttpResponse),
+    Upstream(UpstreamRequest),
+    Respond(GuestResponse),
 }
 
 /// A hook's argument beside the request.
@@ -108,6 +113,52 @@ enum Extra {
     None,
     Token(TokenContext),
     Response(HttpResponse),
+    Upstream(UpstreamRequest),
+}
+
+/// A ModifyRequest answer whose headers passed the generic checks (valid, none the gateway
+/// manages); the app's own checks (path, identity headers) come after.
+pub struct ModifiedRequest {
+    pub path: String,
+    pub query: Option<String>,
+    pub headers: Vec<(HeaderName, http::HeaderValue)>,
+}
+
+/// Headers a guest wants on the upstream request (CreateHeaders, ModifyRequest): valid names
+/// and values, none the gateway manages (`edge::names::reserved`).
+fn upstream_fields(
+    fields: Vec<(String, String)>,
+) -> Result<Vec<(HeaderName, http::HeaderValue)>, String> {
+    let mut out = Vec::with_capacity(fields.len());
+    for (name, value) in fields {
+        let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else {
+            return Err(format!("`{name}` is not a valid header name"));
+        };
+        if crate::edge::names::reserved(&n) {
+            return Err(format!("header `{name}` is managed by the gateway"));
+        }
+        let Ok(v) = http::HeaderValue::from_str(&value) else {
+            return Err(format!("header `{name}` has a value a header cannot carry"));
+        };
+        out.push((n, v));
+    }
+    Ok(out)
+}
+
+/// A response a guest built (Authenticate's `respond`, HandleUnauthorized): a status of
+/// 100–599 and headers a response can carry.
+fn check_guest_response(resp: &GuestResponse) -> Result<(), String> {
+    if !(100..=599).contains(&resp.status) {
+        return Err(format!("response status {} is not 100..=599", resp.status));
+    }
+    for (name, value) in &resp.headers {
+        if HeaderName::from_bytes(name.as_bytes()).is_err()
+            || http::HeaderValue::from_str(value).is_err()
+        {
+            return Err(format!("response header `{name}` is not a valid header"));
+        }
+    }
+    Ok(())
 }
 
 /// Unpacks the `Ret` variant a hook returns (the dispatcher guarantees it).
@@ -144,16 +195,7 @@ impl Hook {
         self.run(call, Extra::None, |r, _| {
             let action = expect!(r, Ret::Action(a) => a);
             if let AuthenticateAction::Respond(resp) = &action {
-                if !(100..=599).contains(&resp.status) {
-                    return Err(format!("response status {} is not 100..=599", resp.status));
-                }
-                for (name, value) in &resp.headers {
-                    if HeaderName::from_bytes(name.as_bytes()).is_err()
-                        || http::HeaderValue::from_str(value).is_err()
-                    {
-                        return Err(format!("response header `{name}` is not a valid header"));
-                    }
-                }
+                check_guest_response(resp)?;
             }
             Ok(action)
         })
@@ -244,20 +286,7 @@ impl Hook {
     ) -> Result<Called<Vec<(HeaderName, http::HeaderValue)>>, CallError> {
         self.run(call, Extra::None, |r, _| {
             let fields = expect!(r, Ret::Fields(f) => f);
-            let mut out = Vec::with_capacity(fields.len());
-            for (name, value) in fields {
-                let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else {
-                    return Err(format!("`{name}` is not a valid header name"));
-                };
-                if crate::edge::names::reserved(&n) {
-                    return Err(format!("header `{name}` is managed by the gateway"));
-                }
-                let Ok(v) = http::HeaderValue::from_str(&value) else {
-                    return Err(format!("header `{name}` has a value a header cannot carry"));
-                };
-                out.push((n, v));
-            }
-            Ok(out)
+            upstream_fields(fields)
         })
         .await
     }
@@ -293,6 +322,40 @@ impl Hook {
                 };
                 resp.headers_mut().append(n, v);
             }
+            Ok(resp)
+        })
+        .await
+    }
+
+    /// ModifyRequest: the upstream request to send instead of `upstream`. Header names and
+    /// values must be valid and none may be one the gateway manages (`edge::names::reserved`);
+    /// then `check` applies the app's rules (the path, the identity headers): an `Err` from
+    /// it makes the answer invalid like any other.
+    pub async fn modify_request<T, R: Borrow<GuestRequest> + Send>(
+        &self,
+        call: HookCall<R>,
+        upstream: UpstreamRequest,
+        check: impl FnOnce(ModifiedRequest) -> Result<T, String> + Send,
+    ) -> Result<Called<T>, CallError> {
+        self.run(call, Extra::Upstream(upstream), |r, _| {
+            let out = expect!(r, Ret::Upstream(u) => u);
+            check(ModifiedRequest {
+                path: out.path,
+                query: out.query,
+                headers: upstream_fields(out.headers)?,
+            })
+        })
+        .await
+    }
+
+    /// HandleUnauthorized: the answer to a denied request (status 100–599, valid headers).
+    pub async fn handle_unauthorized<R: Borrow<GuestRequest> + Send>(
+        &self,
+        call: HookCall<R>,
+    ) -> Result<Called<GuestResponse>, CallError> {
+        self.run(call, Extra::None, |r, _| {
+            let resp = expect!(r, Ret::Respond(r) => r);
+            check_guest_response(&resp)?;
             Ok(resp)
         })
         .await
@@ -534,5 +597,27 @@ async fn invoke(
                 resp
             ))
         }
+        HookKind::ModifyRequest => {
+            let Extra::Upstream(up) = &extra else {
+                return Err(wasmtime::format_err!("internal: upstream request missing"));
+            };
+            Ret::Upstream(call_hook!(
+                indices,
+                modify_request,
+                call_modify_request,
+                store,
+                instance,
+                req,
+                up
+            ))
+        }
+        HookKind::HandleUnauthorized => Ret::Respond(call_hook!(
+            indices,
+            handle_unauthorized,
+            call_handle_unauthorized,
+            store,
+            instance,
+            req
+        )),
     })
 }

@@ -173,6 +173,8 @@ pub(super) struct Indices {
     pub load_attributes: Option<ex::load_attributes::GuestIndices>,
     pub create_headers: Option<ex::create_headers::GuestIndices>,
     pub modify_response: Option<ex::modify_response::GuestIndices>,
+    pub modify_request: Option<ex::modify_request::GuestIndices>,
+    pub handle_unauthorized: Option<ex::handle_unauthorized::GuestIndices>,
 }
 
 impl Indices {
@@ -188,6 +190,8 @@ impl Indices {
             load_attributes: ex::load_attributes::GuestIndices::new(pre).ok(),
             create_headers: ex::create_headers::GuestIndices::new(pre).ok(),
             modify_response: ex::modify_response::GuestIndices::new(pre).ok(),
+            modify_request: ex::modify_request::GuestIndices::new(pre).ok(),
+            handle_unauthorized: ex::handle_unauthorized::GuestIndices::new(pre).ok(),
         }
     }
 
@@ -203,6 +207,8 @@ impl Indices {
             HookKind::LoadAttributes => self.load_attributes.is_some(),
             HookKind::CreateHeaders => self.create_headers.is_some(),
             HookKind::ModifyResponse => self.modify_response.is_some(),
+            HookKind::ModifyRequest => self.modify_request.is_some(),
+            HookKind::HandleUnauthorized => self.handle_unauthorized.is_some(),
         }
     }
 }

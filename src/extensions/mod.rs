@@ -27,7 +27,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use call::{CallError, ClaimsOut, HookCall};
+pub use call::{CallError, ClaimsOut, HookCall, ModifiedRequest};
 pub use load::{Extension, Services};
 
 /// Bindings generated from the WIT contract. Every import and export is async: host
@@ -41,6 +41,7 @@ pub mod bindings {
     });
 }
 
+pub use bindings::exports::tessera::extension::modify_request::UpstreamRequest;
 pub use bindings::exports::tessera::extension::modify_response::HttpResponse;
 pub use bindings::tessera::extension::types::{
     AuthenticateAction, Request as GuestRequest, Response as GuestResponse, TokenContext,
@@ -64,6 +65,8 @@ pub enum HookKind {
     LoadAttributes,
     CreateHeaders,
     ModifyResponse,
+    ModifyRequest,
+    HandleUnauthorized,
 }
 
 impl HookKind {
@@ -75,7 +78,7 @@ impl HookKind {
         HookKind::CreateHeaders,
     ];
 
-    pub const ALL: [HookKind; 10] = [
+    pub const ALL: [HookKind; 12] = [
         HookKind::IsAuthenticated,
         HookKind::Authenticate,
         HookKind::BackchannelAuthenticate,
@@ -86,6 +89,8 @@ impl HookKind {
         HookKind::LoadAttributes,
         HookKind::CreateHeaders,
         HookKind::ModifyResponse,
+        HookKind::ModifyRequest,
+        HookKind::HandleUnauthorized,
     ];
 
     /// The WIT interface name (`is-authenticated`).
@@ -101,6 +106,8 @@ impl HookKind {
             HookKind::LoadAttributes => "load-attributes",
             HookKind::CreateHeaders => "create-headers",
             HookKind::ModifyResponse => "modify-response",
+            HookKind::ModifyRequest => "modify-request",
+            HookKind::HandleUnauthorized => "handle-unauthorized",
         }
     }
 
@@ -117,6 +124,8 @@ impl HookKind {
             HookKind::LoadAttributes => "LoadAttributes",
             HookKind::CreateHeaders => "CreateHeaders",
             HookKind::ModifyResponse => "ModifyResponse",
+            HookKind::ModifyRequest => "ModifyRequest",
+            HookKind::HandleUnauthorized => "HandleUnauthorized",
         }
     }
 

@@ -10,6 +10,8 @@ pub mod policy;
 pub mod rules;
 pub mod upstream;
 
+use std::sync::Arc;
+
 use crate::claims::Attributes;
 use crate::edge::names::ProtectedNames;
 use crate::edge::path::PathRules;
@@ -24,6 +26,18 @@ pub struct AppLogout {
     pub redirect: String,
     /// `upstreamURL`: the app's own logout, called server-side after a sign-out here.
     pub upstream_url: Option<String>,
+}
+
+/// What a denied request gets (`unauthorizedPage`).
+#[derive(Debug, Clone, Default)]
+pub enum Unauthorized {
+    /// The gateway's 403 page.
+    #[default]
+    Default,
+    /// A redirect to this URL or path.
+    Redirect(String),
+    /// This page, with status 403.
+    Page(Arc<str>),
 }
 
 /// What an app does with a request its policy lets through.
@@ -41,7 +55,14 @@ pub struct ProxyApp {
     pub name: String,
     pub kind: AppKind,
     pub preserve_host: bool,
-    pub unauthorized_page: Option<String>,
+    /// What a denied request gets (`unauthorizedPage`), after `handle_unauthorized_se`.
+    pub unauthorized: Unauthorized,
+    /// `errorPage`: the page of the gateway's own 5xx answers on this app.
+    pub error_page: Option<Arc<str>>,
+    /// `handleUnauthorizedSE`: an extension answering denied requests.
+    pub handle_unauthorized_se: Option<Hook>,
+    /// `modifyRequestSE`: an extension rewriting the upstream request.
+    pub modify_request_se: Option<Hook>,
     pub headers: Vec<InjectedHeader>,
     pub policies: PolicySet,
     pub logout: Option<AppLogout>,

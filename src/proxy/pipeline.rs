@@ -1,8 +1,8 @@
 //! A proxy app's request pipeline: named phases over one per-request state ([`Exchange`]).
 //!
 //! ```text
-//! policy → authenticate → refresh → load_attributes → authorize → upstream_request → upstream
-//!   → modify_response → response
+//! policy → authenticate → refresh → load_attributes → authorize → upstream_request
+//!   → modify_request → upstream → modify_response → response
 //! ```
 //!
 //! Each phase returns `Result<_, Rejection>`: the first refusal ends the request and is
@@ -12,7 +12,9 @@
 //!
 //! Extension hooks sit in the phase named like them: IsAuthenticated and Authenticate in
 //! `authenticate`, LoadAttrs in `load_attributes`, IsAuthorized in `authorize`, CreateHeader
-//! in `upstream_request`, ModifyResponse in `modify_response`.
+//! in `upstream_request`, ModifyRequest in `modify_request`, ModifyResponse in
+//! `modify_response`; HandleUnauthorized answers a denial of `authorize`. The app's
+//! `errorPage` replaces the page of the gateway's own 5xx refusals (`own_page`).
 
 use http::request::Parts;
 use http::{HeaderMap, Method, Request, Response};
@@ -25,7 +27,7 @@ use crate::claims::Attributes;
 use crate::edge::path::CanonicalPath;
 use crate::extensions::cache::Cached;
 use crate::extensions::request::{guest_request, RequestParts};
-use crate::extensions::{AuthenticateAction, GuestRequest, HookCall};
+use crate::extensions::{AuthenticateAction, GuestRequest, HookCall, ModifiedRequest};
 use crate::login;
 use crate::login::upstream::Freshness;
 use crate::runtime::Runtime;
@@ -177,6 +179,10 @@ impl ProxyApp {
             // upstream) and the attributes as they are now.
             let modify = self.modify_response_call(rt, ctx, &x);
             let (headers, upgrade) = self.upstream_request(rt, ctx, &mut x).await?;
+            let headers = self
+                .modify_request(rt, ctx, &mut x, headers)
+                .instrument(tracing::debug_span!("modify_request", app = %self.name))
+                .await?;
             let resp = self.upstream(rt, upstream, x, headers, upgrade).await?;
             let resp = match modify {
                 Some((h, call)) => self.modify_response(h, call, resp).await?,
@@ -190,7 +196,19 @@ impl ProxyApp {
                 ctx.access.decide(Decision::Allowed);
                 resp
             }
-            Err(r) => r.answer(ctx),
+            Err(r) => self.own_page(r).answer(ctx),
+        }
+    }
+
+    /// The app's `errorPage` in place of the gateway's page for its own failures (5xx).
+    fn own_page(&self, r: Rejection) -> Rejection {
+        match &self.error_page {
+            Some(page) if r.is_gateway_failure() => Rejection::OwnPage {
+                status: r.status(),
+                page: page.clone(),
+                decision: r.decision(),
+            },
+            _ => r,
         }
     }
 
@@ -219,8 +237,12 @@ impl ProxyApp {
             bearer: false,
             guest: Default::default(),
         };
-        self.admit(rt, ctx, &mut x).await?;
-        self.identity_headers(rt, ctx, &x).await
+        self.admit(rt, ctx, &mut x)
+            .await
+            .map_err(|r| self.own_page(r))?;
+        self.identity_headers(rt, ctx, &x)
+            .await
+            .map_err(|r| self.own_page(r))
     }
 
     /// The phases that decide whether the request may pass, in order.
@@ -459,8 +481,27 @@ impl ProxyApp {
                 problem: BearerProblem::InsufficientScope(None),
             });
         }
-        Err(Rejection::NotAllowed {
-            unauthorized_page: self.unauthorized_page.clone(),
+        if let Some(h) = &self.handle_unauthorized_se {
+            if let Ok(called) = h.handle_unauthorized(self.hook_call(rt, ctx, x)).await {
+                x.absorb(rt, called.attrs, called.wrote).await;
+                let mut resp = crate::extensions::guest_response(called.value, ctx);
+                headers::drop_own_set_cookies(resp.headers_mut(), &rt.own_cookie_names());
+                return Err(Rejection::ExtensionAnswered(Box::new(resp)));
+            }
+            // A failed call (logged and counted): still denied, answered as without the hook.
+        }
+        Err(match &self.unauthorized {
+            super::Unauthorized::Default => Rejection::NotAllowed {
+                unauthorized_page: None,
+            },
+            super::Unauthorized::Redirect(to) => Rejection::NotAllowed {
+                unauthorized_page: Some(to.clone()),
+            },
+            super::Unauthorized::Page(page) => Rejection::OwnPage {
+                status: http::StatusCode::FORBIDDEN,
+                page: page.clone(),
+                decision: Decision::Denied,
+            },
         })
     }
 
@@ -473,7 +514,11 @@ impl ProxyApp {
         ctx: &RequestCtx,
         x: &mut Exchange<'_>,
     ) -> Result<(HeaderMap, Option<http::HeaderValue>), Rejection> {
-        // Hooks see the client's headers: they run before those move.
+        // Hooks see the client's headers: they run before those move (ModifyRequest runs
+        // after, on the view built here).
+        if self.modify_request_se.is_some() {
+            self.guest_view(rt, ctx, x);
+        }
         let mut hooked = Vec::new();
         for h in &self.header_hooks {
             hooked.extend(self.created_headers(rt, ctx, x, h).await?);
@@ -491,6 +536,137 @@ impl ProxyApp {
             headers.insert(name, value);
         }
         Ok((headers, upgrade))
+    }
+
+    /// The ModifyRequest hook's rewrite of the upstream request (its headers, path and query),
+    /// when the app has one. The path is checked again as a client's is and must stay in
+    /// this app, under the policy that admitted the request (else 403); the headers the
+    /// gateway manages, and the identity and trust headers, stay as the gateway set them (a
+    /// guest returning another value for one fails closed: 500).
+    async fn modify_request(
+        &self,
+        rt: &Runtime,
+        ctx: &RequestCtx,
+        x: &mut Exchange<'_>,
+        headers: HeaderMap,
+    ) -> Result<HeaderMap, Rejection> {
+        let Some(h) = &self.modify_request_se else {
+            return Ok(headers);
+        };
+        let kept_by_gateway = |name: &http::HeaderName, value: &http::HeaderValue| {
+            crate::edge::names::reserved(name) || value.to_str().is_err()
+        };
+        let given = headers
+            .iter()
+            .filter(|(n, v)| !kept_by_gateway(n, v))
+            .filter_map(|(n, v)| Some((n.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let upstream = crate::extensions::UpstreamRequest {
+            path: x.path.forward.clone(),
+            query: x.parts.uri.query().map(str::to_string),
+            headers: given,
+        };
+        let check = |m: ModifiedRequest| self.checked_rewrite(&headers, &x.path.forward, m);
+        let called = h
+            .modify_request(self.hook_call(rt, ctx, x), upstream, check)
+            .await
+            .map_err(|_| Rejection::ExtensionFailed)?;
+        x.absorb(rt, called.attrs, called.wrote).await;
+        let (path, query, from_guest) = called.value;
+        if let Some(path) = path {
+            if !self.admits_rewrite(rt, ctx, x.policy, &path) {
+                tracing::error!(app = %self.name, extension = %h.extension.name,
+                    path = %path.decoded, request_id = %ctx.request_id,
+                    "ModifyRequest rewrote the path out of the app or the policy that admitted the request; refused");
+                rt.metrics.authz_denied(&self.name);
+                return Err(Rejection::NoPolicy);
+            }
+            x.path = path;
+        }
+        // The upstream call reads the query from the request's URI.
+        let target = match &query {
+            Some(q) => format!("{}?{q}", x.path.forward),
+            None => x.path.forward.clone(),
+        };
+        x.parts.uri = http::Uri::try_from(target).map_err(|_| Rejection::ExtensionFailed)?;
+        let mut out = HeaderMap::with_capacity(headers.len() + from_guest.len());
+        for (n, v) in &headers {
+            if kept_by_gateway(n, v) || self.protected.protects(n.as_str()) {
+                out.append(n.clone(), v.clone());
+            }
+        }
+        for (n, v) in from_guest {
+            if !self.protected.protects(n.as_str()) {
+                out.append(n, v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A ModifyRequest answer made into (new path if it changed, query, headers), or why it
+    /// is invalid: a path the edge rules or the app's path rules refuse, a query a URL cannot
+    /// carry, an identity or trust header (any spelling) other than the gateway's.
+    #[allow(clippy::type_complexity)]
+    fn checked_rewrite(
+        &self,
+        sent: &HeaderMap,
+        forward: &str,
+        m: ModifiedRequest,
+    ) -> Result<
+        (
+            Option<CanonicalPath>,
+            Option<String>,
+            Vec<(http::HeaderName, http::HeaderValue)>,
+        ),
+        String,
+    > {
+        let path = if m.path == forward {
+            None
+        } else {
+            let canonical = crate::edge::path::canonicalize(&m.path)
+                .map_err(|e| format!("path `{}` is not a valid path: {e}", m.path))?;
+            let applied = self.paths.apply(canonical).map_err(|e| {
+                format!("path `{}` is refused by the app's path rules: {e}", m.path)
+            })?;
+            Some(applied)
+        };
+        if let Some(q) = &m.query {
+            if q.contains('#') || http::uri::PathAndQuery::try_from(format!("/?{q}")).is_err() {
+                return Err(format!("query `{q}` is not a valid query"));
+            }
+        }
+        for (n, v) in &m.headers {
+            if self.protected.protects(n.as_str()) && sent.get(n) != Some(v) {
+                return Err(format!(
+                    "header `{n}` is an identity or trust header the gateway sets; an extension cannot change it"
+                ));
+            }
+        }
+        Ok((path, m.query, m.headers))
+    }
+
+    /// Whether a rewritten path stays where the request was admitted: it routes to this app
+    /// on the request's host, is not the app's logout location, and the same policy covers it.
+    fn admits_rewrite(
+        &self,
+        rt: &Runtime,
+        ctx: &RequestCtx,
+        policy: &Policy,
+        path: &CanonicalPath,
+    ) -> bool {
+        let same_app = rt
+            .router
+            .route(&ctx.host, &ctx.host_port(), &path.decoded)
+            .is_some_and(|i| std::ptr::eq(&rt.apps[i], self));
+        let logout = self
+            .logout
+            .as_ref()
+            .is_some_and(|lo| path.decoded == lo.location);
+        let same_policy = self
+            .policies
+            .find(&path.decoded)
+            .is_some_and(|p| std::ptr::eq(p, policy));
+        same_app && !logout && same_policy
     }
 
     /// Of a forward-auth app: only the identity headers and the CreateHeader hooks' headers,
@@ -733,7 +909,20 @@ impl ProxyApp {
         ctx: &RequestCtx,
         x: &'x Exchange<'_>,
     ) -> HookCall<&'x GuestRequest> {
-        let request = x.guest.get_or_init(|| {
+        HookCall {
+            request: self.guest_view(rt, ctx, x),
+            attrs: x.attrs().clone(),
+        }
+    }
+
+    /// The request as hooks see it, built on first use (before its headers move upstream).
+    fn guest_view<'x>(
+        &self,
+        rt: &Runtime,
+        ctx: &RequestCtx,
+        x: &'x Exchange<'_>,
+    ) -> &'x GuestRequest {
+        x.guest.get_or_init(|| {
             // The guest sees the canonical path, as the policy and the upstream do.
             let uri =
                 http::Uri::try_from(x.return_to()).unwrap_or_else(|_| http::Uri::from_static("/"));
@@ -743,11 +932,7 @@ impl ProxyApp {
                 headers: &x.parts.headers,
             };
             guest_request(ctx, &self.name, parts, &rt.own_cookie_names(), None)
-        });
-        HookCall {
-            request,
-            attrs: x.attrs().clone(),
-        }
+        })
     }
 }
 

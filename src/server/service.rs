@@ -326,13 +326,7 @@ fn route<'rt>(rt: &'rt Runtime, ctx: &RequestCtx, path: &str) -> Target<'rt> {
     if let Some(provider) = rt.provider.as_ref().filter(|p| p.serves(path)) {
         return Target::Provider(provider);
     }
-    let host_port = ctx
-        .host_header
-        .as_ref()
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    match rt.router.route(&ctx.host, &host_port, path) {
+    match rt.router.route(&ctx.host, &ctx.host_port(), path) {
         Some(i) => {
             tracing::Span::current().record("app", rt.apps[i].name.as_str());
             Target::App(i)

@@ -26,6 +26,13 @@ pub enum Rejection {
     /// Signed in, but the policy's rules (or its IsAuthorized hook) say no: 403, or a redirect
     /// to the app's `unauthorizedPage`.
     NotAllowed { unauthorized_page: Option<String> },
+    /// A refusal answered with the app's own page (`unauthorizedPage` or `errorPage` given as
+    /// a file or inline HTML) instead of the gateway's: the refusal's status and decision.
+    OwnPage {
+        status: StatusCode,
+        page: std::sync::Arc<str>,
+        decision: Decision,
+    },
     /// Not signed in: the login challenge that `login` built (a redirect to the IdP, the
     /// picker, or the login form).
     LoginRequired(Box<Response<Body>>),
@@ -136,6 +143,20 @@ impl Rejection {
         }
     }
 
+    /// One of the gateway's own failures on the request path (5xx): what an app's
+    /// `errorPage` replaces. Not an answer someone else built (a login challenge, an
+    /// extension's response).
+    pub fn is_gateway_failure(&self) -> bool {
+        matches!(
+            self,
+            Rejection::ExtensionFailed
+                | Rejection::StoreUnavailable
+                | Rejection::DirectoryUnavailable
+                | Rejection::RenewalFailed
+                | Rejection::Upstream(_)
+        )
+    }
+
     /// What the access log line says of this refusal.
     pub fn decision(&self) -> Decision {
         match self {
@@ -155,7 +176,7 @@ impl Rejection {
                 BearerProblem::Malformed(_) => Decision::Invalid,
                 BearerProblem::Invalid(_) | BearerProblem::InsufficientScope(_) => Decision::Denied,
             },
-            Rejection::Page { decision, .. } => *decision,
+            Rejection::Page { decision, .. } | Rejection::OwnPage { decision, .. } => *decision,
         }
     }
 
@@ -179,7 +200,7 @@ impl Rejection {
             Rejection::Upstream(s) => *s,
             Rejection::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             Rejection::Bearer { problem, .. } => problem.status(),
-            Rejection::Page { status, .. } => *status,
+            Rejection::Page { status, .. } | Rejection::OwnPage { status, .. } => *status,
         }
     }
 
@@ -218,7 +239,9 @@ impl Rejection {
                     "The access token does not grant access to this location."
                 }
             },
-            Rejection::LoginRequired(_) | Rejection::ExtensionAnswered(_) => "",
+            Rejection::LoginRequired(_)
+            | Rejection::ExtensionAnswered(_)
+            | Rejection::OwnPage { .. } => "",
         })
     }
 
@@ -231,6 +254,12 @@ impl Rejection {
             Rejection::NotAllowed {
                 unauthorized_page: Some(page),
             } => respond::redirect(StatusCode::FOUND, &page, &[], ctx),
+            Rejection::OwnPage { page, .. } => {
+                // The request id is a short plain token (see `server::service`); escaped all
+                // the same, as anything put into HTML.
+                let id = crate::pages::escape(&ctx.request_id);
+                respond::html(status, page.replace("{{ requestId }}", &id), ctx)
+            }
             Rejection::TooMany {
                 retry_after_secs, ..
             } => {

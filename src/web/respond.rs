@@ -28,6 +28,18 @@ pub struct RequestCtx {
     pub access: crate::telemetry::access::AccessNote,
 }
 
+impl RequestCtx {
+    /// The Host header as sent (with its port), lowercased; empty without one. Routes
+    /// naming a port match it.
+    pub fn host_port(&self) -> String {
+        self.host_header
+            .as_ref()
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase()
+    }
+}
+
 fn with_common(mut resp: Response<Body>, ctx: &RequestCtx) -> Response<Body> {
     let h = resp.headers_mut();
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {

@@ -48,13 +48,13 @@ fn component(rel: &str) -> PathBuf {
     path
 }
 
-fn guest(name: &str) -> String {
+pub(crate) fn guest(name: &str) -> String {
     component(&format!("test-guests/out/{name}.wasm"))
         .display()
         .to_string()
 }
 
-fn validate(yaml: &str) -> (i32, String) {
+pub(crate) fn validate(yaml: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.yaml");
     std::fs::write(&path, yaml).unwrap();

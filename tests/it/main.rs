@@ -13,6 +13,7 @@ mod consent;
 mod client_auth;
 mod deploy;
 mod edge;
+mod extension_hooks;
 mod extensions;
 mod forward_auth;
 mod ldap;

@@ -18,3 +18,16 @@ void exports_tessera_extension_build_id_token_claims_build_id_token_claims(
   spin();
   claims_alloc(ret, 0);
 }
+
+void exports_tessera_extension_modify_request_modify_request(
+    request_t *request, exports_tessera_extension_modify_request_upstream_request_t *upstream,
+    exports_tessera_extension_modify_request_upstream_request_t *ret) {
+  (void)request, (void)upstream, (void)ret;
+  spin();
+}
+
+void exports_tessera_extension_handle_unauthorized_handle_unauthorized(request_t *request,
+                                                                       tessera_extension_types_response_t *ret) {
+  (void)request, (void)ret;
+  spin();
+}

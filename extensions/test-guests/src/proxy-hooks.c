@@ -285,3 +285,91 @@ void exports_tessera_extension_modify_response_modify_response(request_t *reques
   }
   tessera_extension_types_request_free(request);
 }
+
+typedef exports_tessera_extension_modify_request_upstream_request_t upstream_request_t;
+typedef exports_tessera_extension_modify_request_field_t field_t;
+
+// A malloc'd copy of a borrowed string.
+static guest_string_t dup_of(const guest_string_t *s) {
+  guest_string_t out;
+  guest_string_dup_n(&out, (const char *)s->ptr, s->len);
+  return out;
+}
+
+// ModifyRequest, driven by the client's headers (each optional):
+//  - `x-mr-trap`: traps;
+//  - `x-mr-path: P`: the upstream path becomes P;
+//  - `x-mr-query: Q`: the query becomes Q (`-` removes it);
+//  - `x-mr-set: NAME=VALUE`: sets header NAME (replacing one of the same name);
+//  - `x-mr-drop: NAME`: removes header NAME.
+// Every other header of the upstream request is returned as it came.
+void exports_tessera_extension_modify_request_modify_request(request_t *request, upstream_request_t *upstream,
+                                                             upstream_request_t *ret) {
+  if (header(request, "x-mr-trap")) __builtin_trap();
+  *ret = *upstream;  // takes ownership of the upstream request's strings
+  const guest_string_t *path = header(request, "x-mr-path");
+  if (path) {
+    guest_string_free(&ret->path);
+    ret->path = dup_of(path);
+  }
+  const guest_string_t *query = header(request, "x-mr-query");
+  if (query) {
+    if (ret->query.is_some) guest_string_free(&ret->query.val);
+    ret->query.is_some = !str_eq(query, "-");
+    if (ret->query.is_some) ret->query.val = dup_of(query);
+  }
+  const guest_string_t *drop = header(request, "x-mr-drop");
+  const guest_string_t *set = header(request, "x-mr-set");
+  guest_string_t set_name = {NULL, 0}, set_value = {NULL, 0};
+  if (set) {
+    size_t eq = 0;
+    while (eq < set->len && set->ptr[eq] != '=') eq++;
+    set_name = (guest_string_t){set->ptr, eq};
+    set_value = eq < set->len ? (guest_string_t){set->ptr + eq + 1, set->len - eq - 1}
+                              : (guest_string_t){set->ptr + eq, 0};
+  }
+  size_t n = ret->headers.len, kept = 0;
+  field_t *fields = xmalloc((n + 1) * sizeof *fields);
+  for (size_t i = 0; i < n; i++) {
+    field_t *f = &ret->headers.ptr[i];
+    bool gone = (drop && f->f0.len == drop->len && memcmp(f->f0.ptr, drop->ptr, drop->len) == 0) ||
+                (set && f->f0.len == set_name.len && memcmp(f->f0.ptr, set_name.ptr, set_name.len) == 0);
+    if (gone) {
+      guest_string_free(&f->f0);
+      guest_string_free(&f->f1);
+    } else {
+      fields[kept++] = *f;
+    }
+  }
+  if (set) {
+    fields[kept].f0 = dup_of(&set_name);
+    fields[kept++].f1 = dup_of(&set_value);
+  }
+  free(ret->headers.ptr);
+  ret->headers.ptr = fields;
+  ret->headers.len = kept;
+  tessera_extension_types_request_free(request);
+}
+
+// HandleUnauthorized: with header `x-hu-trap`, traps; otherwise status 403, content-type
+// text/html and `x-denied-by: extension`, body `<p>custom denial for PATH</p>` (PATH: the
+// path of the request URL).
+void exports_tessera_extension_handle_unauthorized_handle_unauthorized(request_t *request,
+                                                                       tessera_extension_types_response_t *ret) {
+  if (header(request, "x-hu-trap")) __builtin_trap();
+  ret->status = 403;
+  ret->headers.ptr = xmalloc(2 * sizeof *ret->headers.ptr);
+  ret->headers.len = 2;
+  guest_string_dup(&ret->headers.ptr[0].f0, "content-type");
+  guest_string_dup(&ret->headers.ptr[0].f1, "text/html");
+  guest_string_dup(&ret->headers.ptr[1].f0, "x-denied-by");
+  guest_string_dup(&ret->headers.ptr[1].f1, "extension");
+  guest_string_t path = url_path(&request->url);
+  buf_t body = {0};
+  buf_puts(&body, "<p>custom denial for ");
+  buf_put(&body, path.ptr, path.len);
+  buf_puts(&body, "</p>");
+  guest_string_free(&path);
+  ret->body = (guest_string_t){body.ptr, body.len};
+  tessera_extension_types_request_free(request);
+}

@@ -141,10 +141,28 @@ pub(super) fn compile_proxy_app(
     } else {
         compile_upstream(&cfg, p, ctx).map(|u| AppKind::Proxy(Box::new(u)))
     };
-    let mut ok = match &cfg.unauthorizedPage {
-        Some(page) => check_target(page, &p.key("unauthorizedPage"), ctx),
-        None => true,
-    };
+    let unauthorized = pages::unauthorized_page(
+        cfg.unauthorizedPage.as_ref(),
+        &p.key("unauthorizedPage"),
+        ctx,
+    );
+    let mut ok = unauthorized.is_ok();
+    let error_page = pages::error_page(cfg.errorPage.as_ref(), &p.key("errorPage"), ctx);
+    ok &= error_page.is_ok();
+    let handle_unauthorized_se = hook(
+        cfg.handleUnauthorizedSE.as_ref(),
+        HookKind::HandleUnauthorized,
+        &p.key("handleUnauthorizedSE"),
+        ctx,
+    );
+    ok &= handle_unauthorized_se.is_ok();
+    let modify_request_se = hook(
+        cfg.modifyRequestSE.as_ref(),
+        HookKind::ModifyRequest,
+        &p.key("modifyRequestSE"),
+        ctx,
+    );
+    ok &= modify_request_se.is_ok();
     let headers = compile_headers(&cfg, p, ctx);
     let policies = compile_policies(&cfg, p, connectors, ctx);
     let logout = compile_logout(&cfg, p, ctx);
@@ -201,7 +219,10 @@ pub(super) fn compile_proxy_app(
         name: cfg.name,
         kind,
         preserve_host: cfg.preserveHost,
-        unauthorized_page: cfg.unauthorizedPage,
+        unauthorized: unauthorized.unwrap_or_default(),
+        error_page: error_page.ok().flatten(),
+        handle_unauthorized_se: handle_unauthorized_se.ok().flatten(),
+        modify_request_se: modify_request_se.ok().flatten(),
         headers: headers.injected,
         policies: PolicySet::new(policies),
         logout,
@@ -224,6 +245,7 @@ fn compile_forward_auth(
         ("upgrades", cfg.upgrades.is_some()),
         ("logout", cfg.logout.is_some()),
         ("modifyResponseSE", cfg.modifyResponseSE.is_some()),
+        ("modifyRequestSE", cfg.modifyRequestSE.is_some()),
     ];
     for (key, set) in upstream_only {
         if set {
@@ -234,6 +256,16 @@ fn compile_forward_auth(
             );
             ok = false;
         }
+    }
+    if cfg.handleUnauthorizedSE.is_some() {
+        // The ingress reads a 2xx answer of the auth endpoint as "allowed": a guest's
+        // response could open the app.
+        ctx.diags.error_hint(
+            &p.key("handleUnauthorizedSE"),
+            "a forwardAuth app has no `handleUnauthorizedSE`: the ingress would read a 2xx answer as allowed",
+            "use unauthorizedPage: { file: … } or { html: … } (served with 403)",
+        );
+        ok = false;
     }
     if !ctx.trusted_proxies_set {
         ctx.diags.error_hint(

@@ -35,6 +35,7 @@ mod listen;
 pub(super) use ldap::compile_attr_providers;
 use listen::compile_listen;
 mod limits;
+mod pages;
 mod reload;
 use reload::compile_reload;
 mod session;

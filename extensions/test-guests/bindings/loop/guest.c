@@ -59,6 +59,65 @@ void __wasm_export_exports_tessera_extension_build_id_token_claims_build_id_toke
   }
 }
 
+// Exported Functions from `tessera:extension/modify-request@0.1.0`
+
+__attribute__((__weak__, __export_name__("cabi_post_tessera:extension/modify-request@0.1.0#modify-request")))
+void __wasm_export_exports_tessera_extension_modify_request_modify_request_post_return(uint8_t * arg0) {
+  if ((*((size_t*) (arg0 + sizeof(void*)))) > 0) {
+    free(*((uint8_t **) (arg0 + 0)));
+  }
+  switch ((int32_t) (int32_t) *((uint8_t*) (arg0 + (2*sizeof(void*))))) {
+    case 0: {
+      break;
+    }
+    case 1: {
+      if ((*((size_t*) (arg0 + (4*sizeof(void*))))) > 0) {
+        free(*((uint8_t **) (arg0 + (3*sizeof(void*)))));
+      }
+      break;
+    }
+  }
+  size_t len = *((size_t*) (arg0 + (6*sizeof(void*))));
+  if (len > 0) {
+    uint8_t *ptr = *((uint8_t **) (arg0 + (5*sizeof(void*))));
+    for (size_t i = 0; i < len; i++) {
+      uint8_t *base = ptr + i * (4*sizeof(void*));
+      (void) base;
+      if ((*((size_t*) (base + sizeof(void*)))) > 0) {
+        free(*((uint8_t **) (base + 0)));
+      }
+      if ((*((size_t*) (base + (3*sizeof(void*))))) > 0) {
+        free(*((uint8_t **) (base + (2*sizeof(void*)))));
+      }
+    }
+    free(ptr);
+  }
+}
+
+// Exported Functions from `tessera:extension/handle-unauthorized@0.1.0`
+
+__attribute__((__weak__, __export_name__("cabi_post_tessera:extension/handle-unauthorized@0.1.0#handle-unauthorized")))
+void __wasm_export_exports_tessera_extension_handle_unauthorized_handle_unauthorized_post_return(uint8_t * arg0) {
+  size_t len = *((size_t*) (arg0 + (2*sizeof(void*))));
+  if (len > 0) {
+    uint8_t *ptr = *((uint8_t **) (arg0 + sizeof(void*)));
+    for (size_t i = 0; i < len; i++) {
+      uint8_t *base = ptr + i * (4*sizeof(void*));
+      (void) base;
+      if ((*((size_t*) (base + sizeof(void*)))) > 0) {
+        free(*((uint8_t **) (base + 0)));
+      }
+      if ((*((size_t*) (base + (3*sizeof(void*))))) > 0) {
+        free(*((uint8_t **) (base + (2*sizeof(void*)))));
+      }
+    }
+    free(ptr);
+  }
+  if ((*((size_t*) (arg0 + (4*sizeof(void*))))) > 0) {
+    free(*((uint8_t **) (arg0 + (3*sizeof(void*)))));
+  }
+}
+
 // Canonical ABI intrinsics
 
 __attribute__((__weak__, __export_name__("cabi_realloc")))
@@ -71,7 +130,7 @@ void *cabi_realloc(void *ptr, size_t old_size, size_t align, size_t new_size) {
 }
 
 __attribute__((__aligned__(sizeof(void*))))
-static uint8_t RET_AREA[(2*sizeof(void*))];
+static uint8_t RET_AREA[(7*sizeof(void*))];
 
 // Helper Functions
 
@@ -254,6 +313,38 @@ void exports_tessera_extension_build_id_token_claims_token_context_free(exports_
 
 void exports_tessera_extension_build_id_token_claims_claims_free(exports_tessera_extension_build_id_token_claims_claims_t *ptr) {
   tessera_extension_types_claims_free(ptr);
+}
+
+void exports_tessera_extension_modify_request_request_free(exports_tessera_extension_modify_request_request_t *ptr) {
+  tessera_extension_types_request_free(ptr);
+}
+
+void exports_tessera_extension_modify_request_field_free(exports_tessera_extension_modify_request_field_t *ptr) {
+  tessera_extension_types_field_free(ptr);
+}
+
+void exports_tessera_extension_modify_request_list_field_free(exports_tessera_extension_modify_request_list_field_t *ptr) {
+  size_t list_len = ptr->len;
+  if (list_len > 0) {
+    exports_tessera_extension_modify_request_field_t *list_ptr = ptr->ptr;
+    for (size_t i = 0; i < list_len; i++) {
+      exports_tessera_extension_modify_request_field_free(&list_ptr[i]);
+    }
+    free(list_ptr);
+  }
+}
+
+void exports_tessera_extension_modify_request_upstream_request_free(exports_tessera_extension_modify_request_upstream_request_t *ptr) {
+  guest_string_free(&ptr->path);
+  exports_tessera_extension_modify_request_list_field_free(&ptr->headers);
+}
+
+void exports_tessera_extension_handle_unauthorized_request_free(exports_tessera_extension_handle_unauthorized_request_t *ptr) {
+  tessera_extension_types_request_free(ptr);
+}
+
+void exports_tessera_extension_handle_unauthorized_response_free(exports_tessera_extension_handle_unauthorized_response_t *ptr) {
+  tessera_extension_types_response_free(ptr);
 }
 
 void guest_string_set(guest_string_t *ret, const char*s) {
@@ -513,6 +604,75 @@ uint8_t * __wasm_export_exports_tessera_extension_build_id_token_claims_build_id
   uint8_t *ptr = (uint8_t *) &RET_AREA;
   *((size_t*)(ptr + sizeof(void*))) = (ret).len;
   *((uint8_t **)(ptr + 0)) = (uint8_t *) (ret).ptr;
+  return ptr;
+}
+
+__attribute__((__export_name__("tessera:extension/modify-request@0.1.0#modify-request")))
+uint8_t * __wasm_export_exports_tessera_extension_modify_request_modify_request(uint8_t * arg) {
+  guest_option_string_t option;
+  switch ((int32_t) *((uint8_t*) (arg + (16*sizeof(void*))))) {
+    case 0: {
+      option.is_some = false;
+      break;
+    }
+    case 1: {
+      option.is_some = true;
+      option.val = (guest_string_t) { (uint8_t*)(*((uint8_t **) (arg + (17*sizeof(void*))))), (*((size_t*) (arg + (18*sizeof(void*))))) };
+      break;
+    }
+  }
+  exports_tessera_extension_modify_request_request_t arg0 = (tessera_extension_types_request_t) {
+    (guest_string_t) (guest_string_t) { (uint8_t*)(*((uint8_t **) (arg + 0))), (*((size_t*) (arg + sizeof(void*)))) },
+    (guest_string_t) (guest_string_t) { (uint8_t*)(*((uint8_t **) (arg + (2*sizeof(void*))))), (*((size_t*) (arg + (3*sizeof(void*))))) },
+    (guest_string_t) (guest_string_t) { (uint8_t*)(*((uint8_t **) (arg + (4*sizeof(void*))))), (*((size_t*) (arg + (5*sizeof(void*))))) },
+    (tessera_extension_types_list_field_t) (tessera_extension_types_list_field_t) { (tessera_extension_types_field_t*)(*((uint8_t **) (arg + (6*sizeof(void*))))), (*((size_t*) (arg + (7*sizeof(void*))))) },
+    (tessera_extension_types_list_field_t) (tessera_extension_types_list_field_t) { (tessera_extension_types_field_t*)(*((uint8_t **) (arg + (8*sizeof(void*))))), (*((size_t*) (arg + (9*sizeof(void*))))) },
+    (guest_string_t) (guest_string_t) { (uint8_t*)(*((uint8_t **) (arg + (10*sizeof(void*))))), (*((size_t*) (arg + (11*sizeof(void*))))) },
+    (guest_string_t) (guest_string_t) { (uint8_t*)(*((uint8_t **) (arg + (12*sizeof(void*))))), (*((size_t*) (arg + (13*sizeof(void*))))) },
+  };
+  exports_tessera_extension_modify_request_upstream_request_t arg1 = (exports_tessera_extension_modify_request_upstream_request_t) {
+    (guest_string_t) (guest_string_t) { (uint8_t*)(*((uint8_t **) (arg + (14*sizeof(void*))))), (*((size_t*) (arg + (15*sizeof(void*))))) },
+    (guest_option_string_t) option,
+    (exports_tessera_extension_modify_request_list_field_t) (exports_tessera_extension_modify_request_list_field_t) { (exports_tessera_extension_modify_request_field_t*)(*((uint8_t **) (arg + (19*sizeof(void*))))), (*((size_t*) (arg + (20*sizeof(void*))))) },
+  };
+  exports_tessera_extension_modify_request_upstream_request_t ret;
+  exports_tessera_extension_modify_request_modify_request(&arg0, &arg1, &ret);
+  free(arg);
+  uint8_t *ptr = (uint8_t *) &RET_AREA;
+  *((size_t*)(ptr + sizeof(void*))) = ((ret).path).len;
+  *((uint8_t **)(ptr + 0)) = (uint8_t *) ((ret).path).ptr;
+  if (((ret).query).is_some) {
+    const guest_string_t *payload2 = &((ret).query).val;
+    *((int8_t*)(ptr + (2*sizeof(void*)))) = 1;
+    *((size_t*)(ptr + (4*sizeof(void*)))) = (*payload2).len;
+    *((uint8_t **)(ptr + (3*sizeof(void*)))) = (uint8_t *) (*payload2).ptr;
+  } else {
+    *((int8_t*)(ptr + (2*sizeof(void*)))) = 0;
+  }
+  *((size_t*)(ptr + (6*sizeof(void*)))) = ((ret).headers).len;
+  *((uint8_t **)(ptr + (5*sizeof(void*)))) = (uint8_t *) ((ret).headers).ptr;
+  return ptr;
+}
+
+__attribute__((__export_name__("tessera:extension/handle-unauthorized@0.1.0#handle-unauthorized")))
+uint8_t * __wasm_export_exports_tessera_extension_handle_unauthorized_handle_unauthorized(uint8_t * arg, size_t arg0, uint8_t * arg1, size_t arg2, uint8_t * arg3, size_t arg4, uint8_t * arg5, size_t arg6, uint8_t * arg7, size_t arg8, uint8_t * arg9, size_t arg10, uint8_t * arg11, size_t arg12) {
+  exports_tessera_extension_handle_unauthorized_request_t arg13 = (tessera_extension_types_request_t) {
+    (guest_string_t) (guest_string_t) { (uint8_t*)(arg), (arg0) },
+    (guest_string_t) (guest_string_t) { (uint8_t*)(arg1), (arg2) },
+    (guest_string_t) (guest_string_t) { (uint8_t*)(arg3), (arg4) },
+    (tessera_extension_types_list_field_t) (tessera_extension_types_list_field_t) { (tessera_extension_types_field_t*)(arg5), (arg6) },
+    (tessera_extension_types_list_field_t) (tessera_extension_types_list_field_t) { (tessera_extension_types_field_t*)(arg7), (arg8) },
+    (guest_string_t) (guest_string_t) { (uint8_t*)(arg9), (arg10) },
+    (guest_string_t) (guest_string_t) { (uint8_t*)(arg11), (arg12) },
+  };
+  exports_tessera_extension_handle_unauthorized_response_t ret;
+  exports_tessera_extension_handle_unauthorized_handle_unauthorized(&arg13, &ret);
+  uint8_t *ptr = (uint8_t *) &RET_AREA;
+  *((int16_t*)(ptr + 0)) = (int32_t) ((ret).status);
+  *((size_t*)(ptr + (2*sizeof(void*)))) = ((ret).headers).len;
+  *((uint8_t **)(ptr + sizeof(void*))) = (uint8_t *) ((ret).headers).ptr;
+  *((size_t*)(ptr + (4*sizeof(void*)))) = ((ret).body).len;
+  *((uint8_t **)(ptr + (3*sizeof(void*)))) = (uint8_t *) ((ret).body).ptr;
   return ptr;
 }
 

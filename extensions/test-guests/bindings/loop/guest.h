@@ -198,6 +198,30 @@ typedef tessera_extension_types_token_context_t exports_tessera_extension_build_
 
 typedef tessera_extension_types_claims_t exports_tessera_extension_build_id_token_claims_claims_t;
 
+typedef tessera_extension_types_request_t exports_tessera_extension_modify_request_request_t;
+
+typedef tessera_extension_types_field_t exports_tessera_extension_modify_request_field_t;
+
+typedef struct {
+  exports_tessera_extension_modify_request_field_t *ptr;
+  size_t len;
+} exports_tessera_extension_modify_request_list_field_t;
+
+// The request the upstream receives (its method and body are not the hook's).
+typedef struct exports_tessera_extension_modify_request_upstream_request_t {
+  // The path, percent-encoded as the upstream receives it (`/a%20b`), without the
+  // upstream URL's own base path.
+  guest_string_t   path;
+  // The query, without `?`; none when there is none.
+  guest_option_string_t   query;
+  // The headers, minus those the gateway manages (see above).
+  exports_tessera_extension_modify_request_list_field_t   headers;
+} exports_tessera_extension_modify_request_upstream_request_t;
+
+typedef tessera_extension_types_request_t exports_tessera_extension_handle_unauthorized_request_t;
+
+typedef tessera_extension_types_response_t exports_tessera_extension_handle_unauthorized_response_t;
+
 // Imported Functions from `tessera:extension/host@0.1.0`
 // Writes a structured log line into the gateway's log, tagged with the extension's name
 // and the request id. `fields` become key/value fields of the line.
@@ -238,6 +262,12 @@ bool exports_tessera_extension_is_authenticated_is_authenticated(exports_tessera
 
 // Exported Functions from `tessera:extension/build-id-token-claims@0.1.0`
 void exports_tessera_extension_build_id_token_claims_build_id_token_claims(exports_tessera_extension_build_id_token_claims_request_t *request, exports_tessera_extension_build_id_token_claims_token_context_t *token, exports_tessera_extension_build_id_token_claims_claims_t *ret);
+
+// Exported Functions from `tessera:extension/modify-request@0.1.0`
+void exports_tessera_extension_modify_request_modify_request(exports_tessera_extension_modify_request_request_t *request, exports_tessera_extension_modify_request_upstream_request_t *upstream, exports_tessera_extension_modify_request_upstream_request_t *ret);
+
+// Exported Functions from `tessera:extension/handle-unauthorized@0.1.0`
+void exports_tessera_extension_handle_unauthorized_handle_unauthorized(exports_tessera_extension_handle_unauthorized_request_t *request, exports_tessera_extension_handle_unauthorized_response_t *ret);
 
 // Helper Functions
 
@@ -290,6 +320,18 @@ void exports_tessera_extension_build_id_token_claims_request_free(exports_tesser
 void exports_tessera_extension_build_id_token_claims_token_context_free(exports_tessera_extension_build_id_token_claims_token_context_t *ptr);
 
 void exports_tessera_extension_build_id_token_claims_claims_free(exports_tessera_extension_build_id_token_claims_claims_t *ptr);
+
+void exports_tessera_extension_modify_request_request_free(exports_tessera_extension_modify_request_request_t *ptr);
+
+void exports_tessera_extension_modify_request_field_free(exports_tessera_extension_modify_request_field_t *ptr);
+
+void exports_tessera_extension_modify_request_list_field_free(exports_tessera_extension_modify_request_list_field_t *ptr);
+
+void exports_tessera_extension_modify_request_upstream_request_free(exports_tessera_extension_modify_request_upstream_request_t *ptr);
+
+void exports_tessera_extension_handle_unauthorized_request_free(exports_tessera_extension_handle_unauthorized_request_t *ptr);
+
+void exports_tessera_extension_handle_unauthorized_response_free(exports_tessera_extension_handle_unauthorized_response_t *ptr);
 
 // Sets the string `ret` to reference the input string `s` without copying it
 void guest_string_set(guest_string_t *ret, const char*s);

@@ -173,6 +173,8 @@ pub(super) struct Indices {
     pub load_attributes: Option<ex::load_attributes::GuestIndices>,
     pub create_headers: Option<ex::create_headers::GuestIndices>,
     pub modify_response: Option<ex::modify_response::GuestIndices>,
+    pub eval_max_lifetime: Option<ex::eval_max_lifetime::GuestIndices>,
+    pub eval_idle_timeout: Option<ex::eval_idle_timeout::GuestIndices>,
 }
 
 impl Indices {
@@ -188,6 +190,8 @@ impl Indices {
             load_attributes: ex::load_attributes::GuestIndices::new(pre).ok(),
             create_headers: ex::create_headers::GuestIndices::new(pre).ok(),
             modify_response: ex::modify_response::GuestIndices::new(pre).ok(),
+            eval_max_lifetime: ex::eval_max_lifetime::GuestIndices::new(pre).ok(),
+            eval_idle_timeout: ex::eval_idle_timeout::GuestIndices::new(pre).ok(),
         }
     }
 
@@ -203,6 +207,8 @@ impl Indices {
             HookKind::LoadAttributes => self.load_attributes.is_some(),
             HookKind::CreateHeaders => self.create_headers.is_some(),
             HookKind::ModifyResponse => self.modify_response.is_some(),
+            HookKind::EvalMaxLifetime => self.eval_max_lifetime.is_some(),
+            HookKind::EvalIdleTimeout => self.eval_idle_timeout.is_some(),
         }
     }
 }

@@ -64,6 +64,8 @@ pub enum HookKind {
     LoadAttributes,
     CreateHeaders,
     ModifyResponse,
+    EvalMaxLifetime,
+    EvalIdleTimeout,
 }
 
 impl HookKind {
@@ -75,7 +77,7 @@ impl HookKind {
         HookKind::CreateHeaders,
     ];
 
-    pub const ALL: [HookKind; 10] = [
+    pub const ALL: [HookKind; 12] = [
         HookKind::IsAuthenticated,
         HookKind::Authenticate,
         HookKind::BackchannelAuthenticate,
@@ -86,6 +88,8 @@ impl HookKind {
         HookKind::LoadAttributes,
         HookKind::CreateHeaders,
         HookKind::ModifyResponse,
+        HookKind::EvalMaxLifetime,
+        HookKind::EvalIdleTimeout,
     ];
 
     /// The WIT interface name (`is-authenticated`).
@@ -101,6 +105,8 @@ impl HookKind {
             HookKind::LoadAttributes => "load-attributes",
             HookKind::CreateHeaders => "create-headers",
             HookKind::ModifyResponse => "modify-response",
+            HookKind::EvalMaxLifetime => "eval-max-lifetime",
+            HookKind::EvalIdleTimeout => "eval-idle-timeout",
         }
     }
 
@@ -117,6 +123,8 @@ impl HookKind {
             HookKind::LoadAttributes => "LoadAttributes",
             HookKind::CreateHeaders => "CreateHeaders",
             HookKind::ModifyResponse => "ModifyResponse",
+            HookKind::EvalMaxLifetime => "EvalMaxLifetime",
+            HookKind::EvalIdleTimeout => "EvalIdleTimeout",
         }
     }
 

@@ -11,6 +11,7 @@ mod bearer;
 mod cli;
 mod deploy;
 mod edge;
+mod extension_app_hooks;
 mod extensions;
 mod forward_auth;
 mod ldap;

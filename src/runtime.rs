@@ -76,6 +76,8 @@ pub struct Runtime {
     /// `session.memoryStore.maxMiB`, applied to the process's memory store when this
     /// runtime is put in force (the store outlives reloads, its bound follows them).
     pub memory_budget: Option<(crate::store::MemoryBudget, usize)>,
+    /// `session.lifetime`: the hooks that choose a new session's lifetime at login.
+    pub session_lifetime: crate::login::lifetime::LifetimeHooks,
 }
 
 /// Background tasks tied to one runtime's life.

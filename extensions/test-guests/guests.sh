@@ -10,4 +10,5 @@ GUESTS=(
   "wasi-import is-authenticated"
   "proxy-hooks is-authorized load-attributes create-headers is-authenticated authenticate backchannel-authenticate build-userinfo-claims build-access-token-claims modify-response modify-request handle-unauthorized"
   "c-isauth is-authenticated"
+  "session-lifetime eval-max-lifetime eval-idle-timeout"
 )

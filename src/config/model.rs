@@ -230,6 +230,19 @@ pub struct SessionConfig {
     pub loginFlows: Option<LoginFlowsConfig>,
     /// Bounds of the in-memory store (`default`), whatever uses it.
     pub memoryStore: Option<MemoryStoreConfig>,
+    /// Extensions that choose a new session's lifetime and idle timeout at login.
+    pub lifetime: Option<SessionLifetimeConfig>,
+}
+
+/// `session.lifetime`: hooks evaluated when a login creates a session. Their answers can only
+/// shorten the configured `maxLifetimeSeconds` / `idleTimeoutSeconds`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SessionLifetimeConfig {
+    /// An extension's EvalMaxLifetime hook: the session's lifetime in seconds.
+    pub evalMaxLifetimeSE: Option<HookConfig>,
+    /// An extension's EvalIdleTimeout hook: the session's idle timeout in seconds.
+    pub evalIdleTimeoutSE: Option<HookConfig>,
 }
 
 /// How many login flows one client IP may start (each anonymous request to a protected
@@ -891,6 +904,19 @@ pub struct OidcAppConfig {
     /// Token exchange (RFC 8693): this client may exchange access tokens of this provider
     /// for tokens of these audiences (an `act` claim names it).
     pub tokenExchange: Option<TokenExchangeConfig>,
+    /// An extension's LoadAttributes hook, called at the authorization endpoint once the user
+    /// is authenticated; its attributes (`<extension>.<name>`) feed `claimsMapping`.
+    pub loadAttrsSE: Option<HookConfig>,
+    /// Who may get a code for this app, decided at the authorization endpoint.
+    pub authorization: Option<OidcAuthorizationConfig>,
+}
+
+/// The authorization of an OIDC app (no declarative rules: the extension decides).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OidcAuthorizationConfig {
+    /// An extension's IsAuthorized hook: false answers `access_denied` to the app.
+    pub isAuthorizedSE: Option<HookConfig>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -493,6 +493,20 @@ fn client_hooks(cfg: &OidcAppConfig, p: &ConfigPath, ctx: &mut Ctx<'_>) -> Clien
             &p.key("buildAccessTokenClaimsSE"),
             ctx,
         ),
+        load_attributes: client_hook(
+            cfg.loadAttrsSE.as_ref(),
+            HookKind::LoadAttributes,
+            &p.key("loadAttrsSE"),
+            ctx,
+        ),
+        is_authorized: client_hook(
+            cfg.authorization
+                .as_ref()
+                .and_then(|a| a.isAuthorizedSE.as_ref()),
+            HookKind::IsAuthorized,
+            &p.key("authorization").key("isAuthorizedSE"),
+            ctx,
+        ),
         keep_attributes: false,
     }
 }

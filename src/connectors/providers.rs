@@ -182,6 +182,7 @@ pub async fn resolve_attrs(
         tokens: Default::default(),
         lookups: Default::default(),
         rps: Default::default(),
+        lifetime: None,
     });
     let result = resolve(connectors, providers, &mut data).await;
     *attrs = std::mem::take(&mut std::sync::Arc::make_mut(&mut data).attrs);
@@ -204,6 +205,7 @@ mod tests {
             tokens: Default::default(),
             lookups: Default::default(),
             rps: Default::default(),
+            lifetime: None,
         }
     }
 

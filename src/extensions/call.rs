@@ -106,6 +106,7 @@ enum Ret {
     Response(HttpResponse),
     Upstream(UpstreamRequest),
     Respond(GuestResponse),
+    Seconds(u32),
 }
 
 /// A hook's argument beside the request.
@@ -358,6 +359,23 @@ impl Hook {
             check_guest_response(&resp)?;
             Ok(resp)
         })
+        .await
+    }
+
+    /// EvalMaxLifetime or EvalIdleTimeout (per `self.kind`): a number of seconds, at least 1
+    /// (0 is an invalid result). The caller caps it at the configured maximum.
+    pub async fn eval_seconds<R: Borrow<GuestRequest> + Send>(
+        &self,
+        call: HookCall<R>,
+    ) -> Result<Called<std::time::Duration>, CallError> {
+        self.run(
+            call,
+            Extra::None,
+            |r, _| match expect!(r, Ret::Seconds(s) => s) {
+                0 => Err("returned 0 seconds (a session must live at least 1 s)".into()),
+                s => Ok(std::time::Duration::from_secs(u64::from(s))),
+            },
+        )
         .await
     }
 
@@ -615,6 +633,22 @@ async fn invoke(
             indices,
             handle_unauthorized,
             call_handle_unauthorized,
+            store,
+            instance,
+            req
+        )),
+        HookKind::EvalMaxLifetime => Ret::Seconds(call_hook!(
+            indices,
+            eval_max_lifetime,
+            call_eval_max_lifetime,
+            store,
+            instance,
+            req
+        )),
+        HookKind::EvalIdleTimeout => Ret::Seconds(call_hook!(
+            indices,
+            eval_idle_timeout,
+            call_eval_idle_timeout,
             store,
             instance,
             req

@@ -175,6 +175,8 @@ pub(super) struct Indices {
     pub modify_response: Option<ex::modify_response::GuestIndices>,
     pub modify_request: Option<ex::modify_request::GuestIndices>,
     pub handle_unauthorized: Option<ex::handle_unauthorized::GuestIndices>,
+    pub eval_max_lifetime: Option<ex::eval_max_lifetime::GuestIndices>,
+    pub eval_idle_timeout: Option<ex::eval_idle_timeout::GuestIndices>,
 }
 
 impl Indices {
@@ -192,6 +194,8 @@ impl Indices {
             modify_response: ex::modify_response::GuestIndices::new(pre).ok(),
             modify_request: ex::modify_request::GuestIndices::new(pre).ok(),
             handle_unauthorized: ex::handle_unauthorized::GuestIndices::new(pre).ok(),
+            eval_max_lifetime: ex::eval_max_lifetime::GuestIndices::new(pre).ok(),
+            eval_idle_timeout: ex::eval_idle_timeout::GuestIndices::new(pre).ok(),
         }
     }
 
@@ -209,6 +213,8 @@ impl Indices {
             HookKind::ModifyResponse => self.modify_response.is_some(),
             HookKind::ModifyRequest => self.modify_request.is_some(),
             HookKind::HandleUnauthorized => self.handle_unauthorized.is_some(),
+            HookKind::EvalMaxLifetime => self.eval_max_lifetime.is_some(),
+            HookKind::EvalIdleTimeout => self.eval_idle_timeout.is_some(),
         }
     }
 }

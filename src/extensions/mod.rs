@@ -67,6 +67,8 @@ pub enum HookKind {
     ModifyResponse,
     ModifyRequest,
     HandleUnauthorized,
+    EvalMaxLifetime,
+    EvalIdleTimeout,
 }
 
 impl HookKind {
@@ -78,7 +80,7 @@ impl HookKind {
         HookKind::CreateHeaders,
     ];
 
-    pub const ALL: [HookKind; 12] = [
+    pub const ALL: [HookKind; 14] = [
         HookKind::IsAuthenticated,
         HookKind::Authenticate,
         HookKind::BackchannelAuthenticate,
@@ -91,6 +93,8 @@ impl HookKind {
         HookKind::ModifyResponse,
         HookKind::ModifyRequest,
         HookKind::HandleUnauthorized,
+        HookKind::EvalMaxLifetime,
+        HookKind::EvalIdleTimeout,
     ];
 
     /// The WIT interface name (`is-authenticated`).
@@ -108,6 +112,8 @@ impl HookKind {
             HookKind::ModifyResponse => "modify-response",
             HookKind::ModifyRequest => "modify-request",
             HookKind::HandleUnauthorized => "handle-unauthorized",
+            HookKind::EvalMaxLifetime => "eval-max-lifetime",
+            HookKind::EvalIdleTimeout => "eval-idle-timeout",
         }
     }
 
@@ -126,6 +132,8 @@ impl HookKind {
             HookKind::ModifyResponse => "ModifyResponse",
             HookKind::ModifyRequest => "ModifyRequest",
             HookKind::HandleUnauthorized => "HandleUnauthorized",
+            HookKind::EvalMaxLifetime => "EvalMaxLifetime",
+            HookKind::EvalIdleTimeout => "EvalIdleTimeout",
         }
     }
 

@@ -18,6 +18,7 @@ pub mod app_logout;
 pub mod backchannel;
 pub mod credentials;
 pub mod flows;
+pub mod lifetime;
 pub mod throttle;
 pub mod upstream;
 

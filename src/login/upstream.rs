@@ -200,9 +200,14 @@ pub(super) async fn finish_login(
         Ok(s) => s,
         Err(e) => return Err(store_down(e)),
     };
+    let mut data = rt
+        .sessions
+        .new_record(previous.as_ref(), idp, attrs, tokens);
+    // `session.lifetime` hooks; a failure refuses the login (no session).
+    super::lifetime::choose(rt, &flow.app, &flow.return_to, headers, ctx, &mut data).await?;
     let cookie = match rt
         .sessions
-        .login_with_tokens(previous.as_ref(), idp, attrs, tokens, upstream.as_ref())
+        .start(data, previous.as_ref(), idp, upstream.as_ref())
         .await
     {
         Ok(c) => c,

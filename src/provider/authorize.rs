@@ -578,6 +578,10 @@ async fn process(
             ctx,
         );
     }
+    // The app's LoadAttributes, then its IsAuthorized: a denial or failure gets no code.
+    if let Err(e) = super::app_hooks::decide(rt, v.client, headers, ctx, &mut session).await {
+        return redirect_error(p, &v, &e, ctx);
+    }
     let consent = match consent_step(
         p,
         &v,
@@ -794,7 +798,7 @@ fn respond_to_client(
 }
 
 /// The input of an authorize-time hook: the authorization request as the browser sent it.
-fn hook_call(
+pub(super) fn hook_call(
     rt: &Runtime,
     client: &Client,
     headers: &http::HeaderMap,

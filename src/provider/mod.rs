@@ -5,10 +5,11 @@
 //! Users authenticate through the gateway's own login flow and session, so a user signed in
 //! for a proxy app is signed in for OIDC apps too (and the other way round).
 
+pub mod app_hooks;
 pub mod authorize;
 pub mod backchannel;
-pub mod consent;
 pub mod client_auth;
+pub mod consent;
 pub mod discovery;
 pub mod errors;
 pub mod exchange;
@@ -181,6 +182,10 @@ pub struct ClientHooks {
     pub backchannel: Option<crate::extensions::Hook>,
     pub id_token_claims: Option<crate::extensions::Hook>,
     pub access_token_claims: Option<crate::extensions::Hook>,
+    /// `loadAttrsSE`: attributes loaded at the authorization endpoint (see `app_hooks`).
+    pub load_attributes: Option<crate::extensions::Hook>,
+    /// `authorization.isAuthorizedSE`: may this user get a code (see `app_hooks`).
+    pub is_authorized: Option<crate::extensions::Hook>,
     /// Set when the provider has a BuildUserInfoClaims hook (it reads grants' attributes).
     pub keep_attributes: bool,
 }

@@ -100,24 +100,7 @@ impl Exchange<'_> {
             self.loose = attrs;
             return;
         };
-        let changes: Vec<(String, serde_json::Value)> = attrs
-            .iter()
-            .filter(|(k, v)| s.data.attrs.get(*k) != Some(*v))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        std::sync::Arc::make_mut(&mut s.data).attrs = attrs;
-        if changes.is_empty() {
-            return;
-        }
-        let result = rt
-            .sessions
-            .modify(s, |data| {
-                for (k, v) in &changes {
-                    data.attrs.insert(k.clone(), v.clone());
-                }
-            })
-            .await;
-        if let Err(e) = result {
+        if let Err(e) = rt.sessions.take_attrs(s, attrs).await {
             // The request goes on with the attributes; only their persistence failed.
             tracing::warn!(error = %e, "attributes set by an extension were not stored");
         }

@@ -90,6 +90,7 @@ mod tests {
                 v: 1,
                 sid: String::new(),
                 rps: Default::default(),
+                lifetime: None,
                 created: n,
                 seen: n,
                 attrs: Default::default(),

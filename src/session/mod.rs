@@ -38,12 +38,19 @@ pub struct SessionSettings {
     pub idle_timeout: Duration,
 }
 
-impl SessionSettings {
-    /// How stale `seen` may get before it is written back: at most a tenth of the idle
-    /// timeout (and at most a minute), so most requests cost one store read and no write.
-    fn touch_interval(&self) -> u64 {
-        (self.idle_timeout.as_secs() / 10).clamp(1, 60)
-    }
+/// How stale `seen` may get before it is written back: at most a tenth of the idle timeout
+/// (`idle` seconds; and at most a minute), so most requests cost one store read and no write.
+fn touch_interval(idle: u64) -> u64 {
+    (idle / 10).clamp(1, 60)
+}
+
+/// A session's own lifetime and idle timeout, chosen at login by `session.lifetime` hooks
+/// (seconds). They only shorten: `Sessions` caps them at the configured ones when it judges
+/// the session.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Lifetime {
+    pub max_secs: u64,
+    pub idle_secs: u64,
 }
 
 /// What the store keeps for a session.
@@ -73,6 +80,10 @@ pub struct SessionData {
     /// user by: told when the session ends (back-channel logout).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub rps: BTreeMap<String, String>,
+    /// Set when a `session.lifetime` hook chose this session's limits; `None`: the configured
+    /// `maxLifetimeSeconds` / `idleTimeoutSeconds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lifetime: Option<Lifetime>,
 }
 
 /// One attribute-provider lookup cached in a session.
@@ -325,9 +336,8 @@ impl Sessions {
             };
             let age = now.saturating_sub(data.created);
             let idle = now.saturating_sub(data.seen);
-            if age >= self.settings.max_lifetime.as_secs()
-                || idle >= self.settings.idle_timeout.as_secs()
-            {
+            let (max_secs, idle_secs) = self.limits(&data);
+            if age >= max_secs || idle >= idle_secs {
                 self.decoded.forget(id);
                 // Seen expired (a record the store let expire is never seen: see README,
                 // "Sessions and logout").
@@ -336,7 +346,7 @@ impl Sessions {
                 continue;
             }
             let mut data = data;
-            if idle >= self.settings.touch_interval() {
+            if idle >= touch_interval(idle_secs) {
                 Arc::make_mut(&mut data).seen = now;
                 let ttl = self.ttl(&data, now);
                 let new = Bytes::from(serde_json::to_vec(&*data).unwrap_or_default());
@@ -369,9 +379,21 @@ impl Sessions {
         );
     }
 
+    /// The lifetime and idle timeout (seconds) `data` is judged by: its own (from a
+    /// `session.lifetime` hook) capped at the configured ones, or the configured ones.
+    pub fn limits(&self, data: &SessionData) -> (u64, u64) {
+        let max = self.settings.max_lifetime.as_secs();
+        let idle = self.settings.idle_timeout.as_secs();
+        match data.lifetime {
+            Some(l) => (l.max_secs.clamp(1, max), l.idle_secs.clamp(1, idle)),
+            None => (max, idle),
+        }
+    }
+
     fn ttl(&self, data: &SessionData, now: u64) -> Duration {
-        let left = (data.created + self.settings.max_lifetime.as_secs()).saturating_sub(now);
-        Duration::from_secs(left.min(self.settings.idle_timeout.as_secs()).max(1))
+        let (max, idle) = self.limits(data);
+        let left = (data.created + max).saturating_sub(now);
+        Duration::from_secs(left.min(idle).max(1))
     }
 
     /// Logs a user in with `connector`: a *new* session id (no fixation) carrying the
@@ -398,6 +420,19 @@ impl Sessions {
         tokens: Option<UpstreamTokens>,
         upstream: Option<&UpstreamSession>,
     ) -> Result<String, StoreError> {
+        let data = self.new_record(previous, connector, attrs, tokens);
+        self.start(data, previous, connector, upstream).await
+    }
+
+    /// The record a login with `connector` makes (not stored yet: see `start`): the
+    /// attributes of other connectors from `previous`, `attrs`, `<connector>.authenticated`.
+    pub fn new_record(
+        &self,
+        previous: Option<&Session>,
+        connector: &str,
+        attrs: Attributes,
+        tokens: Option<UpstreamTokens>,
+    ) -> SessionData {
         let now = self.clock.now();
         let prefix = format!("{connector}.");
         let mut data = match previous {
@@ -433,6 +468,7 @@ impl Sessions {
                     .collect(),
                 lookups: BTreeMap::new(),
                 rps: p.data.rps.clone(),
+                lifetime: None,
             },
             None => SessionData {
                 v: SESSION_FORMAT,
@@ -443,6 +479,7 @@ impl Sessions {
                 tokens: BTreeMap::new(),
                 lookups: BTreeMap::new(),
                 rps: BTreeMap::new(),
+                lifetime: None,
             },
         };
         data.attrs.extend(attrs);
@@ -453,6 +490,20 @@ impl Sessions {
             format!("{connector}.authenticated"),
             serde_json::Value::Bool(true),
         );
+        data
+    }
+
+    /// Stores `data` (from `new_record`) under a *new* session id (no fixation), deletes
+    /// `previous`, and returns the `Set-Cookie` value.
+    pub async fn start(
+        &self,
+        data: SessionData,
+        previous: Option<&Session>,
+        connector: &str,
+        upstream: Option<&UpstreamSession>,
+    ) -> Result<String, StoreError> {
+        let now = data.created;
+        let (max_secs, _) = self.limits(&data);
         let id = random_token(32);
         let ttl = self.ttl(&data, now);
         let bytes = Bytes::from(serde_json::to_vec(&data).unwrap_or_default());
@@ -462,7 +513,7 @@ impl Sessions {
             .put(
                 &upstream::pointer_key(&data.sid),
                 Bytes::from(key),
-                self.settings.max_lifetime,
+                Duration::from_secs(max_secs),
             )
             .await?;
         if let Some(up) = upstream {
@@ -472,10 +523,7 @@ impl Sessions {
             self.decoded.forget(&p.id);
             self.store.delete(&p.store_key()).await?;
         }
-        Ok(self
-            .settings
-            .cookie
-            .set(&id, Some(self.settings.max_lifetime.as_secs())))
+        Ok(self.settings.cookie.set(&id, Some(max_secs)))
     }
 
     /// Merges attribute-provider results into `session` (already applied to `session.data`
@@ -491,6 +539,30 @@ impl Sessions {
         self.modify(session, |data| {
             for u in updates {
                 u.apply(data);
+            }
+        })
+        .await
+    }
+
+    /// Makes `attrs` the attributes of `session` (an extension's answer: the session's own
+    /// plus what the hook set) and stores the ones that changed, by compare-and-set.
+    pub async fn take_attrs(
+        &self,
+        session: &mut Session,
+        attrs: Attributes,
+    ) -> Result<(), StoreError> {
+        let changes: Vec<(String, serde_json::Value)> = attrs
+            .iter()
+            .filter(|(k, v)| session.data.attrs.get(*k) != Some(*v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        Arc::make_mut(&mut session.data).attrs = attrs;
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.modify(session, |data| {
+            for (k, v) in &changes {
+                data.attrs.insert(k.clone(), v.clone());
             }
         })
         .await
@@ -660,6 +732,45 @@ mod tests {
         // 50 s without use: gone
         clock.advance(50);
         assert!(s.load(&h).await.unwrap().is_none());
+    }
+
+    /// A session's own lifetime (`session.lifetime` hooks) ends it earlier, and never later
+    /// than the configured lifetime and idle timeout.
+    #[tokio::test]
+    async fn a_sessions_own_lifetime_only_shortens() {
+        let (s, clock) = sessions_at(100, 40);
+        let start = |max_secs, idle_secs| {
+            let mut data = s.new_record(None, "local", Attributes::new(), None);
+            data.lifetime = Some(Lifetime {
+                max_secs,
+                idle_secs,
+            });
+            s.start(data, None, "local", None)
+        };
+        let short = start(30, 1000).await.unwrap();
+        assert!(short.contains("Max-Age=30"), "{short}");
+        let greedy = start(1_000_000, 1_000_000).await.unwrap();
+        assert!(greedy.contains("Max-Age=100"), "{greedy}");
+        let dozy = start(1000, 20).await.unwrap();
+        let (short, greedy, dozy) = (
+            headers_for(&short),
+            headers_for(&greedy),
+            headers_for(&dozy),
+        );
+        clock.advance(19);
+        assert!(s.load(&dozy).await.unwrap().is_some(), "19 s unused");
+        clock.advance(10);
+        assert!(s.load(&short).await.unwrap().is_some(), "29 s old");
+        assert!(s.load(&greedy).await.unwrap().is_some());
+        clock.advance(1);
+        assert!(s.load(&short).await.unwrap().is_none(), "30 s old");
+        // 11 s since dozy's last use: alive (its idle timeout is 20 s) …
+        assert!(s.load(&dozy).await.unwrap().is_some());
+        clock.advance(20);
+        assert!(s.load(&dozy).await.unwrap().is_none(), "20 s unused");
+        // … greedy (last used at 29 s) asked for 1,000,000 s idle: the configured 40 s holds.
+        clock.advance(20);
+        assert!(s.load(&greedy).await.unwrap().is_none(), "41 s unused");
     }
 
     /// The decoded-session cache never hides the store: a record changed or deleted behind

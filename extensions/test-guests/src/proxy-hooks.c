@@ -34,6 +34,7 @@ static bool try_set(const request_t *request, guest_string_t *err) {
 // IsAuthorized: a member of `admins` (session local.groups), or header `x-allow: yes`. With
 // header `x-set: NAME=VALUE`, first tries session-set(NAME, VALUE) (ignoring a refusal).
 bool exports_tessera_extension_is_authorized_is_authorized(request_t *request) {
+  if (header(request, "x-trap")) __builtin_trap();
   guest_string_t set_err;
   try_set(request, &set_err);
   if (set_err.len) guest_string_free(&set_err);

@@ -39,6 +39,7 @@ mod pages;
 mod reload;
 use reload::compile_reload;
 mod session;
+mod session_lifetime;
 mod store;
 use session::{compile_session, location_setting};
 mod telemetry;
@@ -244,6 +245,7 @@ pub fn compile(
         }
         Err(e) => ctx.diags.error(&root.key("serviceExtensions"), e),
     }
+    let session_lifetime = session_lifetime::compile(session.as_ref(), &mut ctx);
     let (apps, routers, oidc_apps) = compile_apps(section("apps"), &connectors, &mut ctx);
     let mut provider = super::oidc::compile_provider(
         section("oidcProvider"),
@@ -293,6 +295,7 @@ pub fn compile(
         },
         login_flows,
         memory_budget: Some((env.stores.memory_budget(), memory_bytes)),
+        session_lifetime,
     })
 }
 

@@ -330,6 +330,27 @@ pub async fn login(
     user: &str,
     password: &str,
 ) -> (String, String) {
+    let r = login_response(gw, path, idp, user, password).await;
+    assert_eq!(
+        r.status(),
+        303,
+        "login failed: {}",
+        r.text().await.unwrap_or_default()
+    );
+    let cookie = set_cookie(&r, "tessera_session").expect("session cookie");
+    let loc = r.headers()["location"].to_str().unwrap().to_string();
+    (cookie, loc)
+}
+
+/// Starts a login at `path` and posts the sign-in form; returns the form post's response
+/// (a 303 with the session cookie when the login succeeded).
+pub async fn login_response(
+    gw: &Gateway,
+    path: &str,
+    idp: &str,
+    user: &str,
+    password: &str,
+) -> reqwest::Response {
     let s = start_login(gw, path).await;
     let c = client();
     let url = if s.login_url.contains("idp=") {
@@ -345,8 +366,7 @@ pub async fn login(
         .unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
-    let r = c
-        .post(gw.url("/.tessera/login"))
+    c.post(gw.url("/.tessera/login"))
         .header("cookie", &s.flow_cookie)
         .form(&[
             ("flow", hidden(&html, "flow").as_str()),
@@ -357,16 +377,7 @@ pub async fn login(
         ])
         .send()
         .await
-        .unwrap();
-    assert_eq!(
-        r.status(),
-        303,
-        "login failed: {}",
-        r.text().await.unwrap_or_default()
-    );
-    let cookie = set_cookie(&r, "tessera_session").expect("session cookie");
-    let loc = r.headers()["location"].to_str().unwrap().to_string();
-    (cookie, loc)
+        .unwrap()
 }
 
 /// A real upstream app on 127.0.0.1:0. Paths:

@@ -47,7 +47,8 @@ apps:
 "#,
         hash = pw_hash(),
         key = es256_key(&dir).display(),
-        webapp = client("webapp", ""),
+        // strict: a scope it may not have is refused at push time, not ignored
+        webapp = client("webapp", "    strictScopes: true\n"),
         other = client("other", ""),
         strict = client("strict", "    requirePushedAuthorizationRequests: true\n"),
     );

@@ -467,14 +467,7 @@ async fn the_password_grant_reports_its_connectors_acr_and_amr() {
 }
 
 async fn discovery(gw: &Gateway) -> Value {
-    client()
-        .get(gw.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    get_json(gw, "/.well-known/openid-configuration").await
 }
 
 #[tokio::test]

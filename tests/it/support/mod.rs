@@ -668,3 +668,15 @@ pub fn jwt_payload(token: &str) -> serde_json::Value {
     )
     .unwrap()
 }
+
+/// GETs `path` of the gateway and parses the answer as JSON (discovery, JWKS …).
+pub async fn get_json(gw: &Gateway, path: &str) -> serde_json::Value {
+    client()
+        .get(gw.url(path))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}

@@ -411,6 +411,11 @@ pub struct LdapConnectorConfig {
     pub refreshSeconds: Option<u64>,
     /// Failed-login throttling when used as a login source (same defaults as `local`).
     pub throttle: Option<ThrottleConfig>,
+    /// `acr` (OpenID Connect Core §2): the Authentication Context Class Reference a login
+    /// here achieves, e.g. `urn:example:mfa`; the provider steers `acr_values` by it.
+    pub acr: Option<String>,
+    /// `amr` (RFC 8176): the authentication methods a login here uses (default `[pwd]`).
+    pub amr: Option<Vec<String>>,
 }
 
 /// Attributes from a directory for the users of an app.
@@ -465,6 +470,11 @@ pub struct OidcConnectorConfig {
     /// Timeout of each call to the IdP (default 5000).
     pub timeoutMillis: Option<u64>,
     pub throttle: Option<ThrottleConfig>,
+    /// `acr` (OpenID Connect Core §2): the Authentication Context Class Reference a login
+    /// here achieves, e.g. `urn:example:mfa`; the provider steers `acr_values` by it.
+    pub acr: Option<String>,
+    /// `amr` (RFC 8176): the authentication methods a login here uses (default none; the IdP's own ID token `acr`/`amr` are believed over these).
+    pub amr: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -475,6 +485,11 @@ pub struct LocalConnectorConfig {
     #[serde(default)]
     pub users: Vec<LocalUserConfig>,
     pub throttle: Option<ThrottleConfig>,
+    /// `acr` (OpenID Connect Core §2): the Authentication Context Class Reference a login
+    /// here achieves, e.g. `urn:example:mfa`; the provider steers `acr_values` by it.
+    pub acr: Option<String>,
+    /// `amr` (RFC 8176): the authentication methods a login here uses (default `[pwd]`).
+    pub amr: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -1030,6 +1030,7 @@ pub(super) fn compile_provider(
     if ctx.diags.items.len() > errors_before {
         return None;
     }
+    let acr_advertised = crate::provider::acr::Advertised::of(clients.values(), connectors);
     let mut provider = Provider::new(
         issuer,
         endpoints,
@@ -1039,6 +1040,7 @@ pub(super) fn compile_provider(
         state_budget,
         pairwise_salt,
         metrics,
+        acr_advertised,
     );
     provider.userinfo_se = userinfo_se;
     provider.username_attribute = username_attribute;

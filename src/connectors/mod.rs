@@ -3,6 +3,7 @@
 //! policies' `idps`; upstream OIDC and LDAP connectors plug in beside `local`.
 
 pub mod access_tokens;
+pub mod assurance;
 pub mod ldap;
 pub mod local;
 pub mod oidc;
@@ -50,11 +51,39 @@ impl Connector {
 #[derive(Debug, Default, Clone)]
 pub struct Connectors {
     by_name: HashMap<String, Arc<Connector>>,
+    /// What a login at each connector achieves (`acr`, `amr`), by name.
+    assurance: HashMap<String, assurance::Assurance>,
 }
 
 impl Connectors {
     pub fn insert(&mut self, c: Connector) {
         self.by_name.insert(c.name().to_string(), Arc::new(c));
+    }
+    /// Sets what a login at connector `name` achieves (`connectors[].acr`, `amr`).
+    pub fn set_assurance(&mut self, name: &str, a: assurance::Assurance) {
+        self.assurance.insert(name.to_string(), a);
+    }
+    /// What a login at connector `name` achieves, `at` (Unix seconds), with the upstream
+    /// IdP's tokens when it has them (see `Assurance::achieved`); nothing stated for a
+    /// connector without settings.
+    pub fn achieved(
+        &self,
+        name: &str,
+        upstream: Option<&oidc::UpstreamTokens>,
+        at: u64,
+    ) -> assurance::Authentication {
+        match self.assurance.get(name) {
+            Some(a) => a.achieved(upstream, at),
+            None => assurance::Assurance::default().achieved(upstream, at),
+        }
+    }
+    /// The connectors' configured assurances, by name.
+    pub fn assurances(&self) -> impl Iterator<Item = (&str, &assurance::Assurance)> {
+        self.assurance.iter().map(|(n, a)| (n.as_str(), a))
+    }
+    /// The configured `acr` of connector `name`.
+    pub fn acr_of(&self, name: &str) -> Option<&str> {
+        self.assurance.get(name)?.acr.as_deref()
     }
     pub fn get(&self, name: &str) -> Option<&Arc<Connector>> {
         self.by_name.get(name)

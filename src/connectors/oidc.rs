@@ -123,6 +123,11 @@ impl UpstreamTokens {
             .as_str()
             .map(str::to_string)
     }
+
+    /// Any claim of the ID token (verified when it was received).
+    pub fn id_claim_value(&self, name: &str) -> Option<Value> {
+        payload_claims(self.id_token.as_deref()?)?.remove(name)
+    }
 }
 
 /// What a valid logout token of the IdP names (OpenID Connect Back-Channel Logout 1.0).

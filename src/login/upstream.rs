@@ -200,9 +200,18 @@ pub(super) async fn finish_login(
         Ok(s) => s,
         Err(e) => return Err(store_down(e)),
     };
+    // What this login achieved (`acr`, `amr`), remembered with it for the provider.
+    let achieved = rt.connectors.achieved(idp, tokens.as_ref(), 0);
     let mut data = rt
         .sessions
         .new_record(previous.as_ref(), idp, attrs, tokens);
+    data.logins.insert(
+        idp.to_string(),
+        crate::session::Authentication {
+            at: data.created,
+            ..achieved
+        },
+    );
     // `session.lifetime` hooks; a failure refuses the login (no session).
     super::lifetime::choose(rt, &flow.app, &flow.return_to, headers, ctx, &mut data).await?;
     let cookie = match rt

@@ -13,6 +13,7 @@ use http::{Method, Request, Response, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::acr::AcrRequest;
 use super::errors::OAuthError;
 use super::grants::{code_key, random_chars, CodeRecord, Grant};
 use super::params::{self, Params};
@@ -24,7 +25,7 @@ use crate::extensions::{AuthenticateAction, HookCall};
 use crate::login;
 use crate::pages::escape;
 use crate::runtime::Runtime;
-use crate::session::{now_unix, random_token, Session};
+use crate::session::{now_unix, random_token, Authentication, Session};
 use crate::web::body::{full, Body};
 use crate::web::rejection::{settle, Rejection};
 use crate::web::respond::{self, RequestCtx};
@@ -253,6 +254,8 @@ struct AuthzRequest {
     prompt: Vec<String>,
     max_age: Option<u64>,
     login_hint: Option<String>,
+    /// `acr_values` and the `claims` parameter's `acr` (see `acr`).
+    acr: AcrRequest,
 }
 
 fn is_pkce_value(s: &str) -> bool {
@@ -373,7 +376,12 @@ fn validate(client: &Client, params: &Params) -> Result<AuthzRequest, OAuthError
             OAuthError::invalid_request("max_age must be a whole number of seconds")
         })?),
     };
+    let acr = AcrRequest::parse(
+        params.get("acr_values").map(String::as_str),
+        claims.as_ref(),
+    )?;
     Ok(AuthzRequest {
+        acr,
         scopes,
         nonce: params.get("nonce").cloned(),
         code_challenge,
@@ -423,20 +431,25 @@ async fn process(
         Err(e) => return redirect_error(p, &v, &OAuthError::from(e), ctx),
     };
     let now = now_unix();
-    let mut idp = session.as_ref().and_then(|s| {
-        v.client
-            .idps
-            .iter()
-            .find(|i| s.data.authenticated_by_any(std::slice::from_ref(i)))
-            .cloned()
-    });
+    // The session's logins with the client's IdPs (in its order), with what each achieved.
+    let mut logins: Vec<(String, Authentication)> = session
+        .as_ref()
+        .map(|s| {
+            v.client
+                .idps
+                .iter()
+                .filter(|i| s.data.authenticated_by_any(std::slice::from_ref(i)))
+                .map(|i| (i.clone(), achieved(rt, s, i)))
+                .collect()
+        })
+        .unwrap_or_default();
     // IsAuthenticated may refuse a session the gateway would accept (it cannot create one:
     // the subject comes from the session).
     if let (Some(hook), Some(s)) = (&v.client.hooks.is_authenticated, session.as_ref()) {
         let call = hook_call(rt, v.client, headers, ctx, &s.data.attrs);
         match hook.is_authenticated(call).await {
             Ok(c) if c.value => {}
-            Ok(_) => idp = None,
+            Ok(_) => logins.clear(),
             Err(_) => {
                 return redirect_error(
                     p,
@@ -447,14 +460,40 @@ async fn process(
             }
         }
     }
-    let auth_time = session.as_ref().map(|s| s.data.created).unwrap_or(0);
+    // The login a code would be issued for: the one that best matches the requested `acr`.
+    let best = req.acr.best_login(&logins).cloned();
+    let idp = best.as_ref().map(|(i, _)| i.clone());
+    let auth_time = best.as_ref().map(|(_, a)| a.at).unwrap_or(0);
+    // A connector that would achieve the requested `acr` when the session's login does not.
+    let met = best
+        .as_ref()
+        .is_some_and(|(_, a)| req.acr.satisfied_by(a.acr.as_deref()));
+    let steer = if met {
+        None
+    } else {
+        req.acr
+            .steer(&v.client.idps, |i| rt.connectors.acr_of(i))
+            .cloned()
+    };
+    // An essential `acr` nothing can achieve is refused before the user signs in for nothing.
+    let accepted = best
+        .as_ref()
+        .is_some_and(|(_, a)| req.acr.accepts(a.acr.as_deref()));
+    if req.acr.is_essential() && !accepted && steer.is_none() {
+        return redirect_error(p, &v, &acr_not_achieved(), ctx);
+    }
     let wants_login = req.prompt.iter().any(|p| p == "login");
     // A login that happened after the request was made satisfies prompt=login and max_age.
     let fresh = resumed_after.is_some_and(|t| idp.is_some() && auth_time >= t);
     let too_old = req
         .max_age
         .is_some_and(|m| now.saturating_sub(auth_time) > m);
-    let must_login = idp.is_none() || (!fresh && (wants_login || too_old));
+    // Sent to the steered connector once; back from it, what was achieved is reported (or
+    // refused below when essential). A voluntary `acr` never fails `prompt=none`.
+    let prompt_none = req.prompt.iter().any(|p| p == "none");
+    let steered =
+        steer.is_some() && resumed_after.is_none() && (req.acr.is_essential() || !prompt_none);
+    let must_login = idp.is_none() || steered || (!fresh && (wants_login || too_old));
     if must_login {
         if req.prompt.iter().any(|p| p == "none") {
             return redirect_error(
@@ -476,7 +515,10 @@ async fn process(
                 ctx,
             );
         }
-        let mut idps = v.client.idps.clone();
+        let mut idps = match &steer {
+            Some(to) => vec![to.clone()],
+            None => v.client.idps.clone(),
+        };
         if let Some(hook) = &v.client.hooks.authenticate {
             let attrs = session
                 .as_ref()
@@ -485,7 +527,9 @@ async fn process(
             let call = hook_call(rt, v.client, headers, ctx, &attrs);
             match hook.authenticate(call).await {
                 Ok(c) => match c.value {
-                    AuthenticateAction::Login(chosen) if idps.contains(&chosen) => {
+                    // The extension's choice comes before `acr` steering (an essential
+                    // `acr` is still checked once the user is back).
+                    AuthenticateAction::Login(chosen) if v.client.idps.contains(&chosen) => {
                         idps = vec![chosen];
                     }
                     AuthenticateAction::Login(chosen) => {
@@ -551,7 +595,7 @@ async fn process(
         .await;
         return settle(flow, ctx);
     }
-    let (Some(mut session), Some(idp)) = (session, idp) else {
+    let (Some(mut session), Some((idp, login))) = (session, best) else {
         return redirect_error(
             p,
             &v,
@@ -559,6 +603,10 @@ async fn process(
             ctx,
         );
     };
+    // An essential `acr` the login did not achieve (OIDC Core §5.5.1.1): no code.
+    if !req.acr.accepts(login.acr.as_deref()) {
+        return redirect_error(p, &v, &acr_not_achieved(), ctx);
+    }
     // Directory attributes (`attrProviders`) must be in the session before claims are taken.
     if let Err(e) = crate::connectors::providers::ensure(
         &rt.connectors,
@@ -598,7 +646,7 @@ async fn process(
         Ok(ConsentStep::Page(page)) => return page,
         Err(e) => return redirect_error(p, &v, &e, ctx),
     };
-    match issue_code(p, &rt.sessions, &v, &req, &session, &idp, consent).await {
+    match issue_code(p, &rt.sessions, &v, &req, &session, (&idp, &login), consent).await {
         Ok(code) => {
             let mut out = vec![("code", code)];
             if let Some(s) = &v.state {
@@ -611,13 +659,30 @@ async fn process(
     }
 }
 
+/// What the session's login with `idp` achieved: as recorded at the login, or (a session
+/// from before logins were recorded) the connector's configured values at the session's start.
+fn achieved(rt: &Runtime, session: &Session, idp: &str) -> Authentication {
+    match session.data.logins.get(idp) {
+        Some(a) => a.clone(),
+        None => rt.connectors.achieved(idp, None, session.data.created),
+    }
+}
+
+/// `access_denied` for an essential `acr` (OIDC Core §5.5.1.1) that was not achieved.
+fn acr_not_achieved() -> OAuthError {
+    OAuthError {
+        code: "access_denied",
+        ..OAuthError::invalid_request("the requested essential acr was not achieved")
+    }
+}
+
 async fn issue_code(
     p: &Provider,
     sessions: &crate::session::Sessions,
     v: &Verified<'_>,
     req: &AuthzRequest,
     session: &Session,
-    idp: &str,
+    (idp, login): (&str, &Authentication),
     consent: Option<String>,
 ) -> Result<String, OAuthError> {
     let attrs = &session.data.attrs;
@@ -640,8 +705,9 @@ async fn issue_code(
         scopes: req.scopes.clone(),
         claims: user_claims(&v.client.claims_mapping, attrs, idp),
         requested: req.claims.clone(),
-        auth_time: Some(session.data.created),
-        amr: vec!["pwd".to_string()],
+        auth_time: Some(login.at),
+        acr: login.acr.clone(),
+        amr: login.amr.clone(),
         username: p.username(attrs, idp),
         sid: Some(session.data.sid.clone()).filter(|s| !s.is_empty()),
         audiences: req.audiences.clone(),

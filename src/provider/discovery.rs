@@ -68,10 +68,11 @@ pub fn document(p: &Provider, openid: bool) -> Value {
         "nonce",
         "azp",
         "at_hash",
-        "amr",
         "sid",
     ]
     .iter()
+    .chain(p.acr_advertised.acr.then_some(&"acr"))
+    .chain(p.acr_advertised.amr.then_some(&"amr"))
     .map(|s| s.to_string())
     .chain(standard_claims().map(str::to_string))
     .collect();
@@ -128,6 +129,13 @@ pub fn document(p: &Provider, openid: bool) -> Value {
         m.insert("id_token_signing_alg_values_supported".into(), json!(algs));
         m.insert("claims_supported".into(), json!(claims));
         m.insert("claims_parameter_supported".into(), json!(true));
+        // Only the `acr` values a connector is configured to achieve (OIDC Discovery §3).
+        if !p.acr_advertised.acr_values.is_empty() {
+            m.insert(
+                "acr_values_supported".into(),
+                json!(p.acr_advertised.acr_values),
+            );
+        }
         m.insert("request_parameter_supported".into(), json!(false));
         m.insert("request_uri_parameter_supported".into(), json!(false));
         // `consent` only when a client asks for consent: trusted clients never show the page.

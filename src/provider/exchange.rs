@@ -152,6 +152,7 @@ pub async fn exchange(
             claims: Default::default(),
             requested: None,
             auth_time: None,
+            acr: None,
             amr: vec![],
             username: None,
             sid: None,

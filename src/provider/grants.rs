@@ -31,6 +31,10 @@ pub struct Grant {
     /// The `claims` request parameter, if any.
     pub requested: Option<Value>,
     pub auth_time: Option<u64>,
+    /// `acr` achieved by the login the grant came from (OIDC Core §2); `None`: not known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// `amr` of that login (RFC 8176); empty: not known (never invented).
     pub amr: Vec<String>,
     /// The user's name as introspection answers it (RFC 7662 `username`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -490,6 +494,9 @@ impl Provider {
         }
         if let Some(n) = nonce {
             set("nonce", json!(n));
+        }
+        if let Some(acr) = &grant.acr {
+            set("acr", json!(acr));
         }
         if !grant.amr.is_empty() {
             set("amr", json!(grant.amr));

@@ -5,6 +5,7 @@
 //! Users authenticate through the gateway's own login flow and session, so a user signed in
 //! for a proxy app is signed in for OIDC apps too (and the other way round).
 
+pub mod acr;
 pub mod app_hooks;
 pub mod authorize;
 pub mod backchannel;
@@ -254,6 +255,8 @@ pub struct Provider {
     pub session_store: Option<Arc<dyn Store>>,
     /// `pushedAuthorizationRequests`: how long pushed requests live, how many per client.
     pub par: par::Settings,
+    /// What discovery says of `acr` and `amr` (from the clients' connectors).
+    pub acr_advertised: acr::Advertised,
     discovery_json: String,
     metadata_json: String,
     jwks_json: String,
@@ -288,6 +291,7 @@ impl Provider {
         state_budget_bytes: usize,
         pairwise_salt: Option<SecretString>,
         metrics: Arc<crate::telemetry::metrics::Metrics>,
+        acr_advertised: acr::Advertised,
     ) -> Self {
         let keys = Arc::new(keys);
         let notifier = backchannel::Notifier::new(issuer.clone(), keys.clone(), metrics);
@@ -306,6 +310,7 @@ impl Provider {
             session_ends,
             session_store: None,
             par: Default::default(),
+            acr_advertised,
             state: limits::StateBudget::new(state_budget_bytes),
             verified: Default::default(),
             pairwise_salt,

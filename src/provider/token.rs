@@ -418,6 +418,7 @@ async fn client_credentials(
         claims: Default::default(),
         requested: None,
         auth_time: None,
+        acr: None,
         amr: vec![],
         username: None,
         sid: None,
@@ -501,6 +502,7 @@ async fn password(
         let sub = p
             .subject(client, &attrs, idp)
             .ok_or_else(|| OAuthError::server_error("the user has no subject attribute"))?;
+        let login = rt.connectors.achieved(idp, None, now_unix());
         let mut scopes = scopes;
         if !(client.refresh.allow_offline_access && client.grants.refresh_token) {
             scopes.retain(|s| s != "offline_access");
@@ -511,8 +513,10 @@ async fn password(
             scopes,
             claims: user_claims(&client.claims_mapping, &attrs, idp),
             requested: None,
-            auth_time: Some(now_unix()),
-            amr: vec!["pwd".into()],
+            // What a login at this connector achieves (its `acr`, `amr`; `pwd` by default).
+            auth_time: Some(login.at),
+            acr: login.acr,
+            amr: login.amr,
             username: p.username(&attrs, idp),
             sid: None,
             consent: None,
@@ -621,6 +625,8 @@ async fn extension_password(
         claims: user_claims(&client.claims_mapping, &attrs, idp),
         requested: None,
         auth_time: Some(now_unix()),
+        // An extension checked a password: no connector's `acr` applies.
+        acr: None,
         amr: vec!["pwd".into()],
         username: p.username(&attrs, idp),
         sid: None,

@@ -96,6 +96,7 @@ mod tests {
                 attrs: Default::default(),
                 tokens: Default::default(),
                 lookups: Default::default(),
+                logins: Default::default(),
             }),
         }
     }

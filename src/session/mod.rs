@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::claims::Attributes;
+pub use crate::connectors::assurance::Authentication;
 pub use crate::connectors::oidc::UpstreamTokens;
 use crate::store::{Store, StoreError};
 use cookie::{cookie_values, CookieSpec};
@@ -84,6 +85,10 @@ pub struct SessionData {
     /// `maxLifetimeSeconds` / `idleTimeoutSeconds`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifetime: Option<Lifetime>,
+    /// Each connector's login in this session: when, and the `acr`/`amr` it achieved (what
+    /// the provider reports for it). Missing in records written before it existed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub logins: BTreeMap<String, Authentication>,
 }
 
 /// One attribute-provider lookup cached in a session.
@@ -469,6 +474,13 @@ impl Sessions {
                 lookups: BTreeMap::new(),
                 rps: p.data.rps.clone(),
                 lifetime: None,
+                logins: p
+                    .data
+                    .logins
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != connector)
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
             },
             None => SessionData {
                 v: SESSION_FORMAT,
@@ -480,6 +492,7 @@ impl Sessions {
                 lookups: BTreeMap::new(),
                 rps: BTreeMap::new(),
                 lifetime: None,
+                logins: BTreeMap::new(),
             },
         };
         data.attrs.extend(attrs);

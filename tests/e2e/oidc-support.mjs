@@ -1,7 +1,8 @@
 // Helpers for the OpenID Connect end-to-end tests (oidc.test.mjs), on top of support.mjs:
 // a free loopback port (the provider's issuer must name the real origin, so the port has to
 // be known before the configuration is written), signing keys made by the binary itself,
-// and a Tessera start on that port (retried once if the port was taken in between).
+// a Tessera start on that port (retried once if the port was taken in between), and signing
+// in at oidc-provider's development pages when it is the upstream IdP.
 
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -61,4 +62,14 @@ export async function startTesseraWithIssuer(makeYaml, t) {
       if (attempt >= 2 || !/in use/i.test(String(e.message))) throw e;
     }
   }
+}
+
+/** At oidc-provider's dev login and consent pages (an upstream IdP `idp`): sign in as `user`. */
+export async function signInAtIdp(page, idp, user) {
+  await page.waitForURL((u) => u.toString().startsWith(idp.issuer));
+  await page.locator('input[name=login]').fill(user);
+  await page.locator('input[name=password]').fill('any-password');
+  await page.getByRole('button', { name: 'Sign-in' }).click();
+  await page.waitForURL((u) => u.toString().startsWith(idp.issuer));
+  await page.getByRole('button', { name: 'Continue' }).click();
 }

@@ -10,7 +10,7 @@ import { after, before, test } from 'node:test';
 
 import Provider from 'oidc-provider';
 
-import { freePort } from './oidc-support.mjs';
+import { freePort, signInAtIdp } from './oidc-support.mjs';
 import { hashPasswords, launchBrowser, startTessera, startUpstream } from './support.mjs';
 
 const TEST_TIMEOUT_MS = 45_000;
@@ -123,16 +123,6 @@ apps:
   t.after(() => context.close());
   const page = await context.newPage();
   return { upstream, gw, idp, page };
-}
-
-/** At oidc-provider's dev login and consent pages: sign in as `user`. */
-async function signInAtIdp(page, idp, user) {
-  await page.waitForURL((u) => u.toString().startsWith(idp.issuer));
-  await page.locator('input[name=login]').fill(user);
-  await page.locator('input[name=password]').fill('any-password');
-  await page.getByRole('button', { name: 'Sign-in' }).click();
-  await page.waitForURL((u) => u.toString().startsWith(idp.issuer));
-  await page.getByRole('button', { name: 'Continue' }).click();
 }
 
 test('a protected page is reached through the upstream IdP, with its claims as headers', { timeout: TEST_TIMEOUT_MS }, async (t) => {

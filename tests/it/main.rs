@@ -24,6 +24,7 @@ mod observability;
 mod par;
 mod pipeline;
 mod provider;
+mod provider_acr;
 mod provider_compat;
 mod proxy;
 mod redis;

@@ -3,6 +3,7 @@
 use crate::claims::Attributes;
 use crate::config::decode::decode;
 use crate::config::source::ConfigPath;
+use crate::connectors::assurance::{is_token, Assurance};
 use crate::connectors::local::{check_hash, LocalUser};
 use crate::connectors::{Connector, Connectors, LocalConnector};
 use serde_yaml_ng::Value;
@@ -55,27 +56,90 @@ pub(super) fn compile_connectors(v: Option<&Value>, ctx: &mut Ctx<'_>) -> Connec
             }
             ctx.connectors.insert(n.clone());
         }
+        // What a login there achieves (`acr`, `amr`): read before the connector takes its
+        // settings; a bad value fails the connector like any other setting.
         let connector = match t.as_str() {
-            "local" => decode::<LocalConnectorConfig>(&rest, &p, ctx.diags)
-                .and_then(|cfg| compile_local(cfg, &p, ctx))
-                .map(Connector::Local),
+            "local" => decode::<LocalConnectorConfig>(&rest, &p, ctx.diags).and_then(|mut cfg| {
+                let a = compile_assurance(cfg.acr.take(), cfg.amr.take(), PASSWORD, &p, ctx);
+                compile_local(cfg, &p, ctx)
+                    .zip(a)
+                    .map(|(c, a)| (Connector::Local(c), a))
+            }),
             "oidc" | "okta" | "azure" | "auth0" | "keycloak" => {
-                decode::<OidcConnectorConfig>(&rest, &p, ctx.diags)
-                    .and_then(|cfg| {
-                        crate::config::upstream::compile_oidc_connector(&t, cfg, &p, ctx)
-                    })
-                    .map(Connector::Oidc)
+                decode::<OidcConnectorConfig>(&rest, &p, ctx.diags).and_then(|mut cfg| {
+                    let a = compile_assurance(cfg.acr.take(), cfg.amr.take(), &[], &p, ctx);
+                    crate::config::upstream::compile_oidc_connector(&t, cfg, &p, ctx)
+                        .zip(a)
+                        .map(|(c, a)| (Connector::Oidc(c), a))
+                })
             }
-            "ldap" => decode::<LdapConnectorConfig>(&rest, &p, ctx.diags)
-                .and_then(|cfg| ldap::compile_ldap(cfg, &p, ctx))
-                .map(Connector::Ldap),
+            "ldap" => decode::<LdapConnectorConfig>(&rest, &p, ctx.diags).and_then(|mut cfg| {
+                let a = compile_assurance(cfg.acr.take(), cfg.amr.take(), PASSWORD, &p, ctx);
+                ldap::compile_ldap(cfg, &p, ctx)
+                    .zip(a)
+                    .map(|(c, a)| (Connector::Ldap(c), a))
+            }),
             _ => None,
         };
-        if let Some(c) = connector {
+        if let Some((c, a)) = connector {
+            out.set_assurance(c.name(), a);
             out.insert(c);
         }
     }
     out
+}
+
+/// What a password login uses, unless `amr` says otherwise (RFC 8176 `pwd`).
+const PASSWORD: &[&str] = &["pwd"];
+
+/// `acr` and `amr` of a connector (`default_amr` when `amr` is not set).
+fn compile_assurance(
+    acr: Option<String>,
+    amr: Option<Vec<String>>,
+    default_amr: &[&str],
+    p: &ConfigPath,
+    ctx: &mut Ctx<'_>,
+) -> Option<Assurance> {
+    let mut ok = true;
+    if let Some(a) = acr.as_deref().filter(|a| !is_token(a)) {
+        ctx.diags.error_hint(
+            &p.key("acr"),
+            if a.is_empty() {
+                "`acr` must not be empty".to_string()
+            } else {
+                format!("`acr` `{a}` is not a valid value")
+            },
+            "use a name or URI without spaces, e.g. urn:example:mfa (acr_values is space-separated)",
+        );
+        ok = false;
+    }
+    let amr = match amr {
+        None => default_amr.iter().map(|m| m.to_string()).collect(),
+        Some(list) => {
+            for (i, m) in list.iter().enumerate() {
+                if !is_token(m) {
+                    ctx.diags.error_hint(
+                        &p.key("amr").index(i),
+                        if m.is_empty() {
+                            "`amr` values must not be empty".to_string()
+                        } else {
+                            format!("`amr` value `{m}` is not a valid value")
+                        },
+                        "use RFC 8176 names such as pwd, otp, mfa, hwk (no spaces)",
+                    );
+                    ok = false;
+                } else if list[..i].contains(m) {
+                    ctx.diags.error(
+                        &p.key("amr").index(i),
+                        format!("`amr` value `{m}` is repeated"),
+                    );
+                    ok = false;
+                }
+            }
+            list
+        }
+    };
+    ok.then_some(Assurance { acr, amr })
 }
 
 pub(super) fn compile_local(

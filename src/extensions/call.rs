@@ -451,20 +451,23 @@ impl Hook {
                     .map_err(CallError::Invalid)
             }
         };
-        let outcome = result.as_ref().err().map_or("ok", CallError::outcome);
-        ext.services
-            .metrics
-            .extension_call(&ext.name, kind.func_name(), outcome, seconds);
-        if let Err(e) = &result {
-            tracing::error!(
+        match &result {
+            Ok(_) => ext.ok_series(kind).record_ok(seconds),
+            Err(e) => {
+                let outcome = e.outcome();
+                ext.services
+                    .metrics
+                    .extension_call(&ext.name, kind.func_name(), outcome, seconds);
+                tracing::error!(
                 extension = %ext.name,
                 hook = kind.func_name(),
                 request_id = %request_id,
                 outcome,
                 error = %e,
                 elapsed_ms = (seconds * 1000.0) as u64,
-                "extension call failed; failing closed"
-            );
+                    "extension call failed; failing closed"
+                );
+            }
         }
         result
     }

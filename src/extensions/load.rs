@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use wasmtime::component::{HasSelf, InstancePre, Linker};
 
@@ -15,7 +15,7 @@ use crate::claims::AttrRef;
 use crate::connectors::Connectors;
 use crate::secrets::SecretProvider;
 use crate::store::Store;
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::{HookCallSeries, Metrics};
 
 /// What the host API reaches: shared by all extensions of one configuration.
 pub struct Services {
@@ -155,6 +155,9 @@ pub struct Extension {
     refusals_logged: Mutex<HashSet<String>>,
     /// How many stdout/stderr lines of WASI guests may still be logged this second.
     pub(super) output_budget: super::wasi::OutputBudget,
+    /// Per hook (indexed by `HookKind as usize`), the metric series of a successful call,
+    /// resolved at the first one.
+    ok_series: Box<[OnceLock<HookCallSeries>]>,
     pub(super) pre: InstancePre<HostState>,
     pub(super) indices: Indices,
     pub(super) services: Arc<Services>,
@@ -231,6 +234,15 @@ pub struct Settings {
 }
 
 impl Extension {
+    /// The metric series a successful call of `kind` counts into.
+    pub(super) fn ok_series(&self, kind: HookKind) -> &HookCallSeries {
+        self.ok_series[kind as usize].get_or_init(|| {
+            self.services
+                .metrics
+                .extension_ok_series(&self.name, kind.func_name())
+        })
+    }
+
     /// Reads, compiles and checks the component at `file`. The error names the file and says
     /// what is wrong; it becomes a configuration error at the referring position.
     pub fn load(file: &Path, settings: Settings, services: Arc<Services>) -> Result<Self, String> {
@@ -273,6 +285,7 @@ impl Extension {
             namespace: settings.namespace,
             refusals_logged: Mutex::new(HashSet::new()),
             output_budget: Default::default(),
+            ok_series: HookKind::ALL.iter().map(|_| OnceLock::new()).collect(),
             pre,
             indices,
             services,

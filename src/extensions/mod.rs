@@ -209,3 +209,17 @@ pub fn guest_response(
     }
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::HookKind;
+
+    /// Per-hook tables (e.g. an extension's metric series) are indexed by `kind as usize`:
+    /// `ALL` must list every hook once, in declaration order.
+    #[test]
+    fn all_lists_every_hook_in_declaration_order() {
+        for (i, kind) in HookKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, i, "{kind}");
+        }
+    }
+}

@@ -39,6 +39,21 @@ pub struct ExtensionLabels {
     pub outcome: &'static str,
 }
 
+/// The handles of one (extension, hook) pair's `ok` counter and latency histogram; they share
+/// their values with the families in the registry.
+#[derive(Clone, Debug)]
+pub struct HookCallSeries {
+    ok: Counter,
+    latency: Histogram,
+}
+
+impl HookCallSeries {
+    pub fn record_ok(&self, seconds: f64) {
+        self.ok.inc();
+        self.latency.observe(seconds);
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ExtensionHookLabels {
     pub extension: String,
@@ -400,6 +415,29 @@ impl Metrics {
                 hook,
             })
             .observe(seconds);
+    }
+
+    /// The series a successful call of `hook` on `extension` counts into, resolved once so
+    /// that the hot path neither allocates the labels nor hashes them (a failed call takes
+    /// [`Metrics::extension_call`], its outcome is one of several).
+    pub fn extension_ok_series(&self, extension: &str, hook: &'static str) -> HookCallSeries {
+        HookCallSeries {
+            ok: self
+                .extension_calls
+                .get_or_create(&ExtensionLabels {
+                    extension: extension.to_string(),
+                    hook,
+                    outcome: "ok",
+                })
+                .clone(),
+            latency: self
+                .extension_latency
+                .get_or_create(&ExtensionHookLabels {
+                    extension: extension.to_string(),
+                    hook,
+                })
+                .clone(),
+        }
     }
 
     /// Prometheus text exposition.

@@ -489,6 +489,64 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn api_refusals_are_json_with_their_status_and_decision() {
+        use super::super::body::ReadError;
+        let cases: Vec<(ApiProblem, u16, &str, Decision)> = vec![
+            (
+                ApiProblem::MethodNotAllowed(HeaderValue::from_static("GET, HEAD")),
+                405,
+                r#"{"error":"method_not_allowed","message":"this endpoint does not answer this method"}"#,
+                Decision::Invalid,
+            ),
+            (
+                ApiProblem::Body(ReadError::TooLarge),
+                413,
+                r#"{"error":"body_too_large","message":"the request body is too large"}"#,
+                Decision::Invalid,
+            ),
+            (
+                ApiProblem::Body(ReadError::TimedOut),
+                408,
+                r#"{"error":"body_timeout","message":"the request body did not arrive in time"}"#,
+                Decision::Invalid,
+            ),
+            (
+                ApiProblem::SignInRequired,
+                401,
+                r#"{"error":"sign_in_required","message":"this endpoint needs a signed-in session"}"#,
+                Decision::LoginRequired,
+            ),
+            (
+                ApiProblem::StoreUnavailable,
+                503,
+                r#"{"error":"temporarily_unavailable","message":"sessions cannot be read right now; try again shortly"}"#,
+                Decision::Error,
+            ),
+            (
+                ApiProblem::ServeFailed,
+                500,
+                r#"{"error":"server_error","message":"the endpoint could not compute its answer"}"#,
+                Decision::Error,
+            ),
+        ];
+        for (problem, status, json, decision) in cases {
+            let c = ctx();
+            let what = format!("{problem:?}");
+            let allow = matches!(problem, ApiProblem::MethodNotAllowed(_));
+            let resp = Rejection::Api(problem).answer(&c);
+            assert_eq!(resp.status().as_u16(), status, "{what}");
+            assert_eq!(c.access.decision(), decision, "{what}");
+            assert_eq!(resp.headers()["content-type"], "application/json", "{what}");
+            assert_eq!(
+                resp.headers().get("allow").map(|v| v.to_str().unwrap()),
+                allow.then_some("GET, HEAD"),
+                "{what}"
+            );
+            assert_eq!(text(resp).await, json, "{what}");
+        }
+    }
+
+    #[tokio::test]
     async fn an_unauthorized_page_is_a_redirect_and_too_many_says_when_to_retry() {
         let c = ctx();
         let resp = Rejection::NotAllowed {

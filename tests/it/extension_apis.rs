@@ -204,7 +204,25 @@ async fn a_session_api_needs_a_signed_in_user() {
     assert_eq!(body["user"], "alice");
     assert_eq!(body["app"], "whoami");
     assert_eq!(body["cookie"], Value::Null);
+    assert_eq!(body["note"], Value::Null);
     gw.wait_log(r#""app":"whoami","user":"alice""#);
+
+    // What the guest sets with `session-set` is stored with the session.
+    let r = client()
+        .get(gw.url("/api/whoami"))
+        .header("cookie", &cookie)
+        .header("x-note", "remembered")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(r).await["note"], "remembered");
+    let r = client()
+        .get(gw.url("/api/whoami"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(r).await["note"], "remembered");
 
     // A public api reads no session, even when there is one.
     let r = client()
@@ -213,7 +231,23 @@ async fn a_session_api_needs_a_signed_in_user() {
         .send()
         .await
         .unwrap();
-    assert_eq!(json(r).await["user"], Value::Null);
+    let body = json(r).await;
+    assert_eq!(body["user"], Value::Null);
+    assert_eq!(
+        body["note"],
+        Value::Null,
+        "no session: nothing of it is read"
+    );
+    // ... and keeps nothing a guest sets beyond the call.
+    let r = client()
+        .get(gw.url("/api/echo"))
+        .header("x-note", "fleeting")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json(r).await["note"], "fleeting");
+    let r = client().get(gw.url("/api/echo")).send().await.unwrap();
+    assert_eq!(json(r).await["note"], Value::Null);
 }
 
 /// A trap, the deadline, or an answer the gateway refuses (its own cookie, a hop-by-hop

@@ -47,6 +47,12 @@ void exports_tessera_extension_serve_serve(request_t *request, guest_list_u8_t *
     memset(out.ptr, 'a', n);
     out.len = n;
   } else {
+    const guest_string_t *set = header(request, "x-note");
+    guest_string_t note_name = str("api.note"), note, error;
+    if (set && !tessera_extension_host_session_set(&note_name, (guest_string_t *)set, &error)) {
+      guest_string_free(&error);
+    }
+    bool has_note = tessera_extension_host_session_get(&note_name, &note);
     guest_string_t user_name = str("local.username"), user;
     bool has_user = tessera_extension_host_session_get(&user_name, &user);
     // The length in decimal (no printf: stdio would import WASI).
@@ -62,6 +68,8 @@ void exports_tessera_extension_serve_serve(request_t *request, guest_list_u8_t *
     buf_json_string(&out, request->app.ptr, request->app.len);
     buf_puts(&out, ",\"user\":");
     put_string_or_null(&out, has_user ? &user : NULL);
+    buf_puts(&out, ",\"note\":");
+    put_string_or_null(&out, has_note ? &note : NULL);
     buf_puts(&out, ",\"cookie\":");
     put_string_or_null(&out, header(request, "cookie"));
     buf_puts(&out, ",\"bodyLength\":");
@@ -70,6 +78,7 @@ void exports_tessera_extension_serve_serve(request_t *request, guest_list_u8_t *
     buf_json_string(&out, body->ptr, body->len);
     buf_puts(&out, "}");
     if (has_user) guest_string_free(&user);
+    if (has_note) guest_string_free(&note);
   }
 
   size_t n = 2 + (cookie[0] ? 1 : 0) + (extra[0] ? 1 : 0), i = 0;

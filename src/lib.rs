@@ -1,6 +1,7 @@
 //! Tessera: an identity orchestrator. See `README.md` for the tour and
 //! `docs/architecture.md` for how it is built.
 
+pub mod apis;
 pub mod claims;
 pub mod cli;
 pub mod config;

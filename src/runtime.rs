@@ -78,6 +78,8 @@ pub struct Runtime {
     pub memory_budget: Option<(crate::store::MemoryBudget, usize)>,
     /// `session.lifetime`: the hooks that choose a new session's lifetime at login.
     pub session_lifetime: crate::login::lifetime::LifetimeHooks,
+    /// `apis[]`: endpoints an extension answers, routed before apps.
+    pub apis: crate::apis::Apis,
 }
 
 /// Background tasks tied to one runtime's life.

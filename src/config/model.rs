@@ -37,6 +37,10 @@ pub struct Config {
     /// (`extension:`) or by file (`file:`) from hook positions.
     #[serde(default)]
     pub serviceExtensions: Vec<ServiceExtensionConfig>,
+    /// Custom endpoints whose answers a service extension computes (its Serve hook). Matched
+    /// before apps; they may not overlap the gateway's own paths, an app or another api.
+    #[serde(default)]
+    pub apis: Vec<ApiConfig>,
 }
 
 /// A service extension: a WebAssembly component implementing hooks of the
@@ -1040,4 +1044,30 @@ pub struct SubjectConfig {
     /// public (default) | pairwise
     #[serde(rename = "type")]
     pub kind: Option<String>,
+}
+
+/// An endpoint (or a tree of them) answered by an extension's Serve hook: no upstream.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApiConfig {
+    /// The api's name: in logs, metrics, and the `app` the guest sees.
+    pub name: String,
+    /// `host/path`, `host` or `/path`, as apps' (a path prefix on segment boundaries:
+    /// `/api/whoami` also answers `/api/whoami/x`). Matched before apps.
+    pub routePatterns: Vec<String>,
+    /// The Serve hook that answers: `{ funcName: Serve, extension: <name> }` or `file:`.
+    pub serveSE: HookConfig,
+    /// The methods the api answers (default: all); others get 405 with `Allow`.
+    pub methods: Option<Vec<String>>,
+    /// The largest request body passed to the extension (default 65536, 0..=1048576); a
+    /// larger one gets 413 and the extension is not called.
+    pub maxRequestBodyBytes: Option<u64>,
+    /// `session` (default): only for a signed-in gateway session (else 401, JSON); the
+    /// guest reads the user's attributes with `session-get`. `public`: no session needed
+    /// (and none is read).
+    pub authentication: Option<String>,
+    /// With `authentication: session`: the session must be signed in at one of these
+    /// connectors (default: any).
+    #[serde(default)]
+    pub idps: Vec<String>,
 }

@@ -15,8 +15,8 @@ use wasmtime::Store;
 use super::host::{HostState, MemoryLimiter};
 use super::load::Indices;
 use super::{
-    AuthenticateAction, GuestRequest, GuestResponse, Hook, HookKind, HttpResponse, TokenContext,
-    UpstreamRequest,
+    AuthenticateAction, GuestRequest, GuestResponse, Hook, HookKind, HttpResponse, ServedResponse,
+    TokenContext, UpstreamRequest,
 };
 use crate::claims::{AttrRef, Attributes};
 
@@ -107,6 +107,7 @@ enum Ret {
     Upstream(UpstreamRequest),
     Respond(GuestResponse),
     Seconds(u32),
+    Served(ServedResponse),
 }
 
 /// A hook's argument beside the request.
@@ -115,6 +116,8 @@ enum Extra {
     Token(TokenContext),
     Response(HttpResponse),
     Upstream(UpstreamRequest),
+    /// The request body (Serve).
+    Body(Vec<u8>),
 }
 
 /// A ModifyRequest answer whose headers passed the generic checks (valid, none the gateway
@@ -161,6 +164,41 @@ fn check_guest_response(resp: &GuestResponse) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// A whole response a guest returned (ModifyResponse, Serve): status 100–599, valid header
+/// names and values, no hop-by-hop header; `content-length` and `transfer-encoding` are
+/// dropped (the gateway frames the body it sends).
+fn built_response(
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+) -> Result<http::Response<bytes::Bytes>, String> {
+    let status = http::StatusCode::from_u16(status)
+        .ok()
+        .filter(|s| (100..=599).contains(&s.as_u16()))
+        .ok_or_else(|| format!("response status {status} is not 100..=599"))?;
+    let mut resp = http::Response::new(bytes::Bytes::from(body));
+    *resp.status_mut() = status;
+    for (name, value) in headers {
+        let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else {
+            return Err(format!("`{name}` is not a valid header name"));
+        };
+        if HOP_BY_HOP.contains(&n.as_str()) {
+            return Err(format!("header `{name}` is hop-by-hop"));
+        }
+        if n == http::header::CONTENT_LENGTH || n == http::header::TRANSFER_ENCODING {
+            continue;
+        }
+        let Ok(v) = http::HeaderValue::from_str(&value) else {
+            return Err(format!("header `{name}` has a value a header cannot carry"));
+        };
+        resp.headers_mut().append(n, v);
+    }
+    Ok(resp)
+}
+
+/// The largest body a Serve answer may have.
+pub const MAX_SERVED_BODY: usize = 1 << 20;
 
 /// Unpacks the `Ret` variant a hook returns (the dispatcher guarantees it).
 macro_rules! expect {
@@ -302,28 +340,7 @@ impl Hook {
     ) -> Result<Called<http::Response<bytes::Bytes>>, CallError> {
         self.run(call, Extra::Response(upstream), |r, _| {
             let out = expect!(r, Ret::Response(r) => r);
-            let status = http::StatusCode::from_u16(out.status)
-                .ok()
-                .filter(|s| (100..=599).contains(&s.as_u16()))
-                .ok_or_else(|| format!("response status {} is not 100..=599", out.status))?;
-            let mut resp = http::Response::new(bytes::Bytes::from(out.body));
-            *resp.status_mut() = status;
-            for (name, value) in out.headers {
-                let Ok(n) = HeaderName::from_bytes(name.as_bytes()) else {
-                    return Err(format!("`{name}` is not a valid header name"));
-                };
-                if HOP_BY_HOP.contains(&n.as_str()) {
-                    return Err(format!("header `{name}` is hop-by-hop"));
-                }
-                if n == http::header::CONTENT_LENGTH || n == http::header::TRANSFER_ENCODING {
-                    continue;
-                }
-                let Ok(v) = http::HeaderValue::from_str(&value) else {
-                    return Err(format!("header `{name}` has a value a header cannot carry"));
-                };
-                resp.headers_mut().append(n, v);
-            }
-            Ok(resp)
+            built_response(out.status, out.headers, out.body)
         })
         .await
     }
@@ -376,6 +393,30 @@ impl Hook {
                 s => Ok(std::time::Duration::from_secs(u64::from(s))),
             },
         )
+        .await
+    }
+
+    /// Serve: the answer of an `apis[]` endpoint to the request and its `body`. Checked as a
+    /// ModifyResponse answer is, its body at most [`MAX_SERVED_BODY`]; then `check` applies
+    /// the caller's rules (the gateway's own cookies): an `Err` makes the answer invalid.
+    pub async fn serve<R: Borrow<GuestRequest> + Send>(
+        &self,
+        call: HookCall<R>,
+        body: Vec<u8>,
+        check: impl FnOnce(&mut http::Response<bytes::Bytes>) -> Result<(), String> + Send,
+    ) -> Result<Called<http::Response<bytes::Bytes>>, CallError> {
+        self.run(call, Extra::Body(body), |r, _| {
+            let out = expect!(r, Ret::Served(s) => s);
+            if out.body.len() > MAX_SERVED_BODY {
+                return Err(format!(
+                    "the response body has {} bytes, more than {MAX_SERVED_BODY}",
+                    out.body.len()
+                ));
+            }
+            let mut resp = built_response(out.status, out.headers, out.body)?;
+            check(&mut resp)?;
+            Ok(resp)
+        })
         .await
     }
 
@@ -656,5 +697,13 @@ async fn invoke(
             instance,
             req
         )),
+        HookKind::Serve => {
+            let Extra::Body(body) = &extra else {
+                return Err(wasmtime::format_err!("internal: request body missing"));
+            };
+            Ret::Served(call_hook!(
+                indices, serve, call_serve, store, instance, req, body
+            ))
+        }
     })
 }

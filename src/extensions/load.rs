@@ -180,6 +180,7 @@ pub(super) struct Indices {
     pub handle_unauthorized: Option<ex::handle_unauthorized::GuestIndices>,
     pub eval_max_lifetime: Option<ex::eval_max_lifetime::GuestIndices>,
     pub eval_idle_timeout: Option<ex::eval_idle_timeout::GuestIndices>,
+    pub serve: Option<ex::serve::GuestIndices>,
 }
 
 impl Indices {
@@ -199,6 +200,7 @@ impl Indices {
             handle_unauthorized: ex::handle_unauthorized::GuestIndices::new(pre).ok(),
             eval_max_lifetime: ex::eval_max_lifetime::GuestIndices::new(pre).ok(),
             eval_idle_timeout: ex::eval_idle_timeout::GuestIndices::new(pre).ok(),
+            serve: ex::serve::GuestIndices::new(pre).ok(),
         }
     }
 
@@ -218,6 +220,7 @@ impl Indices {
             HookKind::HandleUnauthorized => self.handle_unauthorized.is_some(),
             HookKind::EvalMaxLifetime => self.eval_max_lifetime.is_some(),
             HookKind::EvalIdleTimeout => self.eval_idle_timeout.is_some(),
+            HookKind::Serve => self.serve.is_some(),
         }
     }
 }

@@ -43,6 +43,7 @@ pub mod bindings {
 
 pub use bindings::exports::tessera::extension::modify_request::UpstreamRequest;
 pub use bindings::exports::tessera::extension::modify_response::HttpResponse;
+pub use bindings::exports::tessera::extension::serve::HttpResponse as ServedResponse;
 pub use bindings::tessera::extension::types::{
     AuthenticateAction, Request as GuestRequest, Response as GuestResponse, TokenContext,
 };
@@ -69,6 +70,7 @@ pub enum HookKind {
     HandleUnauthorized,
     EvalMaxLifetime,
     EvalIdleTimeout,
+    Serve,
 }
 
 impl HookKind {
@@ -80,7 +82,7 @@ impl HookKind {
         HookKind::CreateHeaders,
     ];
 
-    pub const ALL: [HookKind; 14] = [
+    pub const ALL: [HookKind; 15] = [
         HookKind::IsAuthenticated,
         HookKind::Authenticate,
         HookKind::BackchannelAuthenticate,
@@ -95,6 +97,7 @@ impl HookKind {
         HookKind::HandleUnauthorized,
         HookKind::EvalMaxLifetime,
         HookKind::EvalIdleTimeout,
+        HookKind::Serve,
     ];
 
     /// The WIT interface name (`is-authenticated`).
@@ -114,6 +117,7 @@ impl HookKind {
             HookKind::HandleUnauthorized => "handle-unauthorized",
             HookKind::EvalMaxLifetime => "eval-max-lifetime",
             HookKind::EvalIdleTimeout => "eval-idle-timeout",
+            HookKind::Serve => "serve",
         }
     }
 
@@ -134,6 +138,7 @@ impl HookKind {
             HookKind::HandleUnauthorized => "HandleUnauthorized",
             HookKind::EvalMaxLifetime => "EvalMaxLifetime",
             HookKind::EvalIdleTimeout => "EvalIdleTimeout",
+            HookKind::Serve => "Serve",
         }
     }
 

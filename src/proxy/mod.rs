@@ -100,7 +100,7 @@ impl ProxyApp {
 
 /// The subject of the signed-in user, for the access log: `<idp>.sub` of the first of
 /// `idps` the session is authenticated by, else of any connector it is authenticated by.
-fn subject<'a>(attrs: &'a Attributes, idps: &[String]) -> Option<&'a str> {
+pub(crate) fn subject<'a>(attrs: &'a Attributes, idps: &[String]) -> Option<&'a str> {
     let authenticated = |idp: &str| {
         crate::claims::qualified(attrs, idp, "authenticated")
             == Some(&serde_json::Value::Bool(true))

@@ -101,6 +101,11 @@ impl Router {
         Self { routes }
     }
 
+    /// Every pattern and the index it routes to (for checks of overlapping routes).
+    pub fn patterns(&self) -> impl Iterator<Item = (&RoutePattern, usize)> {
+        self.routes.iter().map(|(r, i)| (r, *i))
+    }
+
     /// Index of the app serving `host` (lowercase, no port) and `path` (normalized).
     pub fn route(&self, host: &str, host_with_port: &str, path: &str) -> Option<usize> {
         self.routes

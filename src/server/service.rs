@@ -105,16 +105,16 @@ pub async fn handle(
     traces::adopt_parent(&span, req.headers());
     let request_span = span.clone();
     async move {
-        let (mut resp, app_index) = dispatch(&rt, req, &ctx).await;
+        let (mut resp, served_by) = dispatch(&rt, req, &ctx).await;
         if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
             resp.headers_mut().insert("x-request-id", v);
         }
         secure_own_cookies(&rt, &ctx, &mut resp);
-        let app = app_index.map_or("-", |i| rt.apps[i].name.as_str());
+        let app = served_by.map_or("-", |s| s.name(&rt));
         let status = resp.status().as_u16();
         let decision = match ctx.access.decision() {
             Decision::Unset if status >= 500 => Decision::Error,
-            Decision::Unset if app_index.is_some() => Decision::Allowed,
+            Decision::Unset if served_by.is_some() => Decision::Allowed,
             Decision::Unset => Decision::Gateway,
             d => d,
         };
@@ -173,12 +173,28 @@ fn input_problem(req: &Request<RequestBody>) -> Option<&'static str> {
     None
 }
 
-/// Returns the response and the index of the app that served it (for metrics and logs).
+/// What served a request, for metrics and logs: an app or an api (by index).
+#[derive(Clone, Copy)]
+enum ServedBy {
+    App(usize),
+    Api(usize),
+}
+
+impl ServedBy {
+    fn name(self, rt: &Runtime) -> &str {
+        match self {
+            ServedBy::App(i) => &rt.apps[i].name,
+            ServedBy::Api(i) => &rt.apis.list[i].name,
+        }
+    }
+}
+
+/// Returns the response and the app or api that served it.
 async fn dispatch(
     rt: &Runtime,
     req: Request<RequestBody>,
     ctx: &RequestCtx,
-) -> (Response<Body>, Option<usize>) {
+) -> (Response<Body>, Option<ServedBy>) {
     // The one place the path is decoded: everything after sees only the canonical path.
     let canonical = match check_input(&req).and_then(|()| {
         path::canonicalize(req.uri().path())
@@ -203,7 +219,7 @@ async fn dispatch(
         },
     };
     let normalized = canonical;
-    if !matches!(target, Target::App(_) | Target::Nowhere) {
+    if !matches!(target, Target::App(_) | Target::Api(_) | Target::Nowhere) {
         ctx.access.decide(Decision::Gateway);
     }
     match target {
@@ -217,7 +233,10 @@ async fn dispatch(
             (resp, None)
         }
         // Boxed: each handler's future is large, and a future is moved whole on every request.
-        Target::ForwardAuth(style) => Box::pin(forward_auth::handle(rt, req, ctx, style)).await,
+        Target::ForwardAuth(style) => {
+            let (resp, app) = Box::pin(forward_auth::handle(rt, req, ctx, style)).await;
+            (resp, app.map(ServedBy::App))
+        }
         Target::Login => (
             settle(Box::pin(login::handle(rt, req, ctx)).await, ctx),
             None,
@@ -238,9 +257,13 @@ async fn dispatch(
             Box::pin(provider.handle(rt, req, ctx, &normalized.decoded)).await,
             None,
         ),
+        Target::Api(i) => {
+            let resp = Box::pin(rt.apis.list[i].handle(rt, req, ctx, normalized)).await;
+            (resp, Some(ServedBy::Api(i)))
+        }
         Target::App(i) => {
             let resp = Box::pin(rt.apps[i].handle(rt, req, ctx, normalized)).await;
-            (resp, Some(i))
+            (resp, Some(ServedBy::App(i)))
         }
         Target::Nowhere => (Rejection::NoRoute.answer(ctx), None),
     }
@@ -293,11 +316,13 @@ enum Target<'rt> {
     IdpLogoutDone,
     IdpBackchannelLogout(&'rt crate::connectors::OidcConnector),
     Provider(&'rt crate::provider::Provider),
+    /// An `apis[]` entry (strict path rules, like the gateway's own endpoints).
+    Api(usize),
     App(usize),
     Nowhere,
 }
 
-/// The gateway's own endpoints first, then the apps by host and path.
+/// The gateway's own endpoints first, then the apis, then the apps by host and path.
 fn route<'rt>(rt: &'rt Runtime, ctx: &RequestCtx, path: &str) -> Target<'rt> {
     if path == rt.health_location {
         return Target::Health;
@@ -325,6 +350,10 @@ fn route<'rt>(rt: &'rt Runtime, ctx: &RequestCtx, path: &str) -> Target<'rt> {
     }
     if let Some(provider) = rt.provider.as_ref().filter(|p| p.serves(path)) {
         return Target::Provider(provider);
+    }
+    if let Some(i) = rt.apis.router.route(&ctx.host, &ctx.host_port(), path) {
+        tracing::Span::current().record("app", rt.apis.list[i].name.as_str());
+        return Target::Api(i);
     }
     match rt.router.route(&ctx.host, &ctx.host_port(), path) {
         Some(i) => {

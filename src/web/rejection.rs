@@ -70,6 +70,73 @@ pub enum Rejection {
         message: Cow<'static, str>,
         decision: Decision,
     },
+    /// A refusal of an `apis[]` endpoint: a JSON error (its callers are programs), never a
+    /// page or a sign-in redirect.
+    Api(ApiProblem),
+}
+
+/// Why an `apis[]` endpoint did not call its extension, or could not use its answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiProblem {
+    /// The api does not answer this method: 405 with `Allow` (the methods it answers).
+    MethodNotAllowed(HeaderValue),
+    /// The request body could not be read whole within the api's limit: 413, 408 or 400.
+    Body(super::body::ReadError),
+    /// The api needs a signed-in session and the request has none: 401.
+    SignInRequired,
+    /// The session store failed: 503.
+    StoreUnavailable,
+    /// The Serve call failed (trap, deadline, memory, invalid answer): 500.
+    ServeFailed,
+}
+
+impl ApiProblem {
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiProblem::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiProblem::Body(e) => e.status(),
+            ApiProblem::SignInRequired => StatusCode::UNAUTHORIZED,
+            ApiProblem::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ApiProblem::ServeFailed => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The JSON error code and sentence (texts of the gateway's own).
+    fn error(&self) -> (&'static str, &'static str) {
+        match self {
+            ApiProblem::MethodNotAllowed(_) => (
+                "method_not_allowed",
+                "this endpoint does not answer this method",
+            ),
+            ApiProblem::Body(e) => (
+                match e {
+                    super::body::ReadError::TooLarge => "body_too_large",
+                    super::body::ReadError::TimedOut => "body_timeout",
+                    super::body::ReadError::Incomplete => "body_incomplete",
+                },
+                e.message(),
+            ),
+            ApiProblem::SignInRequired => (
+                "sign_in_required",
+                "this endpoint needs a signed-in session",
+            ),
+            ApiProblem::StoreUnavailable => (
+                "temporarily_unavailable",
+                "sessions cannot be read right now; try again shortly",
+            ),
+            ApiProblem::ServeFailed => {
+                ("server_error", "the endpoint could not compute its answer")
+            }
+        }
+    }
+
+    fn decision(&self) -> Decision {
+        match self {
+            ApiProblem::MethodNotAllowed(_) | ApiProblem::Body(_) => Decision::Invalid,
+            ApiProblem::SignInRequired => Decision::LoginRequired,
+            ApiProblem::StoreUnavailable | ApiProblem::ServeFailed => Decision::Error,
+        }
+    }
 }
 
 /// What is wrong with a bearer request (RFC 6750 section 3.1).
@@ -177,6 +244,7 @@ impl Rejection {
                 BearerProblem::Invalid(_) | BearerProblem::InsufficientScope(_) => Decision::Denied,
             },
             Rejection::Page { decision, .. } | Rejection::OwnPage { decision, .. } => *decision,
+            Rejection::Api(problem) => problem.decision(),
         }
     }
 
@@ -201,6 +269,7 @@ impl Rejection {
             Rejection::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             Rejection::Bearer { problem, .. } => problem.status(),
             Rejection::Page { status, .. } | Rejection::OwnPage { status, .. } => *status,
+            Rejection::Api(problem) => problem.status(),
         }
     }
 
@@ -239,6 +308,7 @@ impl Rejection {
                     "The access token does not grant access to this location."
                 }
             },
+            Rejection::Api(problem) => problem.error().1,
             Rejection::LoginRequired(_)
             | Rejection::ExtensionAnswered(_)
             | Rejection::OwnPage { .. } => "",
@@ -276,6 +346,15 @@ impl Rejection {
                 // The challenge is built of the gateway's own texts (see `challenge`).
                 if let Ok(v) = HeaderValue::from_str(&problem.challenge(realm)) {
                     resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+                }
+                resp
+            }
+            Rejection::Api(problem) => {
+                let (error, message) = problem.error();
+                let body = serde_json::json!({ "error": error, "message": message });
+                let mut resp = respond::json(status, body.to_string());
+                if let ApiProblem::MethodNotAllowed(allow) = problem {
+                    resp.headers_mut().insert(header::ALLOW, allow);
                 }
                 resp
             }
@@ -406,6 +485,64 @@ mod tests {
                 body.contains("rid-1"),
                 "{what}: the page carries the request id"
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn api_refusals_are_json_with_their_status_and_decision() {
+        use super::super::body::ReadError;
+        let cases: Vec<(ApiProblem, u16, &str, Decision)> = vec![
+            (
+                ApiProblem::MethodNotAllowed(HeaderValue::from_static("GET, HEAD")),
+                405,
+                r#"{"error":"method_not_allowed","message":"this endpoint does not answer this method"}"#,
+                Decision::Invalid,
+            ),
+            (
+                ApiProblem::Body(ReadError::TooLarge),
+                413,
+                r#"{"error":"body_too_large","message":"the request body is too large"}"#,
+                Decision::Invalid,
+            ),
+            (
+                ApiProblem::Body(ReadError::TimedOut),
+                408,
+                r#"{"error":"body_timeout","message":"the request body did not arrive in time"}"#,
+                Decision::Invalid,
+            ),
+            (
+                ApiProblem::SignInRequired,
+                401,
+                r#"{"error":"sign_in_required","message":"this endpoint needs a signed-in session"}"#,
+                Decision::LoginRequired,
+            ),
+            (
+                ApiProblem::StoreUnavailable,
+                503,
+                r#"{"error":"temporarily_unavailable","message":"sessions cannot be read right now; try again shortly"}"#,
+                Decision::Error,
+            ),
+            (
+                ApiProblem::ServeFailed,
+                500,
+                r#"{"error":"server_error","message":"the endpoint could not compute its answer"}"#,
+                Decision::Error,
+            ),
+        ];
+        for (problem, status, json, decision) in cases {
+            let c = ctx();
+            let what = format!("{problem:?}");
+            let allow = matches!(problem, ApiProblem::MethodNotAllowed(_));
+            let resp = Rejection::Api(problem).answer(&c);
+            assert_eq!(resp.status().as_u16(), status, "{what}");
+            assert_eq!(c.access.decision(), decision, "{what}");
+            assert_eq!(resp.headers()["content-type"], "application/json", "{what}");
+            assert_eq!(
+                resp.headers().get("allow").map(|v| v.to_str().unwrap()),
+                allow.then_some("GET, HEAD"),
+                "{what}"
+            );
+            assert_eq!(text(resp).await, json, "{what}");
         }
     }
 

@@ -13,6 +13,7 @@ mod client_auth;
 mod consent;
 mod deploy;
 mod edge;
+mod extension_apis;
 mod extension_app_hooks;
 mod extension_hooks;
 mod extensions;

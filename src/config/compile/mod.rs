@@ -16,6 +16,7 @@ use crate::session::Sessions;
 use crate::store::Store;
 use crate::tls;
 
+mod apis;
 mod apps;
 use apps::compile_apps;
 mod bearer;
@@ -47,7 +48,7 @@ mod telemetry;
 pub(super) use limits::throttle;
 use telemetry::{compile_logging, compile_tracing};
 
-const TOP_LEVEL: [&str; 13] = [
+const TOP_LEVEL: [&str; 14] = [
     "version",
     "http",
     "tls",
@@ -61,6 +62,7 @@ const TOP_LEVEL: [&str; 13] = [
     "apps",
     "oidcProvider",
     "serviceExtensions",
+    "apis",
 ];
 /// Keys of the contract that later versions implement: named, so the error says so.
 const NOT_YET: &[&str] = &[];
@@ -255,6 +257,18 @@ pub fn compile(
         env.metrics.clone(),
         &mut ctx,
     );
+    let apis = apis::compile_apis(
+        section("apis"),
+        &apis::Claimed {
+            health: &health_location,
+            metrics: metrics_location.as_deref(),
+            provider: provider.as_ref(),
+            connectors: &connectors,
+            apps: &apps,
+            app_router: &routers.proxy,
+        },
+        &mut ctx,
+    );
     // Grants end with their session, also when it expires (see `Provider::session_ended`).
     if let (Some(p), Some(store)) = (provider.as_mut(), session_store.as_ref()) {
         p.session_store = Some(store.clone());
@@ -296,6 +310,7 @@ pub fn compile(
         login_flows,
         memory_budget: Some((env.stores.memory_budget(), memory_bytes)),
         session_lifetime,
+        apis,
     })
 }
 

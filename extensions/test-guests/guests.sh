@@ -11,4 +11,5 @@ GUESTS=(
   "proxy-hooks is-authorized load-attributes create-headers is-authenticated authenticate backchannel-authenticate build-userinfo-claims build-access-token-claims modify-response modify-request handle-unauthorized"
   "c-isauth is-authenticated"
   "session-lifetime eval-max-lifetime eval-idle-timeout"
+  "legacy-login upstream-login"
 )

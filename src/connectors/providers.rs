@@ -183,6 +183,7 @@ pub async fn resolve_attrs(
         lookups: Default::default(),
         rps: Default::default(),
         lifetime: None,
+        upstream_cookies: Default::default(),
     });
     let result = resolve(connectors, providers, &mut data).await;
     *attrs = std::mem::take(&mut std::sync::Arc::make_mut(&mut data).attrs);
@@ -206,6 +207,7 @@ mod tests {
             lookups: Default::default(),
             rps: Default::default(),
             lifetime: None,
+            upstream_cookies: Default::default(),
         }
     }
 

@@ -177,6 +177,7 @@ pub(super) struct Indices {
     pub handle_unauthorized: Option<ex::handle_unauthorized::GuestIndices>,
     pub eval_max_lifetime: Option<ex::eval_max_lifetime::GuestIndices>,
     pub eval_idle_timeout: Option<ex::eval_idle_timeout::GuestIndices>,
+    pub upstream_login: Option<ex::upstream_login::GuestIndices>,
 }
 
 impl Indices {
@@ -196,6 +197,7 @@ impl Indices {
             handle_unauthorized: ex::handle_unauthorized::GuestIndices::new(pre).ok(),
             eval_max_lifetime: ex::eval_max_lifetime::GuestIndices::new(pre).ok(),
             eval_idle_timeout: ex::eval_idle_timeout::GuestIndices::new(pre).ok(),
+            upstream_login: ex::upstream_login::GuestIndices::new(pre).ok(),
         }
     }
 
@@ -215,6 +217,7 @@ impl Indices {
             HookKind::HandleUnauthorized => self.handle_unauthorized.is_some(),
             HookKind::EvalMaxLifetime => self.eval_max_lifetime.is_some(),
             HookKind::EvalIdleTimeout => self.eval_idle_timeout.is_some(),
+            HookKind::UpstreamLogin => self.upstream_login.is_some(),
         }
     }
 }

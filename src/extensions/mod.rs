@@ -69,6 +69,7 @@ pub enum HookKind {
     HandleUnauthorized,
     EvalMaxLifetime,
     EvalIdleTimeout,
+    UpstreamLogin,
 }
 
 impl HookKind {
@@ -80,7 +81,7 @@ impl HookKind {
         HookKind::CreateHeaders,
     ];
 
-    pub const ALL: [HookKind; 14] = [
+    pub const ALL: [HookKind; 15] = [
         HookKind::IsAuthenticated,
         HookKind::Authenticate,
         HookKind::BackchannelAuthenticate,
@@ -95,6 +96,7 @@ impl HookKind {
         HookKind::HandleUnauthorized,
         HookKind::EvalMaxLifetime,
         HookKind::EvalIdleTimeout,
+        HookKind::UpstreamLogin,
     ];
 
     /// The WIT interface name (`is-authenticated`).
@@ -114,6 +116,7 @@ impl HookKind {
             HookKind::HandleUnauthorized => "handle-unauthorized",
             HookKind::EvalMaxLifetime => "eval-max-lifetime",
             HookKind::EvalIdleTimeout => "eval-idle-timeout",
+            HookKind::UpstreamLogin => "upstream-login",
         }
     }
 
@@ -134,6 +137,7 @@ impl HookKind {
             HookKind::HandleUnauthorized => "HandleUnauthorized",
             HookKind::EvalMaxLifetime => "EvalMaxLifetime",
             HookKind::EvalIdleTimeout => "EvalIdleTimeout",
+            HookKind::UpstreamLogin => "UpstreamLogin",
         }
     }
 

@@ -84,6 +84,12 @@ pub struct SessionData {
     /// `maxLifetimeSeconds` / `idleTimeoutSeconds`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lifetime: Option<Lifetime>,
+    /// Cookies of legacy upstreams an `upstreamLoginSE` signed the user in to, by app name:
+    /// sent to that app's upstream only, never to the browser, and kept apart from the
+    /// attributes so no hook, template or claim can read them. A new login drops them (they
+    /// belong to the previous sign-in).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub upstream_cookies: BTreeMap<String, Vec<(String, String)>>,
 }
 
 /// One attribute-provider lookup cached in a session.
@@ -469,6 +475,7 @@ impl Sessions {
                 lookups: BTreeMap::new(),
                 rps: p.data.rps.clone(),
                 lifetime: None,
+                upstream_cookies: Default::default(),
             },
             None => SessionData {
                 v: SESSION_FORMAT,
@@ -480,6 +487,7 @@ impl Sessions {
                 lookups: BTreeMap::new(),
                 rps: BTreeMap::new(),
                 lifetime: None,
+                upstream_cookies: Default::default(),
             },
         };
         data.attrs.extend(attrs);

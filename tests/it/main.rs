@@ -15,6 +15,7 @@ mod deploy;
 mod edge;
 mod extension_app_hooks;
 mod extension_hooks;
+mod extension_upstream_login;
 mod extensions;
 mod forward_auth;
 mod ldap;

@@ -752,3 +752,73 @@ async fn invoke(
         )),
     })
 }
+
+#[cfg(test)]
+mod upstream_cookie_tests {
+    use super::*;
+
+    fn c(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn upstream_cookies_are_tokens_with_cookie_octets_within_bounds() {
+        let own = ["tessera_session", "tessera_login"];
+        let ok = |pairs: &[(&str, &str)]| check_upstream_cookies(&c(pairs), &own);
+        assert!(ok(&[
+            ("JSESSIONID", "A1b2-._~+/="),
+            ("q", "\"quoted\""),
+            ("e", "")
+        ])
+        .is_ok());
+        for (pairs, why) in [
+            (vec![], "the login returned no cookie"),
+            (vec![("a b", "1")], "cookie name `a b` is not a token"),
+            (vec![("a=b", "1")], "cookie name `a=b` is not a token"),
+            (vec![("", "1")], "cookie name `` is not a token"),
+            (vec![("a\n", "1")], "cookie name `a\\n` is not a token"),
+            (
+                vec![("a", "x;y")],
+                "the value of cookie `a` has a character",
+            ),
+            (
+                vec![("a", "x,y")],
+                "the value of cookie `a` has a character",
+            ),
+            (
+                vec![("a", "x y")],
+                "the value of cookie `a` has a character",
+            ),
+            (
+                vec![("a", "\"x")],
+                "the value of cookie `a` has a character",
+            ),
+            (vec![("a", "é")], "the value of cookie `a` has a character"),
+            (vec![("a", "1"), ("a", "2")], "cookie `a` is returned twice"),
+            (
+                vec![("tessera_login", "1")],
+                "cookie `tessera_login` is one of the gateway's own cookies",
+            ),
+        ] {
+            let err = ok(&pairs).unwrap_err();
+            assert!(err.starts_with(why), "{pairs:?}: {err}");
+        }
+        let names: Vec<String> = (0..21).map(|i| format!("c{i}")).collect();
+        let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+        assert!(ok(&many[..20]).is_ok());
+        assert_eq!(
+            ok(&many).unwrap_err(),
+            "21 cookies, more than the 20 an upstream login may keep"
+        );
+        // 4096 bytes of `name=value` pass, one more does not.
+        let fits = "v".repeat(4096 - 2);
+        assert!(ok(&[("a", &fits)]).is_ok());
+        let over = "v".repeat(4096 - 1);
+        assert!(ok(&[("a", &over)])
+            .unwrap_err()
+            .starts_with("4097 bytes of cookies"));
+    }
+}

@@ -116,10 +116,9 @@ struct LoginState<'a> {
     browser: Option<http::HeaderValue>,
     /// The stored cookies this request carries.
     sent: Vec<(String, String)>,
-    /// The hook's input for a re-login after the upstream call (the exchange has moved by
-    /// then); `Some` only when the request may be sent again: a bodiless GET or HEAD whose
-    /// login did not already run in this request.
-    relogin: Option<HookCall>,
+    /// The request may be sent again after a re-login: a bodiless GET or HEAD without an
+    /// upgrade whose login did not already run in this request, on an app with `reloginOn`.
+    resend: bool,
 }
 
 /// What the `policy` phase found for the path.
@@ -588,16 +587,9 @@ impl ProxyApp {
             .body
             .as_ref()
             .is_some_and(hyper::body::Body::is_end_stream);
-        let relogin = (!ran
-            && upstream_login::resendable(&x.parts.method, body_empty, upgrade)
-            && login.relogin.is_set())
-        .then(|| {
-            let view = self.hook_call(rt, ctx, x);
-            HookCall {
-                request: view.request.clone(),
-                attrs: view.attrs,
-            }
-        });
+        let resend = !ran
+            && login.relogin.is_set()
+            && upstream_login::resendable(&x.parts.method, body_empty, upgrade);
         let browser = headers.get(http::header::COOKIE).cloned();
         upstream_login::merge_cookies(&mut headers, browser.as_ref(), &sent);
         Ok((
@@ -606,7 +598,7 @@ impl ProxyApp {
                 login,
                 browser,
                 sent,
-                relogin,
+                resend,
             }),
         ))
     }
@@ -674,7 +666,7 @@ impl ProxyApp {
 
     /// The upstream call of an app with an upstream login. An answer that says the
     /// upstream's session expired (`reloginOn`) drops the stored cookies; a request that may
-    /// be sent again (see `LoginState::relogin`) logs in once more and is sent again with the
+    /// be sent again (see `LoginState::resend`) logs in once more and is sent again with the
     /// new cookies, any other gets that answer (its next request logs in). At most one login
     /// per request. The browser never gets a `Set-Cookie` of a stored cookie's name.
     #[allow(clippy::too_many_arguments)]
@@ -692,10 +684,13 @@ impl ProxyApp {
             login,
             browser,
             mut sent,
-            relogin,
+            resend,
         } = state;
         let mut session = x.session.take();
-        let again = relogin.map(|call| {
+        // What a second attempt needs, kept before the exchange moves upstream: the request
+        // line, the headers as sent, and the hooks' view of the request (taken: no hook of
+        // this request reads it any more).
+        let again = resend.then(|| x.guest.take()).flatten().map(|view| {
             let retry = Exchange {
                 parts: x.parts.clone(),
                 body: Some(RequestBody::local(bytes::Bytes::new())),
@@ -707,7 +702,7 @@ impl ProxyApp {
                 bearer: false,
                 guest: Default::default(),
             };
-            (retry, headers.clone(), call)
+            (retry, headers.clone(), view)
         });
         let mut resp = self.upstream(rt, upstream, x, headers, upgrade).await?;
         if login.relogin.expired(&resp) {
@@ -716,8 +711,15 @@ impl ProxyApp {
             if let Some(s) = session.as_mut() {
                 self.forget_upstream_cookies(rt, s).await;
             }
-            if let Some((retry, mut headers, call)) = again {
+            if let Some((retry, mut headers, request)) = again {
                 drop(resp);
+                let call = HookCall {
+                    request,
+                    attrs: session
+                        .as_ref()
+                        .map(|s| s.data.attrs.clone())
+                        .unwrap_or_default(),
+                };
                 let cookies = self
                     .log_in_upstream(rt, ctx, upstream, login, session.as_mut(), call)
                     .await?;

@@ -81,8 +81,9 @@ export function mockHost({ session = {}, secrets = {}, cache = {}, fetch } = {})
     httpFetch(request) {
       state.fetches.push(request);
       if (!fetch) throw "no outbound hosts allowed";
-      const { status } = fetch(request.url);
-      return { status, headers: [], body: new Uint8Array() };
+      // `fetch(url, request)` answers `{ status, headers?, body? }` (body: a string).
+      const { status, headers = [], body = "" } = fetch(request.url, request);
+      return { status, headers, body: new TextEncoder().encode(body) };
     },
     metadata() {
       return [["extension", "test"], ["hook", "test"]];

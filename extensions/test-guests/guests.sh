@@ -12,4 +12,5 @@ GUESTS=(
   "c-isauth is-authenticated"
   "session-lifetime eval-max-lifetime eval-idle-timeout"
   "api-serve serve"
+  "legacy-login upstream-login"
 )

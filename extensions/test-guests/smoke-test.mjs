@@ -150,4 +150,34 @@ for (const name of ["loop", "membomb"]) {
   });
 }
 
+{
+  const g = await load("legacy-login");
+  // The legacy app: a login page with a CSRF token and a pre-login cookie, a form POST that
+  // answers 302 with the session cookie when the token, the cookie and the password match.
+  const legacy = (url, req) => {
+    if (req.method === "GET") {
+      return { status: 200, headers: [["set-cookie", "LOGINFLOW=f1; Path=/login"]], body: '<input name="csrf" value="t1">' };
+    }
+    const form = new TextDecoder().decode(req.body);
+    const cookie = req.headers.find(([k]) => k === "cookie")?.[1];
+    const ok = form === "username=alice&password=s3cret&csrf=t1" && cookie === "LOGINFLOW=f1";
+    return ok
+      ? { status: 302, headers: [["location", "/home"], ["set-cookie", "LEGACYSESSION=s1; Path=/; HttpOnly"]] }
+      : { status: 200, body: "bad login" };
+  };
+  const opts = { session: { "local.username": ["alice"] }, secrets: { "legacy.password": "s3cret" }, fetch: legacy };
+  const login = (headers, o = opts) => g(mockHost(o)).upstreamLogin.upstreamLogin(header(headers), "http://legacy:8080");
+
+  check("legacy-login upstream-login", () => {
+    const host = mockHost(opts);
+    assert.deepEqual(g(host).upstreamLogin.upstreamLogin(request(), "http://legacy:8080"), [["LEGACYSESSION", "s1"]]);
+    assert.deepEqual(host.fetches.map((f) => `${f.method} ${f.url}`), ["GET http://legacy:8080/login", "POST http://legacy:8080/login"]);
+    assert.equal(errOf(() => login([], { ...opts, secrets: {} })), "the upstream refused the login");
+    assert.equal(errOf(() => login([["x-ul", "err"]])), "refused by the test");
+    assert.deepEqual(login([["x-ul", "bad-value"]]), [["LEGACYSESSION", "x; admin=1"]]);
+    assert.equal(login([["x-ul", "many"]]).length, 21);
+    assert.throws(() => login([["x-ul", "trap"]]), /unreachable/);
+  });
+}
+
 summary("test guests");

@@ -590,6 +590,11 @@ pub struct ProxyAppConfig {
     /// An extension's ModifyRequest hook: rewrites the headers, path (within the app and the
     /// policy) and query the upstream receives.
     pub modifyRequestSE: Option<HookConfig>,
+    /// An extension's UpstreamLogin hook: signs the user in at a legacy upstream with its own
+    /// login form and keeps the upstream's cookies in the gateway session for this app (sent
+    /// upstream, never to the browser). `reloginOn` says how the upstream shows that its
+    /// session expired.
+    pub upstreamLoginSE: Option<UpstreamLoginConfig>,
     /// `;` path parameters (`/admin;jsessionid=1`): `refuse` (default, 400) or `strip` (removed
     /// before matching; the upstream receives the path without them).
     pub pathParameters: Option<String>,
@@ -681,6 +686,35 @@ pub struct AuthorizationConfig {
     pub rules: Option<serde_yaml_ng::Value>,
     /// An extension's IsAuthorized hook decides (instead of `allowAll`/`rules`).
     pub isAuthorizedSE: Option<HookConfig>,
+}
+
+/// `upstreamLoginSE`: the hook position (as `HookConfig`, without `cacheSeconds`) and when
+/// the upstream's session is over.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamLoginConfig {
+    /// `UpstreamLogin` (or `upstream-login`).
+    pub funcName: String,
+    /// A component file (`.wasm`), relative to the configuration file's directory.
+    pub file: Option<String>,
+    /// The name of a `serviceExtensions` entry.
+    pub extension: Option<String>,
+    /// The upstream answers that mean its session expired: the stored cookies are dropped
+    /// and the login runs again (a GET or HEAD without a body is then sent once more).
+    /// Without it the cookies are kept as long as the gateway session.
+    pub reloginOn: Option<ReloginOnConfig>,
+}
+
+/// `upstreamLoginSE.reloginOn`: at least one of the two.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReloginOnConfig {
+    /// Statuses (400..=599) the upstream answers when its session is over, e.g. `[401]`.
+    #[serde(default)]
+    pub status: Vec<u16>,
+    /// The upstream's login page: a redirect (3xx) whose `Location` has this path (an
+    /// absolute path; the query and the URL's origin are ignored), e.g. `/login`.
+    pub redirectTo: Option<String>,
 }
 
 /// A page the gateway serves as is: one of `file` or `html`. `{{ requestId }}` in it is

@@ -184,6 +184,7 @@ pub async fn resolve_attrs(
         rps: Default::default(),
         lifetime: None,
         logins: Default::default(),
+        upstream_cookies: Default::default(),
     });
     let result = resolve(connectors, providers, &mut data).await;
     *attrs = std::mem::take(&mut std::sync::Arc::make_mut(&mut data).attrs);
@@ -208,6 +209,7 @@ mod tests {
             rps: Default::default(),
             lifetime: None,
             logins: Default::default(),
+            upstream_cookies: Default::default(),
         }
     }
 

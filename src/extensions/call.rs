@@ -108,6 +108,7 @@ enum Ret {
     Respond(GuestResponse),
     Seconds(u32),
     Served(ServedResponse),
+    Login(Result<Vec<(String, String)>, String>),
 }
 
 /// A hook's argument beside the request.
@@ -118,6 +119,8 @@ enum Extra {
     Upstream(UpstreamRequest),
     /// The request body (Serve).
     Body(Vec<u8>),
+    /// UpstreamLogin: the app's upstream URL.
+    UpstreamUrl(String),
 }
 
 /// A ModifyRequest answer whose headers passed the generic checks (valid, none the gateway
@@ -199,6 +202,63 @@ fn built_response(
 
 /// The largest body a Serve answer may have.
 pub const MAX_SERVED_BODY: usize = 1 << 20;
+
+/// At most this many upstream cookies from one UpstreamLogin call.
+pub const MAX_UPSTREAM_COOKIES: usize = 20;
+/// At most this many bytes of them in all (`name=value` each, as the `cookie` header carries
+/// them): they ride in the session record and in every upstream request of the app.
+pub const MAX_UPSTREAM_COOKIE_BYTES: usize = 4096;
+
+/// The cookies an UpstreamLogin call returned, checked: 1..=20 of them, 4096 bytes in all,
+/// names RFC 6265 tokens (no two alike), values cookie-octets, optionally in double quotes.
+/// A name the gateway uses for its own cookies is refused too (`own`).
+pub fn check_upstream_cookies(cookies: &[(String, String)], own: &[&str]) -> Result<(), String> {
+    if cookies.is_empty() {
+        return Err("the login returned no cookie".into());
+    }
+    if cookies.len() > MAX_UPSTREAM_COOKIES {
+        return Err(format!(
+            "{} cookies, more than the {MAX_UPSTREAM_COOKIES} an upstream login may keep",
+            cookies.len()
+        ));
+    }
+    let total: usize = cookies.iter().map(|(n, v)| n.len() + 1 + v.len()).sum();
+    if total > MAX_UPSTREAM_COOKIE_BYTES {
+        return Err(format!(
+            "{total} bytes of cookies, more than the {MAX_UPSTREAM_COOKIE_BYTES} an upstream login may keep"
+        ));
+    }
+    // RFC 9110 tchar: visible ASCII except separators.
+    let tchar = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    // RFC 6265 cookie-octet: visible ASCII except DQUOTE, comma, semicolon, backslash.
+    let octet = |b: u8| (0x21..=0x7e).contains(&b) && !b"\",;\\".contains(&b);
+    for (i, (name, value)) in cookies.iter().enumerate() {
+        if name.is_empty() || !name.bytes().all(tchar) {
+            return Err(format!(
+                "cookie name `{}` is not a token",
+                name.escape_debug()
+            ));
+        }
+        if own.contains(&name.as_str()) {
+            return Err(format!(
+                "cookie `{name}` is one of the gateway's own cookies"
+            ));
+        }
+        if cookies[..i].iter().any(|(n, _)| n == name) {
+            return Err(format!("cookie `{name}` is returned twice"));
+        }
+        let bare = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value);
+        if !bare.bytes().all(octet) {
+            return Err(format!(
+                "the value of cookie `{name}` has a character a cookie cannot carry"
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// Unpacks the `Ret` variant a hook returns (the dispatcher guarantees it).
 macro_rules! expect {
@@ -420,6 +480,25 @@ impl Hook {
         .await
     }
 
+    /// UpstreamLogin: the upstream cookies to keep for the app, checked
+    /// (`check_upstream_cookies`, with the gateway's own cookie names `own`). The guest's Err
+    /// is a failed call like an invalid answer. During the call `http-fetch` may also reach
+    /// `upstream_url`'s origin.
+    pub async fn upstream_login<R: Borrow<GuestRequest> + Send>(
+        &self,
+        call: HookCall<R>,
+        upstream_url: String,
+        own: &[&str],
+    ) -> Result<Called<Vec<(String, String)>>, CallError> {
+        self.run(call, Extra::UpstreamUrl(upstream_url), |r, _| {
+            let cookies = expect!(r, Ret::Login(l) => l)
+                .map_err(|why| format!("the guest reported a failed login: {why}"))?;
+            check_upstream_cookies(&cookies, own)?;
+            Ok(cookies)
+        })
+        .await
+    }
+
     /// Runs the call, then `check` on its result; counts and logs the outcome.
     async fn run<T, R: Borrow<GuestRequest> + Send>(
         &self,
@@ -440,6 +519,10 @@ impl Hook {
             wrote: false,
             deadline: started + limits.timeout,
             wasi: None,
+            upstream_origin: match &extra {
+                Extra::UpstreamUrl(u) => super::host::Origin::of(u),
+                _ => None,
+            },
         };
         let mut store = Store::new(ext.pre.engine(), state);
         store.limiter(|s| &mut s.limiter);
@@ -689,6 +772,20 @@ async fn invoke(
             instance,
             req
         )),
+        HookKind::UpstreamLogin => {
+            let Extra::UpstreamUrl(url) = &extra else {
+                return Err(wasmtime::format_err!("internal: upstream URL missing"));
+            };
+            Ret::Login(call_hook!(
+                indices,
+                upstream_login,
+                call_upstream_login,
+                store,
+                instance,
+                req,
+                url
+            ))
+        }
         HookKind::EvalIdleTimeout => Ret::Seconds(call_hook!(
             indices,
             eval_idle_timeout,
@@ -706,4 +803,74 @@ async fn invoke(
             ))
         }
     })
+}
+
+#[cfg(test)]
+mod upstream_cookie_tests {
+    use super::*;
+
+    fn c(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn upstream_cookies_are_tokens_with_cookie_octets_within_bounds() {
+        let own = ["tessera_session", "tessera_login"];
+        let ok = |pairs: &[(&str, &str)]| check_upstream_cookies(&c(pairs), &own);
+        assert!(ok(&[
+            ("JSESSIONID", "A1b2-._~+/="),
+            ("q", "\"quoted\""),
+            ("e", "")
+        ])
+        .is_ok());
+        for (pairs, why) in [
+            (vec![], "the login returned no cookie"),
+            (vec![("a b", "1")], "cookie name `a b` is not a token"),
+            (vec![("a=b", "1")], "cookie name `a=b` is not a token"),
+            (vec![("", "1")], "cookie name `` is not a token"),
+            (vec![("a\n", "1")], "cookie name `a\\n` is not a token"),
+            (
+                vec![("a", "x;y")],
+                "the value of cookie `a` has a character",
+            ),
+            (
+                vec![("a", "x,y")],
+                "the value of cookie `a` has a character",
+            ),
+            (
+                vec![("a", "x y")],
+                "the value of cookie `a` has a character",
+            ),
+            (
+                vec![("a", "\"x")],
+                "the value of cookie `a` has a character",
+            ),
+            (vec![("a", "é")], "the value of cookie `a` has a character"),
+            (vec![("a", "1"), ("a", "2")], "cookie `a` is returned twice"),
+            (
+                vec![("tessera_login", "1")],
+                "cookie `tessera_login` is one of the gateway's own cookies",
+            ),
+        ] {
+            let err = ok(&pairs).unwrap_err();
+            assert!(err.starts_with(why), "{pairs:?}: {err}");
+        }
+        let names: Vec<String> = (0..21).map(|i| format!("c{i}")).collect();
+        let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+        assert!(ok(&many[..20]).is_ok());
+        assert_eq!(
+            ok(&many).unwrap_err(),
+            "21 cookies, more than the 20 an upstream login may keep"
+        );
+        // 4096 bytes of `name=value` pass, one more does not.
+        let fits = "v".repeat(4096 - 2);
+        assert!(ok(&[("a", &fits)]).is_ok());
+        let over = "v".repeat(4096 - 1);
+        assert!(ok(&[("a", &over)])
+            .unwrap_err()
+            .starts_with("4097 bytes of cookies"));
+    }
 }

@@ -60,6 +60,32 @@ pub struct HostState {
     pub(super) deadline: Instant,
     /// WASI for guests that import it, built on the call's first WASI function.
     pub(super) wasi: Option<Box<WasiState>>,
+    /// An UpstreamLogin call's app upstream: `http-fetch` may reach it beside `allowedHosts`.
+    pub(super) upstream_origin: Option<Origin>,
+}
+
+/// The scheme, host and port of a URL: what an UpstreamLogin call may fetch besides the
+/// extension's `allowedHosts` (the app's own upstream, whatever its path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    scheme: String,
+    host: String,
+    port: u16,
+}
+
+impl Origin {
+    pub fn of(url: &str) -> Option<Origin> {
+        let u = url::Url::parse(url).ok()?;
+        Some(Origin {
+            scheme: u.scheme().to_string(),
+            host: u.host_str()?.to_ascii_lowercase(),
+            port: u.port_or_known_default()?,
+        })
+    }
+
+    fn admits(&self, url: &url::Url) -> bool {
+        Origin::of(url.as_str()).as_ref() == Some(self)
+    }
 }
 
 impl WasiView for HostState {
@@ -313,7 +339,11 @@ impl host::Host for HostState {
         let host = url.host_str().ok_or("the URL has no host")?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let port = url.port_or_known_default().unwrap_or(80);
-        if !self.ext.allowed_hosts.iter().any(|p| p.matches(host, port)) {
+        let own_upstream = self
+            .upstream_origin
+            .as_ref()
+            .is_some_and(|o| o.admits(&url));
+        if !own_upstream && !self.ext.allowed_hosts.iter().any(|p| p.matches(host, port)) {
             tracing::warn!(extension = %self.ext.name, request_id = %self.request_id, host, "outbound request to a host not in allowedHosts refused");
             return Err(format!(
                 "host `{host}` is not in this extension's allowedHosts"

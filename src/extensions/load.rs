@@ -181,6 +181,7 @@ pub(super) struct Indices {
     pub eval_max_lifetime: Option<ex::eval_max_lifetime::GuestIndices>,
     pub eval_idle_timeout: Option<ex::eval_idle_timeout::GuestIndices>,
     pub serve: Option<ex::serve::GuestIndices>,
+    pub upstream_login: Option<ex::upstream_login::GuestIndices>,
 }
 
 impl Indices {
@@ -201,6 +202,7 @@ impl Indices {
             eval_max_lifetime: ex::eval_max_lifetime::GuestIndices::new(pre).ok(),
             eval_idle_timeout: ex::eval_idle_timeout::GuestIndices::new(pre).ok(),
             serve: ex::serve::GuestIndices::new(pre).ok(),
+            upstream_login: ex::upstream_login::GuestIndices::new(pre).ok(),
         }
     }
 
@@ -221,6 +223,7 @@ impl Indices {
             HookKind::EvalMaxLifetime => self.eval_max_lifetime.is_some(),
             HookKind::EvalIdleTimeout => self.eval_idle_timeout.is_some(),
             HookKind::Serve => self.serve.is_some(),
+            HookKind::UpstreamLogin => self.upstream_login.is_some(),
         }
     }
 }

@@ -71,6 +71,7 @@ pub enum HookKind {
     EvalMaxLifetime,
     EvalIdleTimeout,
     Serve,
+    UpstreamLogin,
 }
 
 impl HookKind {
@@ -82,7 +83,7 @@ impl HookKind {
         HookKind::CreateHeaders,
     ];
 
-    pub const ALL: [HookKind; 15] = [
+    pub const ALL: [HookKind; 16] = [
         HookKind::IsAuthenticated,
         HookKind::Authenticate,
         HookKind::BackchannelAuthenticate,
@@ -98,6 +99,7 @@ impl HookKind {
         HookKind::EvalMaxLifetime,
         HookKind::EvalIdleTimeout,
         HookKind::Serve,
+        HookKind::UpstreamLogin,
     ];
 
     /// The WIT interface name (`is-authenticated`).
@@ -118,6 +120,7 @@ impl HookKind {
             HookKind::EvalMaxLifetime => "eval-max-lifetime",
             HookKind::EvalIdleTimeout => "eval-idle-timeout",
             HookKind::Serve => "serve",
+            HookKind::UpstreamLogin => "upstream-login",
         }
     }
 
@@ -139,6 +142,7 @@ impl HookKind {
             HookKind::EvalMaxLifetime => "EvalMaxLifetime",
             HookKind::EvalIdleTimeout => "EvalIdleTimeout",
             HookKind::Serve => "Serve",
+            HookKind::UpstreamLogin => "UpstreamLogin",
         }
     }
 

@@ -9,6 +9,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod rules;
 pub mod upstream;
+pub mod upstream_login;
 
 use std::sync::Arc;
 
@@ -63,6 +64,8 @@ pub struct ProxyApp {
     pub handle_unauthorized_se: Option<Hook>,
     /// `modifyRequestSE`: an extension rewriting the upstream request.
     pub modify_request_se: Option<Hook>,
+    /// `upstreamLoginSE`: an extension signing the user in at a legacy upstream.
+    pub upstream_login: Option<upstream_login::UpstreamLogin>,
     pub headers: Vec<InjectedHeader>,
     pub policies: PolicySet,
     pub logout: Option<AppLogout>,

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! policy → authenticate → refresh → load_attributes → authorize → upstream_request
-//!   → modify_request → upstream → modify_response → response
+//!   → upstream_login → modify_request → upstream → modify_response → response
 //! ```
 //!
 //! Each phase returns `Result<_, Rejection>`: the first refusal ends the request and is
@@ -12,7 +12,8 @@
 //!
 //! Extension hooks sit in the phase named like them: IsAuthenticated and Authenticate in
 //! `authenticate`, LoadAttrs in `load_attributes`, IsAuthorized in `authorize`, CreateHeader
-//! in `upstream_request`, ModifyRequest in `modify_request`, ModifyResponse in
+//! in `upstream_request`, UpstreamLogin in `upstream_login` (and again after `upstream` when
+//! the upstream's session expired), ModifyRequest in `modify_request`, ModifyResponse in
 //! `modify_response`; HandleUnauthorized answers a denial of `authorize`. The app's
 //! `errorPage` replaces the page of the gateway's own 5xx refusals (`own_page`).
 
@@ -22,6 +23,7 @@ use tracing::Instrument;
 
 use super::policy::{Authorization, Policy};
 use super::upstream::Upstream;
+use super::upstream_login::{self, UpstreamLogin};
 use super::{bearer, headers, AppKind, ProxyApp};
 use crate::claims::Attributes;
 use crate::edge::path::CanonicalPath;
@@ -107,6 +109,18 @@ impl Exchange<'_> {
     }
 }
 
+/// What the `upstream_login` phase leaves for after the upstream call.
+struct LoginState<'a> {
+    login: &'a UpstreamLogin,
+    /// The browser's cookies as the upstream gets them, before the stored ones are merged.
+    browser: Option<http::HeaderValue>,
+    /// The stored cookies this request carries.
+    sent: Vec<(String, String)>,
+    /// The request may be sent again after a re-login: a bodiless GET or HEAD without an
+    /// upgrade whose login did not already run in this request, on an app with `reloginOn`.
+    resend: bool,
+}
+
 /// What the `policy` phase found for the path.
 enum Route<'a> {
     /// The app's own logout location.
@@ -162,11 +176,21 @@ impl ProxyApp {
             // upstream) and the attributes as they are now.
             let modify = self.modify_response_call(rt, ctx, &x);
             let (headers, upgrade) = self.upstream_request(rt, ctx, &mut x).await?;
+            let (headers, login) = self
+                .upstream_login(rt, ctx, upstream, &mut x, headers, upgrade.is_some())
+                .instrument(tracing::debug_span!("upstream_login", app = %self.name))
+                .await?;
             let headers = self
                 .modify_request(rt, ctx, &mut x, headers)
                 .instrument(tracing::debug_span!("modify_request", app = %self.name))
                 .await?;
-            let resp = self.upstream(rt, upstream, x, headers, upgrade).await?;
+            let resp = match login {
+                None => self.upstream(rt, upstream, x, headers, upgrade).await?,
+                Some(login) => {
+                    self.upstream_logged_in(rt, ctx, upstream, x, headers, upgrade, login)
+                        .await?
+                }
+            };
             let resp = match modify {
                 Some((h, call)) => self.modify_response(h, call, resp).await?,
                 None => resp,
@@ -499,7 +523,7 @@ impl ProxyApp {
     ) -> Result<(HeaderMap, Option<http::HeaderValue>), Rejection> {
         // Hooks see the client's headers: they run before those move (ModifyRequest runs
         // after, on the view built here).
-        if self.modify_request_se.is_some() {
+        if self.modify_request_se.is_some() || self.upstream_login.is_some() {
             self.guest_view(rt, ctx, x);
         }
         let mut hooked = Vec::new();
@@ -519,6 +543,200 @@ impl ProxyApp {
             headers.insert(name, value);
         }
         Ok((headers, upgrade))
+    }
+
+    /// The app's upstream login (`upstreamLoginSE`), for a request with a session: the
+    /// cookies stored for the app, or, when there are none, the UpstreamLogin hook's (then
+    /// stored); merged into the `cookie` header over the browser's (`upstream_login::
+    /// merge_cookies`). A failed login refuses the request (500): it never reaches the
+    /// upstream without its login. A request without a session (anonymous on a public
+    /// location, a bearer token) has no upstream login.
+    async fn upstream_login<'s>(
+        &'s self,
+        rt: &Runtime,
+        ctx: &RequestCtx,
+        upstream: &Upstream,
+        x: &mut Exchange<'_>,
+        mut headers: HeaderMap,
+        upgrade: bool,
+    ) -> Result<(HeaderMap, Option<LoginState<'s>>), Rejection> {
+        let Some(login) = &self.upstream_login else {
+            return Ok((headers, None));
+        };
+        let Some(stored) = x
+            .session
+            .as_ref()
+            .map(|s| s.data.upstream_cookies.get(&self.name))
+        else {
+            return Ok((headers, None));
+        };
+        let (sent, ran) = match stored {
+            Some(cookies) => (cookies.clone(), false),
+            None => {
+                let call = self.hook_call(rt, ctx, x);
+                let call = HookCall {
+                    request: call.request.clone(),
+                    attrs: call.attrs,
+                };
+                let cookies =
+                    self.log_in_upstream(rt, ctx, upstream, login, x.session.as_mut(), call);
+                (cookies.await?, true)
+            }
+        };
+        let body_empty = x
+            .body
+            .as_ref()
+            .is_some_and(hyper::body::Body::is_end_stream);
+        let resend = !ran
+            && login.relogin.is_set()
+            && upstream_login::resendable(&x.parts.method, body_empty, upgrade);
+        let browser = headers.get(http::header::COOKIE).cloned();
+        upstream_login::merge_cookies(&mut headers, browser.as_ref(), &sent);
+        Ok((
+            headers,
+            Some(LoginState {
+                login,
+                browser,
+                sent,
+                resend,
+            }),
+        ))
+    }
+
+    /// Runs the UpstreamLogin hook and stores its cookies in the session (`session`: the
+    /// request's; a failed write is logged, the request goes on with the cookies).
+    async fn log_in_upstream(
+        &self,
+        rt: &Runtime,
+        ctx: &RequestCtx,
+        upstream: &Upstream,
+        login: &UpstreamLogin,
+        session: Option<&mut Session>,
+        call: HookCall,
+    ) -> Result<Vec<(String, String)>, Rejection> {
+        let own = rt.own_cookie_names();
+        let called = login
+            .hook
+            .upstream_login(call, upstream.url(), &own)
+            .await
+            .map_err(|_| Rejection::ExtensionFailed)?;
+        let cookies = called.value;
+        tracing::info!(app = %self.name, extension = %login.hook.extension.name,
+            request_id = %ctx.request_id, cookies = cookies.len(), "signed in at the upstream");
+        let Some(s) = session else {
+            return Ok(cookies);
+        };
+        if called.wrote {
+            if let Err(e) = rt.sessions.take_attrs(s, called.attrs).await {
+                tracing::warn!(error = %e, "attributes set by an extension were not stored");
+            }
+        }
+        std::sync::Arc::make_mut(&mut s.data)
+            .upstream_cookies
+            .insert(self.name.clone(), cookies.clone());
+        let stored = rt
+            .sessions
+            .modify(s, |d| {
+                d.upstream_cookies
+                    .insert(self.name.clone(), cookies.clone());
+            })
+            .await;
+        if let Err(e) = stored {
+            // This request has its login; the next one logs in again.
+            tracing::warn!(app = %self.name, error = %e, "upstream cookies were not stored in the session");
+        }
+        Ok(cookies)
+    }
+
+    /// Drops the app's stored upstream cookies (the upstream's session is over).
+    async fn forget_upstream_cookies(&self, rt: &Runtime, session: &mut Session) {
+        std::sync::Arc::make_mut(&mut session.data)
+            .upstream_cookies
+            .remove(&self.name);
+        let dropped = rt
+            .sessions
+            .modify(session, |d| {
+                d.upstream_cookies.remove(&self.name);
+            })
+            .await;
+        if let Err(e) = dropped {
+            tracing::warn!(app = %self.name, error = %e, "expired upstream cookies were not removed from the session");
+        }
+    }
+
+    /// The upstream call of an app with an upstream login. An answer that says the
+    /// upstream's session expired (`reloginOn`) drops the stored cookies; a request that may
+    /// be sent again (see `LoginState::resend`) logs in once more and is sent again with the
+    /// new cookies, any other gets that answer (its next request logs in). At most one login
+    /// per request. The browser never gets a `Set-Cookie` of a stored cookie's name.
+    #[allow(clippy::too_many_arguments)]
+    async fn upstream_logged_in(
+        &self,
+        rt: &Runtime,
+        ctx: &RequestCtx,
+        upstream: &Upstream,
+        mut x: Exchange<'_>,
+        headers: HeaderMap,
+        upgrade: Option<http::HeaderValue>,
+        state: LoginState<'_>,
+    ) -> Result<Response<Body>, Rejection> {
+        let LoginState {
+            login,
+            browser,
+            mut sent,
+            resend,
+        } = state;
+        let mut session = x.session.take();
+        // What a second attempt needs, kept before the exchange moves upstream: the request
+        // line, the headers as sent, and the hooks' view of the request (taken: no hook of
+        // this request reads it any more).
+        let again = resend.then(|| x.guest.take()).flatten().map(|view| {
+            let retry = Exchange {
+                parts: x.parts.clone(),
+                body: Some(RequestBody::local(bytes::Bytes::new())),
+                path: x.path.clone(),
+                policy: x.policy,
+                session: None,
+                loose: Attributes::new(),
+                sign_in: x.sign_in,
+                bearer: false,
+                guest: Default::default(),
+            };
+            (retry, headers.clone(), view)
+        });
+        let mut resp = self.upstream(rt, upstream, x, headers, upgrade).await?;
+        if login.relogin.expired(&resp) {
+            tracing::info!(app = %self.name, request_id = %ctx.request_id, status = resp.status().as_u16(),
+                "the upstream's session expired; its cookies are dropped");
+            if let Some(s) = session.as_mut() {
+                self.forget_upstream_cookies(rt, s).await;
+            }
+            if let Some((retry, mut headers, request)) = again {
+                drop(resp);
+                let call = HookCall {
+                    request,
+                    attrs: session
+                        .as_ref()
+                        .map(|s| s.data.attrs.clone())
+                        .unwrap_or_default(),
+                };
+                let cookies = self
+                    .log_in_upstream(rt, ctx, upstream, login, session.as_mut(), call)
+                    .await?;
+                upstream_login::merge_cookies(&mut headers, browser.as_ref(), &cookies);
+                resp = self.upstream(rt, upstream, retry, headers, None).await?;
+                if login.relogin.expired(&resp) {
+                    tracing::warn!(app = %self.name, request_id = %ctx.request_id,
+                        "the upstream refused the cookies of a fresh login; its answer is passed on");
+                    if let Some(s) = session.as_mut() {
+                        self.forget_upstream_cookies(rt, s).await;
+                    }
+                }
+                sent.extend(cookies);
+            }
+        }
+        headers::drop_own_set_cookies(resp.headers_mut(), &upstream_login::names(&sent));
+        Ok(resp)
     }
 
     /// The ModifyRequest hook's rewrite of the upstream request (its headers, path and query),

@@ -126,6 +126,11 @@ impl Upstream {
         &self.authority
     }
 
+    /// The upstream's URL as configured, without a trailing slash: `http://legacy:8080/base`.
+    pub fn url(&self) -> String {
+        format!("{}://{}{}", self.scheme, self.authority, self.base_path)
+    }
+
     /// The authority as a `Host` header value (`None` if it cannot be one).
     pub fn host_header(&self) -> Option<&HeaderValue> {
         self.host_header.as_ref()

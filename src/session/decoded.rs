@@ -91,6 +91,7 @@ mod tests {
                 sid: String::new(),
                 rps: Default::default(),
                 lifetime: None,
+                upstream_cookies: Default::default(),
                 created: n,
                 seen: n,
                 attrs: Default::default(),

@@ -89,6 +89,12 @@ pub struct SessionData {
     /// the provider reports for it). Missing in records written before it existed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub logins: BTreeMap<String, Authentication>,
+    /// Cookies of legacy upstreams an `upstreamLoginSE` signed the user in to, by app name:
+    /// sent to that app's upstream only, never to the browser, and kept apart from the
+    /// attributes so no hook, template or claim can read them. A new login drops them (they
+    /// belong to the previous sign-in).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub upstream_cookies: BTreeMap<String, Vec<(String, String)>>,
 }
 
 /// One attribute-provider lookup cached in a session.
@@ -481,6 +487,7 @@ impl Sessions {
                     .filter(|(k, _)| k.as_str() != connector)
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect(),
+                upstream_cookies: Default::default(),
             },
             None => SessionData {
                 v: SESSION_FORMAT,
@@ -493,6 +500,7 @@ impl Sessions {
                 rps: BTreeMap::new(),
                 lifetime: None,
                 logins: BTreeMap::new(),
+                upstream_cookies: Default::default(),
             },
         };
         data.attrs.extend(attrs);

@@ -16,6 +16,7 @@ mod edge;
 mod extension_apis;
 mod extension_app_hooks;
 mod extension_hooks;
+mod extension_upstream_login;
 mod extensions;
 mod forward_auth;
 mod ldap;

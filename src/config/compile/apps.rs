@@ -163,6 +163,12 @@ pub(super) fn compile_proxy_app(
         ctx,
     );
     ok &= modify_request_se.is_ok();
+    let upstream_login = upstream_login::compile_upstream_login(
+        cfg.upstreamLoginSE.as_ref(),
+        &p.key("upstreamLoginSE"),
+        ctx,
+    );
+    ok &= upstream_login.is_ok();
     let headers = compile_headers(&cfg, p, ctx);
     let policies = compile_policies(&cfg, p, connectors, ctx);
     let logout = compile_logout(&cfg, p, ctx);
@@ -223,6 +229,7 @@ pub(super) fn compile_proxy_app(
         error_page: error_page.ok().flatten(),
         handle_unauthorized_se: handle_unauthorized_se.ok().flatten(),
         modify_request_se: modify_request_se.ok().flatten(),
+        upstream_login: upstream_login.ok().flatten(),
         headers: headers.injected,
         policies: PolicySet::new(policies),
         logout,
@@ -246,6 +253,7 @@ fn compile_forward_auth(
         ("logout", cfg.logout.is_some()),
         ("modifyResponseSE", cfg.modifyResponseSE.is_some()),
         ("modifyRequestSE", cfg.modifyRequestSE.is_some()),
+        ("upstreamLoginSE", cfg.upstreamLoginSE.is_some()),
     ];
     for (key, set) in upstream_only {
         if set {

@@ -44,6 +44,7 @@ mod session_lifetime;
 mod store;
 use session::{compile_session, location_setting};
 mod telemetry;
+mod upstream_login;
 /// A connector's `throttle`.
 pub(super) use limits::throttle;
 use telemetry::{compile_logging, compile_tracing};

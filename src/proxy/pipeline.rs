@@ -735,8 +735,49 @@ impl ProxyApp {
                 sent.extend(cookies);
             }
         }
+        if let Some(s) = session.as_mut() {
+            self.keep_rotated_cookies(rt, s, resp.headers()).await;
+        }
         headers::drop_own_set_cookies(resp.headers_mut(), &upstream_login::names(&sent));
         Ok(resp)
+    }
+
+    /// Stores what the upstream's answer re-set of the app's stored cookies (a rotated
+    /// session id, a slid expiry; `upstream_login::rotated`). A set that no longer passes
+    /// the login's checks (all deleted, or over the size limit) is dropped: the next request
+    /// logs in again.
+    async fn keep_rotated_cookies(&self, rt: &Runtime, session: &mut Session, answer: &HeaderMap) {
+        let Some(next) = session
+            .data
+            .upstream_cookies
+            .get(&self.name)
+            .and_then(|stored| upstream_login::rotated(stored, answer))
+        else {
+            return;
+        };
+        let own = rt.own_cookie_names();
+        let refused = match next.is_empty() {
+            true => Some("the answer deleted them all".to_string()),
+            false => crate::extensions::call::check_upstream_cookies(&next, &own).err(),
+        };
+        if let Some(why) = refused {
+            tracing::info!(app = %self.name, reason = %why,
+                "the upstream's answer ended its stored cookies; the next request logs in again");
+            self.forget_upstream_cookies(rt, session).await;
+            return;
+        }
+        std::sync::Arc::make_mut(&mut session.data)
+            .upstream_cookies
+            .insert(self.name.clone(), next.clone());
+        let stored = rt
+            .sessions
+            .modify(session, |d| {
+                d.upstream_cookies.insert(self.name.clone(), next.clone());
+            })
+            .await;
+        if let Err(e) = stored {
+            tracing::warn!(app = %self.name, error = %e, "rotated upstream cookies were not stored in the session");
+        }
     }
 
     /// The ModifyRequest hook's rewrite of the upstream request (its headers, path and query),

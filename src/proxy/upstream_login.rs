@@ -6,7 +6,8 @@
 //! returns (`SessionData::upstream_cookies`, per app) and merges the cookies into every
 //! upstream request of the app ([`merge_cookies`]). When the upstream's answer says its
 //! session is over ([`Relogin::expired`]) the cookies are dropped and the login runs again;
-//! a request the gateway may send twice ([`resendable`]) is then sent once more.
+//! a request the gateway may send twice ([`resendable`]) is then sent once more. An answer
+//! that re-sets a stored cookie updates it ([`rotated`]).
 
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
@@ -103,6 +104,48 @@ pub fn merge_cookies(
     }
 }
 
+/// The stored cookies after the upstream's answer changed some of them (`Set-Cookie` of a
+/// stored name with another value: the upstream rotated its session id), or `None` when it
+/// changed none (re-setting the same value, e.g. to slide its expiry, stores nothing). A cookie the answer deletes (empty value, `Max-Age` ≤ 0, or an `Expires` in
+/// the past) is left out; the others keep their place. A legacy app that rotates its session
+/// cookie would otherwise get the old value back and treat the user as signed out.
+pub fn rotated(stored: &[(String, String)], answer: &HeaderMap) -> Option<Vec<(String, String)>> {
+    let mut next = stored.to_vec();
+    let mut changed = false;
+    for line in answer.get_all(header::SET_COOKIE) {
+        let Ok(line) = line.to_str() else { continue };
+        let mut parts = line.split(';');
+        let Some((name, value)) = parts.next().and_then(|p| p.split_once('=')) else {
+            continue;
+        };
+        let (name, value) = (name.trim(), value.trim());
+        let Some(at) = next.iter().position(|(n, _)| n == name) else {
+            continue;
+        };
+        if value.is_empty() || parts.any(deletes) {
+            next.remove(at);
+            changed = true;
+        } else if next[at].1 != value {
+            next[at].1 = value.to_string();
+            changed = true;
+        }
+    }
+    changed.then_some(next)
+}
+
+/// Whether a `Set-Cookie` attribute ends the cookie now (RFC 6265 §5.2.1, §5.2.2).
+fn deletes(attribute: &str) -> bool {
+    let Some((key, value)) = attribute.split_once('=') else {
+        return false;
+    };
+    let value = value.trim();
+    if key.trim().eq_ignore_ascii_case("max-age") {
+        return value.parse::<i64>().is_ok_and(|secs| secs <= 0);
+    }
+    key.trim().eq_ignore_ascii_case("expires")
+        && httpdate::parse_http_date(value).is_ok_and(|at| at <= std::time::SystemTime::now())
+}
+
 /// The names of the stored cookies, for dropping the upstream's `Set-Cookie` of them: the
 /// browser never holds the upstream session.
 pub fn names(stored: &[(String, String)]) -> Vec<&str> {
@@ -156,6 +199,66 @@ mod tests {
         assert!(!r.expired(&answer(200, Some("/login"))));
         assert!(!r.expired(&answer(403, None)));
         assert!(!Relogin::default().expired(&answer(401, None)));
+    }
+
+    fn set_cookies(lines: &[&'static str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for l in lines {
+            h.append(header::SET_COOKIE, HeaderValue::from_static(l));
+        }
+        h
+    }
+
+    #[test]
+    fn a_re_set_stored_cookie_is_rotated_or_deleted() {
+        let two = vec![
+            ("LEGACYSESSION".to_string(), "abc".to_string()),
+            ("XSRF".to_string(), "t1".to_string()),
+        ];
+        // Only other cookies, or the same value again: nothing to store.
+        assert_eq!(rotated(&two, &set_cookies(&["theme=dark; Path=/"])), None);
+        assert_eq!(
+            rotated(&two, &set_cookies(&["LEGACYSESSION=abc; Max-Age=600"])),
+            None
+        );
+        assert_eq!(rotated(&two, &HeaderMap::new()), None);
+        // A new session id, attributes and spacing ignored; the other cookie kept in place.
+        assert_eq!(
+            rotated(
+                &two,
+                &set_cookies(&["LEGACYSESSION = new1 ; Path=/; HttpOnly"])
+            ),
+            Some(vec![
+                ("LEGACYSESSION".to_string(), "new1".to_string()),
+                ("XSRF".to_string(), "t1".to_string()),
+            ])
+        );
+        // Deleted: empty value, Max-Age 0 or negative, an Expires in the past.
+        for deleting in [
+            "XSRF=; Path=/",
+            "XSRF=t2; Max-Age=0",
+            "XSRF=t2; max-age=-1",
+            "XSRF=t2; Expires=Thu, 01 Jan 1970 00:00:00 GMT",
+            "XSRF=t2; expires=Thursday, 01-Jan-70 00:00:00 GMT",
+        ] {
+            assert_eq!(
+                rotated(&two, &set_cookies(&[deleting])),
+                Some(vec![("LEGACYSESSION".to_string(), "abc".to_string())]),
+                "{deleting}"
+            );
+        }
+        // Not deleting: a future Expires, a positive or unreadable Max-Age.
+        for keeping in [
+            "XSRF=t2; Expires=Fri, 01 Jan 2100 00:00:00 GMT",
+            "XSRF=t2; Max-Age=60",
+            "XSRF=t2; Max-Age=soon",
+        ] {
+            assert_eq!(
+                rotated(&two, &set_cookies(&[keeping])).unwrap()[1].1,
+                "t2",
+                "{keeping}"
+            );
+        }
     }
 
     #[test]

@@ -166,7 +166,24 @@ async fn legacy_answer(state: &Legacy, req: Request<Incoming>) -> Response<Full<
                     String::new(),
                 ),
                 Some(user) => {
-                    let id = cookie_of(&req, "LEGACYSESSION").unwrap();
+                    let mut id = cookie_of(&req, "LEGACYSESSION").unwrap();
+                    let mut session_cookie = format!("LEGACYSESSION={id}; Path=/");
+                    match path.as_str() {
+                        // A privilege change: a new session id, the old one is void.
+                        "/rotate" => {
+                            s.sessions.remove(&id);
+                            s.next += 1;
+                            id = format!("sess-r{}", s.next);
+                            s.sessions.insert(id.clone(), user.clone());
+                            session_cookie = format!("LEGACYSESSION={id}; Path=/; HttpOnly");
+                        }
+                        // The app's own sign-out: the session ends, its cookie is deleted.
+                        "/signout" => {
+                            s.sessions.remove(&id);
+                            session_cookie = "LEGACYSESSION=gone; Path=/; Max-Age=0".to_string();
+                        }
+                        _ => {}
+                    }
                     let echo = serde_json::json!({
                         "user": user, "method": method, "path": path, "cookie": cookie_header,
                     });
@@ -174,7 +191,7 @@ async fn legacy_answer(state: &Legacy, req: Request<Incoming>) -> Response<Full<
                         200,
                         &[
                             ("content-type", "application/json".into()),
-                            ("set-cookie", format!("LEGACYSESSION={id}; Path=/")),
+                            ("set-cookie", session_cookie),
                             ("set-cookie", "legacy_pref=blue; Path=/".into()),
                         ],
                         echo.to_string(),
@@ -314,6 +331,59 @@ async fn the_upstream_sees_its_own_session_and_the_browser_never_does() {
     let page = json(get(&gw, "/home", &other, &[]).await).await;
     assert_eq!(page["cookie"], "LEGACYSESSION=sess-4");
     assert_eq!(legacy.logins(), 2);
+}
+
+/// The legacy app rotates its session id (the new value is kept, the old one never sent
+/// again, no new login) and later deletes its cookie at its own sign-out (the next request
+/// logs in again, without `reloginOn`): the gateway follows the upstream's `Set-Cookie` of a
+/// stored cookie, and the browser still never sees it.
+#[tokio::test]
+async fn a_rotated_or_deleted_upstream_cookie_is_followed() {
+    let (up, legacy) = legacy_app().await;
+    let login_only = r#"{ funcName: UpstreamLogin, extension: legacy }"#;
+    let gw = Gateway::start_with(&config(up, login_only, ""), &SECRET);
+    let (cookie, _) = login(&gw, "/home", "local", "alice", "pw").await;
+
+    // The first request logs in upstream (sess-2); the answer rotates the id.
+    let r = get(&gw, "/rotate", &cookie, &[]).await;
+    assert!(set_cookies(&r)
+        .iter()
+        .all(|c| !c.starts_with("LEGACYSESSION")));
+    let page = json(r).await;
+    assert_eq!(page["cookie"], "LEGACYSESSION=sess-2");
+    assert_eq!(legacy.logins(), 1);
+    let page = json(get(&gw, "/after", &cookie, &[]).await).await;
+    assert_eq!(page["user"], "alice");
+    assert_eq!(
+        page["cookie"], "LEGACYSESSION=sess-r3",
+        "the rotated id is sent"
+    );
+    assert_eq!(legacy.logins(), 1, "a rotation is no new login");
+
+    let r = get(&gw, "/signout", &cookie, &[]).await;
+    assert!(set_cookies(&r)
+        .iter()
+        .all(|c| !c.starts_with("LEGACYSESSION")));
+    json(r).await;
+    let page = json(get(&gw, "/again", &cookie, &[]).await).await;
+    assert_eq!(legacy.logins(), 2, "a deleted cookie means a new login");
+    assert_eq!(page["cookie"], "LEGACYSESSION=sess-5");
+    let sent: Vec<(String, Option<String>)> = legacy
+        .pages()
+        .into_iter()
+        .map(|(_, path, cookie)| (path, cookie))
+        .collect();
+    let cookie = |c: &str| Some(format!("LEGACYSESSION={c}"));
+    assert_eq!(
+        sent,
+        vec![
+            ("/rotate".to_string(), cookie("sess-2")),
+            ("/after".to_string(), cookie("sess-r3")),
+            ("/signout".to_string(), cookie("sess-r3")),
+            ("/again".to_string(), cookie("sess-5")),
+        ],
+        "the old id is never sent after the rotation, the deleted one never after the sign-out"
+    );
 }
 
 /// The legacy app forgets its sessions: a GET is answered after a new login (sent once

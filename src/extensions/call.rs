@@ -119,8 +119,8 @@ enum Extra {
     Upstream(UpstreamRequest),
     /// The request body (Serve).
     Body(Vec<u8>),
-    /// UpstreamLogin: the app's upstream URL.
-    UpstreamUrl(String),
+    /// UpstreamLogin: the app's upstream URL, and the client `http-fetch` reaches it with.
+    UpstreamUrl(String, super::host::HttpClient),
 }
 
 /// A ModifyRequest answer whose headers passed the generic checks (valid, none the gateway
@@ -488,9 +488,10 @@ impl Hook {
         &self,
         call: HookCall<R>,
         upstream_url: String,
+        client: super::host::HttpClient,
         own: &[&str],
     ) -> Result<Called<Vec<(String, String)>>, CallError> {
-        self.run(call, Extra::UpstreamUrl(upstream_url), |r, _| {
+        self.run(call, Extra::UpstreamUrl(upstream_url, client), |r, _| {
             let cookies = expect!(r, Ret::Login(l) => l)
                 .map_err(|why| format!("the guest reported a failed login: {why}"))?;
             check_upstream_cookies(&cookies, own)?;
@@ -520,7 +521,9 @@ impl Hook {
             deadline: started + limits.timeout,
             wasi: None,
             upstream_origin: match &extra {
-                Extra::UpstreamUrl(u) => super::host::Origin::of(u),
+                Extra::UpstreamUrl(u, client) => {
+                    super::host::Origin::of(u).map(|o| (o, client.clone()))
+                }
                 _ => None,
             },
         };
@@ -773,7 +776,7 @@ async fn invoke(
             req
         )),
         HookKind::UpstreamLogin => {
-            let Extra::UpstreamUrl(url) = &extra else {
+            let Extra::UpstreamUrl(url, _) = &extra else {
                 return Err(wasmtime::format_err!("internal: upstream URL missing"));
             };
             Ret::Login(call_hook!(

@@ -32,7 +32,12 @@ const MAX_CACHE_TTL: u32 = 30 * 24 * 3600;
 pub type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 pub fn http_client() -> Result<HttpClient, String> {
-    let tls = crate::tls::client_config(None, None)?;
+    Ok(http_client_with(crate::tls::client_config(None, None)?))
+}
+
+/// An `http-fetch` client trusting what `tls` trusts: an UpstreamLogin call reaches the app's
+/// upstream with the app's own TLS profile (a legacy app behind a private CA).
+pub fn http_client_with(tls: rustls::ClientConfig) -> HttpClient {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     http.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -42,9 +47,9 @@ pub fn http_client() -> Result<HttpClient, String> {
         .enable_http1()
         .enable_http2()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
+    Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(30))
-        .build(connector))
+        .build(connector)
 }
 
 /// The store data of one call.
@@ -60,8 +65,9 @@ pub struct HostState {
     pub(super) deadline: Instant,
     /// WASI for guests that import it, built on the call's first WASI function.
     pub(super) wasi: Option<Box<WasiState>>,
-    /// An UpstreamLogin call's app upstream: `http-fetch` may reach it beside `allowedHosts`.
-    pub(super) upstream_origin: Option<Origin>,
+    /// An UpstreamLogin call's app upstream: `http-fetch` may reach it beside `allowedHosts`,
+    /// with the client of the app's TLS profile.
+    pub(super) upstream_origin: Option<(Origin, HttpClient)>,
 }
 
 /// The scheme, host and port of a URL: what an UpstreamLogin call may fetch besides the
@@ -342,8 +348,9 @@ impl host::Host for HostState {
         let own_upstream = self
             .upstream_origin
             .as_ref()
-            .is_some_and(|o| o.admits(&url));
-        if !own_upstream && !self.ext.allowed_hosts.iter().any(|p| p.matches(host, port)) {
+            .filter(|(o, _)| o.admits(&url))
+            .map(|(_, client)| client.clone());
+        if own_upstream.is_none() && !self.ext.allowed_hosts.iter().any(|p| p.matches(host, port)) {
             tracing::warn!(extension = %self.ext.name, request_id = %self.request_id, host, "outbound request to a host not in allowedHosts refused");
             return Err(format!(
                 "host `{host}` is not in this extension's allowedHosts"
@@ -363,7 +370,7 @@ impl host::Host for HostState {
             0 => left,
             ms => left.min(Duration::from_millis(ms.into())),
         };
-        let client = self.ext.services.http.clone();
+        let client = own_upstream.unwrap_or_else(|| self.ext.services.http.clone());
         let fetch = async move {
             let resp = client
                 .request(req)

@@ -617,7 +617,7 @@ impl ProxyApp {
         let own = rt.own_cookie_names();
         let called = login
             .hook
-            .upstream_login(call, upstream.url(), &own)
+            .upstream_login(call, upstream.url(), upstream.fetch_client(), &own)
             .await
             .map_err(|_| Rejection::ExtensionFailed)?;
         let cookies = called.value;

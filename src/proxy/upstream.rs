@@ -68,6 +68,10 @@ pub struct Upstream {
     /// The multiplexed connection, once an https upstream has chosen HTTP/2.
     http2: Mutex<Option<http2::SendRequest<Body>>>,
     response_timeout: Duration,
+    /// The app's TLS profile, for the `http-fetch` client of an UpstreamLogin call (made at
+    /// the first one): the legacy login reaches the upstream trusting what the proxy trusts.
+    tls: rustls::ClientConfig,
+    fetch_client: std::sync::OnceLock<crate::extensions::host::HttpClient>,
 }
 
 impl std::fmt::Debug for Upstream {
@@ -108,7 +112,7 @@ impl Upstream {
             other => return Err(format!("upstream scheme `{other}` is not http or https")),
         };
         let authority = url.authority().cloned().ok_or("upstream needs a host")?;
-        let connector = Connector::new(&authority, https, tls, connect_timeout)?;
+        let connector = Connector::new(&authority, https, tls.clone(), connect_timeout)?;
         let host_header = HeaderValue::from_str(authority.as_str()).ok();
         Ok(Self {
             scheme,
@@ -119,6 +123,8 @@ impl Upstream {
             pool: Pool::new(MAX_IDLE, idle_timeout),
             http2: Mutex::new(None),
             response_timeout,
+            tls,
+            fetch_client: std::sync::OnceLock::new(),
         })
     }
 
@@ -129,6 +135,14 @@ impl Upstream {
     /// The upstream's URL as configured, without a trailing slash: `http://legacy:8080/base`.
     pub fn url(&self) -> String {
         format!("{}://{}{}", self.scheme, self.authority, self.base_path)
+    }
+
+    /// The client an UpstreamLogin's `http-fetch` reaches this upstream with: the app's TLS
+    /// profile (CA, minimum version), its own connection pool.
+    pub fn fetch_client(&self) -> crate::extensions::host::HttpClient {
+        self.fetch_client
+            .get_or_init(|| crate::extensions::host::http_client_with(self.tls.clone()))
+            .clone()
     }
 
     /// The authority as a `Host` header value (`None` if it cannot be one).

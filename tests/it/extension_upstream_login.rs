@@ -77,6 +77,33 @@ fn answer(status: u16, headers: &[(&'static str, String)], body: String) -> Resp
 /// 302 to `/login?next=…`; with one, a JSON echo (user, method, path, cookie header) that
 /// also sets `LEGACYSESSION` again (the gateway must not pass that to the browser).
 async fn legacy_app() -> (SocketAddr, Legacy) {
+    legacy_app_with(None).await
+}
+
+/// The legacy app on https, with a certificate of a private CA (in `dir`; returns its file).
+async fn legacy_app_https(dir: &std::path::Path) -> (SocketAddr, Legacy, std::path::PathBuf) {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let ca = crate::support::slapd::write_tls_material(dir);
+    let certs = CertificateDer::pem_file_iter(dir.join("server.pem"))
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("server-key.pem")).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let (addr, legacy) = legacy_app_with(Some(acceptor)).await;
+    (addr, legacy, ca)
+}
+
+async fn legacy_app_with(tls: Option<tokio_rustls::TlsAcceptor>) -> (SocketAddr, Legacy) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let legacy = Legacy::default();
@@ -87,14 +114,20 @@ async fn legacy_app() -> (SocketAddr, Legacy) {
                 continue;
             };
             let state = state.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: Request<Incoming>| {
                     let state = state.clone();
                     async move { Ok::<_, std::convert::Infallible>(legacy_answer(&state, req).await) }
                 });
-                let _ = auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let _ = match tls {
+                    None => builder.serve_connection(TokioIo::new(stream), svc).await,
+                    Some(acceptor) => match acceptor.accept(stream).await {
+                        Ok(tls) => builder.serve_connection(TokioIo::new(tls), svc).await,
+                        Err(_) => return,
+                    },
+                };
             });
         }
     });
@@ -384,6 +417,34 @@ async fn a_rotated_or_deleted_upstream_cookie_is_followed() {
         ],
         "the old id is never sent after the rotation, the deleted one never after the sign-out"
     );
+}
+
+/// A legacy app on https behind a private CA: the login's `http-fetch` to the app's upstream
+/// trusts what the app's `tls` profile trusts (its `caFile`), as the proxied requests do; the
+/// extension's other fetches keep the public roots.
+#[tokio::test]
+async fn the_login_reaches_an_https_upstream_with_the_apps_tls_profile() {
+    let dir = tempfile::tempdir().unwrap();
+    let (up, legacy, ca) = legacy_app_https(dir.path()).await;
+    let yaml = config(
+        up,
+        LOGIN,
+        &format!("tls:\n  legacyCA: {{ caFile: \"{}\" }}\n", ca.display()),
+    )
+    .replace(
+        &format!("upstream: http://{up}\n"),
+        &format!(
+            "upstream: https://127.0.0.1:{}\n    tls: legacyCA\n",
+            up.port()
+        ),
+    );
+    assert!(yaml.contains("tls: legacyCA"), "{yaml}");
+    let gw = Gateway::start_with(&yaml, &SECRET);
+    let (cookie, _) = login(&gw, "/home", "local", "alice", "pw").await;
+    let page = json(get(&gw, "/home", &cookie, &[]).await).await;
+    assert_eq!(page["user"], "alice");
+    assert_eq!(page["cookie"], "LEGACYSESSION=sess-2");
+    assert_eq!(legacy.logins(), 1);
 }
 
 /// The legacy app forgets its sessions: a GET is answered after a new login (sent once

@@ -153,7 +153,10 @@ fn answers_bind(port: u16) -> bool {
         .any(|w| w[0] == 0x61 && w[2] == 0x0a && w[3] == 0x01)
 }
 
-fn write_tls_material(dir: &Path) -> PathBuf {
+/// A test CA (`ca.pem`) and a server certificate for 127.0.0.1/localhost signed by it
+/// (`server.pem`, `server-key.pem`) in `dir`; returns the CA file. Also used by tests that
+/// need an https server behind a private CA.
+pub fn write_tls_material(dir: &Path) -> PathBuf {
     use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();

@@ -120,7 +120,7 @@ enum Extra {
     /// The request body (Serve).
     Body(Vec<u8>),
     /// UpstreamLogin: the app's upstream URL, and the client `http-fetch` reaches it with.
-    UpstreamUrl(String, super::host::HttpClient),
+    UpstreamUrl(String, Box<super::host::HttpClient>),
 }
 
 /// A ModifyRequest answer whose headers passed the generic checks (valid, none the gateway
@@ -491,12 +491,16 @@ impl Hook {
         client: super::host::HttpClient,
         own: &[&str],
     ) -> Result<Called<Vec<(String, String)>>, CallError> {
-        self.run(call, Extra::UpstreamUrl(upstream_url, client), |r, _| {
-            let cookies = expect!(r, Ret::Login(l) => l)
-                .map_err(|why| format!("the guest reported a failed login: {why}"))?;
-            check_upstream_cookies(&cookies, own)?;
-            Ok(cookies)
-        })
+        self.run(
+            call,
+            Extra::UpstreamUrl(upstream_url, Box::new(client)),
+            |r, _| {
+                let cookies = expect!(r, Ret::Login(l) => l)
+                    .map_err(|why| format!("the guest reported a failed login: {why}"))?;
+                check_upstream_cookies(&cookies, own)?;
+                Ok(cookies)
+            },
+        )
         .await
     }
 
@@ -522,7 +526,7 @@ impl Hook {
             wasi: None,
             upstream_origin: match &extra {
                 Extra::UpstreamUrl(u, client) => {
-                    super::host::Origin::of(u).map(|o| (o, client.clone()))
+                    super::host::Origin::of(u).map(|o| (o, (**client).clone()))
                 }
                 _ => None,
             },

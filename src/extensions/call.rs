@@ -504,8 +504,19 @@ impl Hook {
         .await
     }
 
-    /// Runs the call, then `check` on its result; counts and logs the outcome.
+    /// Runs the call, then `check` on its result; counts and logs the outcome. The call's
+    /// future (a wasm instantiation and call) is several KiB: boxed, so that it is not part
+    /// of every caller's future, which is moved whole on every request, hook or not.
     async fn run<T, R: Borrow<GuestRequest> + Send>(
+        &self,
+        call: HookCall<R>,
+        extra: Extra,
+        check: impl FnOnce(Ret, &mut View) -> Result<T, String>,
+    ) -> Result<Called<T>, CallError> {
+        Box::pin(self.call_guest(call, extra, check)).await
+    }
+
+    async fn call_guest<T, R: Borrow<GuestRequest> + Send>(
         &self,
         call: HookCall<R>,
         extra: Extra,

@@ -186,8 +186,10 @@ impl ProxyApp {
                 .await?;
             let resp = match login {
                 None => self.upstream(rt, upstream, x, headers, upgrade).await?,
+                // Boxed: with its re-login and second attempt this future is large, and
+                // inline it would grow (and be moved with) every request's future.
                 Some(login) => {
-                    self.upstream_logged_in(rt, ctx, upstream, x, headers, upgrade, login)
+                    Box::pin(self.upstream_logged_in(rt, ctx, upstream, x, headers, upgrade, login))
                         .await?
                 }
             };

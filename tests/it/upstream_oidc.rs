@@ -296,10 +296,13 @@ async fn upstream_tokens_are_refreshed_when_they_expire() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    // The IdP writes its access line after its answer: wait for it rather than race it.
+    let token_requests = pair
+        .idp
+        .wait_logs("/oauth2/token", 2, std::time::Duration::from_secs(5));
     assert!(
-        pair.idp.logs().contains("\"status\":200")
-            && pair.idp.logs().matches("/oauth2/token").count() >= 2,
-        "a refresh grant reached the IdP"
+        token_requests.iter().all(|l| l.contains("\"status\":200")),
+        "a refresh grant reached the IdP and succeeded: {token_requests:?}"
     );
     // the IdP goes away; once the new token expires, the gateway cannot renew it: 502, not a pass
     tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
